@@ -1,0 +1,195 @@
+/*
+ * model.c: the arena allocator, span batches and small helpers on the span model.
+ *
+ * A batch's memory is one arena: decoders allocate every string, attribute and event of a
+ * request from it, so handing a batch to the writer thread and freeing it is one pointer and one
+ * free of a short block list. Blocks double in size up to 1 MiB so a big request costs few
+ * mallocs; huge single allocations get a block of their own.
+ */
+#include "storage.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct arena_block {
+    struct arena_block *next;
+    size_t size; /* usable bytes after the header */
+    size_t used;
+    _Alignas(16) unsigned char data[];
+};
+
+struct arena {
+    struct arena_block *head;
+    size_t next_size;
+    size_t total;
+};
+
+#define ARENA_MAX_BLOCK (1u << 20) /* growth stops here: bigger blocks only waste tail space */
+
+struct arena *arena_create(size_t first_block)
+{
+    struct arena *a = calloc(1, sizeof *a);
+    if (!a) return NULL;
+    a->next_size = first_block ? first_block : 4096;
+    return a;
+}
+
+void arena_destroy(struct arena *a)
+{
+    if (!a) return;
+    struct arena_block *b = a->head;
+    while (b) {
+        struct arena_block *next = b->next;
+        free(b);
+        b = next;
+    }
+    free(a);
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+    size = (size + 15) & ~(size_t)15;
+    struct arena_block *b = a->head;
+    if (!b || b->size - b->used < size) {
+        size_t bsize = a->next_size;
+        if (bsize < size) bsize = size;
+        b = malloc(sizeof *b + bsize);
+        if (!b) return NULL;
+        b->size = bsize;
+        b->used = 0;
+        if (a->head && a->head->size - a->head->used > 256 && bsize == size) {
+            /* A one-off big allocation: keep the current block at the head for small ones. */
+            b->next = a->head->next;
+            a->head->next = b;
+        } else {
+            b->next = a->head;
+            a->head = b;
+            if (a->next_size < ARENA_MAX_BLOCK) a->next_size *= 2;
+        }
+        a->total += sizeof *b + bsize;
+    }
+    void *p = b->data + b->used;
+    b->used += size;
+    memset(p, 0, size);
+    return p;
+}
+
+char *arena_strndup(struct arena *a, const char *s, size_t len)
+{
+    char *p = arena_alloc(a, len + 1);
+    if (!p) return NULL;
+    if (len) memcpy(p, s, len);
+    p[len] = '\0';
+    return p;
+}
+
+size_t arena_bytes(const struct arena *a)
+{
+    return a->total;
+}
+
+struct span_batch *span_batch_create(void)
+{
+    struct span_batch *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->arena = arena_create(16384);
+    if (!b->arena) {
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void span_batch_destroy(struct span_batch *b)
+{
+    if (!b) return;
+    arena_destroy(b->arena);
+    free(b->spans);
+    free(b);
+}
+
+struct span *span_batch_add(struct span_batch *b)
+{
+    if (b->n_spans == b->cap_spans) {
+        uint32_t cap = b->cap_spans ? b->cap_spans * 2 : 16;
+        struct span *p = realloc(b->spans, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        b->spans = p;
+        b->cap_spans = cap;
+    }
+    struct span *s = &b->spans[b->n_spans++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+void span_batch_drop_last(struct span_batch *b)
+{
+    if (b->n_spans) b->n_spans--;
+}
+
+size_t span_batch_bytes(const struct span_batch *b)
+{
+    return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span);
+}
+
+static const struct value *attrs_find(const struct attrs *as, const char *key)
+{
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < as->n; i++) {
+        const struct attr *a = &as->items[i];
+        if (a->key.len == klen && memcmp(a->key.ptr, key, klen) == 0) return &a->value;
+    }
+    return NULL;
+}
+
+const char *span_service_name(const struct span *s)
+{
+    if (s->resource) {
+        const struct value *v = attrs_find(&s->resource->attrs, "service.name");
+        if (v && v->type == VALUE_STRING && v->u.str.len > 0) return v->u.str.ptr;
+    }
+    return "unknown_service";
+}
+
+const struct value *span_attr(const struct span *s, const char *key)
+{
+    return attrs_find(&s->attrs, key);
+}
+
+/* An integer attribute that may also arrive as a numeric string (older instrumentations). */
+static bool value_as_int(const struct value *v, int64_t *out)
+{
+    if (!v) return false;
+    if (v->type == VALUE_INT) {
+        *out = v->u.i;
+        return true;
+    }
+    if (v->type == VALUE_STRING && v->u.str.len > 0 && v->u.str.len < 12) {
+        char *end;
+        long long n = strtoll(v->u.str.ptr, &end, 10);
+        if (*end == '\0') {
+            *out = n;
+            return true;
+        }
+    }
+    return false;
+}
+
+bool span_is_error(const struct span *s)
+{
+    if (s->status_code == STATUS_ERROR) return true;
+    int64_t code;
+    if (value_as_int(span_attr(s, "http.response.status_code"), &code) && code >= 500) return true;
+    if (value_as_int(span_attr(s, "http.status_code"), &code) && code >= 500) return true;
+    if (s->kind == SPAN_KIND_SERVER &&
+        value_as_int(span_attr(s, "rpc.grpc.status_code"), &code) && code != 0)
+        return true;
+    return false;
+}
+
+bool id_is_zero(const uint8_t *id, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (id[i]) return false;
+    return true;
+}

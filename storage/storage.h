@@ -1,0 +1,309 @@
+/*
+ * storage.h: meshscope's span model and its SQLite trace store.
+ *
+ * Two halves live here because every module shares them:
+ *
+ *  1. The internal span model (struct span and friends). Every ingest decoder (OTLP protobuf,
+ *     OTLP JSON, later Zipkin) decodes once into it; the store serialises it once; the query
+ *     layer renders it. It keeps everything OTLP can carry. All memory of a model object lives
+ *     in the arena of the span_batch that holds it and is freed in one go with the batch.
+ *
+ *  2. The store: one SQLite database in WAL mode. Exactly one thread (the collector's writer)
+ *     calls the write functions; any number of threads call the read functions, each of which
+ *     borrows a read-only connection from a small pool inside the store.
+ *
+ * The storage module knows nothing of HTTP, JSON or protobuf.
+ */
+#ifndef MESHSCOPE_STORAGE_H
+#define MESHSCOPE_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * Logging, shared by every module (storage is the bottom of the dependency chain). One line per
+ * event on stderr: "2026-11-27T08:00:00.123Z warn store: message". Thread-safe.
+ * ------------------------------------------------------------------------------------------- */
+enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
+extern _Atomic int log_min_level;
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Like log_msg, but at most one line per `key` per second; the rest are counted and the count is
+ * reported with the next line that passes. key is a static string naming the call site. */
+void log_ratelimited(enum log_level level, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Parses "debug", "info", "warn", "error"; -EINVAL otherwise. */
+int log_level_parse(const char *s, enum log_level *out /* OUT */);
+
+/* ---------------------------------------------------------------------------------------------
+ * Arena: a bump allocator freed in one go (h2o's mem pool). Not thread-safe; one owner at a time.
+ * ------------------------------------------------------------------------------------------- */
+struct arena;
+
+/* Returns NULL on out of memory. */
+struct arena *arena_create(size_t first_block);
+/* Accepts NULL. */
+void arena_destroy(struct arena *a);
+/* 16-byte aligned, zeroed memory; NULL on out of memory. */
+void *arena_alloc(struct arena *a, size_t size);
+/* Copies len bytes and appends a NUL; NULL on out of memory. */
+char *arena_strndup(struct arena *a, const char *s, size_t len);
+/* Bytes allocated from the system so far (used to bound queue memory). */
+size_t arena_bytes(const struct arena *a);
+
+/* ---------------------------------------------------------------------------------------------
+ * Span model. Numeric enum values are OTLP's, so decoders copy them straight through.
+ * ------------------------------------------------------------------------------------------- */
+
+/* A string or byte string. ptr is NUL-terminated for strings (not counted in len); bytes may
+ * contain NULs. A NULL ptr means "absent"; the empty string is ptr="" len=0. */
+struct mstr {
+    const char *ptr;
+    uint32_t len;
+};
+
+enum value_type {
+    VALUE_EMPTY = 0, /* AnyValue with no value set */
+    VALUE_STRING,
+    VALUE_BOOL,
+    VALUE_INT,
+    VALUE_DOUBLE,
+    VALUE_BYTES,
+    VALUE_ARRAY,
+    VALUE_KVLIST,
+};
+
+struct attr;
+
+/* OTLP AnyValue. */
+struct value {
+    enum value_type type;
+    union {
+        struct mstr str; /* VALUE_STRING and VALUE_BYTES */
+        bool b;
+        int64_t i;
+        double d;
+        struct {
+            struct value *items;
+            uint32_t n;
+        } array;
+        struct {
+            struct attr *items;
+            uint32_t n;
+        } kvlist;
+    } u;
+};
+
+/* OTLP KeyValue. */
+struct attr {
+    struct mstr key;
+    struct value value;
+};
+
+/* A list of attributes plus OTLP's dropped_attributes_count. */
+struct attrs {
+    struct attr *items;
+    uint32_t n;
+    uint32_t dropped;
+};
+
+struct resource {
+    struct attrs attrs;
+    struct mstr schema_url; /* ResourceSpans.schema_url */
+};
+
+struct scope {
+    struct mstr name;
+    struct mstr version;
+    struct attrs attrs;
+    struct mstr schema_url; /* ScopeSpans.schema_url */
+};
+
+struct span_event {
+    uint64_t time_unix_nano;
+    struct mstr name;
+    struct attrs attrs;
+};
+
+struct span_link {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    struct mstr trace_state;
+    struct attrs attrs;
+    uint32_t flags;
+};
+
+enum span_kind {
+    SPAN_KIND_UNSPECIFIED = 0,
+    SPAN_KIND_INTERNAL = 1,
+    SPAN_KIND_SERVER = 2,
+    SPAN_KIND_CLIENT = 3,
+    SPAN_KIND_PRODUCER = 4,
+    SPAN_KIND_CONSUMER = 5,
+};
+
+enum status_code {
+    STATUS_UNSET = 0,
+    STATUS_OK = 1,
+    STATUS_ERROR = 2,
+};
+
+struct span {
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    uint8_t parent_span_id[8];
+    bool has_parent; /* parent_span_id was present and not all-zero */
+    struct mstr trace_state;
+    uint32_t flags;
+    struct mstr name;
+    enum span_kind kind;
+    uint64_t start_unix_nano;
+    uint64_t end_unix_nano;
+    struct attrs attrs;
+    struct span_event *events;
+    uint32_t n_events;
+    uint32_t dropped_events;
+    struct span_link *links;
+    uint32_t n_links;
+    uint32_t dropped_links;
+    enum status_code status_code;
+    struct mstr status_message;
+    /* Shared by the spans of one ResourceSpans / ScopeSpans; owned by the batch arena. */
+    const struct resource *resource;
+    const struct scope *scope;
+};
+
+/* A batch of spans with the arena that holds them. Built by one thread (a decoder), then handed
+ * over whole (through the ingest queue) to another. */
+struct span_batch {
+    struct arena *arena;
+    struct span *spans;
+    uint32_t n_spans;
+    uint32_t cap_spans;
+    uint32_t rejected;         /* spans a decoder refused (partial_success.rejected_spans) */
+    const char *reject_reason; /* first refusal's message, static or in the arena; may be NULL */
+};
+
+/* Returns NULL on out of memory. */
+struct span_batch *span_batch_create(void);
+/* Accepts NULL. Frees the batch, its arena and everything in it. */
+void span_batch_destroy(struct span_batch *b);
+/* Appends a zeroed span and returns it (NULL on out of memory). The pointer stays valid only
+ * until the next call (the array may move): fill it before adding the next. */
+struct span *span_batch_add(struct span_batch *b);
+/* Removes the last span added (a decoder that finds it invalid after all). */
+void span_batch_drop_last(struct span_batch *b);
+/* Memory the batch holds, for the ingest queue's byte bound. */
+size_t span_batch_bytes(const struct span_batch *b);
+
+/* service.name of the span's resource, or "unknown_service" (OTel's default) when absent. */
+const char *span_service_name(const struct span *s);
+/* Looks up a span attribute by key (borrows; returns NULL if absent). */
+const struct value *span_attr(const struct span *s, const char *key);
+/* True for a "failed request": status ERROR, or an http status code attribute >= 500
+ * (http.response.status_code or the older http.status_code), or a SERVER span with
+ * rpc.grpc.status_code not 0. This is the flag the error index is built on. */
+bool span_is_error(const struct span *s);
+/* True if all bytes are zero. */
+bool id_is_zero(const uint8_t *id, size_t len);
+
+/* ---------------------------------------------------------------------------------------------
+ * Store.
+ * ------------------------------------------------------------------------------------------- */
+struct store;
+
+struct store_options {
+    const char *path;      /* database file; borrowed for the call */
+    int64_t retention_us;  /* keep data this long; 0 = forever */
+    int64_t max_db_bytes;  /* retention also trims to this size; 0 = unlimited */
+    unsigned read_pool;    /* read-only connections kept for query threads (default 4 if 0) */
+};
+
+/* Opens (creating or migrating) the database. Returns NULL and logs why on failure. */
+struct store *store_open(const struct store_options *opts);
+/* Accepts NULL. Caller guarantees no other thread is inside the store. */
+void store_close(struct store *st);
+
+/* Writer thread only. Stores every span of the n batches in one transaction: on return 0 all
+ * are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size
+ * limit full, -ENOMEM). Borrows the batches. */
+int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n);
+
+/* Writer thread only. Deletes at most max_rows rows of data received before now_us minus the
+ * retention, or the oldest data while the file exceeds max_db_bytes; one short transaction.
+ * *deleted (OUT) = spans deleted. Returns 0 (call again if *deleted > 0) or a negative errno. */
+int store_retention_step(struct store *st, int64_t now_us, unsigned max_rows, uint64_t *deleted);
+
+struct store_stats {
+    uint64_t spans_stored;
+    uint64_t traces_chunks_stored;
+    uint64_t spans_deleted;
+    uint64_t batches_committed;
+    int64_t db_bytes; /* page_count * page_size of the main file, plus the WAL */
+};
+/* Any thread. Counters are atomics; the snapshot is not one consistent instant. */
+void store_get_stats(struct store *st, struct store_stats *out /* OUT */);
+
+/* ----- reads: any thread ------------------------------------------------------------------- */
+
+/* All spans of one trace, in one batch (spans sorted by start time). Returns 0 with *out set,
+ * -ENOENT if unknown, or a negative errno. Caller owns *out (span_batch_destroy). */
+int store_get_trace(struct store *st, const uint8_t trace_id[16], struct span_batch **out);
+
+struct tag_filter {
+    const char *key;
+    const char *value; /* compared with the attribute rendered as text ("true", "500", ...) */
+};
+
+struct trace_query {
+    const char *service;   /* required */
+    const char *operation; /* NULL = any */
+    const char *span_kind; /* NULL = any; "server", "client", ... (for operation lists) */
+    int64_t start_us;      /* span start window [start_us, end_us] */
+    int64_t end_us;
+    int64_t min_duration_us; /* 0 = no bound */
+    int64_t max_duration_us; /* 0 = no bound */
+    unsigned limit;          /* max traces; 0 = 100 */
+    bool errors_only;        /* only traces where a matching span is an error (span_is_error) */
+    const struct tag_filter *tags; /* ANDed; matched against span attrs, resource attrs, and the
+                                      pseudo-tags "error", "span.kind", "otel.status_code" */
+    size_t n_tags;
+};
+
+/* Traces with a span matching q (service, operation, window, duration, tags all on the same
+ * span, as Jaeger does), most recent first. *out (OUT) is an array of *n_out batches, one per
+ * trace holding all the trace's spans; free with store_free_traces. Returns 0 or -errno. */
+int store_find_traces(struct store *st, const struct trace_query *q, struct span_batch ***out,
+                      size_t *n_out);
+/* Accepts NULL. */
+void store_free_traces(struct span_batch **traces, size_t n);
+
+/* Service names, sorted. *out is a NULL-terminated array of strings, freed with
+ * store_free_strings. */
+int store_list_services(struct store *st, char ***out);
+
+struct operation_info {
+    char *name;
+    enum span_kind kind;
+};
+/* Operations of a service (optionally only of one kind; SPAN_KIND_UNSPECIFIED = all), sorted by
+ * name. *out (OUT) array of *n_out entries; free with store_free_operations. -ENOENT for an
+ * unknown service is not an error: returns 0 with *n_out = 0. */
+int store_list_operations(struct store *st, const char *service, enum span_kind kind,
+                          struct operation_info **out, size_t *n_out);
+void store_free_operations(struct operation_info *ops, size_t n);
+void store_free_strings(char **strings);
+
+struct dependency_link {
+    char *parent;
+    char *child;
+    uint64_t call_count;
+    uint64_t error_count;
+};
+/* Service-to-service call counts in [end_us - lookback_us, end_us], from rollups the writer
+ * keeps per minute. Free with store_free_dependencies. */
+int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
+                       struct dependency_link **out, size_t *n_out);
+void store_free_dependencies(struct dependency_link *deps, size_t n);
+
+#endif
