@@ -1,1 +1,413 @@
-/* placeholder */
+/*
+ * http.c: the HTTP/1.1 listeners (libmicrohttpd) and the route table every listener serves.
+ *
+ * DESIGN
+ * - One MHD daemon per listener, each with its own pool of worker threads (epoll). Every listener
+ *   serves every route, so one port is enough for a user who wants one.
+ * - Ingest (POST /v1/traces) runs entirely on the worker thread that read the request: check the
+ *   headers (415/413 before reading the body), collect the body up to --max-body, inflate it
+ *   with the same cap, decode into a span batch, push the batch to the lock-free ingest queue,
+ *   answer. Nothing on this path takes a lock shared with other requests.
+ * - Reads (GET /api/...) go to the query module, which borrows a read-only SQLite connection.
+ * - Status codes live in one place: respond_status() below maps each outcome to OTLP/HTTP's
+ *   codes (400 never retried by clients; 413; 415; 503 + Retry-After when the queue is full).
+ * - Threads: MHD worker threads only. Shared state: the queue and the self_metrics atomics.
+ */
+#include "collector_int.h"
+#include "otlp.h"
+#include "query.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <microhttpd.h>
+
+struct http_server {
+    struct MHD_Daemon *mhd;
+    struct http_context *ctx;
+    char *name;
+    unsigned port;
+};
+
+enum route { ROUTE_NONE, ROUTE_OTLP_TRACES };
+
+/* Per-request state, from the first call of the access handler to the completion callback. */
+struct request {
+    enum route route;
+    bool json;              /* request content type is JSON (answer in kind) */
+    enum content_encoding encoding;
+    bool too_large;         /* body exceeded the cap: drain and answer 413 */
+    uint8_t *body;
+    size_t len, cap;
+};
+
+/* Largest OTLP request the daemon reads before decompression; equal to --max-body (an honest
+ * compressed body is never larger than what it inflates to, give or take a few header bytes). */
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, unsigned status,
+                                     const char *content_type, char *body, size_t len,
+                                     int retry_after)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE
+                                                         : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    if (content_type) MHD_add_response_header(r, "Content-Type", content_type);
+    if (retry_after > 0) {
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", retry_after);
+        MHD_add_response_header(r, "Retry-After", ra);
+    }
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+    char *copy = strdup(text);
+    return send_response(conn, status, "text/plain; charset=utf-8", copy,
+                         copy ? strlen(copy) : 0, 0);
+}
+
+/* Error answer for OTLP: a google.rpc.Status in the request's content type (JSON when unknown).
+ * grpc codes: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE. */
+static enum MHD_Result respond_status(struct MHD_Connection *conn, unsigned http_status,
+                                      bool json, int grpc_code, const char *message,
+                                      int retry_after)
+{
+    char *body;
+    size_t len;
+    if (otlp_encode_status(json, grpc_code, message, &body, &len) != 0)
+        return send_text(conn, 500, "out of memory");
+    return send_response(conn, http_status, json ? "application/json" : "application/x-protobuf",
+                         body, len, retry_after);
+}
+
+/* "application/json; charset=utf-8" -> matches "application/json". */
+static bool media_type_is(const char *header, const char *want)
+{
+    size_t n = strlen(want);
+    if (strncasecmp(header, want, n) != 0) return false;
+    char c = header[n];
+    return c == '\0' || c == ';' || c == ' ' || c == '\t';
+}
+
+static void count_reject(enum ingest_protocol p, enum reject_reason r)
+{
+    atomic_fetch_add_explicit(&self_metrics.requests_rejected[p][r], 1, memory_order_relaxed);
+}
+
+static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_Connection *conn,
+                                          struct request *req)
+{
+    enum ingest_protocol proto = req->json ? PROTO_OTLP_HTTP_JSON : PROTO_OTLP_HTTP_PROTOBUF;
+    atomic_fetch_add_explicit(&self_metrics.requests[proto], 1, memory_order_relaxed);
+    char msg[512];
+    if (req->too_large) {
+        count_reject(proto, REJECT_TOO_LARGE);
+        snprintf(msg, sizeof msg, "request body exceeds --max-body (%lld bytes)",
+                 (long long)ctx->opts->max_body_bytes);
+        return respond_status(conn, 413, req->json, 3, msg, 0);
+    }
+
+    const uint8_t *body = req->body ? req->body : (const uint8_t *)"";
+    size_t len = req->len;
+    uint8_t *inflated = NULL;
+    if (req->encoding != ENCODING_IDENTITY) {
+        int rc = decompress(req->encoding, body, len, (size_t)ctx->opts->max_body_bytes,
+                            &inflated, &len);
+        if (rc == -E2BIG) {
+            count_reject(proto, REJECT_TOO_LARGE);
+            snprintf(msg, sizeof msg,
+                     "decompressed request body exceeds --max-body (%lld bytes)",
+                     (long long)ctx->opts->max_body_bytes);
+            return respond_status(conn, 413, req->json, 3, msg, 0);
+        }
+        if (rc != 0) {
+            count_reject(proto, REJECT_DECODE_ERROR);
+            snprintf(msg, sizeof msg, "corrupt %s body: cannot decompress",
+                     req->encoding == ENCODING_GZIP ? "gzip" : "zstd");
+            return respond_status(conn, rc == -ENOMEM ? 503 : 400, req->json,
+                                  rc == -ENOMEM ? 14 : 3, msg, rc == -ENOMEM ? 1 : 0);
+        }
+        body = inflated;
+    }
+
+    struct span_batch *batch = span_batch_create();
+    if (!batch) {
+        free(inflated);
+        return respond_status(conn, 503, req->json, 14, "out of memory", 1);
+    }
+    struct decode_limits lim;
+    decode_limits_default(&lim);
+    msg[0] = '\0';
+    int rc = req->json ? otlp_decode_traces_json(body, len, &lim, batch, msg, sizeof msg)
+                       : otlp_decode_traces_proto(body, len, &lim, batch, msg, sizeof msg);
+    free(inflated);
+    if (rc != 0) {
+        span_batch_destroy(batch);
+        if (rc == -E2BIG) {
+            count_reject(proto, REJECT_TOO_LARGE);
+            return respond_status(conn, 413, req->json, 3, msg[0] ? msg : "request too large", 0);
+        }
+        if (rc == -ENOMEM) return respond_status(conn, 503, req->json, 14, "out of memory", 1);
+        count_reject(proto, REJECT_DECODE_ERROR);
+        log_ratelimited(LOG_INFO, "http-decode", "http: OTLP/%s request refused: %s",
+                        req->json ? "JSON" : "protobuf", msg);
+        return respond_status(conn, 400, req->json, 3, msg[0] ? msg : "undecodable request", 0);
+    }
+
+    uint32_t accepted = batch->n_spans, rejected = batch->rejected;
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", batch->reject_reason ? batch->reject_reason : "");
+    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], accepted + rejected,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN], rejected,
+                              memory_order_relaxed);
+    if (accepted > 0) {
+        rc = ingest_queue_push(ctx->queue, batch);
+        if (rc != 0) {
+            span_batch_destroy(batch);
+            count_reject(proto, REJECT_QUEUE_FULL);
+            atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
+                                      accepted, memory_order_relaxed);
+            return respond_status(conn, 503, req->json, 14,
+                                  rc == -EPIPE ? "shutting down"
+                                               : "ingest queue full, retry later",
+                                  1);
+        }
+        atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], accepted,
+                                  memory_order_relaxed);
+    } else {
+        span_batch_destroy(batch);
+    }
+
+    char *out;
+    size_t out_len;
+    if (rejected && !reason[0]) snprintf(reason, sizeof reason, "%u spans rejected", rejected);
+    if (otlp_encode_export_response(req->json, rejected, reason, &out, &out_len) != 0)
+        return send_text(conn, 500, "out of memory");
+    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf",
+                         out, out_len, 0);
+}
+
+/* Collects query-string arguments in order (repeated keys kept). */
+struct arg_list {
+    struct query_arg items[64]; /* more than any API here takes; the rest are ignored */
+    size_t n;
+};
+
+static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct arg_list *l = cls;
+    if (l->n < sizeof l->items / sizeof l->items[0]) {
+        l->items[l->n].key = key;
+        l->items[l->n].value = value ? value : "";
+        l->n++;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connection *conn,
+                                  const char *url)
+{
+    if (strcmp(url, "/healthz") == 0) return send_text(conn, 200, "ok\n");
+    if (strcmp(url, "/readyz") == 0) {
+        bool ready = atomic_load(&ctx->ready);
+        return send_text(conn, ready ? 200 : 503, ready ? "ready\n" : "starting\n");
+    }
+    if (strcmp(url, "/metrics") == 0) {
+        char *body;
+        size_t len;
+        if (selfmetrics_render(ctx->queue, ctx->store, &body, &len) != 0)
+            return send_text(conn, 500, "out of memory");
+        return send_response(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, 0);
+    }
+    if (strncmp(url, "/api/", 5) == 0) {
+        struct arg_list args = {.n = 0};
+        MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+        struct query_response resp = {0};
+        int rc = query_handle(ctx->store, url, args.items, args.n, &resp);
+        if (rc == 0)
+            return send_response(conn, (unsigned)resp.status, resp.content_type, resp.body,
+                                 resp.len, resp.status == 503 ? 1 : 0);
+    }
+    return send_text(conn, 404, "not found\n");
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct http_context *ctx = srv->ctx;
+    struct request *req = *con_cls;
+
+    if (!req) {
+        req = calloc(1, sizeof *req);
+        if (!req) return MHD_NO;
+        *con_cls = req;
+        if (strcmp(url, "/v1/traces") == 0) {
+            if (strcmp(method, "POST") != 0) {
+                struct MHD_Response *r = MHD_create_response_from_buffer(
+                    strlen("method not allowed: use POST\n"),
+                    (void *)"method not allowed: use POST\n", MHD_RESPMEM_PERSISTENT);
+                MHD_add_response_header(r, "Allow", "POST");
+                MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+                enum MHD_Result ret = MHD_queue_response(conn, 405, r);
+                MHD_destroy_response(r);
+                return ret;
+            }
+            req->route = ROUTE_OTLP_TRACES;
+            const char *ct =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+            if (ct && media_type_is(ct, "application/x-protobuf")) req->json = false;
+            else if (ct && media_type_is(ct, "application/json")) req->json = true;
+            else {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "unsupported content type '%.100s': use application/x-protobuf or "
+                         "application/json",
+                         ct ? ct : "");
+                return respond_status(conn, 415, true, 3, msg, 0);
+            }
+            const char *ce =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+            req->encoding = encoding_parse(ce);
+            if (req->encoding == ENCODING_UNKNOWN) {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "unsupported Content-Encoding '%.100s': use gzip, zstd or identity", ce);
+                return respond_status(conn, 415, req->json, 3, msg, 0);
+            }
+            const char *cl =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+            if (cl && strtoll(cl, NULL, 10) > ctx->opts->max_body_bytes) req->too_large = true;
+        }
+        return MHD_YES;
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (req->route != ROUTE_OTLP_TRACES || req->too_large) return MHD_YES;
+        if (req->len + n > (size_t)ctx->opts->max_body_bytes) {
+            req->too_large = true; /* keep reading (and dropping) so the client gets the 413 */
+            free(req->body);
+            req->body = NULL;
+            req->len = req->cap = 0;
+            return MHD_YES;
+        }
+        if (req->len + n > req->cap) {
+            size_t cap = req->cap ? req->cap : 16384;
+            while (cap < req->len + n) cap *= 2;
+            uint8_t *p = realloc(req->body, cap);
+            if (!p) return MHD_NO;
+            req->body = p;
+            req->cap = cap;
+        }
+        memcpy(req->body + req->len, upload_data, n);
+        req->len += n;
+        return MHD_YES;
+    }
+
+    if (req->route == ROUTE_OTLP_TRACES) return handle_otlp_traces(ctx, conn, req);
+    if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
+        return handle_get(ctx, conn, url);
+    return send_text(conn, 404, "not found\n");
+}
+
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    struct request *req = *con_cls;
+    if (!req) return;
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+/* Resolves "host:port" / "[v6]:port" / ":port" into a socket address. */
+static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len, bool *v6)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon) return -EINVAL;
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof host) return -EINVAL;
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    char *h = host;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host[hlen - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -EINVAL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    *v6 = res->ai_family == AF_INET6;
+    freeaddrinfo(res);
+    return 0;
+}
+
+struct http_server *http_server_start(const char *name, const char *addr,
+                                      struct http_context *ctx)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    bool v6;
+    if (resolve(addr, &ss, &sslen, &v6) != 0) {
+        log_msg(LOG_ERROR, "http: %s: cannot resolve listen address '%s'", name, addr);
+        return NULL;
+    }
+    struct http_server *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->ctx = ctx;
+    s->name = strdup(name);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    if (v6) flags |= MHD_USE_IPv6;
+    s->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->opts->http_threads,
+        MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+        /* Idle keep-alive connections are closed after 60 s (the OTel SDKs reuse them). */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    if (!s->mhd) {
+        log_msg(LOG_ERROR, "http: %s: cannot listen on %s: %s", name, addr, strerror(errno));
+        free(s->name);
+        free(s);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : 0;
+    log_msg(LOG_INFO, "http: %s listening on %s (port %u)", name, addr, s->port);
+    return s;
+}
+
+void http_server_stop(struct http_server *s)
+{
+    if (!s) return;
+    if (s->mhd) MHD_stop_daemon(s->mhd);
+    free(s->name);
+    free(s);
+}
+
+unsigned http_server_port(const struct http_server *s)
+{
+    return s->port;
+}

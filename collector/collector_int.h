@@ -1,0 +1,155 @@
+/*
+ * collector_int.h: declarations shared by the daemon's files (options, decompression, the ingest
+ * queue, the writer thread, self metrics, the HTTP listeners). Not a public interface.
+ */
+#ifndef MESHSCOPE_COLLECTOR_INT_H
+#define MESHSCOPE_COLLECTOR_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+/* ----- options (options.c) ------------------------------------------------------------------ */
+
+struct options {
+    const char *db_path;
+    const char *http_addr;      /* dashboard, query API, /metrics */
+    const char *otlp_http_addr; /* OTLP/HTTP */
+    const char *zipkin_addr;    /* Zipkin (later issue); serves the whole route table meanwhile */
+    int64_t retention_us;
+    int64_t max_db_bytes;
+    int64_t max_body_bytes;  /* request body cap, measured after decompression */
+    int64_t queue_bytes;     /* ingest queue bound in bytes of decoded batches */
+    int64_t http_threads;    /* per listener */
+    int64_t flush_ms;        /* writer's group-commit window */
+    enum log_level log_level;
+};
+
+/* Parses argv (and MESHSCOPE_<NAME> environment overrides, argv winning) into *out.
+ * Returns 0; 1 when --help/--version was printed (exit 0); -EINVAL after printing a one-line
+ * error naming the flag to stderr (exit 2). */
+int options_parse(int argc, char **argv, struct options *out /* OUT */);
+
+/* Parses "512", "64KiB", "16MiB", "1GiB", "10MB" (SI), into bytes. 0 or -EINVAL. */
+int parse_size(const char *s, int64_t *out /* OUT */);
+/* Parses a Go-style duration plus a "d" (day) unit: "72h", "30m", "7d", "1h30m". 0 or -EINVAL. */
+int parse_duration_us(const char *s, int64_t *out /* OUT */);
+
+/* ----- decompression (decompress.c) --------------------------------------------------------- */
+
+enum content_encoding { ENCODING_IDENTITY, ENCODING_GZIP, ENCODING_ZSTD, ENCODING_UNKNOWN };
+
+/* "identity", "gzip", "x-gzip", "zstd", NULL/"" -> identity; anything else -> ENCODING_UNKNOWN. */
+enum content_encoding encoding_parse(const char *header);
+
+/* Decompresses in into a malloc'd buffer (*out, *out_len; caller frees), stopping as soon as the
+ * output would exceed cap bytes. Reuses a per-thread zstd/zlib context. Returns 0, -E2BIG when
+ * the output exceeds cap (nothing returned), -EINVAL for a corrupt or truncated stream,
+ * -ENOMEM. Borrows in. */
+int decompress(enum content_encoding enc, const uint8_t *in, size_t in_len, size_t cap,
+               uint8_t **out /* OUT */, size_t *out_len /* OUT */);
+
+/* ----- ingest queue (queue.c) ---------------------------------------------------------------- */
+
+/*
+ * A bounded many-producer, one-consumer queue of span batches, limited in items and in bytes.
+ * Producers (HTTP threads) never block and take no lock: a full queue answers -EBUSY at once.
+ */
+struct ingest_queue;
+
+struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes);
+/* Accepts NULL; destroys batches still queued. */
+void ingest_queue_destroy(struct ingest_queue *q);
+/* Any thread. Consumes b on success; on -EBUSY (full) or -EPIPE (closed) the caller keeps b. */
+int ingest_queue_push(struct ingest_queue *q, struct span_batch *b);
+/* Consumer thread only. Pops up to max batches into out; waits up to timeout_ms for the first
+ * one. Returns the number popped (0 on timeout or when closed and empty). */
+size_t ingest_queue_pop(struct ingest_queue *q, struct span_batch **out, size_t max,
+                        int timeout_ms);
+/* Refuses further pushes; pop keeps returning what is queued. Any thread. */
+void ingest_queue_close(struct ingest_queue *q);
+bool ingest_queue_closed_and_empty(struct ingest_queue *q);
+size_t ingest_queue_items(struct ingest_queue *q);
+size_t ingest_queue_bytes(struct ingest_queue *q);
+size_t ingest_queue_capacity_bytes(struct ingest_queue *q);
+
+/* ----- writer thread (writer.c) -------------------------------------------------------------- */
+
+struct writer;
+
+/* Starts the thread that pops batches from q, commits them to st in group transactions and runs
+ * retention. Borrows q and st (both outlive the writer). NULL on failure. */
+struct writer *writer_start(struct ingest_queue *q, struct store *st, int flush_ms);
+/* Waits until the queue is closed and drained, then joins. Accepts NULL. */
+void writer_stop(struct writer *w);
+
+/* ----- self metrics (selfmetrics.c) ---------------------------------------------------------- */
+
+enum ingest_protocol { PROTO_OTLP_HTTP_PROTOBUF, PROTO_OTLP_HTTP_JSON, PROTO_COUNT };
+
+enum reject_reason {
+    REJECT_INVALID_SPAN,   /* partial success: bad ids, per-span caps */
+    REJECT_DECODE_ERROR,   /* whole request undecodable (400) */
+    REJECT_TOO_LARGE,      /* 413 */
+    REJECT_QUEUE_FULL,     /* 503 */
+    REJECT_REASON_COUNT
+};
+
+/* Counters shared by HTTP threads and the writer: all _Atomic, relaxed. */
+struct self_metrics {
+    _Atomic uint64_t requests[PROTO_COUNT];
+    _Atomic uint64_t spans_received[PROTO_COUNT];
+    _Atomic uint64_t spans_accepted[PROTO_COUNT];
+    _Atomic uint64_t spans_rejected[PROTO_COUNT][REJECT_REASON_COUNT];
+    _Atomic uint64_t requests_rejected[PROTO_COUNT][REJECT_REASON_COUNT];
+    _Atomic uint64_t store_errors;
+    _Atomic uint64_t spans_lost; /* dequeued but could not be stored (database error) */
+    _Atomic uint64_t retention_runs;
+    /* batch commit latency histogram (seconds), written by the writer thread only */
+    _Atomic uint64_t commit_buckets[12];
+    _Atomic uint64_t commit_count;
+    _Atomic uint64_t commit_sum_us;
+};
+
+extern struct self_metrics self_metrics;
+
+/* Renders meshscope's own metrics in Prometheus text format 0.0.4 into a malloc'd buffer.
+ * Borrows q and st (may be NULL). Returns 0 or -ENOMEM. */
+int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, size_t *out_len);
+/* Writer thread: records one batch commit's latency. */
+void selfmetrics_observe_commit(int64_t micros);
+
+/* ----- OTLP responses (otlp_response.c) ------------------------------------------------------ */
+
+/* ExportTraceServiceResponse, with partial_success when rejected > 0. json selects OTLP/JSON,
+ * otherwise protobuf. malloc'd into *out. Returns 0 or -ENOMEM. */
+int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
+                                size_t *out_len);
+/* google.rpc.Status {code, message}. */
+int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,
+                       size_t *out_len);
+
+/* ----- HTTP listeners (http.c) --------------------------------------------------------------- */
+
+struct http_server;
+
+struct http_context {
+    const struct options *opts;
+    struct ingest_queue *queue;
+    struct store *store;
+    _Atomic bool ready;
+};
+
+/* Starts one libmicrohttpd daemon on addr ("host:port"), serving the whole route table.
+ * Borrows ctx (outlives the server). NULL (logged) on failure. */
+struct http_server *http_server_start(const char *name, const char *addr,
+                                      struct http_context *ctx);
+/* Stops accepting and waits for in-flight requests. Accepts NULL. */
+void http_server_stop(struct http_server *s);
+/* The port actually bound (useful with port 0). */
+unsigned http_server_port(const struct http_server *s);
+
+#endif
