@@ -1,1 +1,536 @@
-/* placeholder */
+/*
+ * codec.c: the binary form of the spans stored in one chunk row, before compression.
+ *
+ * The format keeps everything the span model holds, losslessly, so a trace read back renders
+ * exactly what was ingested. It is compact before zstd sees it: integers are LEB128 varints
+ * (signed ones zigzag), times after the first are deltas, ids are raw bytes, strings are
+ * length-prefixed. A string's prefix is len+1 so that 0 can mean "absent" (ptr NULL), which the
+ * model distinguishes from "".
+ *
+ *   chunk    := version(=1) n_res resource* n_scope scope* n_span span*
+ *   resource := attrs str(schema_url)
+ *   scope    := str(name) str(version) attrs str(schema_url)
+ *   span     := v(res_index+1 | 0) v(scope_index+1 | 0) trace_id[16] span_id[8]
+ *               byte(has_parent) [parent_span_id[8]] str(trace_state) v(flags) str(name)
+ *               v(kind) v(start) z(end-start) attrs v(n_events) v(dropped_events) event*
+ *               v(n_links) v(dropped_links) link* v(status_code) str(status_message)
+ *   event    := z(time-start) str(name) attrs
+ *   link     := trace_id[16] span_id[8] str(trace_state) attrs v(flags)
+ *   attrs    := v(n) v(dropped) (str(key) value)*
+ *   value    := byte(type) payload   (string/bytes: str; bool: byte; int: z; double: 8 bytes
+ *                                     little-endian; array: v(n) value*; kvlist: v(n) (str value)*)
+ *
+ * Resources and scopes are shared by pointer in the model (all spans of one ResourceSpans point
+ * at one struct resource), so the encoder writes each distinct one once per chunk and the
+ * decoder gives the spans of a chunk shared pointers again.
+ *
+ * The decoder trusts nothing: every read is bounds-checked, every count is checked against the
+ * bytes left (each element takes at least one byte, so a count can never make it allocate more
+ * than a small multiple of the input), nesting is capped at CODEC_MAX_DEPTH, enum values are
+ * range-checked, and the chunk must end exactly at its last span. Failure is -EINVAL, never a
+ * crash; the batch keeps whatever arena memory the partial decode took (freed with the batch).
+ */
+#include "storage_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CODEC_VERSION 1
+
+int buf_reserve(struct buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2) return -ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return -ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ----- encoder ----------------------------------------------------------------------------- */
+
+/* The encoder reserves before each small write; a failed reserve sets oom and later writes are
+ * skipped, so the functions below need no error plumbing. */
+struct enc {
+    struct buf *b;
+    bool oom;
+};
+
+static void put_bytes(struct enc *e, const void *p, size_t n)
+{
+    if (e->oom || buf_reserve(e->b, n) != 0) {
+        e->oom = true;
+        return;
+    }
+    if (n) memcpy(e->b->p + e->b->len, p, n);
+    e->b->len += n;
+}
+
+static void put_v(struct enc *e, uint64_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        tmp[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    tmp[n++] = (uint8_t)v;
+    put_bytes(e, tmp, n);
+}
+
+static void put_z(struct enc *e, int64_t v)
+{
+    put_v(e, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+static void put_byte(struct enc *e, uint8_t v)
+{
+    put_bytes(e, &v, 1);
+}
+
+static void put_str(struct enc *e, struct mstr s)
+{
+    if (!s.ptr) {
+        put_v(e, 0);
+        return;
+    }
+    put_v(e, (uint64_t)s.len + 1);
+    put_bytes(e, s.ptr, s.len);
+}
+
+static void put_attr_list(struct enc *e, const struct attr *items, uint32_t n, int depth);
+
+static void put_value(struct enc *e, const struct value *v, int depth)
+{
+    if (depth >= CODEC_MAX_DEPTH) {
+        put_byte(e, VALUE_EMPTY); /* see CODEC_MAX_DEPTH */
+        return;
+    }
+    put_byte(e, (uint8_t)v->type);
+    switch (v->type) {
+    case VALUE_STRING:
+    case VALUE_BYTES:
+        put_str(e, v->u.str);
+        break;
+    case VALUE_BOOL:
+        put_byte(e, v->u.b ? 1 : 0);
+        break;
+    case VALUE_INT:
+        put_z(e, v->u.i);
+        break;
+    case VALUE_DOUBLE: {
+        uint64_t bits;
+        uint8_t le[8];
+        memcpy(&bits, &v->u.d, 8);
+        for (int i = 0; i < 8; i++) le[i] = (uint8_t)(bits >> (8 * i));
+        put_bytes(e, le, 8);
+        break;
+    }
+    case VALUE_ARRAY:
+        put_v(e, v->u.array.n);
+        for (uint32_t i = 0; i < v->u.array.n; i++) put_value(e, &v->u.array.items[i], depth + 1);
+        break;
+    case VALUE_KVLIST:
+        put_attr_list(e, v->u.kvlist.items, v->u.kvlist.n, depth + 1);
+        break;
+    case VALUE_EMPTY:
+    default:
+        break;
+    }
+}
+
+static void put_attr_list(struct enc *e, const struct attr *items, uint32_t n, int depth)
+{
+    put_v(e, n);
+    for (uint32_t i = 0; i < n; i++) {
+        put_str(e, items[i].key);
+        put_value(e, &items[i].value, depth);
+    }
+}
+
+static void put_attrs(struct enc *e, const struct attrs *a)
+{
+    put_v(e, a->n);
+    put_v(e, a->dropped);
+    for (uint32_t i = 0; i < a->n; i++) {
+        put_str(e, a->items[i].key);
+        put_value(e, &a->items[i].value, 0);
+    }
+}
+
+/* Index of p in list (appending it if new); list has room for n_spans entries. */
+static size_t dedup(const void **list, size_t *n, const void *p)
+{
+    for (size_t i = *n; i-- > 0;) /* newest first: consecutive spans share the same one */
+        if (list[i] == p) return i;
+    list[*n] = p;
+    return (*n)++;
+}
+
+int codec_encode_chunk(struct buf *out, const struct span *const *spans, size_t n)
+{
+    struct enc e = {.b = out};
+    int rc = -ENOMEM;
+    const void **res = malloc((n ? n : 1) * sizeof *res);
+    const void **scopes = malloc((n ? n : 1) * sizeof *scopes);
+    size_t *res_idx = malloc((n ? n : 1) * sizeof *res_idx);
+    size_t *scope_idx = malloc((n ? n : 1) * sizeof *scope_idx);
+    if (!res || !scopes || !res_idx || !scope_idx) goto done;
+
+    size_t n_res = 0, n_scopes = 0;
+    for (size_t i = 0; i < n; i++) {
+        res_idx[i] = spans[i]->resource ? dedup(res, &n_res, spans[i]->resource) + 1 : 0;
+        scope_idx[i] = spans[i]->scope ? dedup(scopes, &n_scopes, spans[i]->scope) + 1 : 0;
+    }
+
+    put_byte(&e, CODEC_VERSION);
+    put_v(&e, n_res);
+    for (size_t i = 0; i < n_res; i++) {
+        const struct resource *r = res[i];
+        put_attrs(&e, &r->attrs);
+        put_str(&e, r->schema_url);
+    }
+    put_v(&e, n_scopes);
+    for (size_t i = 0; i < n_scopes; i++) {
+        const struct scope *sc = scopes[i];
+        put_str(&e, sc->name);
+        put_str(&e, sc->version);
+        put_attrs(&e, &sc->attrs);
+        put_str(&e, sc->schema_url);
+    }
+    put_v(&e, n);
+    for (size_t i = 0; i < n; i++) {
+        const struct span *s = spans[i];
+        put_v(&e, res_idx[i]);
+        put_v(&e, scope_idx[i]);
+        put_bytes(&e, s->trace_id, 16);
+        put_bytes(&e, s->span_id, 8);
+        put_byte(&e, s->has_parent ? 1 : 0);
+        if (s->has_parent) put_bytes(&e, s->parent_span_id, 8);
+        put_str(&e, s->trace_state);
+        put_v(&e, s->flags);
+        put_str(&e, s->name);
+        put_v(&e, (uint64_t)s->kind);
+        put_v(&e, s->start_unix_nano);
+        put_z(&e, (int64_t)(s->end_unix_nano - s->start_unix_nano));
+        put_attrs(&e, &s->attrs);
+        put_v(&e, s->n_events);
+        put_v(&e, s->dropped_events);
+        for (uint32_t j = 0; j < s->n_events; j++) {
+            const struct span_event *ev = &s->events[j];
+            put_z(&e, (int64_t)(ev->time_unix_nano - s->start_unix_nano));
+            put_str(&e, ev->name);
+            put_attrs(&e, &ev->attrs);
+        }
+        put_v(&e, s->n_links);
+        put_v(&e, s->dropped_links);
+        for (uint32_t j = 0; j < s->n_links; j++) {
+            const struct span_link *l = &s->links[j];
+            put_bytes(&e, l->trace_id, 16);
+            put_bytes(&e, l->span_id, 8);
+            put_str(&e, l->trace_state);
+            put_attrs(&e, &l->attrs);
+            put_v(&e, l->flags);
+        }
+        put_v(&e, (uint64_t)s->status_code);
+        put_str(&e, s->status_message);
+    }
+    rc = e.oom ? -ENOMEM : 0;
+done:
+    free(res);
+    free(scopes);
+    free(res_idx);
+    free(scope_idx);
+    return rc;
+}
+
+/* ----- decoder ----------------------------------------------------------------------------- */
+
+/* Decoding state: the first failure sets err and every later read fails fast. */
+struct dec {
+    const uint8_t *p;
+    const uint8_t *end;
+    struct arena *arena;
+    int err;
+};
+
+static void fail(struct dec *d, int err)
+{
+    if (!d->err) d->err = err;
+}
+
+static uint64_t get_v(struct dec *d)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (d->err || d->p >= d->end) break;
+        uint8_t byte = *d->p++;
+        if (shift == 63 && byte > 1) break; /* more than 64 bits */
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) return v;
+    }
+    fail(d, -EINVAL);
+    return 0;
+}
+
+static int64_t get_z(struct dec *d)
+{
+    uint64_t v = get_v(d);
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+static uint32_t get_u32(struct dec *d)
+{
+    uint64_t v = get_v(d);
+    if (v > UINT32_MAX) fail(d, -EINVAL);
+    return d->err ? 0 : (uint32_t)v;
+}
+
+/* A count of elements that each take at least one more byte. */
+static uint32_t get_count(struct dec *d)
+{
+    uint32_t n = get_u32(d);
+    if (n > (size_t)(d->end - d->p)) fail(d, -EINVAL);
+    return d->err ? 0 : n;
+}
+
+static const uint8_t *get_raw(struct dec *d, size_t n)
+{
+    if (d->err || (size_t)(d->end - d->p) < n) {
+        fail(d, -EINVAL);
+        return NULL;
+    }
+    const uint8_t *p = d->p;
+    d->p += n;
+    return p;
+}
+
+static uint8_t get_byte(struct dec *d)
+{
+    const uint8_t *p = get_raw(d, 1);
+    return p ? *p : 0;
+}
+
+static void get_id(struct dec *d, uint8_t *out, size_t n)
+{
+    const uint8_t *p = get_raw(d, n);
+    if (p) memcpy(out, p, n);
+}
+
+static struct mstr get_str(struct dec *d)
+{
+    struct mstr s = {NULL, 0};
+    uint64_t n = get_v(d);
+    if (d->err || n == 0) return s;
+    if (n - 1 > (size_t)(d->end - d->p)) {
+        fail(d, -EINVAL);
+        return s;
+    }
+    const uint8_t *p = get_raw(d, (size_t)(n - 1));
+    char *copy = arena_strndup(d->arena, (const char *)p, (size_t)(n - 1));
+    if (!copy) {
+        fail(d, -ENOMEM);
+        return s;
+    }
+    s.ptr = copy;
+    s.len = (uint32_t)(n - 1);
+    return s;
+}
+
+static void *get_array(struct dec *d, uint32_t n, size_t elem)
+{
+    if (d->err || n == 0) return NULL;
+    void *p = arena_alloc(d->arena, (size_t)n * elem);
+    if (!p) fail(d, -ENOMEM);
+    return p;
+}
+
+static void get_attr_items(struct dec *d, struct attr **items, uint32_t *n_out, int depth);
+
+static void get_value(struct dec *d, struct value *v, int depth)
+{
+    if (depth >= CODEC_MAX_DEPTH) {
+        fail(d, -EINVAL);
+        return;
+    }
+    uint8_t type = get_byte(d);
+    if (d->err) return;
+    switch (type) {
+    case VALUE_EMPTY:
+        break;
+    case VALUE_STRING:
+    case VALUE_BYTES:
+        v->u.str = get_str(d);
+        if (!d->err && !v->u.str.ptr) v->u.str.ptr = ""; /* a value always has a string */
+        break;
+    case VALUE_BOOL: {
+        uint8_t b = get_byte(d);
+        if (b > 1) fail(d, -EINVAL);
+        v->u.b = b == 1;
+        break;
+    }
+    case VALUE_INT:
+        v->u.i = get_z(d);
+        break;
+    case VALUE_DOUBLE: {
+        const uint8_t *le = get_raw(d, 8);
+        if (!le) break;
+        uint64_t bits = 0;
+        for (int i = 0; i < 8; i++) bits |= (uint64_t)le[i] << (8 * i);
+        memcpy(&v->u.d, &bits, 8);
+        break;
+    }
+    case VALUE_ARRAY: {
+        uint32_t n = get_count(d);
+        struct value *items = get_array(d, n, sizeof *items);
+        for (uint32_t i = 0; i < n && !d->err; i++) get_value(d, &items[i], depth + 1);
+        v->u.array.items = items;
+        v->u.array.n = d->err ? 0 : n;
+        break;
+    }
+    case VALUE_KVLIST:
+        get_attr_items(d, &v->u.kvlist.items, &v->u.kvlist.n, depth + 1);
+        break;
+    default:
+        fail(d, -EINVAL);
+        return;
+    }
+    v->type = (enum value_type)type;
+}
+
+static void get_attr_items(struct dec *d, struct attr **items, uint32_t *n_out, int depth)
+{
+    uint32_t n = get_count(d);
+    struct attr *a = get_array(d, n, sizeof *a);
+    for (uint32_t i = 0; i < n && !d->err; i++) {
+        a[i].key = get_str(d);
+        if (!d->err && !a[i].key.ptr) a[i].key.ptr = "";
+        get_value(d, &a[i].value, depth);
+    }
+    *items = a;
+    *n_out = d->err ? 0 : n;
+}
+
+static void get_attrs(struct dec *d, struct attrs *a)
+{
+    uint32_t n = get_count(d);
+    a->dropped = get_u32(d);
+    a->items = get_array(d, n, sizeof *a->items);
+    for (uint32_t i = 0; i < n && !d->err; i++) {
+        a->items[i].key = get_str(d);
+        if (!d->err && !a->items[i].key.ptr) a->items[i].key.ptr = "";
+        get_value(d, &a->items[i].value, 0);
+    }
+    a->n = d->err ? 0 : n;
+}
+
+static void get_span(struct dec *d, struct span *s, struct resource **res, uint32_t n_res,
+                     struct scope **scopes, uint32_t n_scopes)
+{
+    uint32_t ri = get_u32(d), si = get_u32(d);
+    if (ri > n_res || si > n_scopes) fail(d, -EINVAL);
+    if (d->err) return;
+    s->resource = ri ? res[ri - 1] : NULL;
+    s->scope = si ? scopes[si - 1] : NULL;
+    get_id(d, s->trace_id, 16);
+    get_id(d, s->span_id, 8);
+    uint8_t hp = get_byte(d);
+    if (hp > 1) fail(d, -EINVAL);
+    s->has_parent = hp == 1;
+    if (s->has_parent) get_id(d, s->parent_span_id, 8);
+    s->trace_state = get_str(d);
+    s->flags = get_u32(d);
+    s->name = get_str(d);
+    uint64_t kind = get_v(d);
+    if (kind > SPAN_KIND_CONSUMER) fail(d, -EINVAL);
+    s->kind = (enum span_kind)kind;
+    s->start_unix_nano = get_v(d);
+    s->end_unix_nano = s->start_unix_nano + (uint64_t)get_z(d);
+    get_attrs(d, &s->attrs);
+
+    uint32_t n_events = get_count(d);
+    s->dropped_events = get_u32(d);
+    s->events = get_array(d, n_events, sizeof *s->events);
+    for (uint32_t j = 0; j < n_events && !d->err; j++) {
+        struct span_event *ev = &s->events[j];
+        ev->time_unix_nano = s->start_unix_nano + (uint64_t)get_z(d);
+        ev->name = get_str(d);
+        get_attrs(d, &ev->attrs);
+    }
+    s->n_events = d->err ? 0 : n_events;
+
+    uint32_t n_links = get_count(d);
+    s->dropped_links = get_u32(d);
+    s->links = get_array(d, n_links, sizeof *s->links);
+    for (uint32_t j = 0; j < n_links && !d->err; j++) {
+        struct span_link *l = &s->links[j];
+        get_id(d, l->trace_id, 16);
+        get_id(d, l->span_id, 8);
+        l->trace_state = get_str(d);
+        get_attrs(d, &l->attrs);
+        l->flags = get_u32(d);
+    }
+    s->n_links = d->err ? 0 : n_links;
+
+    uint64_t code = get_v(d);
+    if (code > STATUS_ERROR) fail(d, -EINVAL);
+    s->status_code = (enum status_code)code;
+    s->status_message = get_str(d);
+}
+
+int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b)
+{
+    struct dec d = {.p = p, .end = p + len, .arena = b->arena};
+    uint32_t first = b->n_spans;
+
+    if (get_byte(&d) != CODEC_VERSION) fail(&d, -EINVAL);
+    uint32_t n_res = get_count(&d);
+    struct resource **res = get_array(&d, n_res, sizeof *res);
+    for (uint32_t i = 0; i < n_res && !d.err; i++) {
+        res[i] = arena_alloc(b->arena, sizeof **res);
+        if (!res[i]) {
+            fail(&d, -ENOMEM);
+            break;
+        }
+        get_attrs(&d, &res[i]->attrs);
+        res[i]->schema_url = get_str(&d);
+    }
+    uint32_t n_scopes = get_count(&d);
+    struct scope **scopes = get_array(&d, n_scopes, sizeof *scopes);
+    for (uint32_t i = 0; i < n_scopes && !d.err; i++) {
+        scopes[i] = arena_alloc(b->arena, sizeof **scopes);
+        if (!scopes[i]) {
+            fail(&d, -ENOMEM);
+            break;
+        }
+        scopes[i]->name = get_str(&d);
+        scopes[i]->version = get_str(&d);
+        get_attrs(&d, &scopes[i]->attrs);
+        scopes[i]->schema_url = get_str(&d);
+    }
+    uint32_t n = get_count(&d);
+    for (uint32_t i = 0; i < n && !d.err; i++) {
+        struct span *s = span_batch_add(b);
+        if (!s) {
+            fail(&d, -ENOMEM);
+            break;
+        }
+        get_span(&d, s, res, n_res, scopes, n_scopes);
+    }
+    if (!d.err && d.p != d.end) fail(&d, -EINVAL); /* trailing bytes */
+    if (d.err) b->n_spans = first;
+    return d.err;
+}

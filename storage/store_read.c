@@ -1,1 +1,831 @@
-/* placeholder */
+/*
+ * store_read.c: the trace store's read side: the pool of read-only connections and every read
+ * function of storage.h (get trace, find traces, list services/operations, dependencies).
+ *
+ * Reads run on any thread. Each borrows one connection from the pool for the whole call; the
+ * connection carries its own prepared statements, zstd decompression context and buffer, so a
+ * read shares nothing with other reads or with the writer (WAL gives each read transaction a
+ * snapshot while the writer commits). The pool opens connections lazily up to its size; when
+ * all are busy a caller waits for one to come back rather than opening more, so the number of
+ * SQLite connections (and their page caches) stays bounded.
+ *
+ * Finding traces: the search index (span_index, see store.c) yields candidate trace keys for the
+ * service, time window, duration bounds and, through the dictionary, the operation, newest
+ * first. Each candidate trace is loaded and decoded, and every condition (tags, kind, exact
+ * window, errors) is checked per span in C, all conditions on the same span as Jaeger does. A
+ * trace's "matching start" is the latest start among its matching spans; results are sorted by
+ * it, newest first. At most FIND_MAX_CANDIDATES traces are examined per query, which bounds the
+ * cost of a tag filter that matches nothing in a busy window.
+ */
+#include "storage_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zstd.h>
+
+#define FIND_DEFAULT_LIMIT 100
+#define FIND_MAX_LIMIT 10000        /* larger limits are clamped: a UI shows far fewer */
+#define FIND_MAX_CANDIDATES 20000u  /* traces decoded per query at most (see above) */
+
+enum {
+    R_BEGIN,
+    R_COMMIT,
+    R_CHUNKS,
+    R_SERVICE_ID,
+    R_FIND,
+    R_FIND_ERRORS,
+    R_SERVICES,
+    R_OPERATIONS,
+    R_DEPENDENCIES,
+    R_DICT,
+    R_COUNT
+};
+
+#define FIND_SQL(extra)                                                                            \
+    "SELECT trace_key, start_us FROM span_index WHERE service_id = ?1 AND start_us BETWEEN ?2 "    \
+    "AND ?3 AND max_dur_us >= ?4 AND min_dur_us <= ?5 " extra "AND (?6 IS NULL OR op_id IN "       \
+    "(SELECT id FROM operations WHERE service_id = ?1 AND name = ?6)) ORDER BY start_us DESC"
+
+static const char *const reader_sql[R_COUNT] = {
+    [R_BEGIN] = "BEGIN",
+    [R_COMMIT] = "COMMIT",
+    [R_CHUNKS] = "SELECT data FROM chunks WHERE trace_key = ?1 ORDER BY id",
+    [R_SERVICE_ID] = "SELECT id FROM services WHERE name = ?1",
+    [R_FIND] = FIND_SQL(""),
+    /* "error = 1" spelled out lets SQLite use the partial index span_index_error. */
+    [R_FIND_ERRORS] = FIND_SQL("AND error = 1 "),
+    [R_SERVICES] = "SELECT name FROM services ORDER BY name",
+    [R_OPERATIONS] = "SELECT o.name, o.kind FROM operations o JOIN services s ON s.id = "
+                     "o.service_id WHERE s.name = ?1 AND (?2 = 0 OR o.kind = ?2) "
+                     "ORDER BY o.name, o.kind",
+    [R_DEPENDENCIES] = "SELECT p.name, c.name, sum(d.calls), sum(d.errors) FROM dep_rollup d "
+                       "JOIN services p ON p.id = d.parent_id JOIN services c ON c.id = "
+                       "d.child_id WHERE d.minute BETWEEN ?1 AND ?2 GROUP BY d.parent_id, "
+                       "d.child_id ORDER BY p.name, c.name",
+    [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
+};
+
+/* Dictionaries a connection keeps (a database normally has one; see store.c). */
+#define READER_DICTS 4
+
+struct reader {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[R_COUNT];
+    ZSTD_DCtx *dctx;
+    struct buf raw; /* decompressed chunk */
+    struct {
+        unsigned id;
+        ZSTD_DDict *dict;
+    } dicts[READER_DICTS];
+    unsigned n_dicts;
+    struct reader *next;
+};
+
+struct read_pool {
+    char *path;
+    unsigned size;
+    unsigned opened;
+    struct reader *idle;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled when a reader comes back or a slot frees */
+};
+
+static void reader_close(struct reader *r)
+{
+    if (!r) return;
+    for (int i = 0; i < R_COUNT; i++) sqlite3_finalize(r->stmt[i]);
+    sqlite3_close(r->db);
+    ZSTD_freeDCtx(r->dctx);
+    for (unsigned i = 0; i < r->n_dicts; i++) ZSTD_freeDDict(r->dicts[i].dict);
+    buf_free(&r->raw);
+    free(r);
+}
+
+static struct reader *reader_open(const char *path)
+{
+    struct reader *r = calloc(1, sizeof *r);
+    if (!r) goto oom;
+    int rc = sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        log_ratelimited(LOG_ERROR, "store-ropen", "store: open read connection: %s",
+                        r->db ? sqlite3_errmsg(r->db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(r->db, 5000);
+    sqlite3_extended_result_codes(r->db, 1);
+    for (int i = 0; i < R_COUNT; i++) {
+        rc = sqlite3_prepare_v3(r->db, reader_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            log_ratelimited(LOG_ERROR, "store-rprep", "store: prepare \"%s\": %s", reader_sql[i],
+                            sqlite3_errmsg(r->db));
+            goto fail;
+        }
+    }
+    r->dctx = ZSTD_createDCtx();
+    if (!r->dctx) goto oom;
+    return r;
+oom:
+    log_ratelimited(LOG_ERROR, "store-room", "store: out of memory opening a read connection");
+fail:
+    reader_close(r);
+    return NULL;
+}
+
+struct read_pool *read_pool_create(const char *path, unsigned size)
+{
+    struct read_pool *p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->path = strdup(path);
+    if (!p->path) {
+        free(p);
+        return NULL;
+    }
+    p->size = size ? size : 1;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    return p;
+}
+
+void read_pool_destroy(struct read_pool *p)
+{
+    if (!p) return;
+    while (p->idle) {
+        struct reader *r = p->idle;
+        p->idle = r->next;
+        reader_close(r);
+    }
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->path);
+    free(p);
+}
+
+/* Borrows a connection, waiting while all are busy. -EIO/-ENOMEM if a new one cannot open. */
+static int checkout(struct store *st, struct reader **out)
+{
+    struct read_pool *p = store_read_pool(st);
+    pthread_mutex_lock(&p->mu);
+    while (!p->idle && p->opened >= p->size) pthread_cond_wait(&p->cv, &p->mu);
+    struct reader *r = p->idle;
+    if (r) {
+        p->idle = r->next;
+        pthread_mutex_unlock(&p->mu);
+        *out = r;
+        return 0;
+    }
+    p->opened++;
+    pthread_mutex_unlock(&p->mu);
+    r = reader_open(p->path);
+    if (!r) {
+        pthread_mutex_lock(&p->mu);
+        p->opened--;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        return -EIO;
+    }
+    *out = r;
+    return 0;
+}
+
+static void checkin(struct store *st, struct reader *r)
+{
+    struct read_pool *p = store_read_pool(st);
+    /* Never hand back a connection inside a transaction (an error path may leave one open). */
+    if (!sqlite3_get_autocommit(r->db)) sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_lock(&p->mu);
+    r->next = p->idle;
+    p->idle = r;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void reset(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+static int run_simple(struct reader *r, int which)
+{
+    int rc = sqlite3_step(r->stmt[which]);
+    reset(r->stmt[which]);
+    return rc == SQLITE_DONE ? 0 : store_sqlite_err(r->db, rc, reader_sql[which]);
+}
+
+/* ----- loading traces ---------------------------------------------------------------------- */
+
+static int span_start_cmp(const void *pa, const void *pb)
+{
+    const struct span *a = pa, *b = pb;
+    if (a->start_unix_nano != b->start_unix_nano)
+        return a->start_unix_nano < b->start_unix_nano ? -1 : 1;
+    return memcmp(a->span_id, b->span_id, 8);
+}
+
+/* The dictionary with zstd id `id`, loaded on first use; NULL if the database lacks it. */
+static ZSTD_DDict *reader_dict(struct reader *r, unsigned id)
+{
+    for (unsigned i = 0; i < r->n_dicts; i++)
+        if (r->dicts[i].id == id) return r->dicts[i].dict;
+    sqlite3_stmt *s = r->stmt[R_DICT];
+    sqlite3_bind_int64(s, 1, id);
+    ZSTD_DDict *d = NULL;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        d = ZSTD_createDDict(sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+    reset(s);
+    if (!d) return NULL;
+    if (r->n_dicts == READER_DICTS) { /* full: forget the oldest */
+        ZSTD_freeDDict(r->dicts[0].dict);
+        memmove(&r->dicts[0], &r->dicts[1], (READER_DICTS - 1) * sizeof r->dicts[0]);
+        r->n_dicts--;
+    }
+    r->dicts[r->n_dicts].id = id;
+    r->dicts[r->n_dicts++].dict = d;
+    return d;
+}
+
+/* Decompresses (with a cap) and decodes one chunk into b. A corrupt chunk is logged and
+ * skipped: one bad row must not hide the rest of the trace. */
+static int load_chunk(struct reader *r, const void *data, size_t len, struct span_batch *b)
+{
+    unsigned long long size = ZSTD_getFrameContentSize(data, len);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+        size > CODEC_MAX_CHUNK_RAW) {
+        log_ratelimited(LOG_WARN, "store-corrupt", "store: skipping a corrupt chunk (frame)");
+        return 0;
+    }
+    r->raw.len = 0;
+    if (buf_reserve(&r->raw, (size_t)size ? (size_t)size : 1) != 0) return -ENOMEM;
+    unsigned dict_id = ZSTD_getDictID_fromFrame(data, len);
+    ZSTD_DDict *dict = dict_id ? reader_dict(r, dict_id) : NULL;
+    if (dict_id && !dict) {
+        log_ratelimited(LOG_WARN, "store-corrupt", "store: skipping a chunk (dictionary %u "
+                        "missing)", dict_id);
+        return 0;
+    }
+    size_t got = dict ? ZSTD_decompress_usingDDict(r->dctx, r->raw.p, (size_t)size, data, len, dict)
+                      : ZSTD_decompressDCtx(r->dctx, r->raw.p, (size_t)size, data, len);
+    if (ZSTD_isError(got) || got != size) {
+        log_ratelimited(LOG_WARN, "store-corrupt", "store: skipping a corrupt chunk (zstd)");
+        return 0;
+    }
+    int rc = codec_decode_chunk(r->raw.p, got, b);
+    if (rc == -EINVAL) {
+        log_ratelimited(LOG_WARN, "store-corrupt", "store: skipping a corrupt chunk (codec)");
+        return 0;
+    }
+    return rc;
+}
+
+/* All spans stored under the trace key of id; only those of trace id if filter (else every
+ * trace sharing the key). *out is NULL if none. */
+static int load_trace(struct reader *r, const uint8_t id[16], bool filter,
+                      struct span_batch **out)
+{
+    *out = NULL;
+    struct span_batch *b = span_batch_create();
+    if (!b) return -ENOMEM;
+    sqlite3_stmt *s = r->stmt[R_CHUNKS];
+    sqlite3_bind_int64(s, 1, trace_key_of(id));
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(s, 0);
+        int len = sqlite3_column_bytes(s, 0);
+        if (!data || len <= 0) continue;
+        int err = load_chunk(r, data, (size_t)len, b);
+        if (err) {
+            reset(s);
+            span_batch_destroy(b);
+            return err;
+        }
+    }
+    reset(s);
+    if (rc != SQLITE_DONE) {
+        span_batch_destroy(b);
+        return store_sqlite_err(r->db, rc, "load trace");
+    }
+    if (filter) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < b->n_spans; i++)
+            if (memcmp(b->spans[i].trace_id, id, 16) == 0) b->spans[k++] = b->spans[i];
+        b->n_spans = k;
+    }
+    if (b->n_spans == 0) {
+        span_batch_destroy(b);
+        return 0;
+    }
+    qsort(b->spans, b->n_spans, sizeof *b->spans, span_start_cmp);
+    *out = b;
+    return 0;
+}
+
+int store_get_trace(struct store *st, const uint8_t trace_id[16], struct span_batch **out)
+{
+    *out = NULL;
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    rc = load_trace(r, trace_id, true, out);
+    checkin(st, r);
+    if (rc == 0 && !*out) rc = -ENOENT;
+    return rc;
+}
+
+/* ----- span matching ----------------------------------------------------------------------- */
+
+static const char *kind_name(enum span_kind k)
+{
+    switch (k) {
+    case SPAN_KIND_INTERNAL: return "internal";
+    case SPAN_KIND_SERVER: return "server";
+    case SPAN_KIND_CLIENT: return "client";
+    case SPAN_KIND_PRODUCER: return "producer";
+    case SPAN_KIND_CONSUMER: return "consumer";
+    default: return "unspecified";
+    }
+}
+
+static bool mstr_eq(struct mstr m, const char *s)
+{
+    size_t n = strlen(s);
+    return m.ptr && m.len == n && memcmp(m.ptr, s, n) == 0;
+}
+
+static bool base64_eq(struct mstr m, const char *text)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t tlen = strlen(text), pos = 0;
+    if (tlen != ((size_t)m.len + 2) / 3 * 4) return false;
+    const uint8_t *p = (const uint8_t *)m.ptr;
+    for (uint32_t i = 0; i < m.len; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < m.len) v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < m.len) v |= p[i + 2];
+        char out[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63],
+                       i + 1 < m.len ? tbl[(v >> 6) & 63] : '=', i + 2 < m.len ? tbl[v & 63] : '='};
+        if (memcmp(text + pos, out, 4) != 0) return false;
+        pos += 4;
+    }
+    return true;
+}
+
+/* The value rendered as text equals text: bools "true"/"false", integers in decimal (or any
+ * spelling of the same number), doubles by %g or numerically, strings as they are, bytes as
+ * base64. Arrays and kvlists never match. */
+static bool value_matches(const struct value *v, const char *text)
+{
+    switch (v->type) {
+    case VALUE_STRING:
+        return mstr_eq(v->u.str, text);
+    case VALUE_BOOL:
+        return strcmp(text, v->u.b ? "true" : "false") == 0;
+    case VALUE_INT: {
+        char buf[24];
+        snprintf(buf, sizeof buf, "%" PRId64, v->u.i);
+        if (strcmp(buf, text) == 0) return true;
+        char *end;
+        errno = 0;
+        long long n = strtoll(text, &end, 10);
+        return *text && *end == '\0' && errno == 0 && n == v->u.i;
+    }
+    case VALUE_DOUBLE: {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%g", v->u.d);
+        if (strcmp(buf, text) == 0) return true;
+        char *end;
+        double d = strtod(text, &end);
+        return *text && *end == '\0' && !isnan(d) && d == v->u.d;
+    }
+    case VALUE_BYTES:
+        return base64_eq(v->u.str, text);
+    default:
+        return false;
+    }
+}
+
+static const struct value *find_attr(const struct attrs *as, const char *key)
+{
+    for (uint32_t i = 0; i < as->n; i++)
+        if (mstr_eq(as->items[i].key, key)) return &as->items[i].value;
+    return NULL;
+}
+
+static bool tag_matches(const struct span *s, const struct tag_filter *t)
+{
+    if (!t->key || !t->value) return false;
+    const struct value *v = find_attr(&s->attrs, t->key);
+    if (!v && s->resource) v = find_attr(&s->resource->attrs, t->key);
+    if (v && value_matches(v, t->value)) return true;
+    if (strcmp(t->key, "error") == 0) {
+        if (strcmp(t->value, "true") == 0) return span_is_error(s);
+        if (strcmp(t->value, "false") == 0) return !span_is_error(s);
+        return false;
+    }
+    if (strcmp(t->key, "span.kind") == 0) return strcasecmp(t->value, kind_name(s->kind)) == 0;
+    if (strcmp(t->key, "otel.status_code") == 0) {
+        if (s->status_code == STATUS_OK) return strcmp(t->value, "OK") == 0;
+        if (s->status_code == STATUS_ERROR) return strcmp(t->value, "ERROR") == 0;
+        return false;
+    }
+    if (strcmp(t->key, "otel.status_description") == 0)
+        return s->status_code == STATUS_ERROR && mstr_eq(s->status_message, t->value);
+    return false;
+}
+
+static bool span_matches(const struct trace_query *q, const struct span *s)
+{
+    if (strcmp(span_service_name(s), q->service) != 0) return false;
+    if (q->operation && !mstr_eq(s->name, q->operation)) return false;
+    if (q->span_kind && *q->span_kind && strcasecmp(q->span_kind, kind_name(s->kind)) != 0)
+        return false;
+    int64_t start = (int64_t)(s->start_unix_nano / 1000);
+    if (start < q->start_us) return false;
+    if (q->end_us > 0 && start > q->end_us) return false;
+    int64_t dur = s->end_unix_nano > s->start_unix_nano
+                      ? (int64_t)((s->end_unix_nano - s->start_unix_nano) / 1000)
+                      : 0;
+    if (q->min_duration_us > 0 && dur < q->min_duration_us) return false;
+    if (q->max_duration_us > 0 && dur > q->max_duration_us) return false;
+    if (q->errors_only && !span_is_error(s)) return false;
+    for (size_t i = 0; i < q->n_tags; i++)
+        if (!tag_matches(s, &q->tags[i])) return false;
+    return true;
+}
+
+/* Latest start (us) of a span of trace id matching q, or -1. */
+static int64_t match_start(const struct trace_query *q, const struct span_batch *b,
+                           const uint8_t id[16])
+{
+    int64_t best = -1;
+    for (uint32_t i = 0; i < b->n_spans; i++) {
+        const struct span *s = &b->spans[i];
+        if (memcmp(s->trace_id, id, 16) != 0 || !span_matches(q, s)) continue;
+        int64_t start = (int64_t)(s->start_unix_nano / 1000);
+        if (start > best) best = start;
+    }
+    return best;
+}
+
+/* ----- find traces ------------------------------------------------------------------------- */
+
+struct found {
+    struct span_batch *trace;
+    int64_t start;
+};
+
+struct find_state {
+    struct found *items;
+    size_t n, cap;
+    int64_t *seen; /* open-addressing set of trace keys already examined */
+    size_t seen_cap, seen_n;
+    bool seen_zero; /* key 0 marks empty slots, so it is tracked apart */
+};
+
+/* True if key was already seen; records it otherwise. -ENOMEM as a negative. */
+static int seen_check(struct find_state *f, int64_t key)
+{
+    if (key == 0) {
+        bool was = f->seen_zero;
+        f->seen_zero = true;
+        return was;
+    }
+    if ((f->seen_n + 1) * 2 > f->seen_cap) {
+        size_t cap = f->seen_cap ? f->seen_cap * 2 : 1024;
+        int64_t *s = calloc(cap, sizeof *s);
+        if (!s) return -ENOMEM;
+        for (size_t i = 0; i < f->seen_cap; i++) {
+            if (!f->seen[i]) continue;
+            size_t j = ((uint64_t)f->seen[i] * 0x9E3779B97F4A7C15ULL) >> 20 & (cap - 1);
+            while (s[j]) j = (j + 1) & (cap - 1);
+            s[j] = f->seen[i];
+        }
+        free(f->seen);
+        f->seen = s;
+        f->seen_cap = cap;
+    }
+    size_t j = ((uint64_t)key * 0x9E3779B97F4A7C15ULL) >> 20 & (f->seen_cap - 1);
+    for (; f->seen[j]; j = (j + 1) & (f->seen_cap - 1))
+        if (f->seen[j] == key) return 1;
+    f->seen[j] = key;
+    f->seen_n++;
+    return 0;
+}
+
+static int add_found(struct find_state *f, struct span_batch *b, int64_t start)
+{
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 32;
+        struct found *p = realloc(f->items, cap * sizeof *p);
+        if (!p) return -ENOMEM;
+        f->items = p;
+        f->cap = cap;
+    }
+    f->items[f->n++] = (struct found){b, start};
+    return 0;
+}
+
+static int found_cmp(const void *pa, const void *pb)
+{
+    const struct found *a = pa, *b = pb;
+    if (a->start != b->start) return a->start > b->start ? -1 : 1;
+    return memcmp(a->trace->spans[0].trace_id, b->trace->spans[0].trace_id, 16);
+}
+
+/* Evaluates the trace(s) under one key; matching ones go to f. */
+static int examine(struct reader *r, const struct trace_query *q, const uint8_t *any_id,
+                   struct find_state *f)
+{
+    struct span_batch *all;
+    int rc = load_trace(r, any_id, false, &all);
+    if (rc || !all) return rc;
+    /* Nearly always one trace per key; a key collision means several, each judged alone. */
+    bool single = true;
+    for (uint32_t i = 1; i < all->n_spans && single; i++)
+        single = memcmp(all->spans[i].trace_id, all->spans[0].trace_id, 16) == 0;
+    if (single) {
+        int64_t start = match_start(q, all, all->spans[0].trace_id);
+        if (start < 0 || (rc = add_found(f, all, start))) span_batch_destroy(all);
+        return rc;
+    }
+    for (uint32_t i = 0; i < all->n_spans && !rc; i++) {
+        const uint8_t *id = all->spans[i].trace_id;
+        bool first = true;
+        for (uint32_t j = 0; j < i && first; j++)
+            first = memcmp(all->spans[j].trace_id, id, 16) != 0;
+        if (!first) continue;
+        int64_t start = match_start(q, all, id);
+        if (start < 0) continue;
+        struct span_batch *one;
+        rc = load_trace(r, id, true, &one);
+        if (!rc && one && (rc = add_found(f, one, start))) span_batch_destroy(one);
+    }
+    span_batch_destroy(all);
+    return rc;
+}
+
+int store_find_traces(struct store *st, const struct trace_query *q, struct span_batch ***out,
+                      size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!q || !q->service || (q->n_tags && !q->tags)) return -EINVAL;
+    size_t limit = q->limit ? q->limit : FIND_DEFAULT_LIMIT;
+    if (limit > FIND_MAX_LIMIT) limit = FIND_MAX_LIMIT;
+    struct find_state f = {0};
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    if ((rc = run_simple(r, R_BEGIN))) goto done;
+
+    sqlite3_stmt *s = r->stmt[R_SERVICE_ID];
+    sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC);
+    int step = sqlite3_step(s);
+    int64_t svc = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    reset(s);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = store_sqlite_err(r->db, step, "find service");
+        goto done;
+    }
+    if (step == SQLITE_DONE) goto done; /* unknown service: no traces */
+
+    s = r->stmt[q->errors_only ? R_FIND_ERRORS : R_FIND];
+    int64_t lo = q->start_us > INT64_MIN + INDEX_GROUP_SPREAD_US
+                     ? q->start_us - INDEX_GROUP_SPREAD_US
+                     : INT64_MIN;
+    sqlite3_bind_int64(s, 1, svc);
+    sqlite3_bind_int64(s, 2, lo);
+    sqlite3_bind_int64(s, 3, q->end_us > 0 ? q->end_us : INT64_MAX);
+    sqlite3_bind_int64(s, 4, q->min_duration_us > 0 ? q->min_duration_us : INT64_MIN);
+    sqlite3_bind_int64(s, 5, q->max_duration_us > 0 ? q->max_duration_us : INT64_MAX);
+    if (q->operation) sqlite3_bind_text(s, 6, q->operation, -1, SQLITE_STATIC);
+    else sqlite3_bind_null(s, 6);
+
+    unsigned examined = 0;
+    int64_t lowest = INT64_MAX; /* lowest matching start found so far */
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t key = sqlite3_column_int64(s, 0);
+        int64_t row_start = sqlite3_column_int64(s, 1);
+        /* Rows come newest first and a row's spans start within the spread of its start, so
+         * once limit traces are found nothing later can beat the ones we have. */
+        if (f.n >= limit && row_start + INDEX_GROUP_SPREAD_US < lowest) break;
+        int seen = seen_check(&f, key);
+        if (seen < 0) {
+            rc = seen;
+            break;
+        }
+        if (seen) continue;
+        if (++examined > FIND_MAX_CANDIDATES) {
+            log_ratelimited(LOG_INFO, "store-cands",
+                            "store: find_traces stopped after %u candidate traces",
+                            FIND_MAX_CANDIDATES);
+            break;
+        }
+        uint8_t id[16] = {0};
+        for (int i = 0; i < 8; i++) id[i] = (uint8_t)((uint64_t)key >> (56 - 8 * i));
+        size_t before = f.n;
+        if ((rc = examine(r, q, id, &f))) break;
+        for (size_t i = before; i < f.n; i++)
+            if (f.items[i].start < lowest) lowest = f.items[i].start;
+    }
+    reset(s);
+    if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlite_err(r->db, step, "find traces");
+
+done:
+    if (!sqlite3_get_autocommit(r->db)) run_simple(r, R_COMMIT);
+    checkin(st, r);
+    free(f.seen);
+    if (rc == 0 && f.n) {
+        qsort(f.items, f.n, sizeof *f.items, found_cmp);
+        *out = malloc((f.n < limit ? f.n : limit) * sizeof **out);
+        if (!*out) rc = -ENOMEM;
+    }
+    for (size_t i = 0; i < f.n; i++) {
+        if (rc == 0 && i < limit) (*out)[(*n_out)++] = f.items[i].trace;
+        else span_batch_destroy(f.items[i].trace);
+    }
+    free(f.items);
+    return rc;
+}
+
+void store_free_traces(struct span_batch **traces, size_t n)
+{
+    if (!traces) return;
+    for (size_t i = 0; i < n; i++) span_batch_destroy(traces[i]);
+    free(traces);
+}
+
+/* ----- dictionaries and dependencies ------------------------------------------------------- */
+
+static char *dup_text(sqlite3_stmt *s, int col)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+    return strdup(t ? t : "");
+}
+
+int store_list_services(struct store *st, char ***out)
+{
+    *out = NULL;
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    size_t n = 0, cap = 16;
+    char **list = calloc(cap + 1, sizeof *list);
+    sqlite3_stmt *s = r->stmt[R_SERVICES];
+    int step = SQLITE_DONE;
+    if (!list) rc = -ENOMEM;
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            char **p = realloc(list, (cap * 2 + 1) * sizeof *p);
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            list = p;
+            cap *= 2;
+        }
+        list[n] = dup_text(s, 0);
+        if (!list[n]) rc = -ENOMEM;
+        else list[++n] = NULL;
+    }
+    reset(s);
+    if (!rc && step != SQLITE_DONE) rc = store_sqlite_err(r->db, step, "list services");
+    checkin(st, r);
+    if (rc) {
+        if (list) list[n] = NULL;
+        store_free_strings(list);
+        return rc;
+    }
+    list[n] = NULL;
+    *out = list;
+    return 0;
+}
+
+void store_free_strings(char **strings)
+{
+    if (!strings) return;
+    for (char **p = strings; *p; p++) free(*p);
+    free(strings);
+}
+
+int store_list_operations(struct store *st, const char *service, enum span_kind kind,
+                          struct operation_info **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!service) return -EINVAL;
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    struct operation_info *ops = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s = r->stmt[R_OPERATIONS];
+    sqlite3_bind_text(s, 1, service, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, (int)kind);
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct operation_info *p = realloc(ops, cap * sizeof *p);
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            ops = p;
+        }
+        ops[n].name = dup_text(s, 0);
+        ops[n].kind = (enum span_kind)sqlite3_column_int(s, 1);
+        if (!ops[n].name) {
+            rc = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    reset(s);
+    if (!rc && step != SQLITE_DONE) rc = store_sqlite_err(r->db, step, "list operations");
+    checkin(st, r);
+    if (rc) {
+        store_free_operations(ops, n);
+        return rc;
+    }
+    *out = ops;
+    *n_out = n;
+    return 0;
+}
+
+void store_free_operations(struct operation_info *ops, size_t n)
+{
+    if (!ops) return;
+    for (size_t i = 0; i < n; i++) free(ops[i].name);
+    free(ops);
+}
+
+static int64_t minute_of(int64_t us)
+{
+    int64_t q = us / US_PER_MINUTE;
+    return (us % US_PER_MINUTE != 0 && us < 0) ? q - 1 : q;
+}
+
+int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
+                       struct dependency_link **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    struct dependency_link *deps = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *s = r->stmt[R_DEPENDENCIES];
+    sqlite3_bind_int64(s, 1, lookback_us > 0 ? minute_of(end_us - lookback_us) : INT64_MIN);
+    sqlite3_bind_int64(s, 2, minute_of(end_us));
+    int step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            struct dependency_link *p = realloc(deps, cap * sizeof *p);
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            deps = p;
+        }
+        struct dependency_link *d = &deps[n];
+        d->parent = dup_text(s, 0);
+        d->child = dup_text(s, 1);
+        d->call_count = (uint64_t)sqlite3_column_int64(s, 2);
+        d->error_count = (uint64_t)sqlite3_column_int64(s, 3);
+        n++;
+        if (!d->parent || !d->child) {
+            rc = -ENOMEM;
+            break;
+        }
+    }
+    reset(s);
+    if (!rc && step != SQLITE_DONE) rc = store_sqlite_err(r->db, step, "dependencies");
+    checkin(st, r);
+    if (rc) {
+        store_free_dependencies(deps, n);
+        return rc;
+    }
+    *out = deps;
+    *n_out = n;
+    return 0;
+}
+
+void store_free_dependencies(struct dependency_link *deps, size_t n)
+{
+    if (!deps) return;
+    for (size_t i = 0; i < n; i++) {
+        free(deps[i].parent);
+        free(deps[i].child);
+    }
+    free(deps);
+}

@@ -1,0 +1,78 @@
+/*
+ * storage_int.h: declarations shared by the storage module's files and its unit tests; not part
+ * of the public interface (that is storage.h).
+ *
+ *  - struct buf, a growable byte buffer the writer reuses between calls;
+ *  - the span codec (codec.c): the binary form of a chunk of spans stored in one row;
+ *  - the read-only connection pool (store_read.c) the store (store.c) owns;
+ *  - helpers both store files use (error mapping, time units);
+ *  - test hooks, used only by tests/test_storage.c.
+ */
+#ifndef MESHSCOPE_STORAGE_INT_H
+#define MESHSCOPE_STORAGE_INT_H
+
+#include "storage.h"
+
+#include <sqlite3.h>
+
+/* ----- byte buffer ------------------------------------------------------------------------- */
+struct buf {
+    uint8_t *p;
+    size_t len;
+    size_t cap;
+};
+/* Makes room for extra more bytes; -ENOMEM. */
+int buf_reserve(struct buf *b, size_t extra);
+/* Accepts a zeroed buffer. */
+void buf_free(struct buf *b);
+
+/* ----- codec ------------------------------------------------------------------------------- */
+
+/* AnyValue nesting the codec keeps. The ingest decoders cap nesting lower (16 by default, see
+ * collector/otlp.h); a value nested deeper is stored as VALUE_EMPTY rather than failing the
+ * whole write, and the decoder refuses deeper input as corrupt. */
+#define CODEC_MAX_DEPTH 64
+/* Largest decompressed chunk a reader accepts: a chunk is one trace's spans from one write
+ * call, and a write call is bounded by the ingest queue, far below this. */
+#define CODEC_MAX_CHUNK_RAW (64u << 20)
+
+/* Appends the encoding of n spans (any traces; resources and scopes written once per chunk,
+ * deduplicated by pointer) to out. Borrows everything. 0 or -ENOMEM. */
+int codec_encode_chunk(struct buf *out, const struct span *const *spans, size_t n);
+/* Decodes a whole chunk of len bytes and appends its spans to b (all memory from b's arena).
+ * Returns 0, -EINVAL for malformed input (truncated, trailing bytes, bad tags, nesting deeper
+ * than CODEC_MAX_DEPTH) leaving b's span count as it was, or -ENOMEM. Borrows p and b. */
+int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b);
+
+/* ----- shared between store.c and store_read.c --------------------------------------------- */
+#define US_PER_MINUTE 60000000LL
+/* Index rows group the spans of one (trace, service, operation) within this much start time,
+ * so a query window widened by it at the low end finds every candidate row. */
+#define INDEX_GROUP_SPREAD_US US_PER_MINUTE
+
+/* Maps an SQLite result code to a negative errno (SQLITE_FULL -> -ENOSPC, SQLITE_NOMEM ->
+ * -ENOMEM, anything else -> -EIO) and logs "store: <what>: <sqlite message>" (rate-limited). */
+int store_sqlite_err(sqlite3 *db, int rc, const char *what);
+
+/* The trace key used for chunk and index rows: the first 8 bytes of the id, big-endian. */
+int64_t trace_key_of(const uint8_t trace_id[16]);
+
+/* Read-only connection pool (store_read.c). */
+struct read_pool;
+/* Opens nothing yet (connections are opened on first use, up to size); NULL on out of memory.
+ * Borrows path (copies it). */
+struct read_pool *read_pool_create(const char *path, unsigned size);
+/* Accepts NULL. No connection may be checked out. */
+void read_pool_destroy(struct read_pool *p);
+/* The pool of a store (store.c). */
+struct read_pool *store_read_pool(struct store *st);
+
+/* ----- test hooks (tests/test_storage.c only) ---------------------------------------------- */
+/* Receive time the writer records instead of the real clock (0 = real clock again). */
+void store_test_set_clock(struct store *st, int64_t now_us);
+/* Sample bytes after which the writer trains its compression dictionary. Writer thread. */
+void store_test_set_dict_threshold(struct store *st, size_t bytes);
+/* PRAGMA max_page_count on the writer connection, to provoke SQLITE_FULL. Writer thread. */
+int store_test_set_max_pages(struct store *st, unsigned pages);
+
+#endif

@@ -1,0 +1,1037 @@
+/*
+ * test_storage.c: unit tests of the storage module: the span codec (round trip of every field,
+ * hardening against truncated and corrupt input), and the store (put/get, find with every
+ * filter, dictionaries, dependencies, retention, concurrent reads, -ENOSPC with rollback).
+ *
+ * Each store test works in a fresh mkdtemp directory. -ENOSPC is provoked with the test hook
+ * store_test_set_max_pages (PRAGMA max_page_count on the writer connection), and receive time
+ * for retention with store_test_set_clock; both are declared in storage/storage_int.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storage_int.h"
+
+#define T0 1700000000000000LL /* a fixed span-time origin, in us */
+#define MS 1000LL
+#define SEC 1000000LL
+
+/* ----- building spans ---------------------------------------------------------------------- */
+
+static struct mstr S(struct span_batch *b, const char *s)
+{
+    struct mstr m = {arena_strndup(b->arena, s, strlen(s)), (uint32_t)strlen(s)};
+    return m;
+}
+
+static struct resource *make_resource(struct span_batch *b, const char *service, const char *env)
+{
+    struct resource *r = arena_alloc(b->arena, sizeof *r);
+    r->attrs.items = arena_alloc(b->arena, 2 * sizeof *r->attrs.items);
+    r->attrs.items[0].key = S(b, "service.name");
+    r->attrs.items[0].value.type = VALUE_STRING;
+    r->attrs.items[0].value.u.str = S(b, service);
+    r->attrs.n = 1;
+    if (env) {
+        r->attrs.items[1].key = S(b, "deployment.environment");
+        r->attrs.items[1].value.type = VALUE_STRING;
+        r->attrs.items[1].value.u.str = S(b, env);
+        r->attrs.n = 2;
+    }
+    return r;
+}
+
+static void make_id(uint8_t *out, size_t len, uint64_t a, uint64_t b)
+{
+    memset(out, 0, len);
+    for (int i = 0; i < 8 && (size_t)i < len; i++) out[i] = (uint8_t)(a >> (56 - 8 * i));
+    for (size_t i = 8; i < len; i++) out[i] = (uint8_t)(b >> (8 * (15 - i)));
+}
+
+static void trace_id_of(uint8_t out[16], uint64_t n)
+{
+    make_id(out, 16, 0xabc0000000000000ULL | n, n * 7919);
+}
+
+static struct span *add_span(struct span_batch *b, const struct resource *res, uint64_t trace,
+                             uint64_t span_id, uint64_t parent, const char *name,
+                             enum span_kind kind, int64_t start_us, int64_t dur_us)
+{
+    struct span *s = span_batch_add(b);
+    trace_id_of(s->trace_id, trace);
+    make_id(s->span_id, 8, span_id, 0);
+    if (parent) {
+        make_id(s->parent_span_id, 8, parent, 0);
+        s->has_parent = true;
+    }
+    s->name = S(b, name);
+    s->kind = kind;
+    s->start_unix_nano = (uint64_t)start_us * 1000;
+    s->end_unix_nano = (uint64_t)(start_us + dur_us) * 1000;
+    s->resource = res;
+    s->attrs.items = arena_alloc(b->arena, 8 * sizeof *s->attrs.items);
+    return s;
+}
+
+static struct value *add_attr(struct span_batch *b, struct span *s, const char *key)
+{
+    struct attr *a = &s->attrs.items[s->attrs.n++];
+    a->key = S(b, key);
+    return &a->value;
+}
+
+static void attr_str(struct span_batch *b, struct span *s, const char *key, const char *v)
+{
+    struct value *val = add_attr(b, s, key);
+    val->type = VALUE_STRING;
+    val->u.str = S(b, v);
+}
+
+static void attr_int(struct span_batch *b, struct span *s, const char *key, int64_t v)
+{
+    struct value *val = add_attr(b, s, key);
+    val->type = VALUE_INT;
+    val->u.i = v;
+}
+
+/* ----- deep comparison --------------------------------------------------------------------- */
+
+static void assert_mstr(struct mstr a, struct mstr b)
+{
+    assert_int_equal(a.ptr == NULL, b.ptr == NULL);
+    assert_int_equal(a.len, b.len);
+    if (a.ptr) {
+        assert_memory_equal(a.ptr, b.ptr, a.len);
+        assert_int_equal(b.ptr[b.len], '\0');
+    }
+}
+
+static void assert_attr_items(const struct attr *a, const struct attr *b, uint32_t n);
+
+static void assert_value(const struct value *a, const struct value *b)
+{
+    assert_int_equal(a->type, b->type);
+    switch (a->type) {
+    case VALUE_STRING:
+    case VALUE_BYTES: assert_mstr(a->u.str, b->u.str); break;
+    case VALUE_BOOL: assert_int_equal(a->u.b, b->u.b); break;
+    case VALUE_INT: assert_true(a->u.i == b->u.i); break;
+    case VALUE_DOUBLE: assert_memory_equal(&a->u.d, &b->u.d, sizeof(double)); break;
+    case VALUE_ARRAY:
+        assert_int_equal(a->u.array.n, b->u.array.n);
+        for (uint32_t i = 0; i < a->u.array.n; i++)
+            assert_value(&a->u.array.items[i], &b->u.array.items[i]);
+        break;
+    case VALUE_KVLIST:
+        assert_int_equal(a->u.kvlist.n, b->u.kvlist.n);
+        assert_attr_items(a->u.kvlist.items, b->u.kvlist.items, a->u.kvlist.n);
+        break;
+    default: break;
+    }
+}
+
+static void assert_attr_items(const struct attr *a, const struct attr *b, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        assert_mstr(a[i].key, b[i].key);
+        assert_value(&a[i].value, &b[i].value);
+    }
+}
+
+static void assert_attrs(const struct attrs *a, const struct attrs *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_int_equal(a->dropped, b->dropped);
+    assert_attr_items(a->items, b->items, a->n);
+}
+
+static void assert_span(const struct span *a, const struct span *b)
+{
+    assert_memory_equal(a->trace_id, b->trace_id, 16);
+    assert_memory_equal(a->span_id, b->span_id, 8);
+    assert_int_equal(a->has_parent, b->has_parent);
+    if (a->has_parent) assert_memory_equal(a->parent_span_id, b->parent_span_id, 8);
+    assert_mstr(a->trace_state, b->trace_state);
+    assert_int_equal(a->flags, b->flags);
+    assert_mstr(a->name, b->name);
+    assert_int_equal(a->kind, b->kind);
+    assert_true(a->start_unix_nano == b->start_unix_nano);
+    assert_true(a->end_unix_nano == b->end_unix_nano);
+    assert_attrs(&a->attrs, &b->attrs);
+    assert_int_equal(a->n_events, b->n_events);
+    assert_int_equal(a->dropped_events, b->dropped_events);
+    for (uint32_t i = 0; i < a->n_events; i++) {
+        assert_true(a->events[i].time_unix_nano == b->events[i].time_unix_nano);
+        assert_mstr(a->events[i].name, b->events[i].name);
+        assert_attrs(&a->events[i].attrs, &b->events[i].attrs);
+    }
+    assert_int_equal(a->n_links, b->n_links);
+    assert_int_equal(a->dropped_links, b->dropped_links);
+    for (uint32_t i = 0; i < a->n_links; i++) {
+        const struct span_link *x = &a->links[i], *y = &b->links[i];
+        assert_memory_equal(x->trace_id, y->trace_id, 16);
+        assert_memory_equal(x->span_id, y->span_id, 8);
+        assert_mstr(x->trace_state, y->trace_state);
+        assert_attrs(&x->attrs, &y->attrs);
+        assert_int_equal(x->flags, y->flags);
+    }
+    assert_int_equal(a->status_code, b->status_code);
+    assert_mstr(a->status_message, b->status_message);
+    assert_int_equal(a->resource == NULL, b->resource == NULL);
+    if (a->resource) {
+        assert_attrs(&a->resource->attrs, &b->resource->attrs);
+        assert_mstr(a->resource->schema_url, b->resource->schema_url);
+    }
+    assert_int_equal(a->scope == NULL, b->scope == NULL);
+    if (a->scope) {
+        assert_mstr(a->scope->name, b->scope->name);
+        assert_mstr(a->scope->version, b->scope->version);
+        assert_attrs(&a->scope->attrs, &b->scope->attrs);
+        assert_mstr(a->scope->schema_url, b->scope->schema_url);
+    }
+}
+
+/* A span using every field and every AnyValue type, nested arrays and kvlists, bytes with NULs,
+ * absent vs empty strings. */
+static struct span_batch *rich_batch(void)
+{
+    struct span_batch *b = span_batch_create();
+    struct resource *res = make_resource(b, "frontend", "prod");
+    res->attrs.dropped = 3;
+    res->schema_url = S(b, "https://opentelemetry.io/schemas/1.21.0");
+    struct scope *sc = arena_alloc(b->arena, sizeof *sc);
+    sc->name = S(b, "io.opentelemetry.http");
+    sc->version = S(b, "1.2.3");
+    sc->attrs.items = arena_alloc(b->arena, sizeof *sc->attrs.items);
+    sc->attrs.items[0].key = S(b, "scope.attr");
+    sc->attrs.items[0].value.type = VALUE_BOOL;
+    sc->attrs.items[0].value.u.b = true;
+    sc->attrs.n = 1;
+    sc->attrs.dropped = 1;
+    sc->schema_url = S(b, ""); /* empty, not absent */
+
+    struct span *s = add_span(b, res, 1, 0x1122334455667788ULL, 0x99, "GET /cart", SPAN_KIND_SERVER,
+                              T0, 1500);
+    s->scope = sc;
+    s->trace_state = S(b, "vendor=abc,other=1");
+    s->flags = 0x101;
+    s->status_code = STATUS_ERROR;
+    s->status_message = S(b, "boom");
+    s->attrs.dropped = 7;
+    attr_str(b, s, "http.route", "/cart");
+    attr_int(b, s, "neg", -1234567890123LL);
+    struct value *v = add_attr(b, s, "dbl");
+    v->type = VALUE_DOUBLE;
+    v->u.d = -0.125e-300;
+    v = add_attr(b, s, "bytes");
+    v->type = VALUE_BYTES;
+    static const char raw[] = {'a', 0, 'b', 0, (char)0xff};
+    v->u.str.ptr = arena_strndup(b->arena, raw, sizeof raw);
+    v->u.str.len = sizeof raw;
+    v = add_attr(b, s, "empty");
+    v->type = VALUE_EMPTY;
+    v = add_attr(b, s, "flag");
+    v->type = VALUE_BOOL;
+    v->u.b = false;
+    /* array [ "x", 5, [ true, {k: 1.5} ] ] */
+    v = add_attr(b, s, "arr");
+    v->type = VALUE_ARRAY;
+    v->u.array.n = 3;
+    v->u.array.items = arena_alloc(b->arena, 3 * sizeof(struct value));
+    v->u.array.items[0].type = VALUE_STRING;
+    v->u.array.items[0].u.str = S(b, "x");
+    v->u.array.items[1].type = VALUE_INT;
+    v->u.array.items[1].u.i = 5;
+    struct value *inner = &v->u.array.items[2];
+    inner->type = VALUE_ARRAY;
+    inner->u.array.n = 2;
+    inner->u.array.items = arena_alloc(b->arena, 2 * sizeof(struct value));
+    inner->u.array.items[0].type = VALUE_BOOL;
+    inner->u.array.items[0].u.b = true;
+    struct value *kv = &inner->u.array.items[1];
+    kv->type = VALUE_KVLIST;
+    kv->u.kvlist.n = 1;
+    kv->u.kvlist.items = arena_alloc(b->arena, sizeof(struct attr));
+    kv->u.kvlist.items[0].key = S(b, "k");
+    kv->u.kvlist.items[0].value.type = VALUE_DOUBLE;
+    kv->u.kvlist.items[0].value.u.d = 1.5;
+    v = add_attr(b, s, "emptystr");
+    v->type = VALUE_STRING;
+    v->u.str = S(b, "");
+
+    s->n_events = 2;
+    s->dropped_events = 4;
+    s->events = arena_alloc(b->arena, 2 * sizeof *s->events);
+    s->events[0].time_unix_nano = s->start_unix_nano + 10;
+    s->events[0].name = S(b, "exception");
+    s->events[0].attrs.items = arena_alloc(b->arena, sizeof(struct attr));
+    s->events[0].attrs.items[0].key = S(b, "exception.message");
+    s->events[0].attrs.items[0].value.type = VALUE_STRING;
+    s->events[0].attrs.items[0].value.u.str = S(b, "bad\nthing");
+    s->events[0].attrs.n = 1;
+    s->events[0].attrs.dropped = 2;
+    s->events[1].time_unix_nano = s->start_unix_nano - 5; /* before the span: a negative delta */
+
+    s->n_links = 1;
+    s->dropped_links = 9;
+    s->links = arena_alloc(b->arena, sizeof *s->links);
+    make_id(s->links[0].trace_id, 16, 0xfeed, 0xbeef);
+    make_id(s->links[0].span_id, 8, 0xcafe, 0);
+    s->links[0].trace_state = S(b, "k=v");
+    s->links[0].flags = 0x301;
+    s->links[0].attrs.items = arena_alloc(b->arena, sizeof(struct attr));
+    s->links[0].attrs.items[0].key = S(b, "link.kind");
+    s->links[0].attrs.items[0].value.type = VALUE_INT;
+    s->links[0].attrs.items[0].value.u.i = INT64_MIN;
+    s->links[0].attrs.n = 1;
+
+    /* A second span without resource or scope, end before start, no parent. */
+    struct span *s2 = add_span(b, NULL, 2, 5, 0, "", SPAN_KIND_UNSPECIFIED, T0, 0);
+    s2->end_unix_nano = s2->start_unix_nano - 1;
+    s2->name.ptr = NULL; /* absent */
+    s2->name.len = 0;
+    /* A third sharing the first one's resource and scope. */
+    struct span *s3 = add_span(b, res, 1, 6, 0x1122334455667788ULL, "child", SPAN_KIND_CLIENT,
+                               T0 + 1, UINT32_MAX);
+    s3->scope = sc;
+    return b;
+}
+
+static void encode_batch(struct span_batch *b, struct buf *out)
+{
+    const struct span **ptrs = malloc(b->n_spans * sizeof *ptrs);
+    for (uint32_t i = 0; i < b->n_spans; i++) ptrs[i] = &b->spans[i];
+    assert_int_equal(codec_encode_chunk(out, ptrs, b->n_spans), 0);
+    free(ptrs);
+}
+
+static void test_codec_roundtrip(void **state)
+{
+    (void)state;
+    struct span_batch *b = rich_batch();
+    struct buf enc = {0};
+    encode_batch(b, &enc);
+    struct span_batch *d = span_batch_create();
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), 0);
+    assert_int_equal(d->n_spans, b->n_spans);
+    for (uint32_t i = 0; i < b->n_spans; i++) assert_span(&b->spans[i], &d->spans[i]);
+    /* Shared resource and scope stay shared. */
+    assert_ptr_equal(d->spans[0].resource, d->spans[2].resource);
+    assert_ptr_equal(d->spans[0].scope, d->spans[2].scope);
+    assert_string_equal(span_service_name(&d->spans[0]), "frontend");
+    span_batch_destroy(d);
+    span_batch_destroy(b);
+    buf_free(&enc);
+}
+
+static void test_codec_rejects_corrupt(void **state)
+{
+    (void)state;
+    struct span_batch *b = rich_batch();
+    struct buf enc = {0};
+    encode_batch(b, &enc);
+    struct span_batch *d = span_batch_create();
+    /* Every truncation point fails cleanly and leaves the batch as it was. */
+    for (size_t len = 0; len < enc.len; len++) {
+        uint8_t *copy = malloc(len ? len : 1); /* exact size, so ASan sees any overread */
+        memcpy(copy, enc.p, len);
+        assert_int_equal(codec_decode_chunk(copy, len, d), -EINVAL);
+        assert_int_equal(d->n_spans, 0);
+        free(copy);
+    }
+    /* Trailing garbage. */
+    uint8_t *longer = malloc(enc.len + 1);
+    memcpy(longer, enc.p, enc.len);
+    longer[enc.len] = 0;
+    assert_int_equal(codec_decode_chunk(longer, enc.len + 1, d), -EINVAL);
+    free(longer);
+    /* Every byte flipped in several ways: decode may succeed or fail, never crash. */
+    static const uint8_t flips[] = {0x01, 0x80, 0xff, 0x7f};
+    uint8_t *copy = malloc(enc.len);
+    for (size_t i = 0; i < enc.len; i++) {
+        for (size_t f = 0; f < sizeof flips; f++) {
+            memcpy(copy, enc.p, enc.len);
+            copy[i] ^= flips[f];
+            struct span_batch *x = span_batch_create();
+            int rc = codec_decode_chunk(copy, enc.len, x);
+            assert_true(rc == 0 || rc == -EINVAL);
+            if (rc) assert_int_equal(x->n_spans, 0);
+            span_batch_destroy(x);
+        }
+    }
+    free(copy);
+    /* Huge counts and over-deep nesting. */
+    static const uint8_t huge[] = {1, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(codec_decode_chunk(huge, sizeof huge, d), -EINVAL);
+    uint8_t deep[3 + 2 * 200 + 8];
+    size_t n = 0;
+    deep[n++] = 1; /* version */
+    deep[n++] = 1; /* one resource */
+    deep[n++] = 1; /* one attribute */
+    deep[n++] = 0; /* dropped */
+    deep[n++] = 2; /* key "a" */
+    deep[n++] = 'a';
+    for (int i = 0; i < 200; i++) {
+        deep[n++] = VALUE_ARRAY;
+        deep[n++] = 1;
+    }
+    assert_int_equal(codec_decode_chunk(deep, n, d), -EINVAL);
+    assert_int_equal(d->n_spans, 0);
+    span_batch_destroy(d);
+    span_batch_destroy(b);
+    buf_free(&enc);
+}
+
+/* ----- store fixture ----------------------------------------------------------------------- */
+
+struct fixture {
+    char dir[64];
+    char path[128];
+    struct store *st;
+};
+
+static int fixture_setup_with(void **state, int64_t retention_us, int64_t max_db_bytes)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/meshscope-storage-XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    snprintf(f->path, sizeof f->path, "%s/traces.db", f->dir);
+    struct store_options o = {.path = f->path, .retention_us = retention_us,
+                              .max_db_bytes = max_db_bytes, .read_pool = 2};
+    f->st = store_open(&o);
+    if (!f->st) return -1;
+    *state = f;
+    return 0;
+}
+
+static int fixture_setup(void **state)
+{
+    return fixture_setup_with(state, 0, 0);
+}
+
+static int fixture_setup_retention(void **state)
+{
+    return fixture_setup_with(state, 3600 * SEC, 0);
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    char p[160];
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void put1(struct store *st, struct span_batch *b)
+{
+    assert_int_equal(store_put_batches(st, &b, 1), 0);
+    span_batch_destroy(b);
+}
+
+/* ----- put / get --------------------------------------------------------------------------- */
+
+static void test_put_get(void **state)
+{
+    struct fixture *f = *state;
+    struct span_batch *b = rich_batch();
+    struct span_batch *orig = rich_batch();
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+
+    uint8_t id[16];
+    trace_id_of(id, 1);
+    struct span_batch *got = NULL;
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 2);
+    assert_span(&orig->spans[0], &got->spans[0]); /* sorted by start: span 0 first */
+    assert_span(&orig->spans[2], &got->spans[1]);
+    span_batch_destroy(got);
+
+    trace_id_of(id, 2);
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 1);
+    assert_span(&orig->spans[1], &got->spans[0]);
+    span_batch_destroy(got);
+
+    /* Same trace key (first 8 bytes), different id: not found. */
+    trace_id_of(id, 1);
+    id[15] ^= 1;
+    assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+    assert_null(got);
+    trace_id_of(id, 99);
+    assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+
+    struct store_stats stats;
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.spans_stored, 3);
+    assert_int_equal(stats.traces_chunks_stored, 2);
+    assert_int_equal(stats.batches_committed, 1);
+    assert_true(stats.db_bytes > 0);
+    span_batch_destroy(orig);
+}
+
+static void test_split_trace(void **state)
+{
+    struct fixture *f = *state;
+    struct span_batch *b1 = span_batch_create();
+    const struct resource *r1 = make_resource(b1, "frontend", NULL);
+    add_span(b1, r1, 7, 1, 0, "root", SPAN_KIND_SERVER, T0, 100 * MS);
+    add_span(b1, r1, 7, 3, 1, "late", SPAN_KIND_INTERNAL, T0 + 50 * MS, MS);
+    add_span(b1, r1, 8, 9, 0, "other", SPAN_KIND_SERVER, T0, MS);
+    struct span_batch *b2 = span_batch_create();
+    const struct resource *r2 = make_resource(b2, "cart", NULL);
+    add_span(b2, r2, 7, 2, 1, "GetCart", SPAN_KIND_SERVER, T0 + 10 * MS, 20 * MS);
+    put1(f->st, b1);
+    put1(f->st, b2);
+
+    uint8_t id[16];
+    trace_id_of(id, 7);
+    struct span_batch *got;
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 3);
+    assert_string_equal(got->spans[0].name.ptr, "root");
+    assert_string_equal(got->spans[1].name.ptr, "GetCart");
+    assert_string_equal(got->spans[2].name.ptr, "late");
+    assert_string_equal(span_service_name(&got->spans[1]), "cart");
+    span_batch_destroy(got);
+}
+
+/* ----- find -------------------------------------------------------------------------------- */
+
+/* Five traces (see the table below for what each query must return):
+ *  t1 frontend "GET /home" server T0, 100ms, http.route=/home; cart "GetCart" child, cart.items=3
+ *  t2 frontend "GET /checkout" server T0+60s, 500ms, status code 500 (error);
+ *     checkout "PlaceOrder" child, status ERROR "payment declined"
+ *  t3 frontend "GET /home" server T0+120s, 5ms, http.route=/home, user.vip=true
+ *  t4 cart "GetCart" server T0+180s, 1ms, resource env staging
+ *  t5 frontend "GET /api" client T0+240s, 2s, ratio=0.5
+ * frontend's resource has deployment.environment=prod. */
+static void load_find_data(struct store *st)
+{
+    struct span_batch *b = span_batch_create();
+    const struct resource *fe = make_resource(b, "frontend", "prod");
+    const struct resource *cart = make_resource(b, "cart", "prod");
+    const struct resource *cart_stg = make_resource(b, "cart", "staging");
+    const struct resource *co = make_resource(b, "checkout", "prod");
+    struct span *s = add_span(b, fe, 1, 11, 0, "GET /home", SPAN_KIND_SERVER, T0, 100 * MS);
+    attr_str(b, s, "http.route", "/home");
+    attr_int(b, s, "http.response.status_code", 200);
+    s = add_span(b, cart, 1, 12, 11, "GetCart", SPAN_KIND_SERVER, T0 + 10 * MS, 20 * MS);
+    attr_int(b, s, "cart.items", 3);
+    s = add_span(b, fe, 2, 21, 0, "GET /checkout", SPAN_KIND_SERVER, T0 + 60 * SEC, 500 * MS);
+    attr_int(b, s, "http.response.status_code", 500);
+    s = add_span(b, co, 2, 22, 21, "PlaceOrder", SPAN_KIND_SERVER, T0 + 61 * SEC, 400 * MS);
+    s->status_code = STATUS_ERROR;
+    s->status_message = S(b, "payment declined");
+    s = add_span(b, fe, 3, 31, 0, "GET /home", SPAN_KIND_SERVER, T0 + 120 * SEC, 5 * MS);
+    attr_str(b, s, "http.route", "/home");
+    struct value *v = add_attr(b, s, "user.vip");
+    v->type = VALUE_BOOL;
+    v->u.b = true;
+    add_span(b, cart_stg, 4, 41, 0, "GetCart", SPAN_KIND_SERVER, T0 + 180 * SEC, MS);
+    s = add_span(b, fe, 5, 51, 0, "GET /api", SPAN_KIND_CLIENT, T0 + 240 * SEC, 2 * SEC);
+    v = add_attr(b, s, "ratio");
+    v->type = VALUE_DOUBLE;
+    v->u.d = 0.5;
+    put1(st, b);
+}
+
+struct find_case {
+    const char *name;
+    struct trace_query q;
+    struct tag_filter tags[2];
+    size_t n_tags;
+    int expect[6]; /* trace numbers, most recent first, 0-terminated */
+};
+
+static const struct find_case find_cases[] = {
+    {"service", {.service = "frontend"}, {{0}}, 0, {5, 3, 2, 1}},
+    {"operation", {.service = "frontend", .operation = "GET /home"}, {{0}}, 0, {3, 1}},
+    {"window", {.service = "frontend", .start_us = T0 + 50 * SEC, .end_us = T0 + 130 * SEC},
+     {{0}}, 0, {3, 2}},
+    {"window excludes", {.service = "frontend", .start_us = T0 + 1, .end_us = T0 + 59 * SEC},
+     {{0}}, 0, {0}},
+    {"min duration", {.service = "frontend", .min_duration_us = 400 * MS}, {{0}}, 0, {5, 2}},
+    {"max duration", {.service = "frontend", .max_duration_us = 50 * MS}, {{0}}, 0, {3}},
+    {"duration range", {.service = "frontend", .min_duration_us = 50 * MS,
+                        .max_duration_us = 600 * MS}, {{0}}, 0, {2, 1}},
+    {"span attr", {.service = "frontend"}, {{"http.route", "/home"}}, 1, {3, 1}},
+    {"bool attr", {.service = "frontend"}, {{"user.vip", "true"}}, 1, {3}},
+    {"int attr", {.service = "cart"}, {{"cart.items", "3"}}, 1, {1}},
+    {"double attr", {.service = "frontend"}, {{"ratio", "0.5"}}, 1, {5}},
+    {"resource attr", {.service = "frontend"}, {{"deployment.environment", "prod"}}, 1,
+     {5, 3, 2, 1}},
+    {"resource attr 2", {.service = "cart"}, {{"deployment.environment", "staging"}}, 1, {4}},
+    {"pseudo error", {.service = "frontend"}, {{"error", "true"}}, 1, {2}},
+    {"pseudo status", {.service = "checkout"}, {{"otel.status_code", "ERROR"}}, 1, {2}},
+    {"pseudo status msg", {.service = "checkout"},
+     {{"otel.status_description", "payment declined"}}, 1, {2}},
+    {"pseudo kind", {.service = "frontend"}, {{"span.kind", "client"}}, 1, {5}},
+    {"two tags same span", {.service = "frontend"},
+     {{"http.route", "/home"}, {"user.vip", "true"}}, 2, {3}},
+    {"tag on another span", {.service = "frontend"}, {{"cart.items", "3"}}, 1, {0}},
+    {"tag value differs", {.service = "frontend"}, {{"http.route", "/cart"}}, 1, {0}},
+    {"kind filter", {.service = "frontend", .span_kind = "server"}, {{0}}, 0, {3, 2, 1}},
+    {"errors only", {.service = "frontend", .errors_only = true}, {{0}}, 0, {2}},
+    {"errors only checkout", {.service = "checkout", .errors_only = true}, {{0}}, 0, {2}},
+    {"errors only none", {.service = "cart", .errors_only = true}, {{0}}, 0, {0}},
+    {"errors only + op", {.service = "frontend", .operation = "GET /home", .errors_only = true},
+     {{0}}, 0, {0}},
+    {"unknown service", {.service = "nope"}, {{0}}, 0, {0}},
+    {"unknown operation", {.service = "frontend", .operation = "nope"}, {{0}}, 0, {0}},
+};
+
+static void test_find_traces(void **state)
+{
+    struct fixture *f = *state;
+    load_find_data(f->st);
+    for (size_t c = 0; c < sizeof find_cases / sizeof *find_cases; c++) {
+        const struct find_case *fc = &find_cases[c];
+        struct trace_query q = fc->q;
+        q.tags = fc->tags;
+        q.n_tags = fc->n_tags;
+        struct span_batch **out = NULL;
+        size_t n = 0;
+        int rc = store_find_traces(f->st, &q, &out, &n);
+        size_t want = 0;
+        while (want < 6 && fc->expect[want]) want++;
+        if (rc != 0 || n != want) fail_msg("case \"%s\": rc %d, %zu traces, want %zu", fc->name,
+                                           rc, n, want);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t id[16];
+            trace_id_of(id, (uint64_t)fc->expect[i]);
+            if (memcmp(out[i]->spans[0].trace_id, id, 16) != 0)
+                fail_msg("case \"%s\": result %zu is not trace %d", fc->name, i, fc->expect[i]);
+            /* Each result holds the whole trace. */
+            if (fc->expect[i] == 1 || fc->expect[i] == 2) assert_int_equal(out[i]->n_spans, 2);
+        }
+        store_free_traces(out, n);
+    }
+}
+
+static void test_find_limit_order(void **state)
+{
+    struct fixture *f = *state;
+    struct span_batch *b = span_batch_create();
+    const struct resource *r = make_resource(b, "svc", NULL);
+    /* Inserted in scrambled order so storage order does not give the answer. */
+    for (int i = 0; i < 30; i++) {
+        int k = (i * 7) % 30;
+        add_span(b, r, 100 + (uint64_t)k, 1, 0, "op", SPAN_KIND_SERVER, T0 + k * SEC, MS);
+    }
+    put1(f->st, b);
+    struct trace_query q = {.service = "svc", .limit = 10};
+    struct span_batch **out;
+    size_t n;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 10);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t id[16];
+        trace_id_of(id, 100 + 29 - i);
+        assert_memory_equal(out[i]->spans[0].trace_id, id, 16);
+    }
+    store_free_traces(out, n);
+    q.limit = 0; /* default 100 */
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 30);
+    store_free_traces(out, n);
+}
+
+/* ----- dictionaries ------------------------------------------------------------------------ */
+
+static void test_list_services_operations(void **state)
+{
+    struct fixture *f = *state;
+    load_find_data(f->st);
+    char **svcs;
+    assert_int_equal(store_list_services(f->st, &svcs), 0);
+    static const char *const want[] = {"cart", "checkout", "frontend", NULL};
+    for (int i = 0; want[i]; i++) {
+        assert_non_null(svcs[i]);
+        assert_string_equal(svcs[i], want[i]);
+    }
+    assert_null(svcs[3]);
+    store_free_strings(svcs);
+
+    struct operation_info *ops;
+    size_t n;
+    assert_int_equal(store_list_operations(f->st, "frontend", SPAN_KIND_UNSPECIFIED, &ops, &n),
+                     0);
+    assert_int_equal(n, 3);
+    assert_string_equal(ops[0].name, "GET /api");
+    assert_int_equal(ops[0].kind, SPAN_KIND_CLIENT);
+    assert_string_equal(ops[1].name, "GET /checkout");
+    assert_string_equal(ops[2].name, "GET /home");
+    assert_int_equal(ops[2].kind, SPAN_KIND_SERVER);
+    store_free_operations(ops, n);
+    assert_int_equal(store_list_operations(f->st, "frontend", SPAN_KIND_SERVER, &ops, &n), 0);
+    assert_int_equal(n, 2);
+    store_free_operations(ops, n);
+    assert_int_equal(store_list_operations(f->st, "nope", SPAN_KIND_UNSPECIFIED, &ops, &n), 0);
+    assert_int_equal(n, 0);
+    store_free_operations(ops, n);
+}
+
+/* ----- dependencies ------------------------------------------------------------------------ */
+
+static const struct dependency_link *find_dep(const struct dependency_link *d, size_t n,
+                                              const char *parent, const char *child)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(d[i].parent, parent) == 0 && strcmp(d[i].child, child) == 0) return &d[i];
+    return NULL;
+}
+
+static void test_dependencies(void **state)
+{
+    struct fixture *f = *state;
+    /* Same call: frontend server -> frontend client -> cart server -> cart internal. */
+    struct span_batch *b = span_batch_create();
+    const struct resource *fe = make_resource(b, "frontend", NULL);
+    const struct resource *cart = make_resource(b, "cart", NULL);
+    add_span(b, fe, 1, 1, 0, "GET /", SPAN_KIND_SERVER, T0, 10 * MS);
+    add_span(b, fe, 1, 2, 1, "GET cart", SPAN_KIND_CLIENT, T0 + MS, 5 * MS);
+    add_span(b, cart, 1, 3, 2, "GetCart", SPAN_KIND_SERVER, T0 + 2 * MS, 3 * MS);
+    add_span(b, cart, 1, 4, 3, "redis", SPAN_KIND_INTERNAL, T0 + 3 * MS, MS);
+    put1(f->st, b);
+
+    /* Across calls, client first: frontend client, later payment server (failing). */
+    b = span_batch_create();
+    add_span(b, make_resource(b, "frontend", NULL), 2, 1, 0, "pay", SPAN_KIND_CLIENT, T0, 5 * MS);
+    put1(f->st, b);
+    b = span_batch_create();
+    struct span *s = add_span(b, make_resource(b, "payment", NULL), 2, 2, 1, "Charge",
+                              SPAN_KIND_SERVER, T0 + MS, 3 * MS);
+    s->status_code = STATUS_ERROR;
+    put1(f->st, b);
+
+    /* Across calls, server first: checkout server, later frontend client. */
+    b = span_batch_create();
+    add_span(b, make_resource(b, "checkout", NULL), 3, 2, 1, "Place", SPAN_KIND_SERVER, T0 + MS,
+             3 * MS);
+    put1(f->st, b);
+    b = span_batch_create();
+    add_span(b, make_resource(b, "frontend", NULL), 3, 1, 0, "place", SPAN_KIND_CLIENT, T0,
+             5 * MS);
+    put1(f->st, b);
+
+    /* A server whose client never arrives counts nothing. */
+    b = span_batch_create();
+    add_span(b, make_resource(b, "orphan", NULL), 4, 2, 1, "x", SPAN_KIND_SERVER, T0, MS);
+    put1(f->st, b);
+
+    struct dependency_link *deps;
+    size_t n;
+    assert_int_equal(store_dependencies(f->st, T0 + 3600 * SEC, 7200 * SEC, &deps, &n), 0);
+    assert_int_equal(n, 3);
+    const struct dependency_link *d = find_dep(deps, n, "frontend", "cart");
+    assert_non_null(d);
+    assert_int_equal(d->call_count, 1);
+    assert_int_equal(d->error_count, 0);
+    d = find_dep(deps, n, "frontend", "payment");
+    assert_non_null(d);
+    assert_int_equal(d->call_count, 1);
+    assert_int_equal(d->error_count, 1);
+    d = find_dep(deps, n, "frontend", "checkout");
+    assert_non_null(d);
+    assert_int_equal(d->call_count, 1);
+    store_free_dependencies(deps, n);
+
+    /* Outside the window: nothing. */
+    assert_int_equal(store_dependencies(f->st, T0 - 3600 * SEC, 60 * SEC, &deps, &n), 0);
+    assert_int_equal(n, 0);
+    store_free_dependencies(deps, n);
+}
+
+/* ----- retention --------------------------------------------------------------------------- */
+
+static void test_retention(void **state)
+{
+    struct fixture *f = *state; /* retention 1 h */
+    const int64_t r0 = T0 + 7 * 86400 * SEC;
+    store_test_set_clock(f->st, r0);
+    for (int k = 0; k < 5; k++) { /* old: 5 calls of 2 traces x 2 spans */
+        struct span_batch *b = span_batch_create();
+        const struct resource *r = make_resource(b, "old", NULL);
+        for (int t = 0; t < 2; t++) {
+            uint64_t tr = 200 + (uint64_t)(k * 2 + t);
+            add_span(b, r, tr, 1, 0, "a", SPAN_KIND_SERVER, T0, MS);
+            add_span(b, r, tr, 2, 1, "b", SPAN_KIND_CLIENT, T0, MS);
+        }
+        put1(f->st, b);
+    }
+    store_test_set_clock(f->st, r0 + 2 * 3600 * SEC);
+    struct span_batch *b = span_batch_create();
+    add_span(b, make_resource(b, "new", NULL), 300, 1, 0, "a", SPAN_KIND_SERVER, T0, MS);
+    put1(f->st, b);
+
+    uint64_t deleted, total = 0;
+    int steps = 0;
+    do {
+        assert_int_equal(store_retention_step(f->st, r0 + 2 * 3600 * SEC + 60 * SEC, 3, &deleted),
+                         0);
+        total += deleted;
+        assert_true(deleted <= 3 * 2); /* at most 3 chunk rows of 2 spans */
+        steps++;
+    } while (deleted > 0 && steps < 100);
+    assert_int_equal(total, 20);
+    assert_true(steps > 2); /* small transactions */
+
+    uint8_t id[16];
+    struct span_batch *got;
+    for (int t = 200; t < 210; t++) {
+        trace_id_of(id, (uint64_t)t);
+        assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+    }
+    trace_id_of(id, 300);
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    span_batch_destroy(got);
+    struct trace_query q = {.service = "old"};
+    struct span_batch **out;
+    size_t n;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 0);
+    store_free_traces(out, n);
+    q.service = "new";
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 1);
+    store_free_traces(out, n);
+
+    /* Nothing more is old. */
+    assert_int_equal(store_retention_step(f->st, r0 + 2 * 3600 * SEC + 60 * SEC, 3, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    struct store_stats stats;
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.spans_deleted, 20);
+}
+
+/* ----- concurrency ------------------------------------------------------------------------- */
+
+struct reader_arg {
+    struct store *st;
+    atomic_bool stop;
+    atomic_int errors;
+    atomic_int loops;
+};
+
+static void *reader_main(void *p)
+{
+    struct reader_arg *a = p;
+    while (!atomic_load(&a->stop) || atomic_load(&a->loops) < 5) {
+        struct trace_query q = {.service = "load", .limit = 20};
+        struct span_batch **out;
+        size_t n;
+        if (store_find_traces(a->st, &q, &out, &n) != 0) atomic_fetch_add(&a->errors, 1);
+        for (size_t i = 0; i < n; i++) {
+            struct span_batch *t;
+            if (store_get_trace(a->st, out[i]->spans[0].trace_id, &t) != 0)
+                atomic_fetch_add(&a->errors, 1);
+            span_batch_destroy(t);
+        }
+        store_free_traces(out, n);
+        char **svcs;
+        if (store_list_services(a->st, &svcs) != 0) atomic_fetch_add(&a->errors, 1);
+        store_free_strings(svcs);
+        atomic_fetch_add(&a->loops, 1);
+    }
+    return NULL;
+}
+
+static void test_concurrent_reads(void **state)
+{
+    struct fixture *f = *state;
+    struct reader_arg a = {.st = f->st};
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) assert_int_equal(pthread_create(&th[i], NULL, reader_main, &a), 0);
+    for (int k = 0; k < 40; k++) {
+        struct span_batch *b = span_batch_create();
+        const struct resource *r = make_resource(b, "load", NULL);
+        for (int i = 0; i < 100; i++) {
+            uint64_t tr = 1000 + (uint64_t)(k * 10 + i / 10);
+            struct span *s = add_span(b, r, tr, (uint64_t)i + 1, i % 10 ? (uint64_t)i : 0, "op",
+                                      SPAN_KIND_SERVER, T0 + k * SEC + i, MS);
+            attr_str(b, s, "k", "v");
+        }
+        put1(f->st, b);
+    }
+    atomic_store(&a.stop, true);
+    for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
+    assert_int_equal(atomic_load(&a.errors), 0);
+    struct trace_query q = {.service = "load", .limit = 1000};
+    struct span_batch **out;
+    size_t n;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 400);
+    store_free_traces(out, n);
+}
+
+/* ----- disk full --------------------------------------------------------------------------- */
+
+static struct span_batch *big_batch(const char *service, uint64_t first_trace)
+{
+    struct span_batch *b = span_batch_create();
+    const struct resource *r = make_resource(b, service, NULL);
+    char name[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "op-%d", i % 50);
+        struct span *s = add_span(b, r, first_trace + (uint64_t)i, 1, 0, name, SPAN_KIND_SERVER,
+                                  T0 + i, MS);
+        char v[64];
+        snprintf(v, sizeof v, "value-%d-%d", i, i * 31337);
+        attr_str(b, s, "some.attribute", v);
+    }
+    return b;
+}
+
+static void test_enospc_rolls_back(void **state)
+{
+    struct fixture *f = *state;
+    struct span_batch *b = span_batch_create();
+    add_span(b, make_resource(b, "small", NULL), 1, 1, 0, "a", SPAN_KIND_SERVER, T0, MS);
+    put1(f->st, b);
+    struct store_stats before;
+    store_get_stats(f->st, &before);
+
+    /* Cap the file at its current size (SQLite raises a lower cap to the current page count). */
+    assert_int_equal(store_test_set_max_pages(f->st, 1), 0);
+    b = big_batch("big", 5000);
+    assert_int_equal(store_put_batches(f->st, &b, 1), -ENOSPC);
+
+    struct store_stats after;
+    store_get_stats(f->st, &after);
+    assert_int_equal(after.spans_stored, before.spans_stored);
+    assert_int_equal(after.batches_committed, before.batches_committed);
+    char **svcs;
+    assert_int_equal(store_list_services(f->st, &svcs), 0);
+    assert_string_equal(svcs[0], "small");
+    assert_null(svcs[1]);
+    store_free_strings(svcs);
+    uint8_t id[16];
+    struct span_batch *got;
+    trace_id_of(id, 5000);
+    assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+
+    /* With room again the same batch goes in whole (the writer's caches were reset). */
+    assert_int_equal(store_test_set_max_pages(f->st, 1u << 30), 0);
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+    trace_id_of(id, 7999);
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    span_batch_destroy(got);
+    struct operation_info *ops;
+    size_t n;
+    assert_int_equal(store_list_operations(f->st, "big", SPAN_KIND_UNSPECIFIED, &ops, &n), 0);
+    assert_int_equal(n, 50);
+    store_free_operations(ops, n);
+}
+
+/* Once enough chunks were sampled the writer trains a zstd dictionary; chunks from before and
+ * after it read back, also from a reopened store (which loads the dictionary). */
+static void test_dictionary(void **state)
+{
+    struct fixture *f = *state;
+    store_test_set_dict_threshold(f->st, 64 * 1024);
+    for (int k = 0; k < 20; k++) {
+        struct span_batch *b = span_batch_create();
+        const struct resource *r = make_resource(b, "dict", "prod");
+        for (int i = 0; i < 64; i++) {
+            struct span *s = add_span(b, r, 5000 + (uint64_t)(k * 64 + i), 1, 0, "GET /item",
+                                      SPAN_KIND_SERVER, T0 + k * SEC + i, MS);
+            char v[48];
+            snprintf(v, sizeof v, "req-%d-%d", k, i * 7919);
+            attr_str(b, s, "request.id", v);
+            attr_str(b, s, "http.route", "/item/{id}");
+            attr_int(b, s, "http.response.status_code", 200);
+        }
+        put1(f->st, b);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        for (int t = 0; t < 20 * 64; t += 37) {
+            uint8_t id[16];
+            struct span_batch *got;
+            trace_id_of(id, 5000 + (uint64_t)t);
+            assert_int_equal(store_get_trace(f->st, id, &got), 0);
+            assert_int_equal(got->n_spans, 1);
+            assert_int_equal(got->spans[0].attrs.n, 3);
+            span_batch_destroy(got);
+        }
+        store_close(f->st);
+        struct store_options o = {.path = f->path};
+        f->st = store_open(&o);
+        assert_non_null(f->st);
+    }
+    /* The dictionary exists (written in its own committed transaction). */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM dicts", -1, &s, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), 1);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
+/* Reopening an existing database keeps its data and keeps ids growing. */
+static void test_reopen(void **state)
+{
+    struct fixture *f = *state;
+    load_find_data(f->st);
+    store_close(f->st);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    struct trace_query q = {.service = "frontend"};
+    struct span_batch **out;
+    size_t n;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 4);
+    store_free_traces(out, n);
+    struct span_batch *b = span_batch_create();
+    add_span(b, make_resource(b, "frontend", NULL), 9, 1, 0, "x", SPAN_KIND_SERVER, T0, MS);
+    put1(f->st, b);
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 5);
+    store_free_traces(out, n);
+}
+
+int main(void)
+{
+    log_min_level = LOG_ERROR;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_roundtrip),
+        cmocka_unit_test(test_codec_rejects_corrupt),
+        cmocka_unit_test_setup_teardown(test_put_get, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_split_trace, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_find_traces, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_find_limit_order, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_list_services_operations, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_dependencies, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_retention, fixture_setup_retention,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_reads, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_enospc_rolls_back, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_reopen, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_dictionary, fixture_setup, fixture_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
