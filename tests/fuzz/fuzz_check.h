@@ -1,0 +1,88 @@
+/*
+ * fuzz_check.h: invariants every decoded batch must hold, checked by the OTLP fuzz targets
+ * after each input (abort() on violation so libFuzzer records the input as a crash).
+ */
+#ifndef MESHSCOPE_FUZZ_CHECK_H
+#define MESHSCOPE_FUZZ_CHECK_H
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "otlp.h"
+
+static void fuzz_check_str(struct mstr s, uint32_t max)
+{
+    if (!s.ptr || s.len > max || s.ptr[s.len] != '\0') abort();
+}
+
+static void fuzz_check_value(const struct value *v, const struct decode_limits *lim,
+                             unsigned depth);
+
+static void fuzz_check_attrs(const struct attr *a, uint32_t n, const struct decode_limits *lim,
+                             unsigned depth)
+{
+    if (n > lim->max_attrs || (n && !a)) abort();
+    for (uint32_t i = 0; i < n; i++) {
+        fuzz_check_str(a[i].key, 3 * lim->max_string); /* U+FFFD triples a bad byte */
+        fuzz_check_value(&a[i].value, lim, depth);
+    }
+}
+
+static void fuzz_check_value(const struct value *v, const struct decode_limits *lim,
+                             unsigned depth)
+{
+    switch (v->type) {
+    case VALUE_STRING:
+    case VALUE_BYTES: fuzz_check_str(v->u.str, 3 * lim->max_string); break;
+    case VALUE_ARRAY:
+        if (depth + 1 > lim->max_depth || v->u.array.n > lim->max_attrs) abort();
+        for (uint32_t i = 0; i < v->u.array.n; i++)
+            fuzz_check_value(&v->u.array.items[i], lim, depth + 1);
+        break;
+    case VALUE_KVLIST:
+        if (depth + 1 > lim->max_depth) abort();
+        fuzz_check_attrs(v->u.kvlist.items, v->u.kvlist.n, lim, depth + 1);
+        break;
+    case VALUE_EMPTY:
+    case VALUE_BOOL:
+    case VALUE_INT:
+    case VALUE_DOUBLE: break;
+    default: abort();
+    }
+}
+
+static void fuzz_check_batch(const struct span_batch *b, const struct decode_limits *lim)
+{
+    if (b->n_spans + (uint64_t)b->rejected > lim->max_spans) abort();
+    if (b->rejected && !b->reject_reason) abort();
+    for (uint32_t i = 0; i < b->n_spans; i++) {
+        const struct span *s = &b->spans[i];
+        uint32_t m = 3 * lim->max_string;
+        if (id_is_zero(s->trace_id, 16) || id_is_zero(s->span_id, 8)) abort();
+        if (s->has_parent && id_is_zero(s->parent_span_id, 8)) abort();
+        if ((unsigned)s->kind > SPAN_KIND_CONSUMER || (unsigned)s->status_code > STATUS_ERROR)
+            abort();
+        if (!s->resource || !s->scope) abort();
+        fuzz_check_str(s->name, m);
+        fuzz_check_str(s->trace_state, m);
+        fuzz_check_str(s->status_message, m);
+        fuzz_check_str(s->resource->schema_url, m);
+        fuzz_check_str(s->scope->name, m);
+        fuzz_check_str(s->scope->version, m);
+        fuzz_check_str(s->scope->schema_url, m);
+        fuzz_check_attrs(s->attrs.items, s->attrs.n, lim, 0);
+        fuzz_check_attrs(s->resource->attrs.items, s->resource->attrs.n, lim, 0);
+        fuzz_check_attrs(s->scope->attrs.items, s->scope->attrs.n, lim, 0);
+        if (s->n_events > lim->max_events || s->n_links > lim->max_links) abort();
+        for (uint32_t e = 0; e < s->n_events; e++) {
+            fuzz_check_str(s->events[e].name, m);
+            fuzz_check_attrs(s->events[e].attrs.items, s->events[e].attrs.n, lim, 0);
+        }
+        for (uint32_t l = 0; l < s->n_links; l++) {
+            fuzz_check_str(s->links[l].trace_state, m);
+            fuzz_check_attrs(s->links[l].attrs.items, s->links[l].attrs.n, lim, 0);
+        }
+    }
+}
+
+#endif
