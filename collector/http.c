@@ -202,8 +202,9 @@ static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_C
 
 /* Collects query-string arguments in order (repeated keys kept). */
 struct arg_list {
-    struct query_arg items[64]; /* more than any API here takes; the rest are ignored */
+    struct query_arg items[64]; /* more than any API here takes; beyond it the request is 400 */
     size_t n;
+    bool overflow;
 };
 
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -214,8 +215,10 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
         l->items[l->n].key = key;
         l->items[l->n].value = value ? value : "";
         l->n++;
+        return MHD_YES;
     }
-    return MHD_YES;
+    l->overflow = true;
+    return MHD_NO;
 }
 
 static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connection *conn,
@@ -236,6 +239,13 @@ static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connectio
     if (strncmp(url, "/api/", 5) == 0) {
         struct arg_list args = {.n = 0};
         MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_arg, &args);
+        if (args.overflow) {
+            static const char too_many[] =
+                "{\"data\":null,\"total\":0,\"limit\":0,\"offset\":0,\"errors\":[{\"code\":400,"
+                "\"msg\":\"too many query parameters (at most 64)\"}]}";
+            char *body = strdup(too_many);
+            return send_response(conn, 400, "application/json", body, body ? strlen(body) : 0, 0);
+        }
         struct query_response resp = {0};
         int rc = query_handle(ctx->store, url, args.items, args.n, &resp);
         if (rc == 0)
