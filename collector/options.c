@@ -76,10 +76,10 @@ int parse_size(const char *s, int64_t *out)
     char *end;
     double v = strtod(s, &end);
     if (errno || v < 0) return -EINVAL;
-    char unit[8];
-    size_t n = strlen(end);
-    if (n >= sizeof unit) return -EINVAL;
-    for (size_t i = 0; i <= n; i++) unit[i] = (char)tolower((unsigned char)end[i]);
+    char unit[8] = {0};
+    size_t n = 0;
+    for (; end[n] && n < sizeof unit - 1; n++) unit[n] = (char)tolower((unsigned char)end[n]);
+    if (end[n]) return -EINVAL; /* no unit is that long */
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(unit, units[i].suffix) == 0) {
             double bytes = v * (double)units[i].mult;
