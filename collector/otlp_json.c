@@ -148,19 +148,40 @@ static int get_array(struct jconv *c, const json_t *obj, const char *camel, cons
     return 0;
 }
 
-/* Copies a JSON string (up to its first NUL) into the arena; over max_string -> REFUSE. */
+/* Copies a JSON string into the arena; over max_string -> REFUSE. A NUL ("\u0000") becomes
+ * U+FFFD, as the protobuf decoder does: the model's strings are NUL-terminated, and cutting the
+ * string at the NUL would silently lose the rest of it. */
 static int copy_jstr(struct jconv *c, const json_t *v, struct mstr *out, const char *what)
 {
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
-    const char *nul = memchr(s, '\0', len);
-    if (nul) len = (size_t)(nul - s);
-    if (len > c->lim->max_string)
-        return refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
-    char *p = arena_strndup(c->b->arena, s, len);
+    size_t nuls = 0;
+    for (const char *q = memchr(s, '\0', len); q; q = memchr(q + 1, '\0', len - (size_t)(q + 1 - s)))
+        nuls++;
+    size_t outlen = len + 2 * nuls; /* each NUL (1 byte) becomes U+FFFD (3 bytes) */
+    if (outlen > c->lim->max_string)
+        return refuse(c, "%s: string of %zu bytes, max %u", what, outlen, c->lim->max_string);
+    char *p;
+    if (!nuls) {
+        p = arena_strndup(c->b->arena, s, len);
+    } else {
+        p = arena_alloc(c->b->arena, outlen + 1);
+        if (p) {
+            size_t o = 0;
+            for (size_t i = 0; i < len; i++) {
+                if (s[i]) {
+                    p[o++] = s[i];
+                } else {
+                    memcpy(p + o, "\xef\xbf\xbd", 3);
+                    o += 3;
+                }
+            }
+            p[o] = '\0';
+        }
+    }
     if (!p) return -ENOMEM;
     out->ptr = p;
-    out->len = (uint32_t)len;
+    out->len = (uint32_t)outlen;
     return 0;
 }
 

@@ -86,6 +86,8 @@ struct scan {
     const struct decode_limits *lim;
     unsigned max_depth; /* message nesting */
     uint64_t spans;
+    bool nul_in_string; /* a string field holds a NUL byte (see decode: patched to 0xFF) */
+    uint8_t *patch;     /* second pass: a writable copy of the body to patch, else NULL */
     int rc;
     char msg[128];
 };
@@ -130,6 +132,14 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
         case 2: {
             if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, (size_t)v)) {
+                sc->nul_in_string = true;
+                if (sc->patch) {
+                    uint8_t *w = sc->patch + base + pos;
+                    for (size_t k = 0; k < (size_t)v; k++)
+                        if (w[k] == 0) w[k] = 0xff;
+                }
+            }
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 if (f->descriptor == &opentelemetry__proto__trace__v1__span__descriptor &&
                     ++sc->spans > sc->lim->max_spans) {
@@ -600,38 +610,58 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
         set_err(err, errlen, "%s", sc.msg);
         return sc.rc;
     }
+    /* protobuf-c hands string fields over NUL-terminated without their length, so a NUL inside a
+     * string would silently cut it short. In that (rare) case decode a copy of the body in which
+     * every NUL inside a string field is 0xFF, an invalid UTF-8 byte that copy_str turns into
+     * U+FFFD like any other: the string keeps its length and says where the NUL was. */
+    uint8_t *patched = NULL;
+    if (sc.nul_in_string) {
+        patched = malloc(len);
+        if (!patched) {
+            set_err(err, errlen, "out of memory decoding the request");
+            return -ENOMEM;
+        }
+        memcpy(patched, body, len);
+        sc.patch = patched;
+        sc.spans = 0;
+        scan_message(&sc, body, len, 0,
+                     &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+                     0);
+        body = patched;
+    }
 
     /* The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
      * up to ~200 bytes (Span) plus a pointer once unpacked. Spans are counted and bounded by the
      * scan, so charge them apart; 64 per byte covers every other message. */
     struct budget bd = {.limit = (len < (SIZE_MAX >> 7) ? len * 64 : SIZE_MAX / 2) +
                                  (size_t)sc.spans * 256 + (1u << 20)};
+    int rc;
     bd.arena = arena_create(len * 4 + 4096);
     if (!bd.arena) {
-        set_err(err, errlen, "out of memory decoding the request");
-        return -ENOMEM;
+        rc = -ENOMEM;
+        goto out;
     }
     ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &bd};
     pb_request *req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
         &alloc, len, body);
     if (!req) {
-        arena_destroy(bd.arena);
         if (bd.oom) {
-            set_err(err, errlen, "out of memory decoding the request");
-            return -ENOMEM;
-        }
-        if (bd.exceeded) {
+            rc = -ENOMEM;
+        } else if (bd.exceeded) {
             set_err(err, errlen, "request too large once decoded (over %zu bytes)", bd.limit);
-            return -E2BIG;
+            rc = -E2BIG;
+        } else {
+            set_err(err, errlen, "undecodable ExportTraceServiceRequest protobuf");
+            rc = -EINVAL;
         }
-        set_err(err, errlen, "undecodable ExportTraceServiceRequest protobuf");
-        return -EINVAL;
+        goto out;
     }
-
     struct conv c = {.b = out, .lim = lim};
-    int rc = convert_request(&c, req);
+    rc = convert_request(&c, req);
     /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
+out:
     arena_destroy(bd.arena);
+    free(patched);
     if (rc == -ENOMEM) set_err(err, errlen, "out of memory decoding the request");
     return rc;
 }
