@@ -65,6 +65,11 @@ struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes);
 void ingest_queue_destroy(struct ingest_queue *q);
 /* Any thread. Consumes b on success; on -EBUSY (full) or -EPIPE (closed) the caller keeps b. */
 int ingest_queue_push(struct ingest_queue *q, struct span_batch *b);
+/* Same, and calls observe(arg, b) once the push can no longer fail, before the writer can see
+ * b: whoever aggregates accepted spans (RED metrics) counts each accepted batch exactly once and
+ * never a refused one. observe borrows b and must not block. */
+int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
+                               void (*observe)(void *arg, const struct span_batch *b), void *arg);
 /* Consumer thread only. Pops up to max batches into out; waits up to timeout_ms for the first
  * one. Returns the number popped (0 on timeout or when closed and empty). */
 size_t ingest_queue_pop(struct ingest_queue *q, struct span_batch **out, size_t max,
@@ -88,7 +93,15 @@ void writer_stop(struct writer *w);
 
 /* ----- self metrics (selfmetrics.c) ---------------------------------------------------------- */
 
-enum ingest_protocol { PROTO_OTLP_HTTP_PROTOBUF, PROTO_OTLP_HTTP_JSON, PROTO_COUNT };
+/* One per (endpoint, body format); labels the self metrics. Keep protocol_label[] in
+ * selfmetrics.c in step. */
+enum ingest_protocol {
+    PROTO_OTLP_HTTP_PROTOBUF,
+    PROTO_OTLP_HTTP_JSON,
+    PROTO_ZIPKIN_JSON,
+    PROTO_ZIPKIN_PROTOBUF,
+    PROTO_COUNT
+};
 
 enum reject_reason {
     REJECT_INVALID_SPAN,   /* partial success: bad ids, per-span caps */
@@ -140,6 +153,10 @@ struct http_context {
     const struct options *opts;
     struct ingest_queue *queue;
     struct store *store;
+    /* Called on an HTTP thread for every accepted batch, exactly once, before the writer sees it
+     * (see ingest_queue_push_observed). NULL = nobody observes. */
+    void (*observe)(void *arg, const struct span_batch *b);
+    void *observe_arg;
     _Atomic bool ready;
 };
 

@@ -34,14 +34,34 @@ struct http_server {
     unsigned port;
 };
 
-enum route { ROUTE_NONE, ROUTE_OTLP_TRACES };
+/* A span decoder: the signature of otlp_decode_traces_proto and its siblings (see otlp.h). */
+typedef int (*decode_fn)(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                         struct span_batch *out, char *err, size_t errlen);
+
+/* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, errors as
+ * google.rpc.Status) or Zipkin (202, errors as plain text). */
+enum answer_style { ANSWER_OTLP, ANSWER_ZIPKIN };
+
+/* One span-ingest endpoint. Adding a protocol is one row here plus its decoders. */
+struct ingest_route {
+    const char *path;
+    decode_fn decode_proto; /* application/x-protobuf */
+    decode_fn decode_json;  /* application/json */
+    enum ingest_protocol proto_label, json_label;
+    enum answer_style style;
+};
+
+static const struct ingest_route ingest_routes[] = {
+    {"/v1/traces", otlp_decode_traces_proto, otlp_decode_traces_json, PROTO_OTLP_HTTP_PROTOBUF,
+     PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
+};
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
 struct request {
-    enum route route;
-    bool json;              /* request content type is JSON (answer in kind) */
+    const struct ingest_route *route; /* NULL: not an ingest request */
+    bool json;                        /* request content type is JSON (answer in kind) */
     enum content_encoding encoding;
-    bool too_large;         /* body exceeded the cap: drain and answer 413 */
+    bool too_large; /* body exceeded the cap: drain and answer 413 */
     uint8_t *body;
     size_t len, cap;
 };
@@ -53,9 +73,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, unsigned statu
                                      const char *content_type, char *body, size_t len,
                                      int retry_after)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body, body ? MHD_RESPMEM_MUST_FREE
-                                                         : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body, body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -74,18 +93,22 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, unsigned statu
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *text)
 {
     char *copy = strdup(text);
-    return send_response(conn, status, "text/plain; charset=utf-8", copy,
-                         copy ? strlen(copy) : 0, 0);
+    return send_response(conn, status, "text/plain; charset=utf-8", copy, copy ? strlen(copy) : 0,
+                         0);
 }
 
 /* Error answer for OTLP: a google.rpc.Status in the request's content type (JSON when unknown).
  * grpc codes: 3 INVALID_ARGUMENT, 8 RESOURCE_EXHAUSTED, 14 UNAVAILABLE. */
-static enum MHD_Result respond_status(struct MHD_Connection *conn, unsigned http_status,
-                                      bool json, int grpc_code, const char *message,
-                                      int retry_after)
+static enum MHD_Result respond_status(struct MHD_Connection *conn, unsigned http_status, bool json,
+                                      int grpc_code, const char *message, int retry_after)
 {
     char *body;
     size_t len;
+    if (grpc_code < 0) { /* Zipkin style: the message as text */
+        if (asprintf(&body, "%s\n", message) < 0) return MHD_NO;
+        return send_response(conn, http_status, "text/plain; charset=utf-8", body, strlen(body),
+                             retry_after);
+    }
     if (otlp_encode_status(json, grpc_code, message, &body, &len) != 0)
         return send_text(conn, 500, "out of memory");
     return send_response(conn, http_status, json ? "application/json" : "application/x-protobuf",
@@ -106,38 +129,45 @@ static void count_reject(enum ingest_protocol p, enum reject_reason r)
     atomic_fetch_add_explicit(&self_metrics.requests_rejected[p][r], 1, memory_order_relaxed);
 }
 
-static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_Connection *conn,
-                                          struct request *req)
+/* gRPC status code for an OTLP answer, or -1 (plain text) for Zipkin. */
+static int code_for(const struct request *req, int grpc_code)
 {
-    enum ingest_protocol proto = req->json ? PROTO_OTLP_HTTP_JSON : PROTO_OTLP_HTTP_PROTOBUF;
+    return req->route->style == ANSWER_OTLP ? grpc_code : -1;
+}
+
+static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connection *conn,
+                                     struct request *req)
+{
+    const struct ingest_route *route = req->route;
+    enum ingest_protocol proto = req->json ? route->json_label : route->proto_label;
     atomic_fetch_add_explicit(&self_metrics.requests[proto], 1, memory_order_relaxed);
     char msg[512];
     if (req->too_large) {
         count_reject(proto, REJECT_TOO_LARGE);
         snprintf(msg, sizeof msg, "request body exceeds --max-body (%lld bytes)",
                  (long long)ctx->opts->max_body_bytes);
-        return respond_status(conn, 413, req->json, 3, msg, 0);
+        return respond_status(conn, 413, req->json, code_for(req, 3), msg, 0);
     }
 
     const uint8_t *body = req->body ? req->body : (const uint8_t *)"";
     size_t len = req->len;
     uint8_t *inflated = NULL;
     if (req->encoding != ENCODING_IDENTITY) {
-        int rc = decompress(req->encoding, body, len, (size_t)ctx->opts->max_body_bytes,
-                            &inflated, &len);
+        int rc = decompress(req->encoding, body, len, (size_t)ctx->opts->max_body_bytes, &inflated,
+                            &len);
         if (rc == -E2BIG) {
             count_reject(proto, REJECT_TOO_LARGE);
-            snprintf(msg, sizeof msg,
-                     "decompressed request body exceeds --max-body (%lld bytes)",
+            snprintf(msg, sizeof msg, "decompressed request body exceeds --max-body (%lld bytes)",
                      (long long)ctx->opts->max_body_bytes);
-            return respond_status(conn, 413, req->json, 3, msg, 0);
+            return respond_status(conn, 413, req->json, code_for(req, 3), msg, 0);
         }
         if (rc != 0) {
             count_reject(proto, REJECT_DECODE_ERROR);
             snprintf(msg, sizeof msg, "corrupt %s body: cannot decompress",
                      req->encoding == ENCODING_GZIP ? "gzip" : "zstd");
             return respond_status(conn, rc == -ENOMEM ? 503 : 400, req->json,
-                                  rc == -ENOMEM ? 14 : 3, msg, rc == -ENOMEM ? 1 : 0);
+                                  code_for(req, rc == -ENOMEM ? 14 : 3), msg,
+                                  rc == -ENOMEM ? 1 : 0);
         }
         body = inflated;
     }
@@ -145,25 +175,28 @@ static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_C
     struct span_batch *batch = span_batch_create();
     if (!batch) {
         free(inflated);
-        return respond_status(conn, 503, req->json, 14, "out of memory", 1);
+        return respond_status(conn, 503, req->json, code_for(req, 14), "out of memory", 1);
     }
     struct decode_limits lim;
     decode_limits_default(&lim);
     msg[0] = '\0';
-    int rc = req->json ? otlp_decode_traces_json(body, len, &lim, batch, msg, sizeof msg)
-                       : otlp_decode_traces_proto(body, len, &lim, batch, msg, sizeof msg);
+    int rc = (req->json ? route->decode_json : route->decode_proto)(body, len, &lim, batch, msg,
+                                                                    sizeof msg);
     free(inflated);
     if (rc != 0) {
         span_batch_destroy(batch);
         if (rc == -E2BIG) {
             count_reject(proto, REJECT_TOO_LARGE);
-            return respond_status(conn, 413, req->json, 3, msg[0] ? msg : "request too large", 0);
+            return respond_status(conn, 413, req->json, code_for(req, 3),
+                                  msg[0] ? msg : "request too large", 0);
         }
-        if (rc == -ENOMEM) return respond_status(conn, 503, req->json, 14, "out of memory", 1);
+        if (rc == -ENOMEM)
+            return respond_status(conn, 503, req->json, code_for(req, 14), "out of memory", 1);
         count_reject(proto, REJECT_DECODE_ERROR);
-        log_ratelimited(LOG_INFO, "http-decode", "http: OTLP/%s request refused: %s",
+        log_ratelimited(LOG_INFO, "http-decode", "http: %s (%s) request refused: %s", route->path,
                         req->json ? "JSON" : "protobuf", msg);
-        return respond_status(conn, 400, req->json, 3, msg[0] ? msg : "undecodable request", 0);
+        return respond_status(conn, 400, req->json, code_for(req, 3),
+                              msg[0] ? msg : "undecodable request", 0);
     }
 
     uint32_t accepted = batch->n_spans, rejected = batch->rejected;
@@ -174,15 +207,14 @@ static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_C
     atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN], rejected,
                               memory_order_relaxed);
     if (accepted > 0) {
-        rc = ingest_queue_push(ctx->queue, batch);
+        rc = ingest_queue_push_observed(ctx->queue, batch, ctx->observe, ctx->observe_arg);
         if (rc != 0) {
             span_batch_destroy(batch);
             count_reject(proto, REJECT_QUEUE_FULL);
             atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
                                       accepted, memory_order_relaxed);
-            return respond_status(conn, 503, req->json, 14,
-                                  rc == -EPIPE ? "shutting down"
-                                               : "ingest queue full, retry later",
+            return respond_status(conn, 503, req->json, code_for(req, 14),
+                                  rc == -EPIPE ? "shutting down" : "ingest queue full, retry later",
                                   1);
         }
         atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], accepted,
@@ -191,13 +223,15 @@ static enum MHD_Result handle_otlp_traces(struct http_context *ctx, struct MHD_C
         span_batch_destroy(batch);
     }
 
+    if (route->style == ANSWER_ZIPKIN)
+        return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
     char *out;
     size_t out_len;
     if (rejected && !reason[0]) snprintf(reason, sizeof reason, "%u spans rejected", rejected);
     if (otlp_encode_export_response(req->json, rejected, reason, &out, &out_len) != 0)
         return send_text(conn, 500, "out of memory");
-    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf",
-                         out, out_len, 0);
+    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
+                         out_len, 0);
 }
 
 /* Collects query-string arguments in order (repeated keys kept). */
@@ -268,7 +302,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req = calloc(1, sizeof *req);
         if (!req) return MHD_NO;
         *con_cls = req;
-        if (strcmp(url, "/v1/traces") == 0) {
+        for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
+            if (strcmp(url, ingest_routes[i].path) == 0) req->route = &ingest_routes[i];
+        if (req->route) {
             if (strcmp(method, "POST") != 0) {
                 struct MHD_Response *r = MHD_create_response_from_buffer(
                     strlen("method not allowed: use POST\n"),
@@ -279,30 +315,28 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 MHD_destroy_response(r);
                 return ret;
             }
-            req->route = ROUTE_OTLP_TRACES;
-            const char *ct =
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-            if (ct && media_type_is(ct, "application/x-protobuf")) req->json = false;
-            else if (ct && media_type_is(ct, "application/json")) req->json = true;
+            const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+            if (ct && media_type_is(ct, "application/x-protobuf") && req->route->decode_proto)
+                req->json = false;
+            else if (ct && media_type_is(ct, "application/json") && req->route->decode_json)
+                req->json = true;
             else {
                 char msg[256];
                 snprintf(msg, sizeof msg,
                          "unsupported content type '%.100s': use application/x-protobuf or "
                          "application/json",
                          ct ? ct : "");
-                return respond_status(conn, 415, true, 3, msg, 0);
+                return respond_status(conn, 415, true, code_for(req, 3), msg, 0);
             }
-            const char *ce =
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
+            const char *ce = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Encoding");
             req->encoding = encoding_parse(ce);
             if (req->encoding == ENCODING_UNKNOWN) {
                 char msg[256];
                 snprintf(msg, sizeof msg,
                          "unsupported Content-Encoding '%.100s': use gzip, zstd or identity", ce);
-                return respond_status(conn, 415, req->json, 3, msg, 0);
+                return respond_status(conn, 415, req->json, code_for(req, 3), msg, 0);
             }
-            const char *cl =
-                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
             if (cl && strtoll(cl, NULL, 10) > ctx->opts->max_body_bytes) req->too_large = true;
         }
         return MHD_YES;
@@ -311,7 +345,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (req->route != ROUTE_OTLP_TRACES || req->too_large) return MHD_YES;
+        if (!req->route || req->too_large) return MHD_YES;
         if (req->len + n > (size_t)ctx->opts->max_body_bytes) {
             req->too_large = true; /* keep reading (and dropping) so the client gets the 413 */
             free(req->body);
@@ -321,7 +355,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         }
         if (req->len + n > req->cap) {
             size_t cap = req->cap ? req->cap : 16384;
-            while (cap < req->len + n) cap *= 2;
+            while (cap < req->len + n)
+                cap *= 2;
             uint8_t *p = realloc(req->body, cap);
             if (!p) return MHD_NO;
             req->body = p;
@@ -332,7 +367,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         return MHD_YES;
     }
 
-    if (req->route == ROUTE_OTLP_TRACES) return handle_otlp_traces(ctx, conn, req);
+    if (req->route) return handle_ingest(ctx, conn, req);
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         return handle_get(ctx, conn, url);
     return send_text(conn, 404, "not found\n");
@@ -363,8 +398,8 @@ static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len
         host[hlen - 1] = '\0';
         h = host + 1;
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE};
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
     struct addrinfo *res = NULL;
     if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -EINVAL;
     memcpy(ss, res->ai_addr, res->ai_addrlen);
@@ -374,8 +409,7 @@ static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len
     return 0;
 }
 
-struct http_server *http_server_start(const char *name, const char *addr,
-                                      struct http_context *ctx)
+struct http_server *http_server_start(const char *name, const char *addr, struct http_context *ctx)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
@@ -392,11 +426,11 @@ struct http_server *http_server_start(const char *name, const char *addr,
     if (v6) flags |= MHD_USE_IPv6;
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->opts->http_threads,
-        MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->opts->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
+        request_completed, NULL,
         /* Idle keep-alive connections are closed after 60 s (the OTel SDKs reuse them). */
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_END);
     if (!s->mhd) {
         log_msg(LOG_ERROR, "http: %s: cannot listen on %s: %s", name, addr, strerror(errno));
         free(s->name);

@@ -40,7 +40,8 @@ struct ingest_queue {
 struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes)
 {
     size_t n = 16;
-    while (n < max_items) n <<= 1;
+    while (n < max_items)
+        n <<= 1;
     struct ingest_queue *q = calloc(1, sizeof *q);
     if (!q) return NULL;
     q->cells = calloc(n, sizeof *q->cells);
@@ -50,7 +51,8 @@ struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes)
         log_msg(LOG_ERROR, "queue: cannot allocate %zu cells", n);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) atomic_init(&q->cells[i].seq, i);
+    for (size_t i = 0; i < n; i++)
+        atomic_init(&q->cells[i].seq, i);
     q->mask = n - 1;
     q->max_bytes = max_bytes;
     return q;
@@ -60,13 +62,15 @@ void ingest_queue_destroy(struct ingest_queue *q)
 {
     if (!q) return;
     struct span_batch *b;
-    while (ingest_queue_pop(q, &b, 1, 0) == 1) span_batch_destroy(b);
+    while (ingest_queue_pop(q, &b, 1, 0) == 1)
+        span_batch_destroy(b);
     sem_destroy(&q->ready);
     free(q->cells);
     free(q);
 }
 
-int ingest_queue_push(struct ingest_queue *q, struct span_batch *b)
+int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
+                               void (*observe)(void *arg, const struct span_batch *b), void *arg)
 {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
     size_t bytes = span_batch_bytes(b);
@@ -82,8 +86,8 @@ int ingest_queue_push(struct ingest_queue *q, struct span_batch *b)
         size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
         intptr_t diff = (intptr_t)seq - (intptr_t)pos;
         if (diff == 0) {
-            if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+            if (atomic_compare_exchange_weak_explicit(&q->tail, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
                 break;
         } else if (diff < 0) {
             atomic_fetch_sub_explicit(&q->bytes, bytes, memory_order_relaxed);
@@ -92,12 +96,21 @@ int ingest_queue_push(struct ingest_queue *q, struct span_batch *b)
             pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
         }
     }
+    /* The slot is ours and cannot fail any more: observers see exactly the batches that are
+     * accepted, once each. The consumer waits at this slot until it is published below, so the
+     * observer must be quick (it is: RED aggregation of one batch). */
+    if (observe) observe(arg, b);
     c->batch = b;
     c->bytes = bytes;
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     atomic_fetch_add_explicit(&q->items, 1, memory_order_relaxed);
     sem_post(&q->ready);
     return 0;
+}
+
+int ingest_queue_push(struct ingest_queue *q, struct span_batch *b)
+{
+    return ingest_queue_push_observed(q, b, NULL, NULL);
 }
 
 static bool pop_one(struct ingest_queue *q, struct span_batch **out)
@@ -116,11 +129,11 @@ static bool pop_one(struct ingest_queue *q, struct span_batch **out)
     return true;
 }
 
-size_t ingest_queue_pop(struct ingest_queue *q, struct span_batch **out, size_t max,
-                        int timeout_ms)
+size_t ingest_queue_pop(struct ingest_queue *q, struct span_batch **out, size_t max, int timeout_ms)
 {
     size_t n = 0;
-    while (n < max && pop_one(q, &out[n])) n++;
+    while (n < max && pop_one(q, &out[n]))
+        n++;
     if (n == 0 && timeout_ms > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -133,7 +146,8 @@ size_t ingest_queue_pop(struct ingest_queue *q, struct span_batch **out, size_t 
          * A post that lands after the drain only causes one spurious wake-up. */
         while (sem_trywait(&q->ready) == 0) {
         }
-        while (n < max && pop_one(q, &out[n])) n++;
+        while (n < max && pop_one(q, &out[n]))
+            n++;
     }
     return n;
 }

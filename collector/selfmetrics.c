@@ -16,7 +16,8 @@
 
 struct self_metrics self_metrics;
 
-static const char *const protocol_label[PROTO_COUNT] = {"otlp_http_protobuf", "otlp_http_json"};
+static const char *const protocol_label[PROTO_COUNT] = {"otlp_http_protobuf", "otlp_http_json",
+                                                        "zipkin_json", "zipkin_protobuf"};
 static const char *const reason_label[REJECT_REASON_COUNT] = {"invalid_span", "decode_error",
                                                               "too_large", "queue_full"};
 /* Commit latency buckets, seconds: from sub-millisecond (a small batch) to seconds (a stalled
