@@ -54,7 +54,8 @@ int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b);
  * -ENOMEM, anything else -> -EIO) and logs "store: <what>: <sqlite message>" (rate-limited). */
 int store_sqlite_err(sqlite3 *db, int rc, const char *what);
 
-/* The trace key used for chunk and index rows: the first 8 bytes of the id, big-endian. */
+/* The trace key used for chunk and index rows: the last 8 bytes of the id (its low half, random
+ * for 64-bit Zipkin ids too), big-endian. */
 int64_t trace_key_of(const uint8_t trace_id[16]);
 
 /* Read-only connection pool (store_read.c). */

@@ -30,7 +30,8 @@
  * dictionary through the id in the frame header and cache it per connection. Chunks written
  * before the dictionary stay readable without it.
  *
- * trace_key is the first 8 bytes of the trace id; readers check the full id after decoding.
+ * trace_key is the last 8 bytes of the trace id (its random low half); readers check the full id
+ * after decoding.
  * Chunk and index ids are assigned by the writer from counters that only grow, so rowid order is
  * receive order and retention deletes rowid ranges found through receive_marks, without a time
  * index on the big tables. Retention is therefore by RECEIVE time (a span that arrives late
@@ -103,8 +104,10 @@ static uint64_t hash_bytes(const void *p, size_t n)
 
 int64_t trace_key_of(const uint8_t trace_id[16])
 {
+    /* The low half: random in every id scheme (W3C, and Zipkin/B3 64-bit ids, which are the low
+     * half of a 128-bit id with the high half zero, would all share one key otherwise). */
     uint64_t k = 0;
-    for (int i = 0; i < 8; i++) k = (k << 8) | trace_id[i];
+    for (int i = 8; i < 16; i++) k = (k << 8) | trace_id[i];
     return (int64_t)k;
 }
 

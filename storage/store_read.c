@@ -628,7 +628,7 @@ int store_find_traces(struct store *st, const struct trace_query *q, struct span
             break;
         }
         uint8_t id[16] = {0};
-        for (int i = 0; i < 8; i++) id[i] = (uint8_t)((uint64_t)key >> (56 - 8 * i));
+        for (int i = 0; i < 8; i++) id[8 + i] = (uint8_t)((uint64_t)key >> (56 - 8 * i));
         size_t before = f.n;
         if ((rc = examine(r, q, id, &f))) break;
         for (size_t i = before; i < f.n; i++)
