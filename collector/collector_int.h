@@ -25,6 +25,7 @@ struct options {
     int64_t queue_bytes;     /* ingest queue bound in bytes of decoded batches */
     int64_t http_threads;    /* per listener */
     int64_t flush_ms;        /* writer's group-commit window */
+    bool ack_received;       /* --ack=received: answer once queued, not once committed */
     enum log_level log_level;
 };
 
@@ -85,9 +86,14 @@ size_t ingest_queue_capacity_bytes(struct ingest_queue *q);
 
 struct writer;
 
+/* Called by the writer thread once per committed (rc 0) or failed (negative errno) batch whose
+ * `user` field is set, before the batch is freed. Must not block. */
+typedef void (*batch_done_fn)(void *user, int rc);
+
 /* Starts the thread that pops batches from q, commits them to st in group transactions and runs
- * retention. Borrows q and st (both outlive the writer). NULL on failure. */
-struct writer *writer_start(struct ingest_queue *q, struct store *st, int flush_ms);
+ * retention. Borrows q and st (both outlive the writer). on_done may be NULL. NULL on failure. */
+struct writer *writer_start(struct ingest_queue *q, struct store *st, int flush_ms,
+                            batch_done_fn on_done);
 /* Waits until the queue is closed and drained, then joins. Accepts NULL. */
 void writer_stop(struct writer *w);
 
@@ -108,6 +114,7 @@ enum reject_reason {
     REJECT_DECODE_ERROR,   /* whole request undecodable (400) */
     REJECT_TOO_LARGE,      /* 413 */
     REJECT_QUEUE_FULL,     /* 503 */
+    REJECT_STORE_FAILED,   /* 503: the database refused the commit (--ack=committed) */
     REJECT_REASON_COUNT
 };
 
@@ -164,8 +171,15 @@ struct http_context {
  * Borrows ctx (outlives the server). NULL (logged) on failure. */
 struct http_server *http_server_start(const char *name, const char *addr,
                                       struct http_context *ctx);
-/* Stops accepting and waits for in-flight requests. Accepts NULL. */
+/* Stops accepting new connections; requests on open ones still run. Accepts NULL. */
+void http_server_quiesce(struct http_server *s);
+/* Stops the server, closing every connection (call after the writer has answered every request
+ * waiting for a commit). Accepts NULL. */
 void http_server_stop(struct http_server *s);
+/* Waits (at most timeout_ms) until no request is in flight on any listener: their answers sent. */
+void http_wait_idle(int timeout_ms);
+/* The writer's batch_done_fn for ingest requests waiting for their commit (--ack=committed). */
+void http_batch_done(void *user, int rc);
 /* The port actually bound (useful with port 0). */
 unsigned http_server_port(const struct http_server *s);
 

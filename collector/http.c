@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 
@@ -51,6 +53,10 @@ struct ingest_route {
     enum answer_style style;
 };
 
+/* Requests between their first handler call and their completion callback, on all listeners
+ * (HTTP threads and the writer's resumes touch it). Shutdown waits for it to reach 0. */
+static _Atomic int requests_in_flight;
+
 static const struct ingest_route ingest_routes[] = {
     {"/v1/traces", otlp_decode_traces_proto, otlp_decode_traces_json, PROTO_OTLP_HTTP_PROTOBUF,
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
@@ -64,6 +70,13 @@ struct request {
     bool too_large; /* body exceeded the cap: drain and answer 413 */
     uint8_t *body;
     size_t len, cap;
+    /* --ack=committed: the request is suspended from the push until the writer's commit. */
+    struct MHD_Connection *conn;
+    bool waiting;          /* suspended; the next handler call answers */
+    _Atomic int commit_rc; /* set by the writer (http_batch_done) or on a failed push */
+    enum ingest_protocol proto;
+    uint32_t accepted, rejected;
+    char reason[256]; /* first partial-success refusal */
 };
 
 /* Largest OTLP request the daemon reads before decompression; equal to --max-body (an honest
@@ -135,6 +148,32 @@ static int code_for(const struct request *req, int grpc_code)
     return req->route->style == ANSWER_OTLP ? grpc_code : -1;
 }
 
+/* The answer to an ingest request whose batch was pushed (or refused by the queue, or committed
+ * or not): 2xx only for what is stored (or, under --ack=received, queued). */
+static enum MHD_Result answer_ingest(struct MHD_Connection *conn, struct request *req)
+{
+    int rc = atomic_load(&req->commit_rc);
+    if (rc == -EBUSY)
+        return respond_status(conn, 503, req->json, code_for(req, 14),
+                              "ingest queue full, retry later", 1);
+    if (rc == -EPIPE)
+        return respond_status(conn, 503, req->json, code_for(req, 14), "shutting down", 1);
+    if (rc != 0)
+        return respond_status(
+            conn, 503, req->json, code_for(req, 14),
+            rc == -ENOSPC ? "database full, retry later" : "database error, retry later", 5);
+    if (req->route->style == ANSWER_ZIPKIN)
+        return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
+    char *out;
+    size_t out_len;
+    if (req->rejected && !req->reason[0])
+        snprintf(req->reason, sizeof req->reason, "%u spans rejected", req->rejected);
+    if (otlp_encode_export_response(req->json, req->rejected, req->reason, &out, &out_len) != 0)
+        return send_text(conn, 500, "out of memory");
+    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
+                         out_len, 0);
+}
+
 static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connection *conn,
                                      struct request *req)
 {
@@ -199,39 +238,55 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
                               msg[0] ? msg : "undecodable request", 0);
     }
 
-    uint32_t accepted = batch->n_spans, rejected = batch->rejected;
-    char reason[512];
-    snprintf(reason, sizeof reason, "%s", batch->reject_reason ? batch->reject_reason : "");
-    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], accepted + rejected,
+    req->proto = proto;
+    req->accepted = batch->n_spans;
+    req->rejected = batch->rejected;
+    snprintf(req->reason, sizeof req->reason, "%s",
+             batch->reject_reason ? batch->reject_reason : "");
+    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], req->accepted + req->rejected,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN], rejected,
-                              memory_order_relaxed);
-    if (accepted > 0) {
-        rc = ingest_queue_push_observed(ctx->queue, batch, ctx->observe, ctx->observe_arg);
-        if (rc != 0) {
-            span_batch_destroy(batch);
-            count_reject(proto, REJECT_QUEUE_FULL);
-            atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
-                                      accepted, memory_order_relaxed);
-            return respond_status(conn, 503, req->json, code_for(req, 14),
-                                  rc == -EPIPE ? "shutting down" : "ingest queue full, retry later",
-                                  1);
-        }
-        atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], accepted,
-                                  memory_order_relaxed);
-    } else {
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
+                              req->rejected, memory_order_relaxed);
+    if (req->accepted == 0) {
         span_batch_destroy(batch);
+        return answer_ingest(conn, req);
     }
+    bool wait = !ctx->opts->ack_received;
+    if (wait) {
+        /* Suspend before the push: the writer may commit and resume us at once. */
+        batch->user = req;
+        req->conn = conn;
+        req->waiting = true;
+        MHD_suspend_connection(conn);
+    }
+    rc = ingest_queue_push_observed(ctx->queue, batch, ctx->observe, ctx->observe_arg);
+    if (rc != 0) {
+        span_batch_destroy(batch);
+        count_reject(proto, REJECT_QUEUE_FULL);
+        atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
+                                  req->accepted, memory_order_relaxed);
+        atomic_store(&req->commit_rc, rc);
+        if (!wait) return answer_ingest(conn, req);
+        MHD_resume_connection(conn); /* the next handler call answers 503 */
+        return MHD_YES;
+    }
+    atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], req->accepted,
+                              memory_order_relaxed);
+    return wait ? MHD_YES : answer_ingest(conn, req);
+}
 
-    if (route->style == ANSWER_ZIPKIN)
-        return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
-    char *out;
-    size_t out_len;
-    if (rejected && !reason[0]) snprintf(reason, sizeof reason, "%u spans rejected", rejected);
-    if (otlp_encode_export_response(req->json, rejected, reason, &out, &out_len) != 0)
-        return send_text(conn, 500, "out of memory");
-    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
-                         out_len, 0);
+void http_batch_done(void *user, int rc)
+{
+    struct request *req = user;
+    struct MHD_Connection *conn = req->conn;
+    if (rc != 0) {
+        atomic_fetch_add_explicit(&self_metrics.spans_rejected[req->proto][REJECT_STORE_FAILED],
+                                  req->accepted, memory_order_relaxed);
+        count_reject(req->proto, REJECT_STORE_FAILED);
+    }
+    atomic_store(&req->commit_rc, rc);
+    /* Last touch of req: once resumed, an HTTP thread answers and may free it. */
+    MHD_resume_connection(conn);
 }
 
 /* Collects query-string arguments in order (repeated keys kept). */
@@ -302,6 +357,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         req = calloc(1, sizeof *req);
         if (!req) return MHD_NO;
         *con_cls = req;
+        atomic_fetch_add(&requests_in_flight, 1);
         for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
             if (strcmp(url, ingest_routes[i].path) == 0) req->route = &ingest_routes[i];
         if (req->route) {
@@ -367,6 +423,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         return MHD_YES;
     }
 
+    if (req->waiting) return answer_ingest(conn, req);
     if (req->route) return handle_ingest(ctx, conn, req);
     if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
         return handle_get(ctx, conn, url);
@@ -378,6 +435,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 {
     struct request *req = *con_cls;
     if (!req) return;
+    atomic_fetch_sub(&requests_in_flight, 1);
     free(req->body);
     free(req);
     *con_cls = NULL;
@@ -441,6 +499,22 @@ struct http_server *http_server_start(const char *name, const char *addr, struct
     s->port = info ? info->port : 0;
     log_msg(LOG_INFO, "http: %s listening on %s (port %u)", name, addr, s->port);
     return s;
+}
+
+void http_server_quiesce(struct http_server *s)
+{
+    if (!s || !s->mhd) return;
+    MHD_socket fd = MHD_quiesce_daemon(s->mhd);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+}
+
+void http_wait_idle(int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms && atomic_load(&requests_in_flight) > 0;
+         waited += 10) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void http_server_stop(struct http_server *s)

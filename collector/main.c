@@ -1,7 +1,8 @@
 /*
  * main.c: the meshscope daemon. Parses options, opens the store, starts the writer and the
- * listeners, waits for SIGINT/SIGTERM, then shuts down in the documented order: stop listeners,
- * close the queue, let the writer drain and commit, close the database, free.
+ * listeners, waits for SIGINT/SIGTERM, then shuts down in the documented order: stop accepting
+ * connections, close the queue, let the writer drain and commit (answering every request that
+ * waits for its commit), let those answers go out, stop the listeners, close the database, free.
  */
 #include "collector_int.h"
 
@@ -45,7 +46,7 @@ int main(int argc, char **argv)
     if (!store) goto out;
     queue = ingest_queue_create(QUEUE_MAX_BATCHES, (size_t)opts.queue_bytes);
     if (!queue) goto out;
-    writer = writer_start(queue, store, (int)opts.flush_ms);
+    writer = writer_start(queue, store, (int)opts.flush_ms, http_batch_done);
     if (!writer) goto out;
 
     struct http_context ctx = {.opts = &opts, .queue = queue, .store = store};
@@ -67,9 +68,15 @@ int main(int argc, char **argv)
     exit_code = 0;
 
 out:
-    for (int i = 0; i < 3; i++) http_server_stop(servers[i]);
+    for (int i = 0; i < 3; i++)
+        http_server_quiesce(servers[i]);
     if (queue) ingest_queue_close(queue);
     writer_stop(writer);
+    /* Every waiting request has its answer; give the HTTP threads a moment to send them (a
+     * client that stops reading cannot hold the shutdown longer than this). */
+    http_wait_idle(5000);
+    for (int i = 0; i < 3; i++)
+        http_server_stop(servers[i]);
     if (store) {
         struct store_stats ss;
         store_get_stats(store, &ss);

@@ -15,7 +15,7 @@
 
 #include "query.h"
 
-enum opt_type { OPT_STRING, OPT_ADDR, OPT_DURATION, OPT_SIZE, OPT_INT, OPT_LOGLEVEL };
+enum opt_type { OPT_STRING, OPT_ADDR, OPT_DURATION, OPT_SIZE, OPT_INT, OPT_LOGLEVEL, OPT_ACK };
 
 struct opt_row {
     const char *name; /* flag without "--" */
@@ -55,6 +55,9 @@ static const struct opt_row opt_table[] = {
      * that a query sees a span within a few ms. */
     {"flush-interval", OPT_DURATION, "5ms", 0, 10 * INT64_C(1000000), OFF(flush_ms),
      "writer's group-commit window"},
+    {"ack", OPT_ACK, "committed", 0, 0, OFF(ack_received),
+     "when ingest answers 2xx: \"committed\" (after the spans are in SQLite) or \"received\" "
+     "(once queued: lower latency, loses the queue on a crash)"},
     {"log-level", OPT_LOGLEVEL, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])
@@ -65,11 +68,20 @@ int parse_size(const char *s, int64_t *out)
         const char *suffix;
         int64_t mult;
     } units[] = {
-        {"", 1},          {"b", 1},
-        {"k", 1000},      {"kb", 1000},       {"kib", 1024},
-        {"m", 1000000},   {"mb", 1000000},    {"mib", 1 << 20},
-        {"g", 1000000000}, {"gb", 1000000000}, {"gib", 1 << 30},
-        {"t", INT64_C(1000000000000)}, {"tb", INT64_C(1000000000000)}, {"tib", INT64_C(1) << 40},
+        {"", 1},
+        {"b", 1},
+        {"k", 1000},
+        {"kb", 1000},
+        {"kib", 1024},
+        {"m", 1000000},
+        {"mb", 1000000},
+        {"mib", 1 << 20},
+        {"g", 1000000000},
+        {"gb", 1000000000},
+        {"gib", 1 << 30},
+        {"t", INT64_C(1000000000000)},
+        {"tb", INT64_C(1000000000000)},
+        {"tib", INT64_C(1) << 40},
     };
     if (!s || !isdigit((unsigned char)*s)) return -EINVAL;
     errno = 0;
@@ -78,7 +90,8 @@ int parse_size(const char *s, int64_t *out)
     if (errno || v < 0) return -EINVAL;
     char unit[8] = {0};
     size_t n = 0;
-    for (; end[n] && n < sizeof unit - 1; n++) unit[n] = (char)tolower((unsigned char)end[n]);
+    for (; end[n] && n < sizeof unit - 1; n++)
+        unit[n] = (char)tolower((unsigned char)end[n]);
     if (end[n]) return -EINVAL; /* no unit is that long */
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcmp(unit, units[i].suffix) == 0) {
@@ -137,8 +150,10 @@ static int set_option(const struct opt_row *o, const char *value, struct options
     int rc = 0;
     switch (o->type) {
     case OPT_STRING:
-        if (!*value) rc = -EINVAL;
-        else *(const char **)field = value;
+        if (!*value)
+            rc = -EINVAL;
+        else
+            *(const char **)field = value;
         break;
     case OPT_ADDR:
         rc = check_addr(value);
@@ -158,6 +173,14 @@ static int set_option(const struct opt_row *o, const char *value, struct options
         n = v;
         break;
     }
+    case OPT_ACK:
+        if (strcmp(value, "committed") == 0)
+            *(bool *)field = false;
+        else if (strcmp(value, "received") == 0)
+            *(bool *)field = true;
+        else
+            rc = -EINVAL;
+        break;
     case OPT_LOGLEVEL: {
         enum log_level lvl;
         rc = log_level_parse(value, &lvl);
@@ -167,8 +190,7 @@ static int set_option(const struct opt_row *o, const char *value, struct options
     }
     if (rc == 0 && (o->type == OPT_DURATION || o->type == OPT_SIZE || o->type == OPT_INT)) {
         if (n < o->min || n > o->max) {
-            fprintf(stderr, "meshscope: %s--%s: value '%s' out of range\n", origin, o->name,
-                    value);
+            fprintf(stderr, "meshscope: %s--%s: value '%s' out of range\n", origin, o->name, value);
             return -EINVAL;
         }
         *(int64_t *)field = n;
@@ -189,9 +211,10 @@ static void print_help(void)
         const struct opt_row *o = &opt_table[i];
         char env[64];
         snprintf(env, sizeof env, "MESHSCOPE_%s", o->name);
-        for (char *p = env; *p; p++) *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
-        printf("  --%-16s %s\n  %-18s default: %s; environment: %s\n", o->name, o->help, "",
-               o->def, env);
+        for (char *p = env; *p; p++)
+            *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        printf("  --%-16s %s\n  %-18s default: %s; environment: %s\n", o->name, o->help, "", o->def,
+               env);
     }
     printf("  --help             this text\n  --version          print the version\n");
 }
@@ -206,7 +229,8 @@ int options_parse(int argc, char **argv, struct options *out)
     for (size_t i = 0; i < N_OPTS; i++) {
         char env[64];
         snprintf(env, sizeof env, "MESHSCOPE_%s", opt_table[i].name);
-        for (char *p = env; *p; p++) *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+        for (char *p = env; *p; p++)
+            *p = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
         const char *v = getenv(env);
         if (v && set_option(&opt_table[i], v, out, "environment ") != 0) return -EINVAL;
     }
@@ -234,8 +258,7 @@ int options_parse(int argc, char **argv, struct options *out)
                 o = &opt_table[k];
         }
         if (!o) {
-            fprintf(stderr, "meshscope: unknown flag '--%.*s' (see --help)\n", (int)name_len,
-                    name);
+            fprintf(stderr, "meshscope: unknown flag '--%.*s' (see --help)\n", (int)name_len, name);
             return -EINVAL;
         }
         const char *value = eq ? eq + 1 : NULL;

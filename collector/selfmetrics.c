@@ -18,8 +18,8 @@ struct self_metrics self_metrics;
 
 static const char *const protocol_label[PROTO_COUNT] = {"otlp_http_protobuf", "otlp_http_json",
                                                         "zipkin_json", "zipkin_protobuf"};
-static const char *const reason_label[REJECT_REASON_COUNT] = {"invalid_span", "decode_error",
-                                                              "too_large", "queue_full"};
+static const char *const reason_label[REJECT_REASON_COUNT] = {
+    "invalid_span", "decode_error", "too_large", "queue_full", "store_failed"};
 /* Commit latency buckets, seconds: from sub-millisecond (a small batch) to seconds (a stalled
  * disk). The last slot of commit_buckets counts observations above the last bound. */
 static const double commit_bounds[11] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -143,7 +143,8 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
     header(&b, "meshscope_store_errors_total", "counter", "Group commits that failed.");
     put(&b, "meshscope_store_errors_total %llu\n", LOAD(self_metrics.store_errors));
     header(&b, "meshscope_spans_lost_total", "counter",
-           "Spans accepted but not stored because the database refused the commit.");
+           "Spans queued but not stored because the database refused the commit (answered 503 "
+           "under --ack=committed; lost under --ack=received).");
     put(&b, "meshscope_spans_lost_total %llu\n", LOAD(self_metrics.spans_lost));
 
     if (st) {

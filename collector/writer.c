@@ -9,8 +9,11 @@
  *   visibility for far fewer fsync-bound commits at low rates.
  * - Retention runs here too, between commits, in small steps bounded in time, so the single
  *   read-write connection is never shared and ingest is never blocked for long.
- * - Shutdown: main closes the queue after the listeners stop; the writer drains everything left
- *   and exits. Nothing acknowledged is lost on a clean stop.
+ * - Acknowledged means durable: a batch whose `user` is set belongs to a request suspended until
+ *   its commit; after each commit (or failure) the writer calls on_done for it, which resumes the
+ *   request with the outcome (200, or 503 + Retry-After when the database refused the commit).
+ * - Shutdown: main stops the listeners accepting, closes the queue; the writer drains everything
+ *   left, answering each waiting request, and exits. Nothing acknowledged is lost.
  * - Threads: only this thread touches the store's write side. It shares the queue (lock-free) and
  *   the self_metrics atomics.
  */
@@ -36,6 +39,7 @@ struct writer {
     struct ingest_queue *q;
     struct store *st;
     int flush_ms;
+    batch_done_fn on_done;
     bool started;
 };
 
@@ -59,13 +63,18 @@ static void commit(struct writer *w, struct span_batch **batches, size_t n)
     selfmetrics_observe_commit(now_us(CLOCK_MONOTONIC) - t0);
     if (rc != 0) {
         uint64_t spans = 0;
-        for (size_t i = 0; i < n; i++) spans += batches[i]->n_spans;
+        for (size_t i = 0; i < n; i++)
+            spans += batches[i]->n_spans;
         atomic_fetch_add_explicit(&self_metrics.store_errors, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&self_metrics.spans_lost, spans, memory_order_relaxed);
         log_ratelimited(LOG_ERROR, "writer-commit", "writer: commit of %llu spans failed: %s",
                         (unsigned long long)spans, rc == -ENOSPC ? "database full" : "I/O error");
     }
-    for (size_t i = 0; i < n; i++) span_batch_destroy(batches[i]);
+    /* Answer the requests waiting for this commit (acknowledged means durable), then free. */
+    for (size_t i = 0; i < n; i++) {
+        if (w->on_done && batches[i]->user) w->on_done(batches[i]->user, rc);
+        span_batch_destroy(batches[i]);
+    }
 }
 
 static void retention(struct writer *w)
@@ -77,8 +86,7 @@ static void retention(struct writer *w)
         deleted = 0;
         int rc = store_retention_step(w->st, now_us(CLOCK_REALTIME), RETENTION_ROWS, &deleted);
         if (rc != 0) {
-            log_ratelimited(LOG_WARN, "writer-retention", "writer: retention step failed (%d)",
-                            rc);
+            log_ratelimited(LOG_WARN, "writer-retention", "writer: retention step failed (%d)", rc);
             break;
         }
     } while (deleted > 0 && now_us(CLOCK_MONOTONIC) - start < RETENTION_BUDGET_US);
@@ -97,7 +105,8 @@ static void *writer_main(void *arg)
         size_t n = ingest_queue_pop(w->q, batches, MAX_COMMIT_BATCHES, 100);
         if (n > 0 && w->flush_ms > 0) {
             size_t spans = 0;
-            for (size_t i = 0; i < n; i++) spans += batches[i]->n_spans;
+            for (size_t i = 0; i < n; i++)
+                spans += batches[i]->n_spans;
             int64_t deadline = now_us(CLOCK_MONOTONIC) + (int64_t)w->flush_ms * 1000;
             while (spans < MIN_COMMIT_SPANS && n < MAX_COMMIT_BATCHES &&
                    !ingest_queue_closed_and_empty(w->q)) {
@@ -105,12 +114,15 @@ static void *writer_main(void *arg)
                 if (left <= 0) break;
                 size_t m = ingest_queue_pop(w->q, batches + n, MAX_COMMIT_BATCHES - n,
                                             (int)((left + 999) / 1000));
-                for (size_t i = n; i < n + m; i++) spans += batches[i]->n_spans;
+                for (size_t i = n; i < n + m; i++)
+                    spans += batches[i]->n_spans;
                 n += m;
             }
         }
-        if (n > 0) commit(w, batches, n);
-        else if (ingest_queue_closed_and_empty(w->q)) break;
+        if (n > 0)
+            commit(w, batches, n);
+        else if (ingest_queue_closed_and_empty(w->q))
+            break;
         int64_t t = now_us(CLOCK_MONOTONIC);
         if (t >= next_retention) {
             retention(w);
@@ -121,13 +133,15 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
-struct writer *writer_start(struct ingest_queue *q, struct store *st, int flush_ms)
+struct writer *writer_start(struct ingest_queue *q, struct store *st, int flush_ms,
+                            batch_done_fn on_done)
 {
     struct writer *w = calloc(1, sizeof *w);
     if (!w) return NULL;
     w->q = q;
     w->st = st;
     w->flush_ms = flush_ms;
+    w->on_done = on_done;
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
         log_msg(LOG_ERROR, "writer: cannot start thread");
         free(w);

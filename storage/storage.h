@@ -182,6 +182,7 @@ struct span_batch {
     uint32_t cap_spans;
     uint32_t rejected;         /* spans a decoder refused (partial_success.rejected_spans) */
     const char *reject_reason; /* first refusal's message, static or in the arena; may be NULL */
+    void *user; /* the producer's tag (e.g. the request waiting for the commit); storage ignores it */
 };
 
 /* Returns NULL on out of memory. */
