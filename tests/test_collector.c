@@ -81,6 +81,7 @@ static void test_options(void **state)
     assert_int_equal(o.retention_us, INT64_C(72) * 3600 * 1000000);
     assert_int_equal(o.max_db_bytes, 0);
     assert_int_equal(o.flush_ms, 5);
+    assert_false(o.ack_received); /* acknowledged means durable by default */
 
     char *good[] = {"meshscope", "--db", "/tmp/x.db", "--retention=24h", "--max-db-size",
                     "1GiB", "--http", ":0", "--log-level", "debug"};
@@ -89,6 +90,9 @@ static void test_options(void **state)
     assert_int_equal(o.retention_us, INT64_C(24) * 3600 * 1000000);
     assert_int_equal(o.max_db_bytes, INT64_C(1) << 30);
     assert_int_equal(o.log_level, LOG_DEBUG);
+    char *ack[] = {"meshscope", "--ack=received"};
+    assert_int_equal(options_parse(2, ack, &o), 0);
+    assert_true(o.ack_received);
 
     /* Each bad command line fails (the message goes to stderr; main exits 2). */
     static char *bad[][3] = {
@@ -96,6 +100,7 @@ static void test_options(void **state)
         {"meshscope", "--max-db-size", "-5"},  {"meshscope", "--http", "nocolon"},
         {"meshscope", "--http", "1.2.3.4:99999"}, {"meshscope", "--log-level", "loud"},
         {"meshscope", "--max-body", "1"},      {"meshscope", "stray", "arg"},
+        {"meshscope", "--ack", "sometimes"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(options_parse(3, bad[i], &o), -EINVAL);
