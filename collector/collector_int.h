@@ -26,6 +26,10 @@ struct options {
     int64_t http_threads;    /* per listener */
     int64_t flush_ms;        /* writer's group-commit window */
     bool ack_received;       /* --ack=received: answer once queued, not once committed */
+    const char *auth_token_file; /* "" = no auth */
+    const char *tls_cert, *tls_key; /* "" = plain HTTP */
+    int64_t max_connections;     /* per listener */
+    int64_t idle_timeout_us;     /* a connection silent this long is closed */
     enum log_level log_level;
 };
 
@@ -152,6 +156,17 @@ int otlp_encode_export_response(bool json, uint64_t rejected, const char *messag
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,
                        size_t *out_len);
 
+/* ----- access control (auth.c) ------------------------------------------------------------- */
+
+enum auth_scope { AUTH_INGEST, AUTH_READ };
+struct auth;
+/* Reads --auth-token-file (format in auth.c). NULL (logged) when unreadable or invalid. */
+struct auth *auth_load(const char *path);
+void auth_free(struct auth *a);
+/* True when a is NULL (no auth configured) or header is "Bearer <token>" for a token granting
+ * scope. Constant time in the given token. Any thread. */
+bool auth_check(const struct auth *a, enum auth_scope scope, const char *header);
+
 /* ----- HTTP listeners (http.c) --------------------------------------------------------------- */
 
 struct http_server;
@@ -164,6 +179,9 @@ struct http_context {
      * (see ingest_queue_push_observed). NULL = nobody observes. */
     void (*observe)(void *arg, const struct span_batch *b);
     void *observe_arg;
+    const struct auth *auth; /* NULL: no token required */
+    /* TLS: PEM contents (not paths) of --tls-cert / --tls-key, or NULL for plain HTTP. */
+    const char *tls_cert_pem, *tls_key_pem;
     _Atomic bool ready;
 };
 

@@ -16,6 +16,7 @@
 #include "collector_int.h"
 #include "otlp.h"
 #include "query.h"
+#include "zipkin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,6 +61,8 @@ static _Atomic int requests_in_flight;
 static const struct ingest_route ingest_routes[] = {
     {"/v1/traces", otlp_decode_traces_proto, otlp_decode_traces_json, PROTO_OTLP_HTTP_PROTOBUF,
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
+    {"/api/v2/spans", zipkin_decode_spans_proto, zipkin_decode_spans_json, PROTO_ZIPKIN_PROTOBUF,
+     PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -358,6 +361,28 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (!req) return MHD_NO;
         *con_cls = req;
         atomic_fetch_add(&requests_in_flight, 1);
+        if (ctx->auth) {
+            /* Ingest and read endpoints need a token; health checks stay open (orchestrators
+             * probe them), and so do unknown paths (they answer 404 and reveal nothing). */
+            bool ingest = false,
+                 read = strncmp(url, "/api/", 5) == 0 || strcmp(url, "/metrics") == 0;
+            for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
+                ingest |= strcmp(url, ingest_routes[i].path) == 0;
+            const char *h =
+                MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+            if ((ingest && !auth_check(ctx->auth, AUTH_INGEST, h)) ||
+                (read && !auth_check(ctx->auth, AUTH_READ, h))) {
+                char *body = strdup("missing or invalid bearer token\n");
+                struct MHD_Response *r = MHD_create_response_from_buffer(
+                    body ? strlen(body) : 0, body, MHD_RESPMEM_MUST_FREE);
+                if (!r) return MHD_NO;
+                MHD_add_response_header(r, "WWW-Authenticate", "Bearer realm=\"meshscope\"");
+                MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+                enum MHD_Result ret = MHD_queue_response(conn, 401, r);
+                MHD_destroy_response(r);
+                return ret;
+            }
+        }
         for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
             if (strcmp(url, ingest_routes[i].path) == 0) req->route = &ingest_routes[i];
         if (req->route) {
@@ -482,13 +507,22 @@ struct http_server *http_server_start(const char *name, const char *addr, struct
     s->name = strdup(name);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
     if (v6) flags |= MHD_USE_IPv6;
+    if (ctx->tls_cert_pem) flags |= MHD_USE_TLS;
+    struct MHD_OptionItem tls[] = {
+        {ctx->tls_cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0,
+         (void *)ctx->tls_cert_pem},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)ctx->tls_key_pem},
+        {MHD_OPTION_END, 0, NULL},
+    };
     s->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)ctx->opts->http_threads, MHD_OPTION_NOTIFY_COMPLETED,
         request_completed, NULL,
-        /* Idle keep-alive connections are closed after 60 s (the OTel SDKs reuse them). */
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_END);
+        /* Slow or idle clients (slowloris) lose their connection after --idle-timeout of
+         * silence, and at most --max-connections are open per listener. */
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(ctx->opts->idle_timeout_us / 1000000),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)ctx->opts->max_connections,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     if (!s->mhd) {
         log_msg(LOG_ERROR, "http: %s: cannot listen on %s: %s", name, addr, strerror(errno));
         free(s->name);
@@ -497,7 +531,8 @@ struct http_server *http_server_start(const char *name, const char *addr, struct
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : 0;
-    log_msg(LOG_INFO, "http: %s listening on %s (port %u)", name, addr, s->port);
+    log_msg(LOG_INFO, "http: %s listening on %s (port %u%s)", name, addr, s->port,
+            ctx->tls_cert_pem ? ", TLS" : "");
     return s;
 }
 

@@ -12,10 +12,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* The queue's item bound: far above what the byte bound lets through at realistic batch sizes,
  * so bytes are the limit that matters; it only stops a flood of tiny batches. */
 #define QUEUE_MAX_BATCHES 65536
+
+/* Reads a small text file (a PEM) into a NUL-terminated malloc'd string; NULL (logged). */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        log_msg(LOG_ERROR, "meshscope: cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 20, len = 0; /* certificates and keys are a few KB; 1 MiB is ample */
+    char *buf = malloc(cap + 1);
+    if (buf) len = fread(buf, 1, cap, f);
+    fclose(f);
+    if (!buf || len == cap) {
+        log_msg(LOG_ERROR, "meshscope: %s is larger than 1 MiB", path);
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
 
 int main(int argc, char **argv)
 {
@@ -34,7 +56,16 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Each connection is a descriptor: let --max-connections use what the hard limit allows. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+
     int exit_code = 1;
+    struct auth *auth = NULL;
+    char *tls_cert = NULL, *tls_key = NULL;
     struct http_server *servers[3] = {NULL, NULL, NULL};
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
@@ -49,7 +80,18 @@ int main(int argc, char **argv)
     writer = writer_start(queue, store, (int)opts.flush_ms, http_batch_done);
     if (!writer) goto out;
 
-    struct http_context ctx = {.opts = &opts, .queue = queue, .store = store};
+    if (*opts.auth_token_file && !(auth = auth_load(opts.auth_token_file))) goto out;
+    if (*opts.tls_cert) {
+        tls_cert = read_file(opts.tls_cert);
+        tls_key = read_file(opts.tls_key);
+        if (!tls_cert || !tls_key) goto out;
+    }
+    struct http_context ctx = {.opts = &opts,
+                               .queue = queue,
+                               .store = store,
+                               .auth = auth,
+                               .tls_cert_pem = tls_cert,
+                               .tls_key_pem = tls_key};
     const char *names[3] = {"http", "otlp-http", "zipkin"};
     const char *addrs[3] = {opts.http_addr, opts.otlp_http_addr, opts.zipkin_addr};
     for (int i = 0; i < 3; i++) {
@@ -85,5 +127,9 @@ out:
     }
     ingest_queue_destroy(queue);
     store_close(store);
+    auth_free(auth);
+    free(tls_cert);
+    if (tls_key) explicit_bzero(tls_key, strlen(tls_key));
+    free(tls_key);
     return exit_code;
 }

@@ -15,7 +15,16 @@
 
 #include "query.h"
 
-enum opt_type { OPT_STRING, OPT_ADDR, OPT_DURATION, OPT_SIZE, OPT_INT, OPT_LOGLEVEL, OPT_ACK };
+enum opt_type {
+    OPT_STRING,
+    OPT_PATH,
+    OPT_ADDR,
+    OPT_DURATION,
+    OPT_SIZE,
+    OPT_INT,
+    OPT_LOGLEVEL,
+    OPT_ACK
+};
 
 struct opt_row {
     const char *name; /* flag without "--" */
@@ -58,6 +67,19 @@ static const struct opt_row opt_table[] = {
     {"ack", OPT_ACK, "committed", 0, 0, OFF(ack_received),
      "when ingest answers 2xx: \"committed\" (after the spans are in SQLite) or \"received\" "
      "(once queued: lower latency, loses the queue on a crash)"},
+    {"auth-token-file", OPT_PATH, "", 0, 0, OFF(auth_token_file),
+     "require \"Authorization: Bearer <token>\" on ingest and read endpoints; file format in "
+     "README (empty = no auth)"},
+    {"tls-cert", OPT_PATH, "", 0, 0, OFF(tls_cert),
+     "PEM certificate: serve every listener over TLS"},
+    {"tls-key", OPT_PATH, "", 0, 0, OFF(tls_key), "PEM private key for --tls-cert"},
+    /* Above the default soft fd limit of many systems, which main raises to the hard limit. */
+    {"max-connections", OPT_INT, "4096", 16, 1000000, OFF(max_connections),
+     "open connections per listener; beyond it new ones wait in the kernel's backlog"},
+    /* Long enough for an exporter's keep-alive between batches (OTel SDKs: 5 s), short enough
+     * that idle or stalled (slowloris) connections give their slot back soon. */
+    {"idle-timeout", OPT_DURATION, "30s", 1000000, 3600 * INT64_C(1000000), OFF(idle_timeout_us),
+     "close a connection that sends or reads nothing for this long"},
     {"log-level", OPT_LOGLEVEL, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])
@@ -154,6 +176,9 @@ static int set_option(const struct opt_row *o, const char *value, struct options
             rc = -EINVAL;
         else
             *(const char **)field = value;
+        break;
+    case OPT_PATH:
+        *(const char **)field = value;
         break;
     case OPT_ADDR:
         rc = check_addr(value);
@@ -276,5 +301,9 @@ int options_parse(int argc, char **argv, struct options *out)
         out->http_threads = n > 0 ? n : 2;
     }
     out->flush_ms = out->flush_ms / 1000; /* the table parsed µs */
+    if (!*out->tls_cert != !*out->tls_key) {
+        fprintf(stderr, "meshscope: --tls-cert and --tls-key go together\n");
+        return -EINVAL;
+    }
     return 0;
 }
