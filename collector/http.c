@@ -16,7 +16,6 @@
 #include "collector_int.h"
 #include "otlp.h"
 #include "query.h"
-#include "zipkin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -61,8 +60,6 @@ static _Atomic int requests_in_flight;
 static const struct ingest_route ingest_routes[] = {
     {"/v1/traces", otlp_decode_traces_proto, otlp_decode_traces_json, PROTO_OTLP_HTTP_PROTOBUF,
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
-    {"/api/v2/spans", zipkin_decode_spans_proto, zipkin_decode_spans_json, PROTO_ZIPKIN_PROTOBUF,
-     PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
