@@ -31,6 +31,7 @@ struct options {
     int64_t max_connections;     /* per listener */
     int64_t idle_timeout_us;     /* a connection silent this long is closed */
     enum log_level log_level;
+    int64_t metrics_series_limit; /* RED: label sets per metric family (red.h) */
 };
 
 /* Parses argv (and MESHSCOPE_<NAME> environment overrides, argv winning) into *out.
@@ -119,6 +120,7 @@ enum reject_reason {
     REJECT_TOO_LARGE,      /* 413 */
     REJECT_QUEUE_FULL,     /* 503 */
     REJECT_STORE_FAILED,   /* 503: the database refused the commit (--ack=committed) */
+    REJECT_BODY_BUDGET,    /* 503: request bodies in flight exceed their budget (requests only) */
     REJECT_REASON_COUNT
 };
 
@@ -182,6 +184,7 @@ struct http_context {
     const struct auth *auth; /* NULL: no token required */
     /* TLS: PEM contents (not paths) of --tls-cert / --tls-key, or NULL for plain HTTP. */
     const char *tls_cert_pem, *tls_key_pem;
+    struct red *red; /* RED metrics rendered on /metrics (red.h); NULL = self metrics only */
     _Atomic bool ready;
 };
 

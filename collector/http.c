@@ -16,6 +16,8 @@
 #include "collector_int.h"
 #include "otlp.h"
 #include "query.h"
+#include "red.h"
+#include "zipkin.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,6 +62,8 @@ static _Atomic int requests_in_flight;
 static const struct ingest_route ingest_routes[] = {
     {"/v1/traces", otlp_decode_traces_proto, otlp_decode_traces_json, PROTO_OTLP_HTTP_PROTOBUF,
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
+    {"/api/v2/spans", zipkin_decode_spans_proto, zipkin_decode_spans_json, PROTO_ZIPKIN_PROTOBUF,
+     PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -68,6 +72,7 @@ struct request {
     bool json;                        /* request content type is JSON (answer in kind) */
     enum content_encoding encoding;
     bool too_large; /* body exceeded the cap: drain and answer 413 */
+    bool too_busy;  /* all request bodies together exceed their budget: drain, answer 503 */
     uint8_t *body;
     size_t len, cap;
     /* --ack=committed: the request is suspended from the push until the writer's commit. */
@@ -78,6 +83,26 @@ struct request {
     uint32_t accepted, rejected;
     char reason[256]; /* first partial-success refusal */
 };
+
+/* Bytes of request bodies buffered by all connections together (HTTP threads). Bounded by the
+ * body budget (body_budget()): many clients each sending up to --max-body slowly cannot
+ * make meshscope hold more than that; the one over budget gets 503 + Retry-After. */
+static _Atomic size_t body_bytes;
+
+/* The body budget: --queue-size, and never less than 8 bodies of --max-body (README: memory). */
+static size_t body_budget(const struct options *o)
+{
+    size_t q = (size_t)o->queue_bytes, b = 8 * (size_t)o->max_body_bytes;
+    return q > b ? q : b;
+}
+
+static void release_body(struct request *req)
+{
+    atomic_fetch_sub(&body_bytes, req->cap);
+    free(req->body);
+    req->body = NULL;
+    req->len = req->cap = 0;
+}
 
 /* Largest OTLP request the daemon reads before decompression; equal to --max-body (an honest
  * compressed body is never larger than what it inflates to, give or take a few header bytes). */
@@ -181,6 +206,11 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     enum ingest_protocol proto = req->json ? route->json_label : route->proto_label;
     atomic_fetch_add_explicit(&self_metrics.requests[proto], 1, memory_order_relaxed);
     char msg[512];
+    if (req->too_busy) {
+        count_reject(proto, REJECT_BODY_BUDGET);
+        return respond_status(conn, 503, req->json, code_for(req, 14),
+                              "too many request bodies in flight, retry later", 1);
+    }
     if (req->too_large) {
         count_reject(proto, REJECT_TOO_LARGE);
         snprintf(msg, sizeof msg, "request body exceeds --max-body (%lld bytes)",
@@ -221,7 +251,10 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     msg[0] = '\0';
     int rc = (req->json ? route->decode_json : route->decode_proto)(body, len, &lim, batch, msg,
                                                                     sizeof msg);
+    /* The batch holds copies of everything: give the body back now, not when a request that
+     * waits for its commit completes. */
     free(inflated);
+    release_body(req);
     if (rc != 0) {
         span_batch_destroy(batch);
         if (rc == -E2BIG) {
@@ -319,11 +352,31 @@ static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connectio
         return send_text(conn, ready ? 200 : 503, ready ? "ready\n" : "starting\n");
     }
     if (strcmp(url, "/metrics") == 0) {
-        char *body;
-        size_t len;
-        if (selfmetrics_render(ctx->queue, ctx->store, &body, &len) != 0)
+        /* Self metrics then RED metrics, as Prometheus text 0.0.4 or (Accept) OpenMetrics 1.0,
+         * gzipped when Accept-Encoding allows (red_expose). */
+        char *self;
+        size_t self_len;
+        if (selfmetrics_render(ctx->queue, ctx->store, &self, &self_len) != 0)
             return send_text(conn, 500, "out of memory");
-        return send_response(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body, len, 0);
+        struct red_exposition ex;
+        int rc = red_expose(ctx->red, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"),
+                            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"),
+                            self, self_len, &ex);
+        free(self);
+        if (rc != 0) return send_text(conn, 500, "out of memory");
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(ex.len, ex.body, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(ex.body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", ex.content_type);
+        if (ex.content_encoding)
+            MHD_add_response_header(r, "Content-Encoding", ex.content_encoding);
+        MHD_add_response_header(r, "Vary", "Accept, Accept-Encoding");
+        enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+        MHD_destroy_response(r);
+        return ret;
     }
     if (strncmp(url, "/api/", 5) == 0) {
         struct arg_list args = {.n = 0};
@@ -358,13 +411,17 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (!req) return MHD_NO;
         *con_cls = req;
         atomic_fetch_add(&requests_in_flight, 1);
+        /* GET /api/... is a query even where an ingest path shares it (Zipkin's /api/v2/spans:
+         * POST ingests, GET lists span names). */
+        bool query_get = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
+                         strncmp(url, "/api/", 5) == 0;
         if (ctx->auth) {
             /* Ingest and read endpoints need a token; health checks stay open (orchestrators
              * probe them), and so do unknown paths (they answer 404 and reveal nothing). */
             bool ingest = false,
                  read = strncmp(url, "/api/", 5) == 0 || strcmp(url, "/metrics") == 0;
             for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
-                ingest |= strcmp(url, ingest_routes[i].path) == 0;
+                ingest |= !query_get && strcmp(url, ingest_routes[i].path) == 0;
             const char *h =
                 MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
             if ((ingest && !auth_check(ctx->auth, AUTH_INGEST, h)) ||
@@ -381,7 +438,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             }
         }
         for (size_t i = 0; i < sizeof ingest_routes / sizeof ingest_routes[0]; i++)
-            if (strcmp(url, ingest_routes[i].path) == 0) req->route = &ingest_routes[i];
+            if (!query_get && strcmp(url, ingest_routes[i].path) == 0)
+                req->route = &ingest_routes[i];
         if (req->route) {
             if (strcmp(method, "POST") != 0) {
                 struct MHD_Response *r = MHD_create_response_from_buffer(
@@ -423,20 +481,28 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (!req->route || req->too_large) return MHD_YES;
+        if (!req->route || req->too_large || req->too_busy) return MHD_YES;
         if (req->len + n > (size_t)ctx->opts->max_body_bytes) {
             req->too_large = true; /* keep reading (and dropping) so the client gets the 413 */
-            free(req->body);
-            req->body = NULL;
-            req->len = req->cap = 0;
+            release_body(req);
             return MHD_YES;
         }
         if (req->len + n > req->cap) {
             size_t cap = req->cap ? req->cap : 16384;
             while (cap < req->len + n)
                 cap *= 2;
+            size_t budget = body_budget(ctx->opts);
+            if (atomic_fetch_add(&body_bytes, cap - req->cap) + (cap - req->cap) > budget) {
+                atomic_fetch_sub(&body_bytes, cap - req->cap);
+                req->too_busy = true;
+                release_body(req);
+                return MHD_YES;
+            }
             uint8_t *p = realloc(req->body, cap);
-            if (!p) return MHD_NO;
+            if (!p) {
+                atomic_fetch_sub(&body_bytes, cap - req->cap);
+                return MHD_NO;
+            }
             req->body = p;
             req->cap = cap;
         }
@@ -458,7 +524,7 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
     struct request *req = *con_cls;
     if (!req) return;
     atomic_fetch_sub(&requests_in_flight, 1);
-    free(req->body);
+    release_body(req);
     free(req);
     *con_cls = NULL;
 }

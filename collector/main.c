@@ -5,6 +5,7 @@
  * waits for its commit), let those answers go out, stop the listeners, close the database, free.
  */
 #include "collector_int.h"
+#include "red.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -69,6 +70,7 @@ int main(int argc, char **argv)
     struct http_server *servers[3] = {NULL, NULL, NULL};
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
+    struct red *red = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
@@ -86,7 +88,12 @@ int main(int argc, char **argv)
         tls_key = read_file(opts.tls_key);
         if (!tls_cert || !tls_key) goto out;
     }
+    struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
+    if (!(red = red_create(&ro))) goto out;
     struct http_context ctx = {.opts = &opts,
+                               .red = red,
+                               .observe = red_observe_batch,
+                               .observe_arg = red,
                                .queue = queue,
                                .store = store,
                                .auth = auth,
@@ -127,6 +134,7 @@ out:
     }
     ingest_queue_destroy(queue);
     store_close(store);
+    red_destroy(red); /* after the listeners: no HTTP thread observes or renders any more */
     auth_free(auth);
     free(tls_cert);
     if (tls_key) explicit_bzero(tls_key, strlen(tls_key));

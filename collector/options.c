@@ -80,6 +80,11 @@ static const struct opt_row opt_table[] = {
      * that idle or stalled (slowloris) connections give their slot back soon. */
     {"idle-timeout", OPT_DURATION, "30s", 1000000, 3600 * INT64_C(1000000), OFF(idle_timeout_us),
      "close a connection that sends or reads nothing for this long"},
+    /* Per metric family (istio_requests_total, traces_spanmetrics_calls_total, ...): with its
+     * buckets a histogram family's 10,000 label sets are ~200,000 Prometheus series, about what
+     * one scrape target should ever carry. */
+    {"metrics-series-limit", OPT_INT, "10000", 1, 1000000, OFF(metrics_series_limit),
+     "label sets per RED metric family; beyond it they fold into otel_metric_overflow=\"true\""},
     {"log-level", OPT_LOGLEVEL, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])

@@ -632,8 +632,9 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
 
     /* The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
      * up to ~200 bytes (Span) plus a pointer once unpacked. Spans are counted and bounded by the
-     * scan, so charge them apart; 64 per byte covers every other message. */
-    struct budget bd = {.limit = (len < (SIZE_MAX >> 7) ? len * 64 : SIZE_MAX / 2) +
+     * scan, so charge them apart; 16 per byte covers every other honest message (real requests
+     * unpack to 3-5 times their size) and bounds what one request can take (README: memory). */
+    struct budget bd = {.limit = (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
                                  (size_t)sc.spans * 256 + (1u << 20)};
     int rc;
     bd.arena = arena_create(len * 4 + 4096);

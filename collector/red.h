@@ -55,7 +55,8 @@ void red_expire(struct red *r);
 /* Renders every RED metric family, plus meshscope_metrics_* self metrics of the module, into a
  * malloc'd buffer (*out, *out_len; caller frees). openmetrics selects OpenMetrics 1.0 (family
  * names of counters without _total, exemplars on counters and histogram buckets) over the
- * Prometheus text format 0.0.4. The output has no "# EOF" line: red_expose adds it.
+ * Prometheus text format 0.0.4. The output has no "# EOF" line (red_expose adds it) and is
+ * NUL-terminated (the NUL not counted in *out_len).
  * Returns 0 or -ENOMEM. */
 int red_render(struct red *r, bool openmetrics, char **out /* OUT */, size_t *out_len /* OUT */);
 
@@ -65,7 +66,7 @@ int red_render(struct red *r, bool openmetrics, char **out /* OUT */, size_t *ou
 #define RED_CONTENT_TYPE_OPENMETRICS "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 /* True when an Accept header prefers OpenMetrics (application/openmetrics-text with a q at
- * least that of text/plain and */*). NULL = false. */
+ * least that of text/plain and of the wildcards). NULL = false. */
 bool red_accepts_openmetrics(const char *accept);
 /* True when an Accept-Encoding header allows gzip (gzip or * with q > 0). NULL = false. */
 bool red_accepts_gzip(const char *accept_encoding);

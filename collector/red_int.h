@@ -73,10 +73,13 @@ struct half {
 struct span_view;
 
 /* Builds the half of s into buf (at least RED_HALF_MAX bytes, aligned for struct half).
- * res_cache lets spans sharing a resource scan its attributes once; zero it per batch. */
+ * res_cache lets spans sharing a resource scan its attributes once; zero its `used` per batch
+ * (resources live in the batch's arena). */
+#define RES_CACHE_WAYS 8 /* a batch's distinct resources (often one per service) */
 struct res_cache {
-    const struct resource *res;
-    const struct value *vals[96];
+    const struct resource *res[RES_CACHE_WAYS];
+    bool used[RES_CACHE_WAYS];
+    const struct value *vals[RES_CACHE_WAYS][64];
 };
 struct half *red_half_build(const struct span *s, struct res_cache *rc, void *buf);
 

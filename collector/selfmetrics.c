@@ -19,7 +19,7 @@ struct self_metrics self_metrics;
 static const char *const protocol_label[PROTO_COUNT] = {"otlp_http_protobuf", "otlp_http_json",
                                                         "zipkin_json", "zipkin_protobuf"};
 static const char *const reason_label[REJECT_REASON_COUNT] = {
-    "invalid_span", "decode_error", "too_large", "queue_full", "store_failed"};
+    "invalid_span", "decode_error", "too_large", "queue_full", "store_failed", "body_budget"};
 /* Commit latency buckets, seconds: from sub-millisecond (a small batch) to seconds (a stalled
  * disk). The last slot of commit_buckets counts observations above the last bound. */
 static const double commit_bounds[11] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

@@ -147,7 +147,8 @@ struct zipkin_builder {
  * (nothing appended; zb->why says why), or -ENOMEM. */
 int zipkin_build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in);
 
-/* Counts the refusal of one span in b, keeping the first reason (formatted "<where>: <why>"). */
+/* Counts the refusal of one span in b, keeping the first reason ("<where>.<why>", e.g.
+ * "spans[2].traceId: all zero"). */
 int zipkin_reject(struct span_batch *b, const char *where, const char *why);
 
 #endif

@@ -67,7 +67,8 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
     return n;
 }
 
-static int zrefuse(struct zipkin_builder *zb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int zrefuse(struct zipkin_builder *zb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static int zrefuse(struct zipkin_builder *zb, const char *fmt, ...)
 {
     va_list ap;
@@ -138,7 +139,7 @@ int zipkin_reject(struct span_batch *b, const char *where, const char *why)
     b->rejected++;
     if (b->reject_reason) return 0;
     char buf[512];
-    int len = snprintf(buf, sizeof buf, "%s: %s", where, why);
+    int len = snprintf(buf, sizeof buf, "%s.%s", where, why);
     if (len < 0) return 0;
     if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
     b->reject_reason = arena_strndup(b->arena, buf, (size_t)len);
@@ -317,9 +318,8 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
                                            SPAN_KIND_CONSUMER};
     s->kind = in->kind >= 0 && in->kind <= 4 ? kinds[in->kind] : SPAN_KIND_UNSPECIFIED;
     s->start_unix_nano = in->start_ns;
-    s->end_unix_nano = in->start_ns + in->duration_ns < in->start_ns
-                           ? UINT64_MAX
-                           : in->start_ns + in->duration_ns;
+    s->end_unix_nano =
+        in->start_ns + in->duration_ns < in->start_ns ? UINT64_MAX : in->start_ns + in->duration_ns;
     if ((rc = copy_str(zb, in->name, true, &s->name, "name"))) return rc;
 
     /* Tags the mapping consumes (by key: a repeated key is consumed in every copy). */
@@ -327,10 +327,14 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
     bool kind_tag = false;
     for (size_t i = 0; i < in->n_tags; i++) {
         const struct zipkin_tag_in *t = &in->tags[i];
-        if (zstr_is(t->key, "error")) t_error = t;
-        else if (zstr_is(t->key, "otel.status_code")) t_code = t;
-        else if (zstr_is(t->key, "otel.status_description")) t_desc = t;
-        else if (zstr_is(t->key, "w3c.tracestate")) t_state = t;
+        if (zstr_is(t->key, "error"))
+            t_error = t;
+        else if (zstr_is(t->key, "otel.status_code"))
+            t_code = t;
+        else if (zstr_is(t->key, "otel.status_description"))
+            t_desc = t;
+        else if (zstr_is(t->key, "w3c.tracestate"))
+            t_state = t;
         else if (zstr_is(t->key, "span.kind") && in->kind == 0 && zstr_is(t->value, "internal"))
             kind_tag = true;
     }
@@ -348,8 +352,8 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
             (rc = copy_str(zb, t_error->value, false, &s->status_message, "tags.error")))
             return rc;
     }
-    if (t_state && (rc = copy_str(zb, t_state->value, false, &s->trace_state,
-                                  "tags.w3c.tracestate")))
+    if (t_state &&
+        (rc = copy_str(zb, t_state->value, false, &s->trace_state, "tags.w3c.tracestate")))
         return rc;
     if (kind_tag) s->kind = SPAN_KIND_INTERNAL;
 
@@ -361,8 +365,8 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
     for (size_t i = 0; i < in->n_tags; i++) {
         const struct zipkin_tag_in *t = &in->tags[i];
         if (zstr_is(t->key, "error") || zstr_is(t->key, "w3c.tracestate") ||
-            (code_used && (zstr_is(t->key, "otel.status_code") ||
-                           zstr_is(t->key, "otel.status_description"))) ||
+            (code_used &&
+             (zstr_is(t->key, "otel.status_code") || zstr_is(t->key, "otel.status_description"))) ||
             (kind_tag && zstr_is(t->key, "span.kind")))
             continue;
         struct attr *a = &items[n++];
@@ -371,8 +375,7 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
             (rc = copy_str(zb, t->value, false, &a->value.u.str, "tags")))
             return rc;
     }
-    if ((rc = endpoint_attrs(zb, &in->remote, remote_keys, items, &n, "remoteEndpoint")))
-        return rc;
+    if ((rc = endpoint_attrs(zb, &in->remote, remote_keys, items, &n, "remoteEndpoint"))) return rc;
     if (in->shared && s->kind != SPAN_KIND_CLIENT) {
         struct attr *a = next_attr(items, &n, "zipkin.shared");
         a->value.type = VALUE_BOOL;
@@ -385,8 +388,7 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
     }
     if ((rc = dedupe_attrs(items, &n))) return rc;
     if (n > lim->max_attrs)
-        return zrefuse(zb, "tags: %u attributes with the endpoint ones, max %u", n,
-                       lim->max_attrs);
+        return zrefuse(zb, "tags: %u attributes with the endpoint ones, max %u", n, lim->max_attrs);
     s->attrs.items = n ? items : NULL;
     s->attrs.n = n;
 
@@ -455,14 +457,21 @@ static int invalid(struct jz *c, const char *fmt, ...)
 static const char *type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
+    case JSON_INTEGER:
+        return "an integer";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    default:
+        return "null";
     }
 }
 
@@ -509,15 +518,19 @@ static int get_micros(struct jz *c, const json_t *obj, const char *key, const ch
     if (json_is_integer(v)) {
         json_int_t i = json_integer_value(v);
         if (i <= 0) return 0;
-        if ((uint64_t)i > UINT64_MAX / 1000) *range = true;
-        else *ns = (uint64_t)i * 1000;
+        if ((uint64_t)i > UINT64_MAX / 1000)
+            *range = true;
+        else
+            *ns = (uint64_t)i * 1000;
         return 0;
     }
     if (json_is_real(v)) {
         double d = json_real_value(v) * 1000.0;
         if (!(d > 0)) return 0; /* negative, zero or NaN */
-        if (d >= 18446744073709551616.0) *range = true;
-        else *ns = (uint64_t)(d + 0.5); /* d < 2^64: the conversion is defined */
+        if (d >= 18446744073709551616.0)
+            *range = true;
+        else
+            *ns = (uint64_t)(d + 0.5); /* d < 2^64: the conversion is defined */
         return 0;
     }
     return invalid(c, "%s.%s: expected a number, got %s", path, key, type_name(v));
@@ -595,7 +608,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 {
     if (need <= *cap) return 0;
     size_t n = *cap ? *cap : 16;
-    while (n < need) n *= 2;
+    while (n < need)
+        n *= 2;
     void *q = realloc(*p, n * size);
     if (!q) return -ENOMEM;
     *p = q;
@@ -607,14 +621,15 @@ static int grow(void **p, size_t *cap, size_t need, size_t size)
 static int read_span(struct jz *c, const json_t *js, const char *path, struct zipkin_span_in *in)
 {
     int rc;
-    struct zipkin_str_in s;
     memset(in, 0, sizeof *in);
-    if (!json_is_object(js)) return invalid(c, "%s: expected an object, got %s", path, type_name(js));
+    if (!json_is_object(js))
+        return invalid(c, "%s: expected an object, got %s", path, type_name(js));
 
     /* Types first (a wrong type fails the request whatever else is wrong with the span). */
     struct zipkin_str_in trace, id, parent, kind;
     bool range = false;
-    if ((rc = get_string(c, js, "traceId", path, &trace)) || (rc = get_string(c, js, "id", path, &id)) ||
+    if ((rc = get_string(c, js, "traceId", path, &trace)) ||
+        (rc = get_string(c, js, "id", path, &id)) ||
         (rc = get_string(c, js, "parentId", path, &parent)) ||
         (rc = get_string(c, js, "kind", path, &kind)) ||
         (rc = get_string(c, js, "name", path, &in->name)) ||
@@ -641,7 +656,8 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
         char sub[96];
         snprintf(sub, sizeof sub, "%s.annotations[%zu]", path, i);
         if (json_is_null(a)) continue;
-        if (!json_is_object(a)) return invalid(c, "%s: expected an object, got %s", sub, type_name(a));
+        if (!json_is_object(a))
+            return invalid(c, "%s: expected an object, got %s", sub, type_name(a));
         struct zipkin_annotation_in *out = &c->anns[k++];
         if ((rc = get_micros(c, a, "timestamp", sub, &out->time_ns, &range)) ||
             (rc = get_string(c, a, "value", sub, &out->value)))
@@ -661,13 +677,15 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
     if (tags) {
         const char *key;
         json_t *v;
-        json_object_foreach(tags, key, v) {
+        json_object_foreach(tags, key, v)
+        {
             struct zipkin_tag_in *t = &c->tags[k];
             char num[40];
             t->key.ptr = key;
             t->key.len = strlen(key);
             switch (json_typeof(v)) {
-            case JSON_NULL: continue; /* no value: no tag */
+            case JSON_NULL:
+                continue; /* no value: no tag */
             case JSON_STRING:
                 t->value.ptr = json_string_value(v);
                 t->value.len = json_string_length(v);

@@ -922,6 +922,7 @@ static bool has_prefix(const char *s, const char *prefix)
 int query_handle(struct store *st, const char *path, const struct query_arg *args, size_t n_args,
                  struct query_response *resp)
 {
+    if (path && has_prefix(path, "/api/v2/")) return zipkin_query_handle(st, path, args, n_args, resp);
     if (!path || !has_prefix(path, "/api/")) return -ENOENT;
     const char *r = path + 5;
     if (!args) n_args = 0;

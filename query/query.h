@@ -1,5 +1,5 @@
 /*
- * query.h: meshscope's JSON query APIs (Jaeger v1 "uimodel" shapes; Zipkin v2 in a later issue).
+ * query.h: meshscope's JSON query APIs (Jaeger v1 "uimodel" shapes, Zipkin v2 in zipkin.c).
  *
  * The collector's HTTP layer hands every GET under /api/ to query_handle() with the decoded path
  * and query-string arguments; this module parses and validates the parameters, runs the store

@@ -114,4 +114,16 @@ const char *span_kind_name(enum span_kind k);
  * batch's spans by start time in place. Errors land in b->error. */
 void jaeger_render_trace(struct sbuf *b, struct span_batch *trace);
 
+/* ----- Zipkin v2 API (zipkin.c) ----------------------------------------------------------- */
+
+/* Routes GET /api/v2/... (Zipkin's query API). Same contract as query_handle: 0 with resp
+ * filled (errors too: 400/404 as text/plain), or -ENOENT when path is not a Zipkin route.
+ * Borrows everything. Called from query_handle. */
+int zipkin_query_handle(struct store *st, const char *path, const struct query_arg *args,
+                        size_t n_args, struct query_response *resp /* OUT */);
+
+/* Renders one trace as Zipkin v2 JSON (an array of spans, see zipkin.c MAPPING). Sorts the
+ * batch's spans by start time in place. Errors land in b->error. */
+void zipkin_render_trace(struct sbuf *b, struct span_batch *trace);
+
 #endif

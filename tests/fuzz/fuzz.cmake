@@ -1,12 +1,12 @@
-# libFuzzer targets for the OTLP decoders.
+# libFuzzer targets for the OTLP and Zipkin decoders.
 #
-# With clang (and MESHSCOPE_FUZZ), fuzz_otlp_proto and fuzz_otlp_json are built with
+# With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
 # protobuf-c generated code) is compiled into each executable so that all of it carries the
 # sanitizer and coverage instrumentation, whatever flags the libraries were built with.
 #
 # With gcc (the default build), the fuzz_smoke script test (label fuzz) configures its own clang
-# build dir, builds the two targets and runs each for a short, bounded time.
+# build dir, builds the targets and runs each for a short, bounded time.
 if(NOT MESHSCOPE_FUZZ)
   return()
 endif()
@@ -21,9 +21,10 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/storage/log.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_json.c
+    ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
+    ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${fuzz_proto_srcs})
-  foreach(kind proto json)
-    set(t fuzz_otlp_${kind})
+  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE

@@ -1,9 +1,9 @@
 #!/bin/sh
-# smoke.sh: short libFuzzer runs of the OTLP decoders (ctest label "fuzz").
+# smoke.sh: short libFuzzer runs of the OTLP and Zipkin decoders (ctest label "fuzz").
 #
 # Configures a separate clang build in $MESHSCOPE_BUILD/fuzz-clang (the default build is gcc,
-# which has no libFuzzer), builds fuzz_otlp_proto and fuzz_otlp_json, and runs each for
-# FUZZ_SECONDS (default 20) over a copy of the seeds in tests/data/otlp. Fails if either finds
+# which has no libFuzzer), builds fuzz_{otlp,zipkin}_{proto,json}, and runs each for
+# FUZZ_SECONDS (default 20) over a copy of the seeds in tests/data/otlp and tests/data/zipkin. Fails if either finds
 # a crash, leak, sanitizer report or timeout; the reproducer is kept in
 # $MESHSCOPE_BUILD/fuzz-artifacts. Exits 77 (skipped) when clang or its fuzzer runtime is absent.
 #
@@ -41,27 +41,27 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
     cat "$dir.configure.log"
     exit 1
 }
-cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json -j2
+cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
-for kind in proto json; do
+for kind in otlp_proto otlp_json zipkin_proto zipkin_json; do
     case $kind in
-    proto) pattern='*.pb' ;;
-    json) pattern='*.json' ;;
+    *_proto) pattern='*.pb' ;;
+    *_json) pattern='*.json' ;;
     esac
     mkdir "$work/$kind"
-    for f in "$src"/tests/data/otlp/$pattern; do
+    for f in "$src"/tests/data/${kind%_*}/$pattern; do
         [ -e "$f" ] && cp "$f" "$work/$kind/"
     done
-    echo "fuzz_smoke: fuzz_otlp_$kind for ${seconds}s"
-    if ! "$dir/tests/fuzz_otlp_$kind" -max_total_time="$seconds" -rss_limit_mb=2048 \
+    echo "fuzz_smoke: fuzz_$kind for ${seconds}s"
+    if ! "$dir/tests/fuzz_$kind" -max_total_time="$seconds" -rss_limit_mb=2048 \
         -timeout=10 -print_final_stats=1 -artifact_prefix="$artifacts/$kind-" \
         "$work/$kind" >"$work/$kind.log" 2>&1; then
         tail -n 60 "$work/$kind.log"
-        echo "fuzz_smoke: fuzz_otlp_$kind FAILED; reproducer in $artifacts"
+        echo "fuzz_smoke: fuzz_$kind FAILED; reproducer in $artifacts"
         status=1
     else
         tail -n 12 "$work/$kind.log"

@@ -121,9 +121,11 @@ describe('daemon lifecycle', () => {
 
   test('a full queue answers 503/429 + Retry-After; what was acknowledged survives SIGTERM', async () => {
     /* A 1 MiB queue and a 10 s group-commit window: the writer holds the first small batches while
-     * it waits for more spans, so a burst of large batches overflows the queue. */
+     * it waits for more spans, so a burst of large batches overflows the queue. --ack=received so
+     * requests are answered when queued (under the default, each burst would wait for the 10 s
+     * window); a clean stop must still store everything acknowledged. */
     const service = `backpressure-${run}`;
-    const first = await startDaemon({ args: ['--queue-size', '1MiB', '--flush-interval', '10s'] });
+    const first = await startDaemon({ args: ['--queue-size', '1MiB', '--flush-interval', '10s', '--ack', 'received'] });
     let second;
     try {
       await withStderr(() => first, async () => {

@@ -1,0 +1,703 @@
+/*
+ * red.c: RED aggregation: series tables, the cardinality guard, service-graph pairing.
+ *
+ * DESIGN
+ * - Threads: red_observe_batch runs on the HTTP worker threads (the observe hook, once per
+ *   accepted batch); red_render and red_expire on whichever HTTP thread serves /metrics. No
+ *   global lock: every structure is split into RED_SHARDS shards chosen by hash, each with its
+ *   own mutex held for a handful of field updates (a few tens of ns), and no code path ever holds
+ *   two of these mutexes at once (so there is no lock order to get wrong).
+ * - Series: one record per (group, label set), where a group is the metric families that share
+ *   a label set (istio_requests_total and Istio's three histograms are one record). The label
+ *   text is escaped and stored once, at creation, so a scrape only copies bytes. The record's
+ *   shard is chosen by the hash of its label text; a shard keeps a chained hash table and, per
+ *   group, a list used by the renderer.
+ * - Cardinality guard: n_series[group] counts records across shards (atomic). A new label set
+ *   beyond series_limit is folded into the group's otel_metric_overflow="true" record and counted
+ *   in overflowed[group].
+ * - Pairing: a CLIENT (or PRODUCER) span waits under key (trace id, its span id); a SERVER (or
+ *   CONSUMER) under (trace id, parent span id), or (trace id, its own span id) when it is the
+ *   server half of a Zipkin/Envoy shared span (zipkin.shared=true). Whichever half comes second
+ *   finds the first and completes the edge. Pending halves live in shard FIFOs (one TTL for all,
+ *   so insertion order is expiry order); the total is capped (atomic n_pending).
+ * - Istio samples need both halves (a destination sample's source_* labels come from the client
+ *   span, a source sample's destination_* from the server span), so a CLIENT or SERVER span's
+ *   Istio sample is recorded when its edge completes or its half expires (then with "unknown" for
+ *   the side that never came). A SERVER span without a parent (a root, called from outside) is
+ *   recorded at once. Span metrics are recorded at once for every span.
+ */
+#include "red_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ----- metric family definitions ---------------------------------------------------------- */
+
+/* Envoy's default histogram buckets, which Istio uses for durations (ms) and sizes (bytes). */
+static const double istio_bounds[19] = {0.5,    1,      5,      10,      25,      50,     100,
+                                        250,    500,    1000,   2500,    5000,    10000,  30000,
+                                        60000,  300000, 600000, 1800000, 3600000};
+static const char *const istio_le[19] = {"0.5",    "1",      "5",      "10",      "25",
+                                         "50",     "100",    "250",    "500",     "1000",
+                                         "2500",   "5000",   "10000",  "30000",   "60000",
+                                         "300000", "600000", "1800000", "3600000"};
+/* Tempo span metrics: prometheus.ExponentialBuckets(0.002, 2, 14), seconds. */
+static const double span_bounds[14] = {0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
+                                       0.256, 0.512, 1.024, 2.048, 4.096, 8.192, 16.384};
+static const char *const span_le[14] = {"0.002", "0.004", "0.008", "0.016", "0.032",
+                                        "0.064", "0.128", "0.256", "0.512", "1.024",
+                                        "2.048", "4.096", "8.192", "16.384"};
+/* Tempo service graphs: prometheus.ExponentialBuckets(0.1, 2, 8), seconds. */
+static const double graph_bounds[8] = {0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8};
+static const char *const graph_le[8] = {"0.1", "0.2", "0.4", "0.8", "1.6", "3.2", "6.4", "12.8"};
+
+static const struct hist_def h_istio_duration = {
+    "istio_request_duration_milliseconds",
+    "Request duration in milliseconds (Istio standard metric), from span durations.",
+    istio_bounds, istio_le, 19, true};
+static const struct hist_def h_istio_req = {
+    "istio_request_bytes", "Request body size in bytes (Istio standard metric).", istio_bounds,
+    istio_le, 19, false};
+static const struct hist_def h_istio_resp = {
+    "istio_response_bytes", "Response body size in bytes (Istio standard metric).",
+    istio_bounds, istio_le, 19, false};
+static const struct hist_def h_span_latency = {
+    "traces_spanmetrics_latency", "Span duration in seconds (Tempo span metrics).", span_bounds,
+    span_le, 14, true};
+static const struct hist_def h_graph_server = {
+    "traces_service_graph_request_server_seconds",
+    "Duration of the server span of each edge request, seconds (Tempo service graph).",
+    graph_bounds, graph_le, 8, true};
+static const struct hist_def h_graph_client = {
+    "traces_service_graph_request_client_seconds",
+    "Duration of the client span of each edge request, seconds (Tempo service graph).",
+    graph_bounds, graph_le, 8, true};
+
+struct group_def red_groups[G_COUNT] = {
+    [G_ISTIO] = {"istio_requests_total",
+                 "Requests (Istio standard metric): SERVER spans as reporter=destination, CLIENT "
+                 "spans as reporter=source.",
+                 NULL, NULL, 3, {&h_istio_duration, &h_istio_req, &h_istio_resp}, {0}, 0},
+    [G_SPAN] = {"traces_spanmetrics_calls_total", "Spans, by service, name, kind and status "
+                "(Tempo span metrics).", NULL, NULL, 1, {&h_span_latency}, {0}, 0},
+    [G_GRAPH] = {"traces_service_graph_request_total",
+                 "Requests between two nodes of the service graph (Tempo service graph).",
+                 "traces_service_graph_request_failed_total",
+                 "Failed requests between two nodes of the service graph (Tempo service graph).",
+                 2, {&h_graph_server, &h_graph_client}, {0}, 0},
+    [G_UNPAIRED] = {"traces_service_graph_unpaired_spans_total",
+                    "CLIENT/SERVER spans whose other half never came within the wait (Tempo "
+                    "service graph).", NULL, NULL, 0, {NULL}, {0}, 0},
+    [G_DROPPED] = {"traces_service_graph_dropped_spans_total",
+                   "Spans not paired because the pending store was full (Tempo service graph).",
+                   NULL, NULL, 0, {NULL}, {0}, 0},
+};
+
+const char *const red_conn_label[4] = {"", "messaging_system", "database", "virtual_node"};
+
+static pthread_once_t layout_once = PTHREAD_ONCE_INIT;
+
+static void layout_init(void)
+{
+    for (int g = 0; g < G_COUNT; g++) {
+        struct group_def *d = &red_groups[g];
+        size_t off = sizeof(struct series);
+        for (uint32_t i = 0; i < d->n_hist; i++) {
+            const struct hist_def *h = d->hist[i];
+            d->hist_off[i] = off;
+            off += sizeof(struct hist) + (h->n_bounds + 1) * sizeof(uint64_t);
+            if (h->exemplars) off += (h->n_bounds + 1) * sizeof(struct exemplar);
+            off = (off + 7) & ~(size_t)7;
+        }
+        d->size = off;
+    }
+}
+
+/* ----- clock, hashing ---------------------------------------------------------------------- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* 64-bit hash of a byte string, 32 bytes per step in four independent lanes (label texts run
+ * to hundreds of bytes and one multiply chain would be latency-bound). */
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xFF51AFD7ED558CCDull;
+    return h ^ (h >> 32);
+}
+
+static uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = data;
+    uint64_t h0 = seed ^ (len * 0x9E3779B97F4A7C15ull), h1 = h0 + 1, h2 = h0 + 2, h3 = h0 + 3;
+    while (len >= 32) {
+        uint64_t w[4];
+        memcpy(w, p, 32);
+        h0 = mix(h0, w[0]);
+        h1 = mix(h1, w[1]);
+        h2 = mix(h2, w[2]);
+        h3 = mix(h3, w[3]);
+        p += 32;
+        len -= 32;
+    }
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h0 = mix(h0, w);
+        p += 8;
+        len -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, len);
+    uint64_t h = mix(h0 ^ (h1 * 0xC4CEB9FE1A85EC53ull), h2 ^ (h3 * 0x9E3779B97F4A7C15ull));
+    h = (h ^ w ^ ((uint64_t)len << 56)) * 0xC4CEB9FE1A85EC53ull;
+    h ^= h >> 29;
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ----- series -------------------------------------------------------------------------------- */
+
+static const char overflow_labels[] = "otel_metric_overflow=\"true\"";
+
+static bool shard_grow(struct series_shard *sh)
+{
+    uint32_t n = sh->n_buckets * 2;
+    struct series **nb = calloc(n, sizeof *nb);
+    if (!nb) return false;
+    for (uint32_t i = 0; i < sh->n_buckets; i++) {
+        struct series *s = sh->buckets[i];
+        while (s) {
+            struct series *next = s->next;
+            uint32_t j = (uint32_t)(s->hash >> 6) & (n - 1);
+            s->next = nb[j];
+            nb[j] = s;
+            s = next;
+        }
+    }
+    free(sh->buckets);
+    sh->buckets = nb;
+    sh->n_buckets = n;
+    return true;
+}
+
+static struct series *series_new(struct series_shard *sh, enum group g, uint64_t hash,
+                                 const char *labels, size_t len)
+{
+    const struct group_def *d = &red_groups[g];
+    struct series *s = calloc(1, d->size + len + 1);
+    if (!s) return NULL;
+    s->hash = hash;
+    s->group = g;
+    s->labels_len = (uint32_t)len;
+    memcpy((char *)s + d->size, labels, len);
+    if (sh->n >= sh->n_buckets && sh->n_buckets < (1u << 20)) shard_grow(sh);
+    uint32_t j = (uint32_t)(hash >> 6) & (sh->n_buckets - 1);
+    s->next = sh->buckets[j];
+    sh->buckets[j] = s;
+    s->gnext = sh->groups[g];
+    sh->groups[g] = s;
+    sh->n++;
+    return s;
+}
+
+static struct series *shard_find(struct series_shard *sh, enum group g, uint64_t hash,
+                                 const char *labels, size_t len)
+{
+    for (struct series *s = sh->buckets[(uint32_t)(hash >> 6) & (sh->n_buckets - 1)]; s;
+         s = s->next)
+        if (s->hash == hash && s->group == (uint32_t)g && s->labels_len == len &&
+            memcmp(series_labels(s), labels, len) == 0)
+            return s;
+    return NULL;
+}
+
+/* One observation for a series: count += 1, failed += failed, each histogram i gets
+ * values[i]; exemplars from ids. */
+struct obs {
+    bool failed;
+    double values[3];
+    const uint8_t *trace_id, *span_id;
+    uint64_t ts_ms;
+};
+
+static void apply(struct series *s, const struct obs *o)
+{
+    const struct group_def *d = &red_groups[s->group];
+    s->count++;
+    if (o->failed) s->failed++;
+    if (o->trace_id) {
+        memcpy(s->ex.trace_id, o->trace_id, 16);
+        memcpy(s->ex.span_id, o->span_id, 8);
+        s->ex.value = 1;
+        s->ex.ts_ms = o->ts_ms;
+    }
+    for (uint32_t i = 0; i < d->n_hist; i++) {
+        const struct hist_def *hd = d->hist[i];
+        struct hist *h = series_hist(s, i);
+        double v = o->values[i];
+        if (v < 0) continue; /* not observed (e.g. the client side of a "user" edge) */
+        uint32_t b = 0;
+        while (b < hd->n_bounds && v > hd->bounds[b]) b++;
+        h->b[b]++;
+        h->sum += v;
+        if (hd->exemplars && o->trace_id) {
+            struct exemplar *e = &hist_exemplars(hd, h)[b];
+            memcpy(e->trace_id, o->trace_id, 16);
+            memcpy(e->span_id, o->span_id, 8);
+            e->value = v;
+            e->ts_ms = o->ts_ms;
+        }
+    }
+}
+
+/* Finds or creates the series (g, labels) and applies o; all under the one shard lock. */
+static void record(struct red *r, enum group g, const char *labels, size_t len,
+                   const struct obs *o)
+{
+    uint64_t hash = hash_bytes(labels, len, (uint64_t)g);
+    struct series_shard *sh = &r->shards[hash & (RED_SHARDS - 1)];
+    pthread_mutex_lock(&sh->mu);
+    struct series *s = shard_find(sh, g, hash, labels, len);
+    if (!s) {
+        if (atomic_fetch_add_explicit(&r->n_series[g], 1, memory_order_relaxed) <
+            r->series_limit) {
+            s = series_new(sh, g, hash, labels, len);
+            if (!s) atomic_fetch_sub_explicit(&r->n_series[g], 1, memory_order_relaxed);
+        } else {
+            atomic_fetch_sub_explicit(&r->n_series[g], 1, memory_order_relaxed);
+            pthread_mutex_unlock(&sh->mu);
+            atomic_fetch_add_explicit(&r->overflowed[g], 1, memory_order_relaxed);
+            len = sizeof overflow_labels - 1;
+            hash = hash_bytes(overflow_labels, len, (uint64_t)g);
+            sh = &r->shards[hash & (RED_SHARDS - 1)];
+            pthread_mutex_lock(&sh->mu);
+            s = shard_find(sh, g, hash, overflow_labels, len);
+            if (!s) s = series_new(sh, g, hash, overflow_labels, len);
+        }
+    }
+    if (s) apply(s, o);
+    pthread_mutex_unlock(&sh->mu);
+    if (!s) log_ratelimited(LOG_WARN, "red-oom", "red: out of memory, observation lost");
+}
+
+/* ----- label texts ------------------------------------------------------------------------- */
+
+struct lb {
+    char *p;
+    size_t n;
+};
+
+static void lb_lit(struct lb *b, const char *s, size_t n)
+{
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+}
+#define LB_LIT(b, x) lb_lit(b, x, sizeof(x) - 1)
+
+static void lb_slot(struct lb *b, const struct half *h, enum slot s)
+{
+    lb_lit(b, h->data + h->off[s], h->len[s]);
+}
+
+static const char *const src_names[S_IDENTITY_N] = {
+    "source_workload=\"",  "source_workload_namespace=\"", "source_principal=\"",
+    "source_app=\"",       "source_version=\"",            "source_canonical_service=\"",
+    "source_canonical_revision=\"", "source_cluster=\""};
+static const char *const dst_names[S_IDENTITY_N] = {
+    "destination_workload=\"", "destination_workload_namespace=\"", "destination_principal=\"",
+    "destination_app=\"",      "destination_version=\"",  "destination_canonical_service=\"",
+    "destination_canonical_revision=\"", "destination_cluster=\""};
+
+/* Room for the Istio label text: 25 names (< 40 bytes each) and 25 escaped values. */
+#define ISTIO_LABELS_MAX (25 * (40 + 4 * RED_VALUE_MAX + 4))
+
+static void identity(struct lb *b, const char *const *names, const struct half *h)
+{
+    for (int i = 0; i < S_IDENTITY_N; i++) {
+        lb_lit(b, names[i], strlen(names[i]));
+        if (h) lb_slot(b, h, (enum slot)(S_IDENTITY_FIRST + i));
+        else if (i == S_CANON_REV - S_IDENTITY_FIRST) LB_LIT(b, "latest");
+        else LB_LIT(b, "unknown");
+        LB_LIT(b, "\",");
+    }
+}
+
+/* The Istio label text of the request seen by `self` (the reporting half) with `client` and
+ * `server` being the halves known (either may be NULL, not both). Istio's label order. */
+static size_t istio_labels(const struct half *self, const struct half *client,
+                           const struct half *server, char *out)
+{
+    struct lb b = {out, 0};
+    if (self == server) LB_LIT(&b, "reporter=\"destination\",");
+    else LB_LIT(&b, "reporter=\"source\",");
+    identity(&b, src_names, client);
+    /* destination_*: the server's identity; destination_service from the client's view (the
+     * host it called) when it has one, else the server's. */
+    const struct half *svc = client && (client->has_dst || !server) ? client : server;
+    const char *const *dn = dst_names;
+    for (int i = 0; i < S_IDENTITY_N; i++) {
+        lb_lit(&b, dn[i], strlen(dn[i]));
+        if (server) lb_slot(&b, server, (enum slot)(S_IDENTITY_FIRST + i));
+        else if (i == S_CANON_REV - S_IDENTITY_FIRST) LB_LIT(&b, "latest");
+        else LB_LIT(&b, "unknown");
+        LB_LIT(&b, "\",");
+        if (i == 4) { /* after destination_version: the service triple, in Istio's order */
+            LB_LIT(&b, "destination_service=\"");
+            lb_slot(&b, svc, S_DST_SERVICE);
+            LB_LIT(&b, "\",destination_service_name=\"");
+            lb_slot(&b, svc, S_DST_NAME);
+            LB_LIT(&b, "\",destination_service_namespace=\"");
+            if (svc == client && server && client->len[S_DST_NS] == 7 &&
+                memcmp(client->data + client->off[S_DST_NS], "unknown", 7) == 0)
+                lb_slot(&b, server, S_NAMESPACE);
+            else lb_slot(&b, svc, S_DST_NS);
+            LB_LIT(&b, "\",");
+        }
+    }
+    LB_LIT(&b, "request_protocol=\"");
+    lb_slot(&b, self, S_PROTOCOL);
+    LB_LIT(&b, "\",response_code=\"");
+    lb_slot(&b, self, S_CODE);
+    LB_LIT(&b, "\",grpc_response_status=\"");
+    lb_slot(&b, self, S_GRPC);
+    LB_LIT(&b, "\",response_flags=\"");
+    lb_slot(&b, self, S_FLAGS);
+    LB_LIT(&b, "\",connection_security_policy=\"unknown\"");
+    return b.n;
+}
+
+static void record_istio(struct red *r, const struct half *self, const struct half *client,
+                         const struct half *server)
+{
+    char labels[ISTIO_LABELS_MAX];
+    size_t n = istio_labels(self, client, server, labels);
+    struct obs o = {.failed = self->failed,
+                    .values = {self->duration_ms, self->req_bytes, self->resp_bytes},
+                    .trace_id = self->trace_id,
+                    .span_id = self->span_id,
+                    .ts_ms = self->end_unix_nano / 1000000};
+    record(r, G_ISTIO, labels, n, &o);
+}
+
+/* Service-graph label text: client, server, connection_type. */
+static size_t graph_labels(const char *client, size_t cn, const char *server, size_t sn,
+                           enum conn_type ct, char *out)
+{
+    struct lb b = {out, 0};
+    LB_LIT(&b, "client=\"");
+    lb_lit(&b, client, cn);
+    LB_LIT(&b, "\",server=\"");
+    lb_lit(&b, server, sn);
+    LB_LIT(&b, "\",connection_type=\"");
+    lb_lit(&b, red_conn_label[ct], strlen(red_conn_label[ct]));
+    LB_LIT(&b, "\"");
+    return b.n;
+}
+#define GRAPH_LABELS_MAX (2 * 4 * RED_VALUE_MAX + 80)
+
+static void record_edge(struct red *r, const char *cl, size_t cn, const char *sv, size_t sn,
+                        enum conn_type ct, const struct half *client, const struct half *server)
+{
+    char labels[GRAPH_LABELS_MAX];
+    size_t n = graph_labels(cl, cn, sv, sn, ct, labels);
+    const struct half *ex = server ? server : client;
+    struct obs o = {.failed = (client && client->failed) || (server && server->failed),
+                    .values = {server ? server->duration_ms / 1000 : -1,
+                               client ? client->duration_ms / 1000 : -1},
+                    .trace_id = ex->trace_id,
+                    .span_id = ex->span_id,
+                    .ts_ms = ex->end_unix_nano / 1000000};
+    record(r, G_GRAPH, labels, n, &o);
+}
+
+static void record_side_count(struct red *r, enum group g, const struct half *h)
+{
+    char labels[GRAPH_LABELS_MAX];
+    struct lb b = {labels, 0};
+    bool client = h->kind == SPAN_KIND_CLIENT || h->kind == SPAN_KIND_PRODUCER;
+    LB_LIT(&b, "client=\"");
+    if (client) lb_slot(&b, h, S_SERVICE);
+    LB_LIT(&b, "\",server=\"");
+    if (!client) lb_slot(&b, h, S_SERVICE);
+    LB_LIT(&b, "\"");
+    struct obs o = {.values = {-1, -1, -1}};
+    record(r, g, labels, b.n, &o);
+}
+
+/* ----- what a half produces ------------------------------------------------------------------ */
+
+static bool is_request(const struct half *h)
+{
+    return h->kind == SPAN_KIND_CLIENT || h->kind == SPAN_KIND_SERVER;
+}
+
+static void emit_pair(struct red *r, const struct half *client, const struct half *server)
+{
+    enum conn_type ct = client->kind == SPAN_KIND_PRODUCER ? CONN_MESSAGING : CONN_NONE;
+    record_edge(r, client->data + client->off[S_SERVICE], client->len[S_SERVICE],
+                server->data + server->off[S_SERVICE], server->len[S_SERVICE], ct, client,
+                server);
+    if (is_request(client)) {
+        record_istio(r, client, client, server);
+        record_istio(r, server, client, server);
+    }
+}
+
+/* A half whose other half never came (expired) or could not wait (store full: dropped). */
+static void emit_alone(struct red *r, const struct half *h, bool dropped)
+{
+    bool client = h->kind == SPAN_KIND_CLIENT || h->kind == SPAN_KIND_PRODUCER;
+    if (client && h->conn != CONN_NONE && h->len[S_PEER] > 0)
+        record_edge(r, h->data + h->off[S_SERVICE], h->len[S_SERVICE], h->data + h->off[S_PEER],
+                    h->len[S_PEER], (enum conn_type)h->conn, h, NULL);
+    else record_side_count(r, dropped ? G_DROPPED : G_UNPAIRED, h);
+    if (is_request(h)) record_istio(r, h, client ? h : NULL, client ? NULL : h);
+}
+
+/* ----- pending store ------------------------------------------------------------------------- */
+
+#define PENDING_BUCKETS 4096 /* per shard: 64 x 4096 chains for at most 100k entries */
+
+struct pending {
+    struct pending *hnext;
+    struct pending *prev, *next; /* FIFO */
+    uint64_t khash;
+    uint8_t trace_id[16];
+    uint8_t key[8];
+    int64_t expire_ms;
+    struct half h; /* variable size: h.data_len bytes follow */
+};
+
+static bool complements(uint8_t a, uint8_t b)
+{
+    return (a == SPAN_KIND_CLIENT && b == SPAN_KIND_SERVER) ||
+           (a == SPAN_KIND_SERVER && b == SPAN_KIND_CLIENT) ||
+           (a == SPAN_KIND_PRODUCER && b == SPAN_KIND_CONSUMER) ||
+           (a == SPAN_KIND_CONSUMER && b == SPAN_KIND_PRODUCER);
+}
+
+static void fifo_unlink(struct pending_shard *ps, struct pending *p)
+{
+    if (p->prev) p->prev->next = p->next;
+    else ps->oldest = p->next;
+    if (p->next) p->next->prev = p->prev;
+    else ps->newest = p->prev;
+}
+
+static void chain_unlink(struct pending_shard *ps, struct pending *p)
+{
+    struct pending **pp = &ps->buckets[(p->khash >> 6) & (PENDING_BUCKETS - 1)];
+    while (*pp != p) pp = &(*pp)->hnext;
+    *pp = p->hnext;
+}
+
+/* Takes expired entries of one shard off its lists; caller holds ps->mu. */
+static struct pending *take_expired(struct red *r, struct pending_shard *ps, int64_t now)
+{
+    struct pending *list = NULL;
+    while (ps->oldest && ps->oldest->expire_ms <= now) {
+        struct pending *p = ps->oldest;
+        fifo_unlink(ps, p);
+        chain_unlink(ps, p);
+        p->next = list;
+        list = p;
+        atomic_fetch_sub_explicit(&r->n_pending, 1, memory_order_relaxed);
+    }
+    return list;
+}
+
+static void emit_expired(struct red *r, struct pending *list)
+{
+    while (list) {
+        struct pending *next = list->next;
+        emit_alone(r, &list->h, false);
+        free(list);
+        list = next;
+    }
+}
+
+void red_expire(struct red *r)
+{
+    if (!r) return;
+    int64_t now = r->now_ms();
+    for (int i = 0; i < RED_SHARDS; i++) {
+        struct pending_shard *ps = &r->pshards[i];
+        pthread_mutex_lock(&ps->mu);
+        struct pending *list = take_expired(r, ps, now);
+        pthread_mutex_unlock(&ps->mu);
+        emit_expired(r, list);
+    }
+}
+
+/* Pairs h with its waiting other half, or makes it wait. */
+static void pair(struct red *r, const uint8_t key[8], const struct half *h, int64_t now)
+{
+    uint8_t k[24];
+    memcpy(k, h->trace_id, 16);
+    memcpy(k + 16, key, 8);
+    uint64_t kh = hash_bytes(k, 24, 0x5eed);
+    struct pending_shard *ps = &r->pshards[kh & (RED_SHARDS - 1)];
+    struct pending **chain = &ps->buckets[(kh >> 6) & (PENDING_BUCKETS - 1)];
+
+    pthread_mutex_lock(&ps->mu);
+    struct pending *found = NULL;
+    for (struct pending *p = *chain; p; p = p->hnext)
+        if (p->khash == kh && memcmp(p->trace_id, h->trace_id, 16) == 0 &&
+            memcmp(p->key, key, 8) == 0 && complements(p->h.kind, h->kind)) {
+            found = p;
+            break;
+        }
+    struct pending *expired = NULL;
+    bool dropped = false;
+    if (found) {
+        fifo_unlink(ps, found);
+        chain_unlink(ps, found);
+        atomic_fetch_sub_explicit(&r->n_pending, 1, memory_order_relaxed);
+    } else if (atomic_fetch_add_explicit(&r->n_pending, 1, memory_order_relaxed) >=
+               r->pending_limit) {
+        atomic_fetch_sub_explicit(&r->n_pending, 1, memory_order_relaxed);
+        dropped = true;
+    } else {
+        struct pending *p = malloc(sizeof *p + h->data_len);
+        if (!p) {
+            atomic_fetch_sub_explicit(&r->n_pending, 1, memory_order_relaxed);
+            dropped = true;
+        } else {
+            memcpy(&p->h, h, sizeof *h + h->data_len);
+            memcpy(p->trace_id, h->trace_id, 16);
+            memcpy(p->key, key, 8);
+            p->khash = kh;
+            p->expire_ms = now + r->ttl_ms;
+            p->hnext = *chain;
+            *chain = p;
+            p->next = NULL;
+            p->prev = ps->newest;
+            if (ps->newest) ps->newest->next = p;
+            else ps->oldest = p;
+            ps->newest = p;
+        }
+    }
+    expired = take_expired(r, ps, now); /* this shard's share of expiry, while we hold it */
+    pthread_mutex_unlock(&ps->mu);
+
+    if (found) {
+        bool h_client = h->kind == SPAN_KIND_CLIENT || h->kind == SPAN_KIND_PRODUCER;
+        emit_pair(r, h_client ? h : &found->h, h_client ? &found->h : h);
+        free(found);
+    } else if (dropped) {
+        emit_alone(r, h, true);
+    }
+    emit_expired(r, expired);
+}
+
+bool red_span_shared(const struct span *s);
+
+void red_observe_batch(void *arg, const struct span_batch *b)
+{
+    struct red *r = arg;
+    if (!r || !b) return;
+    int64_t now = r->now_ms();
+    struct res_cache rc; /* only `used` needs zeroing */
+    memset(rc.used, 0, sizeof rc.used);
+    /* Scratch for one half, aligned for struct half. */
+    static _Thread_local union {
+        struct half h;
+        char raw[RED_HALF_MAX];
+    } scratch;
+    char labels[RED_SPANMETRICS_MAX];
+    for (uint32_t i = 0; i < b->n_spans; i++) {
+        const struct span *s = &b->spans[i];
+        struct half *h = red_half_build(s, &rc, &scratch);
+
+        size_t n = red_spanmetrics_labels(s, h, labels);
+        struct obs o = {.failed = s->status_code == STATUS_ERROR,
+                        .values = {h->duration_ms / 1000},
+                        .trace_id = s->trace_id,
+                        .span_id = s->span_id,
+                        .ts_ms = s->end_unix_nano / 1000000};
+        record(r, G_SPAN, labels, n, &o);
+
+        switch (s->kind) {
+        case SPAN_KIND_CLIENT:
+        case SPAN_KIND_PRODUCER:
+            pair(r, s->span_id, h, now);
+            break;
+        case SPAN_KIND_SERVER:
+        case SPAN_KIND_CONSUMER:
+            if (red_span_shared(s)) pair(r, s->span_id, h, now);
+            else if (s->has_parent) pair(r, s->parent_span_id, h, now);
+            else if (s->kind == SPAN_KIND_SERVER) {
+                /* A root SERVER span: its caller is outside the traces (Tempo's "user"). */
+                record_edge(r, "user", 4, h->data + h->off[S_SERVICE], h->len[S_SERVICE],
+                            CONN_VIRTUAL, NULL, h);
+                record_istio(r, h, NULL, h);
+            }
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+/* ----- lifecycle ----------------------------------------------------------------------------- */
+
+struct red *red_create(const struct red_options *o)
+{
+    pthread_once(&layout_once, layout_init);
+    struct red *r = aligned_alloc(64, (sizeof(struct red) + 63) & ~(size_t)63);
+    if (!r) goto oom;
+    memset(r, 0, sizeof *r);
+    r->series_limit = o && o->series_limit ? o->series_limit : 10000;
+    r->pending_limit = o && o->pending_limit ? o->pending_limit : 100000;
+    r->ttl_ms = o && o->pending_ttl_ms ? o->pending_ttl_ms : 10000;
+    r->now_ms = o && o->now_ms ? o->now_ms : mono_ms;
+    for (int i = 0; i < RED_SHARDS; i++) {
+        pthread_mutex_init(&r->shards[i].mu, NULL);
+        pthread_mutex_init(&r->pshards[i].mu, NULL);
+        r->shards[i].n_buckets = 64;
+        r->shards[i].buckets = calloc(64, sizeof(struct series *));
+        r->pshards[i].buckets = calloc(PENDING_BUCKETS, sizeof(struct pending *));
+        if (!r->shards[i].buckets || !r->pshards[i].buckets) goto oom;
+    }
+    return r;
+oom:
+    log_msg(LOG_ERROR, "red: out of memory creating the RED aggregator");
+    red_destroy(r);
+    return NULL;
+}
+
+void red_destroy(struct red *r)
+{
+    if (!r) return;
+    for (int i = 0; i < RED_SHARDS; i++) {
+        struct series_shard *sh = &r->shards[i];
+        for (uint32_t j = 0; sh->buckets && j < sh->n_buckets; j++) {
+            struct series *s = sh->buckets[j];
+            while (s) {
+                struct series *next = s->next;
+                free(s);
+                s = next;
+            }
+        }
+        free(sh->buckets);
+        struct pending *p = r->pshards[i].oldest;
+        while (p) {
+            struct pending *next = p->next;
+            free(p);
+            p = next;
+        }
+        free(r->pshards[i].buckets);
+        pthread_mutex_destroy(&sh->mu);
+        pthread_mutex_destroy(&r->pshards[i].mu);
+    }
+    free(r);
+}

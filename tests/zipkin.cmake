@@ -1,0 +1,9 @@
+# Zipkin v2: the decoders (compiled straight in, as test_otlp does) and the /api/v2 query routes
+# over a real store.
+meshscope_unit_test(test_zipkin
+  SOURCES test_zipkin.c
+          ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
+          ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
+          ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
+  LIBS query storage meshscope_proto PkgConfig::JANSSON PkgConfig::PROTOBUFC)
+target_include_directories(test_zipkin PRIVATE ${PROJECT_SOURCE_DIR}/collector)
