@@ -4,6 +4,7 @@ BUILD_TYPE   ?= RelWithDebInfo
 CMAKE_FLAGS  ?=
 JOBS         ?= $(shell nproc)
 RUN_ARGS     ?=
+FUZZ_SECONDS ?= 300
 
 .PHONY: all deps build run test sanitize fuzz bench clean format
 
@@ -24,11 +25,19 @@ run: build
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
-# ASan+UBSan build and the whole suite under it (fuzz smoke included).
+# ASan+UBSan (LeakSanitizer included: a leak fails the daemon's exit code, which every
+# integration test checks) build, and the whole suite under it, but for the fuzz smoke (its
+# fuzzers are ASan+UBSan builds already) and the overload test (a load bound, not a memory check,
+# that the sanitizer's slowdown would only distort).
 sanitize: deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DMESHSCOPE_SANITIZE=address $(CMAKE_FLAGS)
 	cmake --build build-asan -j $(JOBS)
-	ctest --test-dir build-asan --output-on-failure -j $(JOBS)
+	ctest --test-dir build-asan --output-on-failure -j $(JOBS) -LE 'fuzz|load'
+
+# Every libFuzzer target for FUZZ_SECONDS each (default 300), in a clang build of its own.
+fuzz: build
+	MESHSCOPE_SRC=$(CURDIR) MESHSCOPE_BUILD=$(CURDIR)/$(BUILD_DIR) FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  tests/fuzz/smoke.sh
 
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)

@@ -134,6 +134,7 @@ struct self_metrics {
     _Atomic uint64_t store_errors;
     _Atomic uint64_t spans_lost; /* dequeued but could not be stored (database error) */
     _Atomic uint64_t retention_runs;
+    _Atomic uint64_t memory_bound_bytes; /* set once by main (memory_bound) */
     /* batch commit latency histogram (seconds), written by the writer thread only */
     _Atomic uint64_t commit_buckets[12];
     _Atomic uint64_t commit_count;

@@ -40,6 +40,33 @@ static char *read_file(const char *path)
     return buf;
 }
 
+/*
+ * The memory meshscope can use whatever the offered load, derived from the limits (README:
+ * Guarantees and limits). Every term is enforced by a cap elsewhere:
+ *   queue        --queue-size: decoded batches waiting for the writer (queue.c)
+ *   bodies       max(--queue-size, 8 x --max-body): raw request bodies being received (http.c)
+ *   decoding     per HTTP thread, one request at a time: its body inflated (1 x --max-body), the
+ *                protobuf-c unpack arena (<= 16 x body + 256 B per span, i.e. < 26 x) and the
+ *                decoded batch (< 8 x): 35 x --max-body per thread
+ *   sqlite       writer page cache 64 MiB, 2 MiB per read connection, WAL index: 8 MiB
+ *   red          ~2.5 KiB per label set, --metrics-series-limit per family group (4 groups),
+ *                plus the service-graph pending store (100k x 0.4 KiB)
+ *   base         code, thread stacks, allocator slack: 64 MiB
+ */
+static uint64_t memory_bound(const struct options *o)
+{
+    const uint64_t MiB = 1 << 20;
+    uint64_t listeners = 0;
+    const char *addrs[] = {o->http_addr, o->otlp_http_addr, o->zipkin_addr};
+    for (int i = 0; i < 3; i++) listeners += strcmp(addrs[i], "off") != 0;
+    uint64_t body = (uint64_t)o->max_body_bytes, queue = (uint64_t)o->queue_bytes;
+    uint64_t bodies = queue > 8 * body ? queue : 8 * body;
+    uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
+    uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
+    uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
+    return queue + bodies + decoding + sqlite + red + 64 * MiB;
+}
+
 int main(int argc, char **argv)
 {
     struct options opts;
@@ -88,6 +115,9 @@ int main(int argc, char **argv)
         tls_key = read_file(opts.tls_key);
         if (!tls_cert || !tls_key) goto out;
     }
+    atomic_store(&self_metrics.memory_bound_bytes, memory_bound(&opts));
+    log_msg(LOG_INFO, "meshscope: memory bound %llu MiB (README: Guarantees and limits)",
+            (unsigned long long)(memory_bound(&opts) >> 20));
     struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
     if (!(red = red_create(&ro))) goto out;
     struct http_context ctx = {.opts = &opts,

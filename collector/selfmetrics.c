@@ -161,6 +161,9 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
     }
     header(&b, "meshscope_retention_runs_total", "counter", "Retention passes run.");
     put(&b, "meshscope_retention_runs_total %llu\n", LOAD(self_metrics.retention_runs));
+    header(&b, "meshscope_memory_bound_bytes", "gauge",
+           "Memory meshscope can use whatever the load, derived from its limits (README).");
+    put(&b, "meshscope_memory_bound_bytes %llu\n", LOAD(self_metrics.memory_bound_bytes));
     header(&b, "process_start_time_seconds", "gauge", "Start time since the epoch, seconds.");
     put(&b, "process_start_time_seconds %lld\n", (long long)start_time);
     header(&b, "meshscope_build_info", "gauge", "Version of this build.");

@@ -11,7 +11,11 @@ if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/js/node_modules)
   message(WARNING "tests/js/node_modules missing (run `make deps`): the js_* integration tests will fail")
 endif()
 
-foreach(name otlp_roundtrip malformed lifecycle durability security zipkin red_prometheus)
+foreach(name otlp_roundtrip malformed lifecycle durability security zipkin red_prometheus overload)
   meshscope_script_test(js_${name} integration
     ${MESHSCOPE_NODE} --test ${CMAKE_CURRENT_SOURCE_DIR}/js/test/${name}.test.mjs)
 endforeach()
+
+# The overload test offers several times the sustainable rate for 30 s: label it "load" too, so
+# the sanitizer run (make sanitize) can leave it out.
+set_tests_properties(js_overload PROPERTIES LABELS "integration;load")
