@@ -17,6 +17,7 @@
 #include "otlp.h"
 #include "query.h"
 #include "red.h"
+#include "web_assets.h"
 #include "zipkin.h"
 
 #include <arpa/inet.h>
@@ -343,6 +344,30 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_NO;
 }
 
+/* Headers of the dashboard's files (web/, embedded by web/embed.cmake). The CSP allows nothing
+ * but this origin: scripts are ES modules from /js and /vendor (no inline script, no eval),
+ * styles are files (cytoscape's injected rule ships as css/cytoscape.css; element.style set by
+ * cytoscape and uPlot through the CSSOM is not subject to style-src), the API is same-origin. */
+#define WEB_CSP                                                                                 \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "           \
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "              \
+    "frame-ancestors 'none'"
+
+static enum MHD_Result send_asset(struct MHD_Connection *conn, const struct web_asset *a)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(a->len, (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", a->content_type);
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Content-Security-Policy", WEB_CSP);
+    MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+    enum MHD_Result ret = MHD_queue_response(conn, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connection *conn,
                                   const char *url)
 {
@@ -393,7 +418,11 @@ static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connectio
         if (rc == 0)
             return send_response(conn, (unsigned)resp.status, resp.content_type, resp.body,
                                  resp.len, resp.status == 503 ? 1 : 0);
+        return send_text(conn, 404, "not found\n");
     }
+    /* Any other path: the dashboard's files ("/" is its index), else 404. */
+    const struct web_asset *asset = web_asset_find(url);
+    if (asset) return send_asset(conn, asset);
     return send_text(conn, 404, "not found\n");
 }
 

@@ -30,6 +30,7 @@
  * a span over a cap is rejected alone; a resource or scope over a cap rejects its spans.
  */
 #include "otlp.h"
+#include "decode.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -39,8 +40,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define REFUSE 1 /* the object breaks a cap or has a bad id: c->why says how */
-
+/* Conversion helpers return 0, DECODE_REFUSE (the object breaks a cap or has a bad id: c->why
+ * says how), -EINVAL (c->err) or -ENOMEM. */
 struct jconv {
     struct span_batch *b;
     const struct decode_limits *lim;
@@ -50,17 +51,6 @@ struct jconv {
 
 /* ----- small helpers ----------------------------------------------------------------------- */
 
-/* snprintf for message paths: a path cut short is acceptable (and keeps gcc's
- * -Wformat-truncation, which cannot see that, quiet). */
-static void pathf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void pathf(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
 static int refuse(struct jconv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int refuse(struct jconv *c, const char *fmt, ...)
 {
@@ -68,7 +58,7 @@ static int refuse(struct jconv *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
-    return REFUSE;
+    return DECODE_REFUSE;
 }
 
 static int invalid(struct jconv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -81,43 +71,12 @@ static int invalid(struct jconv *c, const char *fmt, ...)
     return -EINVAL;
 }
 
-static int reject(struct span_batch *b, uint32_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int reject(struct span_batch *b, uint32_t n, const char *fmt, ...)
-{
-    b->rejected += n;
-    if (b->reject_reason || n == 0) return 0;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (len < 0) return 0;
-    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
-    b->reject_reason = arena_strndup(b->arena, buf, (size_t)len);
-    return b->reject_reason ? 0 : -ENOMEM;
-}
-
 /* The member named camel (lowerCamelCase) or snake (proto name); NULL if absent or null. */
 static json_t *field(const json_t *obj, const char *camel, const char *snake)
 {
     json_t *v = json_object_get(obj, camel);
     if (!v && snake) v = json_object_get(obj, snake);
     return json_is_null(v) ? NULL : v;
-}
-
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
 }
 
 /* Field f of obj as an object (or NULL when absent); -EINVAL for another type. */
@@ -128,7 +87,8 @@ static int get_object(struct jconv *c, const json_t *obj, const char *camel, con
     *out = NULL;
     if (!v) return 0;
     if (!json_is_object(v))
-        return invalid(c, "%s.%s: expected an object, got %s", path, camel, type_name(v));
+        return invalid(c, "%s.%s: expected an object, got %s", path, camel,
+                       decode_json_type_name(v));
     *out = v;
     return 0;
 }
@@ -142,13 +102,14 @@ static int get_array(struct jconv *c, const json_t *obj, const char *camel, cons
     *n = 0;
     if (!v) return 0;
     if (!json_is_array(v))
-        return invalid(c, "%s.%s: expected an array, got %s", path, camel, type_name(v));
+        return invalid(c, "%s.%s: expected an array, got %s", path, camel,
+                       decode_json_type_name(v));
     *out = v;
     *n = json_array_size(v);
     return 0;
 }
 
-/* Copies a JSON string into the arena; over max_string -> REFUSE. A NUL ("\u0000") becomes
+/* Copies a JSON string into the arena; over max_string -> DECODE_REFUSE. A NUL ("\u0000") becomes
  * U+FFFD, as the protobuf decoder does: the model's strings are NUL-terminated, and cutting the
  * string at the NUL would silently lose the rest of it. */
 static int copy_jstr(struct jconv *c, const json_t *v, struct mstr *out, const char *what)
@@ -196,7 +157,8 @@ static int get_str(struct jconv *c, const json_t *obj, const char *camel, const 
         return 0;
     }
     if (!json_is_string(v))
-        return invalid(c, "%s.%s: expected a string, got %s", path, camel, type_name(v));
+        return invalid(c, "%s.%s: expected a string, got %s", path, camel,
+                       decode_json_type_name(v));
     return copy_jstr(c, v, out, what);
 }
 
@@ -305,16 +267,9 @@ static int get_enum(struct jconv *c, const json_t *obj, const char *camel, const
     return 0;
 }
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
-}
-
 /* An id field: hex string decoded into out (want bytes). Empty/absent allowed only if
- * empty_ok (*present = false then). Bad hex, length or (unless zero_ok) all zero -> REFUSE. */
+ * empty_ok (*present = false then). Bad hex, length or (unless zero_ok) all zero ->
+ * DECODE_REFUSE. */
 static int get_id(struct jconv *c, const json_t *obj, const char *camel, const char *snake,
                   const char *path, const char *what, uint8_t *out, size_t want, bool empty_ok,
                   bool zero_ok, bool *present)
@@ -322,14 +277,16 @@ static int get_id(struct jconv *c, const json_t *obj, const char *camel, const c
     json_t *v = field(obj, camel, snake);
     if (present) *present = false;
     if (v && !json_is_string(v))
-        return invalid(c, "%s.%s: expected a hex string, got %s", path, camel, type_name(v));
+        return invalid(c, "%s.%s: expected a hex string, got %s", path, camel,
+                       decode_json_type_name(v));
     const char *s = v ? json_string_value(v) : "";
     size_t len = v ? json_string_length(v) : 0;
     if (len == 0 && empty_ok) return 0;
     if (len % 2) return refuse(c, "%s: odd number of hex digits (%zu)", what, len);
     if (len / 2 != want) return refuse(c, "%s: length %zu, want %zu", what, len / 2, want);
     for (size_t i = 0; i < want; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        int hi = decode_hexval((unsigned char)s[2 * i]),
+            lo = decode_hexval((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0) return refuse(c, "%s: not a hex string", what);
         out[i] = (uint8_t)(hi << 4 | lo);
     }
@@ -383,18 +340,20 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
     out->type = VALUE_EMPTY;
     if (!v || json_is_null(v)) return 0;
     if (!json_is_object(v))
-        return invalid(c, "%s: expected an object, got %s", path, type_name(v));
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(v));
     json_t *x;
     if ((x = field(v, "stringValue", "string_value"))) {
         out->type = VALUE_STRING;
         if (!json_is_string(x))
-            return invalid(c, "%s.stringValue: expected a string, got %s", path, type_name(x));
+            return invalid(c, "%s.stringValue: expected a string, got %s", path,
+                           decode_json_type_name(x));
         return copy_jstr(c, x, &out->u.str, what);
     }
     if ((x = field(v, "boolValue", "bool_value"))) {
         out->type = VALUE_BOOL;
         if (!json_is_boolean(x))
-            return invalid(c, "%s.boolValue: expected a boolean, got %s", path, type_name(x));
+            return invalid(c, "%s.boolValue: expected a boolean, got %s", path,
+                           decode_json_type_name(x));
         out->u.b = json_is_true(x);
         return 0;
     }
@@ -438,7 +397,7 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
         out->type = VALUE_BYTES;
         if (!json_is_string(x))
             return invalid(c, "%s.bytesValue: expected a base64 string, got %s", path,
-                           type_name(x));
+                           decode_json_type_name(x));
         size_t len = json_string_length(x);
         if (len / 4 * 3 > c->lim->max_string + 3)
             return refuse(c, "%s: bytes value over %u bytes", what, c->lim->max_string);
@@ -459,10 +418,11 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
         size_t n;
         out->type = VALUE_ARRAY;
         if (!json_is_object(x))
-            return invalid(c, "%s.arrayValue: expected an object, got %s", path, type_name(x));
+            return invalid(c, "%s.arrayValue: expected an object, got %s", path,
+                           decode_json_type_name(x));
         if (depth + 1 > c->lim->max_depth)
             return refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
-        pathf(sub, sizeof sub, "%s.arrayValue", path);
+        decode_pathf(sub, sizeof sub, "%s.arrayValue", path);
         int rc = get_array(c, x, "values", NULL, sub, &vals, &n);
         if (rc) return rc;
         if (n > c->lim->max_attrs)
@@ -471,7 +431,7 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
         struct value *items = arena_alloc(c->b->arena, n * sizeof *items);
         if (!items) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-            pathf(sub, sizeof sub, "%s.arrayValue.values[%zu]", path, i);
+            decode_pathf(sub, sizeof sub, "%s.arrayValue.values[%zu]", path, i);
             rc = convert_value(c, json_array_get(vals, i), sub, what, &items[i], depth + 1);
             if (rc) return rc;
         }
@@ -485,13 +445,14 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
         size_t n;
         out->type = VALUE_KVLIST;
         if (!json_is_object(x))
-            return invalid(c, "%s.kvlistValue: expected an object, got %s", path, type_name(x));
+            return invalid(c, "%s.kvlistValue: expected an object, got %s", path,
+                           decode_json_type_name(x));
         if (depth + 1 > c->lim->max_depth)
             return refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
-        pathf(sub, sizeof sub, "%s.kvlistValue", path);
+        decode_pathf(sub, sizeof sub, "%s.kvlistValue", path);
         int rc = get_array(c, x, "values", NULL, sub, &vals, &n);
         if (rc || !n) return rc;
-        pathf(sub, sizeof sub, "%s.kvlistValue.values", path);
+        decode_pathf(sub, sizeof sub, "%s.kvlistValue.values", path);
         return convert_kvs(c, vals, sub, what, &out->u.kvlist.items, &out->u.kvlist.n,
                            depth + 1);
     }
@@ -513,16 +474,16 @@ static int convert_kvs(struct jconv *c, const json_t *arr, const char *path, con
     for (size_t i = 0; i < n; i++) {
         char sub[256], rel[96];
         const json_t *kv = json_array_get(arr, i);
-        pathf(sub, sizeof sub, "%s[%zu]", path, i);
-        pathf(rel, sizeof rel, "%s[%zu]", what, i);
+        decode_pathf(sub, sizeof sub, "%s[%zu]", path, i);
+        decode_pathf(rel, sizeof rel, "%s[%zu]", what, i);
         a[i].key.ptr = "";
         if (json_is_null(kv)) continue;
         if (!json_is_object(kv))
-            return invalid(c, "%s: expected an object, got %s", sub, type_name(kv));
+            return invalid(c, "%s: expected an object, got %s", sub, decode_json_type_name(kv));
         int rc = get_str(c, kv, "key", NULL, sub, rel, &a[i].key);
         if (!rc) {
             char vpath[272];
-            pathf(vpath, sizeof vpath, "%s.value", sub);
+            decode_pathf(vpath, sizeof vpath, "%s.value", sub);
             rc = convert_value(c, field(kv, "value", NULL), vpath, rel, &a[i].value, depth);
         }
         if (rc) return rc;
@@ -543,7 +504,7 @@ static int convert_attrs(struct jconv *c, const json_t *obj, const char *path, c
                      &out->dropped);
     if (!rc) rc = get_array(c, obj, "attributes", NULL, path, &arr, &n);
     if (rc) return rc;
-    pathf(sub, sizeof sub, "%s.attributes", path);
+    decode_pathf(sub, sizeof sub, "%s.attributes", path);
     return convert_kvs(c, arr, sub, what, &out->items, &out->n, 0);
 }
 
@@ -563,12 +524,13 @@ static int convert_event(struct jconv *c, const json_t *e, const char *path, siz
     int rc;
     out->name.ptr = "";
     if (!e) return 0;
-    if (!json_is_object(e)) return invalid(c, "%s: expected an object, got %s", path, type_name(e));
+    if (!json_is_object(e))
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(e));
     if ((rc = get_u64(c, e, "timeUnixNano", "time_unix_nano", path, &out->time_unix_nano)))
         return rc;
-    pathf(rel, sizeof rel, "events[%zu].name", i);
+    decode_pathf(rel, sizeof rel, "events[%zu].name", i);
     if ((rc = get_str(c, e, "name", NULL, path, rel, &out->name))) return rc;
-    pathf(rel, sizeof rel, "events[%zu].attributes", i);
+    decode_pathf(rel, sizeof rel, "events[%zu].attributes", i);
     return convert_attrs(c, e, path, rel, &out->attrs);
 }
 
@@ -579,20 +541,20 @@ static int convert_link(struct jconv *c, const json_t *l, const char *path, size
     int rc;
     out->trace_state.ptr = "";
     if (l && !json_is_object(l))
-        return invalid(c, "%s: expected an object, got %s", path, type_name(l));
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(l));
     /* A null link has empty ids, refused below like an empty protobuf Link. */
-    pathf(rel, sizeof rel, "links[%zu].traceId", i);
+    decode_pathf(rel, sizeof rel, "links[%zu].traceId", i);
     if ((rc = get_id(c, l, "traceId", "trace_id", path, rel, out->trace_id, 16, false, true,
                      NULL)))
         return rc;
-    pathf(rel, sizeof rel, "links[%zu].spanId", i);
+    decode_pathf(rel, sizeof rel, "links[%zu].spanId", i);
     if ((rc = get_id(c, l, "spanId", "span_id", path, rel, out->span_id, 8, false, true, NULL)))
         return rc;
-    pathf(rel, sizeof rel, "links[%zu].traceState", i);
+    decode_pathf(rel, sizeof rel, "links[%zu].traceState", i);
     if ((rc = get_str(c, l, "traceState", "trace_state", path, rel, &out->trace_state)))
         return rc;
     if ((rc = get_u32(c, l, "flags", NULL, path, &out->flags))) return rc;
-    pathf(rel, sizeof rel, "links[%zu].attributes", i);
+    decode_pathf(rel, sizeof rel, "links[%zu].attributes", i);
     return convert_attrs(c, l, path, rel, &out->attrs);
 }
 
@@ -606,7 +568,7 @@ static int convert_span(struct jconv *c, const json_t *js, const char *path, str
     s->name.ptr = s->trace_state.ptr = s->status_message.ptr = "";
     if (json_is_null(js)) js = NULL; /* an empty span: refused for its empty ids */
     if (js && !json_is_object(js))
-        return invalid(c, "%s: expected an object, got %s", path, type_name(js));
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(js));
     if ((rc = get_id(c, js, "traceId", "trace_id", path, "traceId", s->trace_id, 16, false, false,
                      NULL)))
         return rc;
@@ -646,7 +608,7 @@ static int convert_span(struct jconv *c, const json_t *js, const char *path, str
 
     if ((rc = get_object(c, js, "status", NULL, path, &status))) return rc;
     if (status) {
-        pathf(sub, sizeof sub, "%s.status", path);
+        decode_pathf(sub, sizeof sub, "%s.status", path);
         if ((rc = get_enum(c, status, "code", NULL, sub, status_names, 3, &v))) return rc;
         s->status_code = (enum status_code)v;
         if ((rc = get_str(c, status, "message", NULL, sub, "status.message",
@@ -659,7 +621,7 @@ static int convert_span(struct jconv *c, const json_t *js, const char *path, str
         s->events = arena_alloc(c->b->arena, n_events * sizeof *s->events);
         if (!s->events) return -ENOMEM;
         for (size_t i = 0; i < n_events; i++) {
-            pathf(sub, sizeof sub, "%s.events[%zu]", path, i);
+            decode_pathf(sub, sizeof sub, "%s.events[%zu]", path, i);
             json_t *e = json_array_get(arr, i);
             rc = convert_event(c, json_is_null(e) ? NULL : e, sub, i, &s->events[i]);
             if (rc) return rc;
@@ -672,7 +634,7 @@ static int convert_span(struct jconv *c, const json_t *js, const char *path, str
         if (!s->links) return -ENOMEM;
         for (size_t i = 0; i < n_links; i++) {
             json_t *l = json_array_get(arr, i);
-            pathf(sub, sizeof sub, "%s.links[%zu]", path, i);
+            decode_pathf(sub, sizeof sub, "%s.links[%zu]", path, i);
             rc = convert_link(c, json_is_null(l) ? NULL : l, sub, i, &s->links[i]);
             if (rc) return rc;
         }
@@ -713,7 +675,8 @@ static int convert_scope_spans(struct jconv *c, const json_t *ss, const char *pa
     json_t *jscope, *spans;
     size_t n;
     char sub[256];
-    if (!json_is_object(ss)) return invalid(c, "%s: expected an object, got %s", path, type_name(ss));
+    if (!json_is_object(ss))
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(ss));
     int rc = get_array(c, ss, "spans", NULL, path, &spans, &n);
     if (rc) return rc;
 
@@ -723,12 +686,12 @@ static int convert_scope_spans(struct jconv *c, const json_t *ss, const char *pa
     rc = get_str(c, ss, "schemaUrl", "schema_url", path, "schemaUrl", &sc->schema_url);
     if (!rc) rc = get_object(c, ss, "scope", NULL, path, &jscope);
     if (!rc && jscope) {
-        pathf(sub, sizeof sub, "%s.scope", path);
+        decode_pathf(sub, sizeof sub, "%s.scope", path);
         rc = get_str(c, jscope, "name", NULL, sub, "scope.name", &sc->name);
         if (!rc) rc = get_str(c, jscope, "version", NULL, sub, "scope.version", &sc->version);
         if (!rc) rc = convert_attrs(c, jscope, sub, "scope.attributes", &sc->attrs);
     }
-    if (rc == REFUSE) return reject(c->b, (uint32_t)n, "%s.%s", path, c->why);
+    if (rc == DECODE_REFUSE) return decode_reject(c->b, (uint32_t)n, "%s.%s", path, c->why);
     if (rc) return rc;
 
     for (size_t i = 0; i < n; i++) {
@@ -736,11 +699,11 @@ static int convert_scope_spans(struct jconv *c, const json_t *ss, const char *pa
         if (!s) return -ENOMEM;
         s->resource = res;
         s->scope = sc;
-        pathf(sub, sizeof sub, "%s.spans[%zu]", path, i);
+        decode_pathf(sub, sizeof sub, "%s.spans[%zu]", path, i);
         rc = convert_span(c, json_array_get(spans, i), sub, s);
-        if (rc == REFUSE) {
+        if (rc == DECODE_REFUSE) {
             span_batch_drop_last(c->b);
-            rc = reject(c->b, 1, "%s.%s", sub, c->why);
+            rc = decode_reject(c->b, 1, "%s.%s", sub, c->why);
         }
         if (rc) return rc;
     }
@@ -760,10 +723,10 @@ static int convert_request(struct jconv *c, const json_t *root)
         char path[64];
         json_t *jres, *ss_arr;
         size_t n_ss;
-        pathf(path, sizeof path, "resourceSpans[%zu]", ri);
+        decode_pathf(path, sizeof path, "resourceSpans[%zu]", ri);
         if (json_is_null(rs)) continue;
         if (!json_is_object(rs))
-            return invalid(c, "%s: expected an object, got %s", path, type_name(rs));
+            return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(rs));
         if ((rc = get_array(c, rs, "scopeSpans", "scope_spans", path, &ss_arr, &n_ss))) return rc;
 
         struct resource *res = arena_alloc(c->b->arena, sizeof *res);
@@ -772,12 +735,12 @@ static int convert_request(struct jconv *c, const json_t *root)
         if (!rc) rc = get_object(c, rs, "resource", NULL, path, &jres);
         if (!rc && jres) {
             char sub[96];
-            pathf(sub, sizeof sub, "%s.resource", path);
+            decode_pathf(sub, sizeof sub, "%s.resource", path);
             rc = convert_attrs(c, jres, sub, "resource.attributes", &res->attrs);
         }
-        if (rc == REFUSE) {
+        if (rc == DECODE_REFUSE) {
             /* bounded by max_spans, checked above */
-            if ((rc = reject(c->b, (uint32_t)count_rs_spans(rs), "%s.%s", path, c->why)))
+            if ((rc = decode_reject(c->b, (uint32_t)count_rs_spans(rs), "%s.%s", path, c->why)))
                 return rc;
             continue;
         }
@@ -786,7 +749,7 @@ static int convert_request(struct jconv *c, const json_t *root)
         for (size_t si = 0; si < n_ss; si++) {
             char sub[128];
             const json_t *ss = json_array_get(ss_arr, si);
-            pathf(sub, sizeof sub, "%s.scopeSpans[%zu]", path, si);
+            decode_pathf(sub, sizeof sub, "%s.scopeSpans[%zu]", path, si);
             if (json_is_null(ss)) continue;
             if ((rc = convert_scope_spans(c, ss, sub, res))) return rc;
         }
@@ -815,7 +778,7 @@ int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode
     struct jconv c = {.b = out, .lim = lim};
     int rc;
     if (!json_is_object(root)) {
-        rc = invalid(&c, "request: expected an object, got %s", type_name(root));
+        rc = invalid(&c, "request: expected an object, got %s", decode_json_type_name(root));
     } else {
         rc = convert_request(&c, root);
         if (rc == -E2BIG) snprintf(c.err, sizeof c.err, "more than %u spans in one request",

@@ -4,11 +4,12 @@
  *
  * Three steps, each bounded before it allocates (style rule 7):
  *
- *  1. scan_message walks the wire bytes once, guided by the protobuf-c descriptors. It bounds
- *     message nesting (protobuf-c 1.4 unpacks recursively with no depth limit, so a request of
- *     nested ArrayValues would otherwise overflow the stack) and counts spans, so a request
- *     over max_spans fails with -E2BIG before anything is unpacked.
- *  2. protobuf-c unpacks the request with a counting allocator: the unpacked tree may not
+ *  1. pbwire_scan (pbwire.c, shared with zipkin_proto.c) walks the wire bytes once, guided by
+ *     the protobuf-c descriptors. It bounds message nesting (protobuf-c 1.4 unpacks
+ *     recursively with no depth limit, so a request of nested ArrayValues would otherwise
+ *     overflow the stack) and counts spans, so a request over max_spans fails with -E2BIG
+ *     before anything is unpacked.
+ *  2. protobuf-c unpacks the request with pbwire's counting allocator: the unpacked tree may not
  *     exceed a budget proportional to the body (a flood of empty messages would otherwise
  *     cost ~50 bytes of heap per wire byte).
  *  3. convert_* copy the tree into the batch arena, validating ids and per-span caps; an
@@ -17,9 +18,10 @@
  *
  * Policies (the JSON decoder follows the same ones where the encoding allows):
  *  - Strings: proto3 has no absent string; the model gets "" (never NULL) for empty ones.
- *    protobuf-c hands strings over as NUL-terminated char*, so a string with an embedded NUL
- *    ends at the first NUL. Invalid UTF-8 is accepted and each bad sequence replaced with
- *    U+FFFD when copied, so everything downstream (SQLite, JSON rendering) sees valid UTF-8.
+ *    protobuf-c hands strings over as NUL-terminated char*, so an embedded NUL is made 0xFF
+ *    on the wire before unpacking (pbwire.h) and arrives as U+FFFD. Invalid UTF-8 is accepted
+ *    and each bad sequence replaced with U+FFFD when copied (decode_copy_utf8), so everything
+ *    downstream (SQLite, JSON rendering) sees valid UTF-8.
  *    Bytes values are copied verbatim (NULs included).
  *  - Depth: AnyValue nesting beyond lim->max_depth rejects the span (or, for resource/scope
  *    attributes, every span under them). Message nesting on the wire beyond
@@ -29,6 +31,8 @@
  *  - A resource or scope over a cap rejects all the spans under it.
  */
 #include "otlp.h"
+#include "decode.h"
+#include "pbwire.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -57,17 +61,6 @@ void decode_limits_default(struct decode_limits *lim)
     lim->max_depth = 16;
 }
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ----- step 1: wire scan ------------------------------------------------------------------- */
 
 /* Base nesting of the deepest non-AnyValue path (request > ResourceSpans > ScopeSpans > Span >
@@ -82,130 +75,7 @@ static unsigned wire_depth_limit(const struct decode_limits *lim)
     return need < 100 ? 100 : need > 400 ? 400 : (unsigned)need;
 }
 
-struct scan {
-    const struct decode_limits *lim;
-    unsigned max_depth; /* message nesting */
-    uint64_t spans;
-    bool nul_in_string; /* a string field holds a NUL byte (see decode: patched to 0xFF) */
-    uint8_t *patch;     /* second pass: a writable copy of the body to patch, else NULL */
-    int rc;
-    char msg[128];
-};
-
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (*pos >= len) return -1;
-        uint8_t c = p[(*pos)++];
-        v |= (uint64_t)(c & 0x7f) << (7 * i);
-        if (!(c & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
-static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
-                        const ProtobufCMessageDescriptor *d, unsigned depth)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        size_t at = pos;
-        uint64_t tag, v;
-        if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
-        unsigned field = (unsigned)(tag >> 3);
-        switch (tag & 7) {
-        case 0:
-            if (read_varint(p, len, &pos, &v)) goto bad;
-            break;
-        case 1:
-            if (len - pos < 8) goto bad;
-            pos += 8;
-            break;
-        case 5:
-            if (len - pos < 4) goto bad;
-            pos += 4;
-            break;
-        case 2: {
-            if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
-            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, (size_t)v)) {
-                sc->nul_in_string = true;
-                if (sc->patch) {
-                    uint8_t *w = sc->patch + base + pos;
-                    for (size_t k = 0; k < (size_t)v; k++)
-                        if (w[k] == 0) w[k] = 0xff;
-                }
-            }
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (f->descriptor == &opentelemetry__proto__trace__v1__span__descriptor &&
-                    ++sc->spans > sc->lim->max_spans) {
-                    sc->rc = -E2BIG;
-                    snprintf(sc->msg, sizeof sc->msg, "more than %u spans in one request",
-                             sc->lim->max_spans);
-                    return -1;
-                }
-                if (depth + 1 > sc->max_depth) {
-                    sc->rc = -EINVAL;
-                    snprintf(sc->msg, sizeof sc->msg,
-                             "protobuf messages nested deeper than %u (at byte %zu)",
-                             sc->max_depth, base + at);
-                    return -1;
-                }
-                if (scan_message(sc, p + pos, (size_t)v, base + pos, f->descriptor, depth + 1))
-                    return -1;
-            }
-            pos += (size_t)v;
-            break;
-        }
-        default: /* groups (3, 4) are not supported by protobuf-c; 6 and 7 do not exist */
-            goto bad;
-        }
-    }
-    return 0;
-bad:
-    sc->rc = -EINVAL;
-    snprintf(sc->msg, sizeof sc->msg, "malformed protobuf near byte %zu", base + pos);
-    return -1;
-}
-
-/* ----- step 2: counting allocator ---------------------------------------------------------- */
-
-struct budget {
-    struct arena *arena; /* everything protobuf-c allocates; freed in one go after conversion */
-    size_t used;
-    size_t limit;
-    bool exceeded;
-    bool oom;
-};
-
-/* protobuf-c's allocations come from a per-request arena: unpacking a batch makes thousands of
- * small objects, and malloc/free of each one was the largest single cost of ingest. */
-static void *budget_alloc(void *data, size_t size)
-{
-    struct budget *bd = data;
-    if (size > bd->limit - bd->used) {
-        bd->exceeded = true;
-        return NULL;
-    }
-    void *p = arena_alloc(bd->arena, size);
-    if (!p) {
-        bd->oom = true;
-        return NULL;
-    }
-    bd->used += size;
-    return p;
-}
-
-/* Freed with the arena. */
-static void budget_free(void *data, void *ptr)
-{
-}
-
-/* ----- step 3: conversion ------------------------------------------------------------------ */
+/* ----- step 3: conversion (steps 1 and 2 are pbwire.c's) ------------------------------------ */
 
 struct conv {
     struct span_batch *b;
@@ -213,20 +83,8 @@ struct conv {
     char why[160]; /* detail of the current refusal, relative to the object being converted */
 };
 
-/* Conversion helpers return 0, 1 (the object breaks a cap: c->why says how) or -ENOMEM. */
-#define REFUSE 1
-
-/* snprintf for message paths: a path cut short is acceptable (and keeps gcc's
- * -Wformat-truncation, which cannot see that, quiet). */
-static void pathf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void pathf(char *buf, size_t n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, n, fmt, ap);
-    va_end(ap);
-}
-
+/* Conversion helpers return 0, DECODE_REFUSE (the object breaks a cap: c->why says how) or
+ * -ENOMEM. */
 static int refuse(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int refuse(struct conv *c, const char *fmt, ...)
 {
@@ -234,53 +92,7 @@ static int refuse(struct conv *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
-    return REFUSE;
-}
-
-/* Counts the refusal of n spans and keeps the first reason (in the arena). */
-static int reject(struct span_batch *b, uint32_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int reject(struct span_batch *b, uint32_t n, const char *fmt, ...)
-{
-    b->rejected += n;
-    if (b->reject_reason || n == 0) return 0;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (len < 0) return 0;
-    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
-    b->reject_reason = arena_strndup(b->arena, buf, (size_t)len);
-    return b->reject_reason ? 0 : -ENOMEM;
-}
-
-/* Length of the longest valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one
- * (overlongs, surrogates and code points above U+10FFFF are invalid, as in RFC 3629). */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (len < n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return n;
+    return DECODE_REFUSE;
 }
 
 /* Copies a NUL-terminated protobuf-c string into the arena, replacing invalid UTF-8 with
@@ -290,45 +102,7 @@ static int copy_str(struct conv *c, const char *s, struct mstr *out, const char 
     size_t len = s ? strlen(s) : 0;
     if (len > c->lim->max_string)
         return refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0, bad = 0;
-    while (i < len) {
-        size_t n = utf8_seq(u + i, len - i);
-        if (n) {
-            i += n;
-        } else {
-            bad++;
-            i++;
-        }
-    }
-    char *p;
-    size_t outlen = len;
-    if (!bad) {
-        p = arena_strndup(c->b->arena, len ? s : "", len);
-        if (!p) return -ENOMEM;
-    } else {
-        outlen = len + 2 * bad; /* each bad byte (1) becomes U+FFFD (3) */
-        p = arena_alloc(c->b->arena, outlen + 1);
-        if (!p) return -ENOMEM;
-        size_t o = 0;
-        i = 0;
-        while (i < len) {
-            size_t n = utf8_seq(u + i, len - i);
-            if (n) {
-                memcpy(p + o, u + i, n);
-                o += n;
-                i += n;
-            } else {
-                memcpy(p + o, "\xef\xbf\xbd", 3);
-                o += 3;
-                i++;
-            }
-        }
-        p[o] = '\0';
-    }
-    out->ptr = p;
-    out->len = (uint32_t)outlen;
-    return 0;
+    return decode_copy_utf8(c->b->arena, s, len, out);
 }
 
 static int convert_kvs(struct conv *c, pb_kv *const *kvs, size_t n, struct attr **items,
@@ -419,11 +193,11 @@ static int convert_kvs(struct conv *c, pb_kv *const *kvs, size_t n, struct attr 
          * attribute was a measurable share of ingest CPU. */
         int rc = copy_str(c, kvs[i]->key, &a[i].key, what);
         if (!rc) rc = convert_value(c, kvs[i]->value, &a[i].value, depth, what);
-        if (rc == REFUSE) {
+        if (rc == DECODE_REFUSE) {
             size_t wlen = strlen(what);
             char rest[sizeof c->why];
             snprintf(rest, sizeof rest, "%s", strncmp(c->why, what, wlen) == 0 ? c->why + wlen : c->why);
-            pathf(c->why, sizeof c->why, "%s[%zu]%s", what, i, rest);
+            decode_pathf(c->why, sizeof c->why, "%s[%zu]%s", what, i, rest);
         }
         if (rc) return rc;
     }
@@ -493,9 +267,9 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
             struct span_event *se = &s->events[i];
             char where[64];
             se->time_unix_nano = e->time_unix_nano;
-            pathf(where, sizeof where, "events[%zu].name", i);
+            decode_pathf(where, sizeof where, "events[%zu].name", i);
             if ((rc = copy_str(c, e->name, &se->name, where))) return rc;
-            pathf(where, sizeof where, "events[%zu].attributes", i);
+            decode_pathf(where, sizeof where, "events[%zu].attributes", i);
             if ((rc = convert_attrs(c, e->attributes, e->n_attributes,
                                     e->dropped_attributes_count, &se->attrs, where)))
                 return rc;
@@ -509,16 +283,16 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
             const pb_link *l = in->links[i];
             struct span_link *sl = &s->links[i];
             char where[64];
-            pathf(where, sizeof where, "links[%zu].trace_id", i);
+            decode_pathf(where, sizeof where, "links[%zu].trace_id", i);
             if ((rc = check_id(c, &l->trace_id, 16, true, where))) return rc;
-            pathf(where, sizeof where, "links[%zu].span_id", i);
+            decode_pathf(where, sizeof where, "links[%zu].span_id", i);
             if ((rc = check_id(c, &l->span_id, 8, true, where))) return rc;
             memcpy(sl->trace_id, l->trace_id.data, 16);
             memcpy(sl->span_id, l->span_id.data, 8);
             sl->flags = l->flags;
-            pathf(where, sizeof where, "links[%zu].trace_state", i);
+            decode_pathf(where, sizeof where, "links[%zu].trace_state", i);
             if ((rc = copy_str(c, l->trace_state, &sl->trace_state, where))) return rc;
-            pathf(where, sizeof where, "links[%zu].attributes", i);
+            decode_pathf(where, sizeof where, "links[%zu].attributes", i);
             if ((rc = convert_attrs(c, l->attributes, l->n_attributes,
                                     l->dropped_attributes_count, &sl->attrs, where)))
                 return rc;
@@ -547,9 +321,9 @@ static int convert_scope_spans(struct conv *c, const pb_scope_spans *ss,
     if (!rc && in)
         rc = convert_attrs(c, in->attributes, in->n_attributes, in->dropped_attributes_count,
                            &sc->attrs, "scope.attributes");
-    if (rc == REFUSE)
-        return reject(c->b, (uint32_t)ss->n_spans, "resource_spans[%zu].scope_spans[%zu].%s", ri,
-                      si, c->why);
+    if (rc == DECODE_REFUSE)
+        return decode_reject(c->b, (uint32_t)ss->n_spans, "resource_spans[%zu].scope_spans[%zu].%s",
+                             ri, si, c->why);
     if (rc) return rc;
 
     for (size_t i = 0; i < ss->n_spans; i++) {
@@ -558,10 +332,10 @@ static int convert_scope_spans(struct conv *c, const pb_scope_spans *ss,
         s->resource = res;
         s->scope = sc;
         rc = convert_span(c, ss->spans[i], s);
-        if (rc == REFUSE) {
+        if (rc == DECODE_REFUSE) {
             span_batch_drop_last(c->b);
-            rc = reject(c->b, 1, "resource_spans[%zu].scope_spans[%zu].spans[%zu].%s", ri, si, i,
-                        c->why);
+            rc = decode_reject(c->b, 1, "resource_spans[%zu].scope_spans[%zu].spans[%zu].%s", ri,
+                               si, i, c->why);
         }
         if (rc) return rc;
     }
@@ -579,8 +353,8 @@ static int convert_request(struct conv *c, const pb_request *req)
             rc = convert_attrs(c, rs->resource->attributes, rs->resource->n_attributes,
                                rs->resource->dropped_attributes_count, &res->attrs,
                                "resource.attributes");
-        if (rc == REFUSE) {
-            rc = reject(c->b, count_spans(rs), "resource_spans[%zu].%s", ri, c->why);
+        if (rc == DECODE_REFUSE) {
+            rc = decode_reject(c->b, count_spans(rs), "resource_spans[%zu].%s", ri, c->why);
             if (rc) return rc;
             continue;
         }
@@ -603,66 +377,41 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
     }
     if (len && !body) return -EINVAL;
 
-    struct scan sc = {.lim = lim, .max_depth = wire_depth_limit(lim)};
-    if (scan_message(&sc, body, len, 0,
-                     &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-                     0)) {
-        set_err(err, errlen, "%s", sc.msg);
-        return sc.rc;
-    }
-    /* protobuf-c hands string fields over NUL-terminated without their length, so a NUL inside a
-     * string would silently cut it short. In that (rare) case decode a copy of the body in which
-     * every NUL inside a string field is 0xFF, an invalid UTF-8 byte that copy_str turns into
-     * U+FFFD like any other: the string keeps its length and says where the NUL was. */
-    uint8_t *patched = NULL;
-    if (sc.nul_in_string) {
-        patched = malloc(len);
-        if (!patched) {
-            set_err(err, errlen, "out of memory decoding the request");
-            return -ENOMEM;
-        }
-        memcpy(patched, body, len);
-        sc.patch = patched;
-        sc.spans = 0;
-        scan_message(&sc, body, len, 0,
-                     &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-                     0);
-        body = patched;
-    }
+    struct pbwire_scan sc = {
+        .root =
+            &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+        .span = &opentelemetry__proto__trace__v1__span__descriptor,
+        .max_spans = lim->max_spans,
+        .max_depth = wire_depth_limit(lim),
+    };
+    int rc = pbwire_scan(&sc, body, len, err, errlen);
+    if (rc) return rc;
+    /* protobuf-c cuts a string at its first NUL: sc.patched, when set, is the body with those
+     * NULs made 0xFF, which copy_str turns into U+FFFD (pbwire.h). */
+    if (sc.patched) body = sc.patched;
 
     /* The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
      * up to ~200 bytes (Span) plus a pointer once unpacked. Spans are counted and bounded by the
      * scan, so charge them apart; 16 per byte covers every other honest message (real requests
      * unpack to 3-5 times their size) and bounds what one request can take (README: memory). */
-    struct budget bd = {.limit = (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                 (size_t)sc.spans * 256 + (1u << 20)};
-    int rc;
-    bd.arena = arena_create(len * 4 + 4096);
-    if (!bd.arena) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &bd};
-    pb_request *req = opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(
-        &alloc, len, body);
+    struct pbwire_budget bd;
+    rc = pbwire_budget_open(&bd, len,
+                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
+                                (size_t)sc.spans * 256 + (1u << 20));
+    if (rc) goto out;
+    pb_request *req =
+        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(&bd.alloc,
+                                                                                         len, body);
     if (!req) {
-        if (bd.oom) {
-            rc = -ENOMEM;
-        } else if (bd.exceeded) {
-            set_err(err, errlen, "request too large once decoded (over %zu bytes)", bd.limit);
-            rc = -E2BIG;
-        } else {
-            set_err(err, errlen, "undecodable ExportTraceServiceRequest protobuf");
-            rc = -EINVAL;
-        }
+        rc = pbwire_unpack_failed(&bd, "ExportTraceServiceRequest", err, errlen);
         goto out;
     }
     struct conv c = {.b = out, .lim = lim};
     rc = convert_request(&c, req);
     /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
 out:
-    arena_destroy(bd.arena);
-    free(patched);
-    if (rc == -ENOMEM) set_err(err, errlen, "out of memory decoding the request");
+    pbwire_budget_close(&bd);
+    free(sc.patched);
+    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
 }

@@ -143,12 +143,13 @@ struct zipkin_builder {
     char why[192]; /* reason of the last refusal, relative to the span */
 };
 
-/* Maps in (borrowed) to a new span appended to zb->b. Returns 0, 1 when the span breaks a cap
- * (nothing appended; zb->why says why), or -ENOMEM. */
+/* Maps in (borrowed) to a new span appended to zb->b. Returns 0, DECODE_REFUSE (decode.h) when
+ * the span breaks a cap (nothing appended; zb->why says why), or -ENOMEM. The decoder then
+ * counts the refusal with decode_reject, as "<where>.<why>" (e.g. "spans[2].traceId: all zero"). */
 int zipkin_build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in);
 
-/* Counts the refusal of one span in b, keeping the first reason ("<where>.<why>", e.g.
- * "spans[2].traceId: all zero"). */
-int zipkin_reject(struct span_batch *b, const char *where, const char *why);
+/* Formats a refusal of the span at hand into zb->why; returns DECODE_REFUSE. */
+int zipkin_refuse(struct zipkin_builder *zb, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif

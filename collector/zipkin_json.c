@@ -23,6 +23,7 @@
  * exceeded, a timestamp beyond 2^64 ns) is rejected alone.
  */
 #include "zipkin.h"
+#include "decode.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -34,90 +35,30 @@
 #include <string.h>
 #include <strings.h>
 
-#define REFUSE 1 /* the span breaks a cap or has a bad id: the builder's why says how */
-
 /* ----- common: strings ---------------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one. NUL is
- * treated as invalid: the model's strings are NUL-terminated. */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c == 0) return 0;
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (len < n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return n;
-}
-
-static int zrefuse(struct zipkin_builder *zb, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int zrefuse(struct zipkin_builder *zb, const char *fmt, ...)
+int zipkin_refuse(struct zipkin_builder *zb, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(zb->why, sizeof zb->why, fmt, ap);
     va_end(ap);
-    return REFUSE;
+    return DECODE_REFUSE;
 }
 
 /* Copies in into the arena: invalid UTF-8 and NULs become U+FFFD; lower-cases ASCII if lower.
- * Over max_string input bytes -> REFUSE. */
+ * Over max_string input bytes -> DECODE_REFUSE. */
 static int copy_str(struct zipkin_builder *zb, struct zipkin_str_in in, bool lower,
                     struct mstr *out, const char *what)
 {
     if (in.len > zb->lim->max_string)
-        return zrefuse(zb, "%s: string of %zu bytes, max %u", what, in.len, zb->lim->max_string);
-    const unsigned char *u = (const unsigned char *)in.ptr;
-    size_t bad = 0;
-    for (size_t i = 0; i < in.len;) {
-        size_t n = utf8_seq(u + i, in.len - i);
-        if (n) {
-            i += n;
-        } else {
-            bad++;
-            i++;
-        }
-    }
-    size_t outlen = in.len + 2 * bad; /* each bad byte (1) becomes U+FFFD (3) */
-    char *p = arena_alloc(zb->b->arena, outlen + 1);
-    if (!p) return -ENOMEM;
-    size_t o = 0;
-    for (size_t i = 0; i < in.len;) {
-        size_t n = utf8_seq(u + i, in.len - i);
-        if (n) {
-            memcpy(p + o, u + i, n);
-            o += n;
-            i += n;
-        } else {
-            memcpy(p + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-        }
-    }
-    p[o] = '\0';
-    if (lower)
-        for (size_t i = 0; i < o; i++)
-            if (p[i] >= 'A' && p[i] <= 'Z') p[i] = (char)(p[i] - 'A' + 'a');
-    out->ptr = p;
-    out->len = (uint32_t)o;
+        return zipkin_refuse(zb, "%s: string of %zu bytes, max %u", what, in.len,
+                             zb->lim->max_string);
+    int rc = decode_copy_utf8(zb->b->arena, in.ptr, in.len, out);
+    if (rc || !lower) return rc;
+    char *p = (char *)out->ptr; /* just copied into the arena: ours to change */
+    for (size_t i = 0; i < out->len; i++)
+        if (p[i] >= 'A' && p[i] <= 'Z') p[i] = (char)(p[i] - 'A' + 'a');
     return 0;
 }
 
@@ -133,18 +74,6 @@ static bool zstr_eq(struct zipkin_str_in a, struct zipkin_str_in b)
 }
 
 /* ----- common: the mapping (zipkin.h MAPPING) ---------------------------------------------- */
-
-int zipkin_reject(struct span_batch *b, const char *where, const char *why)
-{
-    b->rejected++;
-    if (b->reject_reason) return 0;
-    char buf[512];
-    int len = snprintf(buf, sizeof buf, "%s.%s", where, why);
-    if (len < 0) return 0;
-    if ((size_t)len >= sizeof buf) len = sizeof buf - 1;
-    b->reject_reason = arena_strndup(b->arena, buf, (size_t)len);
-    return b->reject_reason ? 0 : -ENOMEM;
-}
 
 static struct attr *next_attr(struct attr *items, uint32_t *n, const char *key)
 {
@@ -388,7 +317,8 @@ static int build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
     }
     if ((rc = dedupe_attrs(items, &n))) return rc;
     if (n > lim->max_attrs)
-        return zrefuse(zb, "tags: %u attributes with the endpoint ones, max %u", n, lim->max_attrs);
+        return zipkin_refuse(zb, "tags: %u attributes with the endpoint ones, max %u", n,
+                             lim->max_attrs);
     s->attrs.items = n ? items : NULL;
     s->attrs.n = n;
 
@@ -411,10 +341,10 @@ int zipkin_build_span(struct zipkin_builder *zb, const struct zipkin_span_in *in
 {
     const struct decode_limits *lim = zb->lim;
     if (in->n_tags > lim->max_attrs)
-        return zrefuse(zb, "tags: %zu tags, max %u", in->n_tags, lim->max_attrs);
+        return zipkin_refuse(zb, "tags: %zu tags, max %u", in->n_tags, lim->max_attrs);
     if (in->n_annotations > lim->max_events)
-        return zrefuse(zb, "annotations: %zu annotations, max %u", in->n_annotations,
-                       lim->max_events);
+        return zipkin_refuse(zb, "annotations: %zu annotations, max %u", in->n_annotations,
+                             lim->max_events);
     if (!zb->scope) {
         struct scope *sc = arena_alloc(zb->b->arena, sizeof *sc);
         if (!sc) return -ENOMEM;
@@ -454,27 +384,6 @@ static int invalid(struct jz *c, const char *fmt, ...)
     return -EINVAL;
 }
 
-static const char *type_name(const json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT:
-        return "an object";
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-        return "an integer";
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-        return "a boolean";
-    default:
-        return "null";
-    }
-}
-
 /* Member key of obj; NULL if absent or null. */
 static json_t *member(const json_t *obj, const char *key)
 {
@@ -490,7 +399,7 @@ static int get_string(struct jz *c, const json_t *obj, const char *key, const ch
     out->len = 0;
     if (!v) return 0;
     if (!json_is_string(v))
-        return invalid(c, "%s.%s: expected a string, got %s", path, key, type_name(v));
+        return invalid(c, "%s.%s: expected a string, got %s", path, key, decode_json_type_name(v));
     out->ptr = json_string_value(v);
     out->len = json_string_length(v);
     return 0;
@@ -502,7 +411,7 @@ static int get_bool(struct jz *c, const json_t *obj, const char *key, const char
     *out = false;
     if (!v) return 0;
     if (!json_is_boolean(v))
-        return invalid(c, "%s.%s: expected a boolean, got %s", path, key, type_name(v));
+        return invalid(c, "%s.%s: expected a boolean, got %s", path, key, decode_json_type_name(v));
     *out = json_is_true(v);
     return 0;
 }
@@ -533,15 +442,7 @@ static int get_micros(struct jz *c, const json_t *obj, const char *key, const ch
             *ns = (uint64_t)(d + 0.5); /* d < 2^64: the conversion is defined */
         return 0;
     }
-    return invalid(c, "%s.%s: expected a number, got %s", path, key, type_name(v));
-}
-
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9') return ch - '0';
-    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-    return -1;
+    return invalid(c, "%s.%s: expected a number, got %s", path, key, decode_json_type_name(v));
 }
 
 /* Hex string of exactly 2*n digits into out. */
@@ -549,7 +450,8 @@ static bool parse_hex(const char *s, size_t len, uint8_t *out, size_t n)
 {
     if (len != 2 * n) return false;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval((unsigned char)s[2 * i]), lo = hexval((unsigned char)s[2 * i + 1]);
+        int hi = decode_hexval((unsigned char)s[2 * i]),
+            lo = decode_hexval((unsigned char)s[2 * i + 1]);
         if (hi < 0 || lo < 0) return false;
         out[i] = (uint8_t)(hi << 4 | lo);
     }
@@ -564,7 +466,8 @@ static int get_endpoint(struct jz *c, const json_t *span, const char *key, const
     if (!o) return 0;
     char sub[96];
     snprintf(sub, sizeof sub, "%s.%s", path, key);
-    if (!json_is_object(o)) return invalid(c, "%s: expected an object, got %s", sub, type_name(o));
+    if (!json_is_object(o))
+        return invalid(c, "%s: expected an object, got %s", sub, decode_json_type_name(o));
     ep->present = true;
     struct zipkin_str_in svc, v4, v6;
     int rc;
@@ -597,33 +500,22 @@ static int get_endpoint(struct jz *c, const json_t *span, const char *key, const
     json_t *port = member(o, "port");
     if (port) {
         if (!json_is_integer(port))
-            return invalid(c, "%s.port: expected an integer, got %s", sub, type_name(port));
+            return invalid(c, "%s.port: expected an integer, got %s", sub,
+                           decode_json_type_name(port));
         json_int_t p = json_integer_value(port);
         ep->port = p > 0 && p <= 65535 ? (int32_t)p : 0; /* out of range: absent */
     }
     return 0;
 }
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * size);
-    if (!q) return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
-/* Reads span i into in (borrowing the tree). Returns 0, REFUSE (c->zb.why), -EINVAL, -ENOMEM. */
+/* Reads span i into in (borrowing the tree). Returns 0, DECODE_REFUSE (c->zb.why), -EINVAL,
+ * -ENOMEM. */
 static int read_span(struct jz *c, const json_t *js, const char *path, struct zipkin_span_in *in)
 {
     int rc;
     memset(in, 0, sizeof *in);
     if (!json_is_object(js))
-        return invalid(c, "%s: expected an object, got %s", path, type_name(js));
+        return invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(js));
 
     /* Types first (a wrong type fails the request whatever else is wrong with the span). */
     struct zipkin_str_in trace, id, parent, kind;
@@ -644,12 +536,13 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
     json_t *anns = member(js, "annotations");
     size_t n_anns = 0;
     if (anns && !json_is_array(anns))
-        return invalid(c, "%s.annotations: expected an array, got %s", path, type_name(anns));
+        return invalid(c, "%s.annotations: expected an array, got %s", path,
+                       decode_json_type_name(anns));
     n_anns = anns ? json_array_size(anns) : 0;
     if (n_anns > c->zb.lim->max_events)
-        return zrefuse(&c->zb, "annotations: %zu annotations, max %u", n_anns,
-                       c->zb.lim->max_events);
-    if ((rc = grow((void **)&c->anns, &c->cap_anns, n_anns, sizeof *c->anns))) return rc;
+        return zipkin_refuse(&c->zb, "annotations: %zu annotations, max %u", n_anns,
+                             c->zb.lim->max_events);
+    if ((rc = decode_grow((void **)&c->anns, &c->cap_anns, n_anns, sizeof *c->anns))) return rc;
     size_t k = 0;
     for (size_t i = 0; i < n_anns; i++) {
         json_t *a = json_array_get(anns, i);
@@ -657,7 +550,7 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
         snprintf(sub, sizeof sub, "%s.annotations[%zu]", path, i);
         if (json_is_null(a)) continue;
         if (!json_is_object(a))
-            return invalid(c, "%s: expected an object, got %s", sub, type_name(a));
+            return invalid(c, "%s: expected an object, got %s", sub, decode_json_type_name(a));
         struct zipkin_annotation_in *out = &c->anns[k++];
         if ((rc = get_micros(c, a, "timestamp", sub, &out->time_ns, &range)) ||
             (rc = get_string(c, a, "value", sub, &out->value)))
@@ -668,11 +561,11 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
 
     json_t *tags = member(js, "tags");
     if (tags && !json_is_object(tags))
-        return invalid(c, "%s.tags: expected an object, got %s", path, type_name(tags));
+        return invalid(c, "%s.tags: expected an object, got %s", path, decode_json_type_name(tags));
     size_t n_tags = tags ? json_object_size(tags) : 0;
     if (n_tags > c->zb.lim->max_attrs)
-        return zrefuse(&c->zb, "tags: %zu tags, max %u", n_tags, c->zb.lim->max_attrs);
-    if ((rc = grow((void **)&c->tags, &c->cap_tags, n_tags, sizeof *c->tags))) return rc;
+        return zipkin_refuse(&c->zb, "tags: %zu tags, max %u", n_tags, c->zb.lim->max_attrs);
+    if ((rc = decode_grow((void **)&c->tags, &c->cap_tags, n_tags, sizeof *c->tags))) return rc;
     k = 0;
     if (tags) {
         const char *key;
@@ -709,7 +602,7 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
             }
             default:
                 return invalid(c, "%s.tags.%.64s: expected a string, got %s", path, key,
-                               type_name(v));
+                               decode_json_type_name(v));
             }
             k++;
         }
@@ -718,30 +611,30 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
     in->n_tags = k;
 
     /* Ids and ranges: an invalid span is rejected alone. */
-    if (!trace.len) return zrefuse(&c->zb, "traceId: missing");
+    if (!trace.len) return zipkin_refuse(&c->zb, "traceId: missing");
     if (trace.len == 16) {
         memset(in->trace_id, 0, 8);
         if (!parse_hex(trace.ptr, 16, in->trace_id + 8, 8))
-            return zrefuse(&c->zb, "traceId: not a hex string");
+            return zipkin_refuse(&c->zb, "traceId: not a hex string");
     } else if (trace.len == 32) {
         if (!parse_hex(trace.ptr, 32, in->trace_id, 16))
-            return zrefuse(&c->zb, "traceId: not a hex string");
+            return zipkin_refuse(&c->zb, "traceId: not a hex string");
     } else {
-        return zrefuse(&c->zb, "traceId: %zu hex digits, want 16 or 32", trace.len);
+        return zipkin_refuse(&c->zb, "traceId: %zu hex digits, want 16 or 32", trace.len);
     }
-    if (id_is_zero(in->trace_id, 16)) return zrefuse(&c->zb, "traceId: all zero");
-    if (!id.len) return zrefuse(&c->zb, "id: missing");
-    if (id.len != 16) return zrefuse(&c->zb, "id: %zu hex digits, want 16", id.len);
-    if (!parse_hex(id.ptr, 16, in->id, 8)) return zrefuse(&c->zb, "id: not a hex string");
-    if (id_is_zero(in->id, 8)) return zrefuse(&c->zb, "id: all zero");
+    if (id_is_zero(in->trace_id, 16)) return zipkin_refuse(&c->zb, "traceId: all zero");
+    if (!id.len) return zipkin_refuse(&c->zb, "id: missing");
+    if (id.len != 16) return zipkin_refuse(&c->zb, "id: %zu hex digits, want 16", id.len);
+    if (!parse_hex(id.ptr, 16, in->id, 8)) return zipkin_refuse(&c->zb, "id: not a hex string");
+    if (id_is_zero(in->id, 8)) return zipkin_refuse(&c->zb, "id: all zero");
     if (parent.len) {
         if (parent.len != 16)
-            return zrefuse(&c->zb, "parentId: %zu hex digits, want 16", parent.len);
+            return zipkin_refuse(&c->zb, "parentId: %zu hex digits, want 16", parent.len);
         if (!parse_hex(parent.ptr, 16, in->parent_id, 8))
-            return zrefuse(&c->zb, "parentId: not a hex string");
+            return zipkin_refuse(&c->zb, "parentId: not a hex string");
         in->has_parent = true;
     }
-    if (range) return zrefuse(&c->zb, "timestamp or duration beyond 2^64 nanoseconds");
+    if (range) return zipkin_refuse(&c->zb, "timestamp or duration beyond 2^64 nanoseconds");
 
     static const char *const kinds[] = {"", "CLIENT", "SERVER", "PRODUCER", "CONSUMER"};
     for (int i = 1; i <= 4; i++)
@@ -753,7 +646,8 @@ static int read_span(struct jz *c, const json_t *js, const char *path, struct zi
 static int convert(struct jz *c, const json_t *root)
 {
     if (!json_is_array(root))
-        return invalid(c, "request: expected an array of spans, got %s", type_name(root));
+        return invalid(c, "request: expected an array of spans, got %s",
+                       decode_json_type_name(root));
     size_t n = json_array_size(root);
     if (n > c->zb.lim->max_spans) {
         snprintf(c->err, sizeof c->err, "more than %u spans in one request", c->zb.lim->max_spans);
@@ -767,7 +661,7 @@ static int convert(struct jz *c, const json_t *root)
         struct zipkin_span_in in;
         int rc = read_span(c, js, path, &in);
         if (rc == 0) rc = zipkin_build_span(&c->zb, &in);
-        if (rc == REFUSE) rc = zipkin_reject(c->zb.b, path, c->zb.why);
+        if (rc == DECODE_REFUSE) rc = decode_reject(c->zb.b, 1, "%s.%s", path, c->zb.why);
         if (rc) return rc;
     }
     return 0;

@@ -4,11 +4,11 @@
  * model. The mapping itself is shared with the JSON decoder (zipkin_build_span, zipkin.h).
  *
  * Three steps, as in otlp_proto.c, each bounded before it allocates (style rule 7):
- *  1. scan walks the wire bytes once, guided by the protobuf-c descriptors (Zipkin's messages
- *     nest three deep at most, so recursion is bounded by the schema): it validates the wire
- *     format, counts spans against max_spans (-E2BIG before anything is unpacked) and notes
- *     string fields holding a NUL byte.
- *  2. protobuf-c unpacks the request with a counting allocator whose budget is proportional to
+ *  1. pbwire_scan (pbwire.c, shared with otlp_proto.c) walks the wire bytes once, guided by
+ *     the protobuf-c descriptors (Zipkin's messages nest three deep at most, so recursion is
+ *     bounded by the schema): it validates the wire format, counts spans against max_spans
+ *     (-E2BIG before anything is unpacked) and notes string fields holding a NUL byte.
+ *  2. protobuf-c unpacks the request with pbwire's counting allocator, its budget proportional to
  *     the body (an empty Span is 2 bytes on the wire but ~150 bytes unpacked).
  *  3. each Span is checked (ids) and handed to zipkin_build_span; an invalid span is counted in
  *     out->rejected and skipped. The unpacked tree lives in one arena freed on every path.
@@ -21,9 +21,11 @@
  * v4-mapped ipv6 is kept as the ipv4 address, as Zipkin does.
  */
 #include "zipkin.h"
+#include "decode.h"
+#include "pbwire.h"
 
 #include <errno.h>
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,120 +36,7 @@ typedef Zipkin__Proto3__ListOfSpans pb_list;
 typedef Zipkin__Proto3__Span pb_span;
 typedef Zipkin__Proto3__Endpoint pb_endpoint;
 
-#define REFUSE 1
-
-/* ----- step 1: wire scan ------------------------------------------------------------------- */
-
-struct scan {
-    const struct decode_limits *lim;
-    uint64_t spans;
-    bool nul_in_string;
-    uint8_t *patch; /* second pass: writable copy of the body whose string NULs become 0xFF */
-    int rc;
-    char msg[128];
-};
-
-static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        if (*pos >= len) return -1;
-        uint8_t c = p[(*pos)++];
-        v |= (uint64_t)(c & 0x7f) << (7 * i);
-        if (!(c & 0x80)) {
-            *out = v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* Returns 0, or sets sc->rc / sc->msg and returns -1. base: offset of p in the body. */
-static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
-                        const ProtobufCMessageDescriptor *d)
-{
-    size_t pos = 0;
-    while (pos < len) {
-        uint64_t tag, v;
-        if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
-        unsigned field = (unsigned)(tag >> 3);
-        switch (tag & 7) {
-        case 0:
-            if (read_varint(p, len, &pos, &v)) goto bad;
-            break;
-        case 1:
-            if (len - pos < 8) goto bad;
-            pos += 8;
-            break;
-        case 5:
-            if (len - pos < 4) goto bad;
-            pos += 4;
-            break;
-        case 2: {
-            if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
-            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, (size_t)v)) {
-                sc->nul_in_string = true;
-                if (sc->patch) {
-                    uint8_t *w = sc->patch + base + pos;
-                    for (size_t k = 0; k < (size_t)v; k++)
-                        if (w[k] == 0) w[k] = 0xff;
-                }
-            }
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (f->descriptor == &zipkin__proto3__span__descriptor &&
-                    ++sc->spans > sc->lim->max_spans) {
-                    sc->rc = -E2BIG;
-                    snprintf(sc->msg, sizeof sc->msg, "more than %u spans in one request",
-                             sc->lim->max_spans);
-                    return -1;
-                }
-                if (scan_message(sc, p + pos, (size_t)v, base + pos, f->descriptor)) return -1;
-            }
-            pos += (size_t)v;
-            break;
-        }
-        default: /* groups (3, 4) are not in proto3; 6 and 7 do not exist */
-            goto bad;
-        }
-    }
-    return 0;
-bad:
-    sc->rc = -EINVAL;
-    snprintf(sc->msg, sizeof sc->msg, "malformed protobuf near byte %zu", base + pos);
-    return -1;
-}
-
-/* ----- step 2: counting allocator ---------------------------------------------------------- */
-
-struct budget {
-    struct arena *arena;
-    size_t used, limit;
-    bool exceeded, oom;
-};
-
-static void *budget_alloc(void *data, size_t size)
-{
-    struct budget *bd = data;
-    if (size > bd->limit - bd->used) {
-        bd->exceeded = true;
-        return NULL;
-    }
-    void *p = arena_alloc(bd->arena, size);
-    if (!p) {
-        bd->oom = true;
-        return NULL;
-    }
-    bd->used += size;
-    return p;
-}
-
-static void budget_free(void *data, void *ptr)
-{
-    /* freed with the arena */
-}
-
-/* ----- step 3: conversion ------------------------------------------------------------------ */
+/* ----- step 3: conversion (steps 1 and 2 are pbwire.c's) ------------------------------------ */
 
 static struct zipkin_str_in zs(const char *s)
 {
@@ -188,56 +77,32 @@ struct pconv {
     size_t cap_anns;
 };
 
-static int grow(void **p, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap) return 0;
-    size_t n = *cap ? *cap : 16;
-    while (n < need)
-        n *= 2;
-    void *q = realloc(*p, n * size);
-    if (!q) return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
-
-static int prefuse(struct zipkin_builder *zb, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int prefuse(struct zipkin_builder *zb, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(zb->why, sizeof zb->why, fmt, ap);
-    va_end(ap);
-    return REFUSE;
-}
-
-/* Returns 0, REFUSE (c->zb.why) or -ENOMEM. */
+/* Returns 0, DECODE_REFUSE (c->zb.why) or -ENOMEM. */
 static int convert_span(struct pconv *c, const pb_span *ps)
 {
     const struct decode_limits *lim = c->zb.lim;
     struct zipkin_span_in in;
     memset(&in, 0, sizeof in);
-    if (ps->trace_id.len == 0) return prefuse(&c->zb, "trace_id: missing");
+    if (ps->trace_id.len == 0) return zipkin_refuse(&c->zb, "trace_id: missing");
     if (ps->trace_id.len == 8)
         memcpy(in.trace_id + 8, ps->trace_id.data, 8);
     else if (ps->trace_id.len == 16)
         memcpy(in.trace_id, ps->trace_id.data, 16);
     else
-        return prefuse(&c->zb, "trace_id: length %zu, want 8 or 16", ps->trace_id.len);
-    if (id_is_zero(in.trace_id, 16)) return prefuse(&c->zb, "trace_id: all zero");
-    if (ps->id.len == 0) return prefuse(&c->zb, "id: missing");
-    if (ps->id.len != 8) return prefuse(&c->zb, "id: length %zu, want 8", ps->id.len);
+        return zipkin_refuse(&c->zb, "trace_id: length %zu, want 8 or 16", ps->trace_id.len);
+    if (id_is_zero(in.trace_id, 16)) return zipkin_refuse(&c->zb, "trace_id: all zero");
+    if (ps->id.len == 0) return zipkin_refuse(&c->zb, "id: missing");
+    if (ps->id.len != 8) return zipkin_refuse(&c->zb, "id: length %zu, want 8", ps->id.len);
     memcpy(in.id, ps->id.data, 8);
-    if (id_is_zero(in.id, 8)) return prefuse(&c->zb, "id: all zero");
+    if (id_is_zero(in.id, 8)) return zipkin_refuse(&c->zb, "id: all zero");
     if (ps->parent_id.len) {
         if (ps->parent_id.len != 8)
-            return prefuse(&c->zb, "parent_id: length %zu, want 8", ps->parent_id.len);
+            return zipkin_refuse(&c->zb, "parent_id: length %zu, want 8", ps->parent_id.len);
         memcpy(in.parent_id, ps->parent_id.data, 8);
         in.has_parent = true;
     }
     if (ps->timestamp > UINT64_MAX / 1000 || ps->duration > UINT64_MAX / 1000)
-        return prefuse(&c->zb, "timestamp or duration beyond 2^64 nanoseconds");
+        return zipkin_refuse(&c->zb, "timestamp or duration beyond 2^64 nanoseconds");
     in.kind = (int)ps->kind >= 0 && (int)ps->kind <= 4 ? (int)ps->kind : 0;
     in.name = zs(ps->name);
     in.start_ns = ps->timestamp * 1000;
@@ -248,12 +113,12 @@ static int convert_span(struct pconv *c, const pb_span *ps)
     in.shared = ps->shared;
 
     if (ps->n_tags > lim->max_attrs)
-        return prefuse(&c->zb, "tags: %zu tags, max %u", ps->n_tags, lim->max_attrs);
+        return zipkin_refuse(&c->zb, "tags: %zu tags, max %u", ps->n_tags, lim->max_attrs);
     if (ps->n_annotations > lim->max_events)
-        return prefuse(&c->zb, "annotations: %zu annotations, max %u", ps->n_annotations,
-                       lim->max_events);
-    if (grow((void **)&c->tags, &c->cap_tags, ps->n_tags, sizeof *c->tags) ||
-        grow((void **)&c->anns, &c->cap_anns, ps->n_annotations, sizeof *c->anns))
+        return zipkin_refuse(&c->zb, "annotations: %zu annotations, max %u", ps->n_annotations,
+                             lim->max_events);
+    if (decode_grow((void **)&c->tags, &c->cap_tags, ps->n_tags, sizeof *c->tags) ||
+        decode_grow((void **)&c->anns, &c->cap_anns, ps->n_annotations, sizeof *c->anns))
         return -ENOMEM;
     for (size_t i = 0; i < ps->n_tags; i++) {
         c->tags[i].key = zs(ps->tags[i]->key);
@@ -262,7 +127,7 @@ static int convert_span(struct pconv *c, const pb_span *ps)
     for (size_t i = 0; i < ps->n_annotations; i++) {
         uint64_t ts = ps->annotations[i]->timestamp;
         if (ts > UINT64_MAX / 1000)
-            return prefuse(&c->zb, "annotations[%zu].timestamp: beyond 2^64 nanoseconds", i);
+            return zipkin_refuse(&c->zb, "annotations[%zu].timestamp: beyond 2^64 nanoseconds", i);
         c->anns[i].time_ns = ts * 1000;
         c->anns[i].value = zs(ps->annotations[i]->value);
     }
@@ -285,67 +150,42 @@ int zipkin_decode_spans_proto(const uint8_t *body, size_t len, const struct deco
         if (len) return -EINVAL;
         body = (const uint8_t *)"";
     }
-    struct scan sc = {.lim = lim};
-    if (scan_message(&sc, body, len, 0, &zipkin__proto3__list_of_spans__descriptor)) {
-        if (err && errlen) snprintf(err, errlen, "%s", sc.msg);
-        return sc.rc;
-    }
-    uint8_t *patched = NULL;
-    if (sc.nul_in_string) {
-        patched = malloc(len);
-        if (!patched) {
-            if (err && errlen) snprintf(err, errlen, "out of memory decoding the request");
-            return -ENOMEM;
-        }
-        memcpy(patched, body, len);
-        sc.patch = patched;
-        sc.spans = 0;
-        scan_message(&sc, body, len, 0, &zipkin__proto3__list_of_spans__descriptor);
-        body = patched;
-    }
+    /* No depth bound of our own: the scan only descends into fields the schema declares as
+     * messages, and Zipkin's nest three deep at most. */
+    struct pbwire_scan sc = {.root = &zipkin__proto3__list_of_spans__descriptor,
+                             .span = &zipkin__proto3__span__descriptor,
+                             .max_spans = lim->max_spans,
+                             .max_depth = UINT_MAX};
+    int rc = pbwire_scan(&sc, body, len, err, errlen);
+    if (rc) return rc;
+    if (sc.patched) body = sc.patched;
 
-    /* Spans are counted and bounded by the scan, so they are charged apart; 64 bytes of heap
-     * per wire byte covers every other message (an empty Endpoint, Annotation or TagsEntry is
-     * 2 wire bytes for a ~50-byte struct and a pointer). */
-    struct budget bd = {.limit = (len < (SIZE_MAX >> 7) ? len * 64 : SIZE_MAX / 2) +
-                                 (size_t)sc.spans * 256 + (1u << 16)};
+    /* Spans are counted and bounded by the scan, so they are charged apart; 16 bytes of heap
+     * per wire byte covers every honest message (tags, annotations and endpoints with content
+     * unpack to 3-5 times their size) and keeps one request inside the memory bound (README:
+     * Guarantees and limits). Only pathological bodies of empty sub-messages (2 wire bytes for
+     * a ~50-byte struct) hit it, and get 413. */
+    struct pbwire_budget bd;
     struct pconv c = {.zb = {.b = out, .lim = lim}};
-    int rc = 0;
-    char msg[256] = "";
-    bd.arena = arena_create(len * 4 + 4096);
-    if (!bd.arena) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    ProtobufCAllocator alloc = {.alloc = budget_alloc, .free = budget_free, .allocator_data = &bd};
-    pb_list *list = zipkin__proto3__list_of_spans__unpack(&alloc, len, body);
+    rc = pbwire_budget_open(&bd, len,
+                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
+                                (size_t)sc.spans * 256 + (1u << 16));
+    if (rc) goto out;
+    pb_list *list = zipkin__proto3__list_of_spans__unpack(&bd.alloc, len, body);
     if (!list) {
-        if (bd.oom) {
-            rc = -ENOMEM;
-        } else if (bd.exceeded) {
-            snprintf(msg, sizeof msg, "request too large once decoded (over %zu bytes)", bd.limit);
-            rc = -E2BIG;
-        } else {
-            snprintf(msg, sizeof msg, "undecodable zipkin.proto3.ListOfSpans protobuf");
-            rc = -EINVAL;
-        }
+        rc = pbwire_unpack_failed(&bd, "zipkin.proto3.ListOfSpans", err, errlen);
         goto out;
     }
     for (size_t i = 0; i < list->n_spans && rc == 0; i++) {
         rc = convert_span(&c, list->spans[i]);
-        if (rc == REFUSE) {
-            char where[32];
-            snprintf(where, sizeof where, "spans[%zu]", i);
-            rc = zipkin_reject(out, where, c.zb.why);
-        }
+        if (rc == DECODE_REFUSE) rc = decode_reject(out, 1, "spans[%zu].%s", i, c.zb.why);
     }
     /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
 out:
-    arena_destroy(bd.arena);
-    free(patched);
+    pbwire_budget_close(&bd);
+    free(sc.patched);
     free(c.tags);
     free(c.anns);
-    if (rc == -ENOMEM) snprintf(msg, sizeof msg, "out of memory decoding the request");
-    if (rc && err && errlen) snprintf(err, errlen, "%s", msg);
+    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
 }

@@ -70,8 +70,6 @@
 
 static const char json_type[] = "application/json";
 
-/* Nested AnyValue depth rendered; deeper values become null (decoders cap nesting lower). */
-#define MAX_VALUE_DEPTH 32
 /* Integers JavaScript can hold exactly; beyond, Jaeger sends the digits as a string. */
 #define JS_MAX_SAFE_INTEGER ((INT64_C(1) << 53) - 1)
 
@@ -128,94 +126,9 @@ static void respond_body(struct query_response *resp, struct sbuf *b)
 /* A store read failed: 503 for conditions that pass (busy, memory), 500 otherwise. */
 static void respond_store_error(struct query_response *resp, const char *what, int rc)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s: storage error: %s", what, strerror(-rc));
-    log_ratelimited(LOG_WARN, "query-store-error", "query: %s", msg);
-    bool transient = rc == -EBUSY || rc == -ENOMEM || rc == -EAGAIN;
-    respond_error(resp, transient ? 503 : 500, msg);
-}
-
-/* ----- values ----------------------------------------------------------------------------- */
-
-struct kv_order {
-    const struct attr *a;
-    uint32_t idx;
-};
-
-static int kv_order_cmp(const void *x, const void *y)
-{
-    const struct kv_order *a = x, *b = y;
-    uint32_t la = a->a->key.len, lb = b->a->key.len;
-    int c = memcmp(a->a->key.ptr, b->a->key.ptr, la < lb ? la : lb);
-    if (c) return c;
-    if (la != lb) return la < lb ? -1 : 1;
-    return a->idx < b->idx ? -1 : a->idx > b->idx;
-}
-
-/* A value as Go's json.Marshal writes pcommon's AsRaw() of it. */
-static void raw_value(struct sbuf *b, const struct value *v, int depth)
-{
-    if (depth > MAX_VALUE_DEPTH) {
-        sb_puts(b, "null");
-        return;
-    }
-    switch (v->type) {
-    case VALUE_STRING:
-        sb_json_str(b, v->u.str.ptr ? v->u.str.ptr : "", v->u.str.len);
-        break;
-    case VALUE_BOOL:
-        sb_puts(b, v->u.b ? "true" : "false");
-        break;
-    case VALUE_INT:
-        sb_int(b, v->u.i);
-        break;
-    case VALUE_DOUBLE:
-        sb_double(b, v->u.d);
-        break;
-    case VALUE_BYTES:
-        sb_json_base64(b, (const uint8_t *)v->u.str.ptr, v->u.str.ptr ? v->u.str.len : 0);
-        break;
-    case VALUE_ARRAY:
-        sb_putc(b, '[');
-        for (uint32_t i = 0; i < v->u.array.n; i++) {
-            if (i) sb_putc(b, ',');
-            raw_value(b, &v->u.array.items[i], depth + 1);
-        }
-        sb_putc(b, ']');
-        break;
-    case VALUE_KVLIST: {
-        uint32_t n = v->u.kvlist.n;
-        struct kv_order *ord = n ? malloc(n * sizeof *ord) : NULL;
-        if (n && !ord) {
-            if (!b->error) b->error = -ENOMEM;
-            return;
-        }
-        for (uint32_t i = 0; i < n; i++)
-            ord[i] = (struct kv_order){&v->u.kvlist.items[i], i};
-        qsort(ord, n, sizeof *ord, kv_order_cmp);
-        sb_putc(b, '{');
-        bool first = true;
-        for (uint32_t i = 0; i < n; i++) {
-            const struct mstr *k = &ord[i].a->key;
-            /* Go's map keeps the last of duplicate keys: skip all but the last. */
-            if (i + 1 < n && ord[i + 1].a->key.len == k->len &&
-                memcmp(ord[i + 1].a->key.ptr, k->ptr, k->len) == 0)
-                continue;
-            if (!first) sb_putc(b, ',');
-            first = false;
-            sb_json_str(b, k->ptr ? k->ptr : "", k->len);
-            sb_putc(b, ':');
-            raw_value(b, &ord[i].a->value, depth + 1);
-        }
-        sb_putc(b, '}');
-        free(ord);
-        break;
-    }
-    case VALUE_EMPTY:
-    default:
-        sb_puts(b, "null");
-        break;
-    }
+    char msg[QUERY_ERRMSG];
+    int status = query_store_error("query-store-error", what, rc, msg);
+    respond_error(resp, status, msg);
 }
 
 /* ----- rendering context ------------------------------------------------------------------ */
@@ -326,7 +239,7 @@ static void kv_value(struct render *r, struct sbuf *b, bool *first, const char *
     case VALUE_KVLIST:
         kv_head(b, first, key, klen, "string");
         r->nested.len = 0;
-        raw_value(&r->nested, v, 0);
+        sb_json_value(&r->nested, v, true);
         if (r->nested.error) {
             if (!b->error) b->error = r->nested.error;
             r->nested.error = 0;
@@ -922,6 +835,7 @@ static bool has_prefix(const char *s, const char *prefix)
 int query_handle(struct store *st, const char *path, const struct query_arg *args, size_t n_args,
                  struct query_response *resp)
 {
+    if (path && strcmp(path, "/api/graph") == 0) return graph_query_handle(st, args, n_args, resp);
     if (path && has_prefix(path, "/api/v2/")) return zipkin_query_handle(st, path, args, n_args, resp);
     if (!path || !has_prefix(path, "/api/")) return -ENOENT;
     const char *r = path + 5;

@@ -1,5 +1,6 @@
 /*
- * json_out.c: the output buffer and the JSON writers the Jaeger renderer is built on.
+ * json_out.c: the output buffer and the JSON writers the Jaeger and Zipkin renderers are built
+ * on, and the classification of store errors both APIs answer with.
  *
  * Hand-rolled rather than a jansson tree: a search can return a hundred traces of thousands of
  * spans, and building a json_t per tag only to serialise it doubles the work and the memory. The
@@ -321,4 +322,119 @@ void sb_json_hex(struct sbuf *b, const uint8_t *p, size_t n)
     *o++ = '"';
     b->len = (size_t)(o - b->p);
     b->p[b->len] = '\0';
+}
+
+/* ----- span model values ------------------------------------------------------------------ */
+
+struct kv_order {
+    const struct attr *a;
+    uint32_t idx;
+};
+
+static int kv_order_cmp(const void *x, const void *y)
+{
+    const struct kv_order *a = x, *b = y;
+    uint32_t la = a->a->key.len, lb = b->a->key.len;
+    int c = memcmp(a->a->key.ptr, b->a->key.ptr, la < lb ? la : lb);
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static void json_value(struct sbuf *b, const struct value *v, bool go_map, int depth);
+
+/* A kvlist as Go marshals a map: keys sorted, the last of duplicate keys kept. */
+static void json_go_map(struct sbuf *b, const struct value *v, int depth)
+{
+    uint32_t n = v->u.kvlist.n;
+    struct kv_order *ord = n ? malloc(n * sizeof *ord) : NULL;
+    if (n && !ord) {
+        if (!b->error) b->error = -ENOMEM;
+        return;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        ord[i] = (struct kv_order){&v->u.kvlist.items[i], i};
+    qsort(ord, n, sizeof *ord, kv_order_cmp);
+    sb_putc(b, '{');
+    bool first = true;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct mstr *k = &ord[i].a->key;
+        /* Go's map keeps the last of duplicate keys: skip all but the last. */
+        if (i + 1 < n && ord[i + 1].a->key.len == k->len &&
+            memcmp(ord[i + 1].a->key.ptr, k->ptr, k->len) == 0)
+            continue;
+        if (!first) sb_putc(b, ',');
+        first = false;
+        sb_json_str(b, k->ptr ? k->ptr : "", k->len);
+        sb_putc(b, ':');
+        json_value(b, &ord[i].a->value, true, depth + 1);
+    }
+    sb_putc(b, '}');
+    free(ord);
+}
+
+static void json_value(struct sbuf *b, const struct value *v, bool go_map, int depth)
+{
+    if (depth > QUERY_MAX_VALUE_DEPTH) {
+        sb_puts(b, "null");
+        return;
+    }
+    switch (v->type) {
+    case VALUE_STRING:
+        sb_json_str(b, v->u.str.ptr ? v->u.str.ptr : "", v->u.str.len);
+        break;
+    case VALUE_BOOL:
+        sb_puts(b, v->u.b ? "true" : "false");
+        break;
+    case VALUE_INT:
+        sb_int(b, v->u.i);
+        break;
+    case VALUE_DOUBLE:
+        sb_double(b, v->u.d);
+        break;
+    case VALUE_BYTES:
+        sb_json_base64(b, (const uint8_t *)v->u.str.ptr, v->u.str.ptr ? v->u.str.len : 0);
+        break;
+    case VALUE_ARRAY:
+        sb_putc(b, '[');
+        for (uint32_t i = 0; i < v->u.array.n; i++) {
+            if (i) sb_putc(b, ',');
+            json_value(b, &v->u.array.items[i], go_map, depth + 1);
+        }
+        sb_putc(b, ']');
+        break;
+    case VALUE_KVLIST:
+        if (go_map) {
+            json_go_map(b, v, depth);
+            break;
+        }
+        sb_putc(b, '{');
+        for (uint32_t i = 0; i < v->u.kvlist.n; i++) {
+            const struct attr *a = &v->u.kvlist.items[i];
+            if (i) sb_putc(b, ',');
+            sb_json_str(b, a->key.ptr ? a->key.ptr : "", a->key.len);
+            sb_putc(b, ':');
+            json_value(b, &a->value, false, depth + 1);
+        }
+        sb_putc(b, '}');
+        break;
+    case VALUE_EMPTY:
+    default:
+        sb_puts(b, "null");
+        break;
+    }
+}
+
+void sb_json_value(struct sbuf *b, const struct value *v, bool go_map)
+{
+    json_value(b, v, go_map, 0);
+}
+
+/* ----- store errors ----------------------------------------------------------------------- */
+
+int query_store_error(const char *log_key, const char *what, int rc, char msg[QUERY_ERRMSG])
+{
+    snprintf(msg, QUERY_ERRMSG, "%s: storage error: %s", what, strerror(-rc));
+    log_ratelimited(LOG_WARN, log_key, "query: %s", msg);
+    return rc == -EBUSY || rc == -ENOMEM || rc == -EAGAIN ? 503 : 500;
 }

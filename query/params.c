@@ -436,8 +436,7 @@ void trace_params_free(struct trace_params *p)
 
 /* ----- /api/dependencies ----------------------------------------------------------------- */
 
-/* Milliseconds to microseconds, saturating (a silly endTs must not overflow into the past). */
-static int64_t ms_to_us(int64_t ms)
+int64_t query_ms_to_us(int64_t ms)
 {
     if (ms > INT64_MAX / 1000) return INT64_MAX;
     if (ms < INT64_MIN / 1000) return INT64_MIN;
@@ -451,12 +450,12 @@ int dependency_params_parse(const struct query_arg *args, size_t n, int64_t *end
     bool present;
     int64_t v;
     if ((rc = param_int64(args, n, "endTs", &v, &present, err))) return rc;
-    *end_us = present ? ms_to_us(v) : query_now_us();
+    *end_us = present ? query_ms_to_us(v) : query_now_us();
     if ((rc = param_int64(args, n, "lookback", &v, &present, err))) return rc;
     if (present && v < 0) {
         snprintf(err, QUERY_ERRMSG, "unable to parse param 'lookback': must not be negative");
         return -EINVAL;
     }
-    *lookback_us = ms_to_us(present ? v : QUERY_DEFAULT_DEP_LOOKBACK_MS);
+    *lookback_us = query_ms_to_us(present ? v : QUERY_DEFAULT_DEP_LOOKBACK_MS);
     return 0;
 }

@@ -53,6 +53,14 @@ static inline void sb_json_cstr(struct sbuf *b, const char *s)
 {
     sb_json_str(b, s, __builtin_strlen(s));
 }
+/* Nested array/kvlist levels sb_json_value renders; deeper values become null (the decoders cap
+ * nesting lower). */
+#define QUERY_MAX_VALUE_DEPTH 32
+/* A span model value as Go's json.Marshal writes pcommon's AsRaw() of it: strings, booleans,
+ * numbers (sb_int, sb_double), bytes as base64, arrays, maps; empty as null. go_map: a kvlist's
+ * keys sorted, the last of duplicate keys kept, as Go marshals a map; false: keys in stored
+ * order, duplicates kept. Levels beyond QUERY_MAX_VALUE_DEPTH become null. Borrows v. */
+void sb_json_value(struct sbuf *b, const struct value *v, bool go_map);
 /* A quoted string of standard base64 (with padding), as Go encodes []byte. */
 void sb_json_base64(struct sbuf *b, const uint8_t *p, size_t n);
 /* A quoted string of lowercase hex. */
@@ -67,6 +75,16 @@ void sb_json_hex(struct sbuf *b, const uint8_t *p, size_t n);
 #define QUERY_DEFAULT_LOOKBACK_US (2 * 86400000000LL) /* Jaeger: 2 days for trace search */
 #define QUERY_DEFAULT_DEP_LOOKBACK_MS (86400000LL)    /* Jaeger: 1 day for dependencies */
 #define QUERY_ERRMSG 512                              /* error message buffer size */
+
+/* A store read failed: writes "<what>: storage error: <reason>" into msg, logs it (rate-limited
+ * under log_key) and returns the status to answer with: 503 for conditions that pass (busy,
+ * memory), 500 otherwise. Each API wraps msg in its own error body. */
+int query_store_error(const char *log_key, const char *what, int rc,
+                      char msg[QUERY_ERRMSG] /* OUT */);
+
+/* Milliseconds (the APIs' endTs, lookback) to microseconds, saturating: a silly value must not
+ * overflow into the past. */
+int64_t query_ms_to_us(int64_t ms);
 
 /* The clock; tests replace it. Returns microseconds since the epoch. */
 extern int64_t (*query_now_us)(void);
@@ -125,5 +143,16 @@ int zipkin_query_handle(struct store *st, const char *path, const struct query_a
 /* Renders one trace as Zipkin v2 JSON (an array of spans, see zipkin.c MAPPING). Sorts the
  * batch's spans by start time in place. Errors land in b->error. */
 void zipkin_render_trace(struct sbuf *b, struct span_batch *trace);
+
+/* ----- service-graph API (graph.c) ------------------------------------------------------- */
+
+/* Answers GET /api/graph (start=, end=, namespace=; see graph.c for the JSON shape): resp
+ * filled on every path (400 naming a bad parameter, 500/503 when the store fails). Returns 0.
+ * Borrows everything. Called from query_handle. */
+int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_args,
+                       struct query_response *resp /* OUT */);
+
+/* Renders a graph as the /api/graph JSON body. Borrows g; errors land in b->error. */
+void graph_render(struct sbuf *b, const struct graph *g);
 
 #endif

@@ -67,7 +67,6 @@ static const char text_type[] = "text/plain; charset=utf-8";
 #define ZIPKIN_MAX_LIMIT 1000                 /* larger limits are clamped */
 #define ZIPKIN_MAX_TERMS 32                   /* annotationQuery terms */
 #define ZIPKIN_NAMES_TRACES 1000              /* traces scanned for remote services / values */
-#define ZIPKIN_MAX_VALUE_DEPTH 32             /* nested values rendered; deeper become null */
 
 /* ----- responses -------------------------------------------------------------------------- */
 
@@ -108,10 +107,9 @@ static void respond_json(struct query_response *resp, struct sbuf *b)
 
 static void respond_store_error(struct query_response *resp, const char *what, int rc)
 {
-    char msg[256];
-    snprintf(msg, sizeof msg, "%s: storage error: %s", what, strerror(-rc));
-    log_ratelimited(LOG_WARN, "zipkin-store-error", "query: %s", msg);
-    respond_text(resp, rc == -EBUSY || rc == -ENOMEM || rc == -EAGAIN ? 503 : 500, msg);
+    char msg[QUERY_ERRMSG];
+    int status = query_store_error("zipkin-store-error", what, rc, msg);
+    respond_text(resp, status, msg);
 }
 
 /* ----- small helpers ---------------------------------------------------------------------- */
@@ -247,56 +245,8 @@ static void tag_str(struct zview *v, const char *key, const char *val, size_t vl
     t->vlen = vlen;
 }
 
-/* A value as JSON (arrays and maps as the exporter's json.Marshal of AsRaw, keys in order). */
-static void value_json(struct sbuf *b, const struct value *v, int depth)
-{
-    if (depth > ZIPKIN_MAX_VALUE_DEPTH) {
-        sb_puts(b, "null");
-        return;
-    }
-    switch (v->type) {
-    case VALUE_STRING:
-        sb_json_str(b, v->u.str.ptr ? v->u.str.ptr : "", v->u.str.len);
-        break;
-    case VALUE_BOOL:
-        sb_puts(b, v->u.b ? "true" : "false");
-        break;
-    case VALUE_INT:
-        sb_int(b, v->u.i);
-        break;
-    case VALUE_DOUBLE:
-        sb_double(b, v->u.d);
-        break;
-    case VALUE_BYTES:
-        sb_json_base64(b, (const uint8_t *)v->u.str.ptr, v->u.str.ptr ? v->u.str.len : 0);
-        break;
-    case VALUE_ARRAY:
-        sb_putc(b, '[');
-        for (uint32_t i = 0; i < v->u.array.n; i++) {
-            if (i) sb_putc(b, ',');
-            value_json(b, &v->u.array.items[i], depth + 1);
-        }
-        sb_putc(b, ']');
-        break;
-    case VALUE_KVLIST:
-        sb_putc(b, '{');
-        for (uint32_t i = 0; i < v->u.kvlist.n; i++) {
-            const struct attr *a = &v->u.kvlist.items[i];
-            if (i) sb_putc(b, ',');
-            sb_json_str(b, a->key.ptr ? a->key.ptr : "", a->key.len);
-            sb_putc(b, ':');
-            value_json(b, &a->value, depth + 1);
-        }
-        sb_putc(b, '}');
-        break;
-    default:
-        sb_puts(b, "null");
-        break;
-    }
-}
-
-/* Appends a value's text form to b: strings as they are, the rest as value_json writes them
- * (bytes without the quotes). */
+/* Appends a value's text form to b: strings as they are, the rest as JSON (bytes without the
+ * quotes; maps with their keys in stored order). */
 static void value_text(struct sbuf *b, const struct value *v)
 {
     switch (v->type) {
@@ -307,7 +257,7 @@ static void value_text(struct sbuf *b, const struct value *v)
         break;
     case VALUE_BYTES: {
         size_t at = b->len;
-        value_json(b, v, 0);
+        sb_json_value(b, v, false);
         if (!b->error && b->len >= at + 2) { /* strip the quotes */
             memmove(b->p + at, b->p + at + 1, b->len - at - 2);
             b->len -= 2;
@@ -316,7 +266,7 @@ static void value_text(struct sbuf *b, const struct value *v)
         break;
     }
     default:
-        value_json(b, v, 0);
+        sb_json_value(b, v, false);
         break;
     }
 }
@@ -463,7 +413,7 @@ static int zview_build(struct zview *v, const struct span *s)
             sb_json_str(&v->text, e->attrs.items[k].key.ptr ? e->attrs.items[k].key.ptr : "",
                         e->attrs.items[k].key.len);
             sb_putc(&v->text, ':');
-            value_json(&v->text, &e->attrs.items[k].value, 0);
+            sb_json_value(&v->text, &e->attrs.items[k].value, false);
         }
         sb_puts(&v->text, "}|");
         sb_uint(&v->text, e->attrs.dropped);
@@ -667,6 +617,38 @@ static int int_param(const struct query_arg *args, size_t n, const char *key, in
     return 0;
 }
 
+/* A required parameter's value; NULL, after a 400 naming it, when absent or empty. */
+static const char *required_param(const struct query_arg *args, size_t n, const char *key,
+                                  struct query_response *resp)
+{
+    const char *v = query_arg(args, n, key);
+    if (!v) bad_param(resp, "parameter '%s' is required", key);
+    return v;
+}
+
+/* endTs= and lookback= (epoch ms and ms, both positive; lookback defaults to a day). An absent
+ * endTs is now, or a 400 when end_required (as Zipkin's /dependencies wants it). Returns 0 or
+ * -EINVAL (resp filled). */
+static int window_params(const struct query_arg *args, size_t n, bool end_required, int64_t *end_ms,
+                         int64_t *lookback_ms, struct query_response *resp)
+{
+    bool present;
+    int rc;
+    if ((rc = int_param(args, n, "endTs", end_ms, &present, resp))) return rc;
+    if (!present && end_required)
+        return bad_param(resp, "parameter 'endTs' is required (epoch milliseconds)");
+    if (!present)
+        *end_ms = query_now_us() / 1000;
+    else if (*end_ms <= 0)
+        return bad_param(resp, "parameter 'endTs' must be positive (endTs <= 0)");
+    if ((rc = int_param(args, n, "lookback", lookback_ms, &present, resp))) return rc;
+    if (!present)
+        *lookback_ms = ZIPKIN_DEFAULT_LOOKBACK_MS;
+    else if (*lookback_ms <= 0)
+        return bad_param(resp, "parameter 'lookback' must be positive (lookback <= 0)");
+    return 0;
+}
+
 /* The stored spelling of a service name: exact, else the first case-insensitive match (Zipkin
  * lower-cases names; OTLP services keep theirs). malloc'd; NULL on out of memory. */
 static int resolve_service(struct store *st, const char *name, char **out)
@@ -757,11 +739,8 @@ static void handle_services(struct store *st, struct query_response *resp)
 static void handle_span_names(struct store *st, const struct query_arg *args, size_t n_args,
                               struct query_response *resp)
 {
-    const char *svc = query_arg(args, n_args, "serviceName");
-    if (!svc) {
-        bad_param(resp, "parameter 'serviceName' is required");
-        return;
-    }
+    const char *svc = required_param(args, n_args, "serviceName", resp);
+    if (!svc) return;
     char *name;
     int rc = resolve_service(st, svc, &name);
     struct operation_info *ops = NULL;
@@ -795,11 +774,8 @@ static int recent_traces(struct store *st, const char *service, unsigned max,
 static void handle_remote_services(struct store *st, const struct query_arg *args, size_t n_args,
                                    struct query_response *resp)
 {
-    const char *svc = query_arg(args, n_args, "serviceName");
-    if (!svc) {
-        bad_param(resp, "parameter 'serviceName' is required");
-        return;
-    }
+    const char *svc = required_param(args, n_args, "serviceName", resp);
+    if (!svc) return;
     char *name;
     struct span_batch **traces = NULL;
     size_t n = 0;
@@ -849,11 +825,8 @@ static void handle_autocomplete_keys(struct query_response *resp)
 static void handle_autocomplete_values(struct store *st, const struct query_arg *args,
                                        size_t n_args, struct query_response *resp)
 {
-    const char *key = query_arg(args, n_args, "key");
-    if (!key) {
-        bad_param(resp, "parameter 'key' is required");
-        return;
-    }
+    const char *key = required_param(args, n_args, "key", resp);
+    if (!key) return;
     char **names = NULL;
     int rc = store_list_services(st, &names);
     if (rc) {
@@ -969,16 +942,7 @@ static int parse_trace_query(struct store *st, const struct query_arg *args, siz
     int64_t v, end_ms, lookback_ms;
     bool present;
     int rc;
-    if ((rc = int_param(args, n, "endTs", &end_ms, &present, resp))) return rc;
-    if (!present)
-        end_ms = query_now_us() / 1000;
-    else if (end_ms <= 0)
-        return bad_param(resp, "parameter 'endTs' must be positive (endTs <= 0)");
-    if ((rc = int_param(args, n, "lookback", &lookback_ms, &present, resp))) return rc;
-    if (!present)
-        lookback_ms = ZIPKIN_DEFAULT_LOOKBACK_MS;
-    else if (lookback_ms <= 0)
-        return bad_param(resp, "parameter 'lookback' must be positive (lookback <= 0)");
+    if ((rc = window_params(args, n, false, &end_ms, &lookback_ms, resp))) return rc;
     if ((rc = int_param(args, n, "limit", &v, &present, resp))) return rc;
     if (present && v <= 0)
         return bad_param(resp, "parameter 'limit' must be positive (limit <= 0)");
@@ -994,9 +958,8 @@ static int parse_trace_query(struct store *st, const struct query_arg *args, siz
         return bad_param(resp, "parameter 'maxDuration' is only valid with 'minDuration'");
     if (has_max && q->max_us < q->min_us)
         return bad_param(resp, "parameter 'maxDuration' must not be below 'minDuration'");
-    q->end_us = end_ms > INT64_MAX / 1000 ? INT64_MAX : end_ms * 1000;
-    int64_t start_ms = end_ms - lookback_ms; /* both positive: no overflow */
-    q->start_us = start_ms < INT64_MIN / 1000 ? INT64_MIN : start_ms * 1000;
+    q->end_us = query_ms_to_us(end_ms);
+    q->start_us = query_ms_to_us(end_ms - lookback_ms); /* both positive: no overflow */
 
     q->remote = query_arg(args, n, "remoteServiceName");
     q->span_name = query_arg(args, n, "spanName");
@@ -1280,25 +1243,8 @@ static void handle_dependencies(struct store *st, const struct query_arg *args, 
                                 struct query_response *resp)
 {
     int64_t end_ms, lookback_ms;
-    bool present;
-    if (int_param(args, n_args, "endTs", &end_ms, &present, resp)) return;
-    if (!present) {
-        bad_param(resp, "parameter 'endTs' is required (epoch milliseconds)");
-        return;
-    }
-    if (end_ms <= 0) {
-        bad_param(resp, "parameter 'endTs' must be positive (endTs <= 0)");
-        return;
-    }
-    if (int_param(args, n_args, "lookback", &lookback_ms, &present, resp)) return;
-    if (!present)
-        lookback_ms = ZIPKIN_DEFAULT_LOOKBACK_MS;
-    else if (lookback_ms <= 0) {
-        bad_param(resp, "parameter 'lookback' must be positive (lookback <= 0)");
-        return;
-    }
-    int64_t end_us = end_ms > INT64_MAX / 1000 ? INT64_MAX : end_ms * 1000;
-    int64_t lookback_us = lookback_ms > INT64_MAX / 1000 ? INT64_MAX : lookback_ms * 1000;
+    if (window_params(args, n_args, true, &end_ms, &lookback_ms, resp)) return;
+    int64_t end_us = query_ms_to_us(end_ms), lookback_us = query_ms_to_us(lookback_ms);
     struct dependency_link *deps = NULL;
     size_t n = 0;
     int rc = store_dependencies(st, end_us, lookback_us, &deps, &n);

@@ -301,10 +301,60 @@ struct dependency_link {
     uint64_t call_count;
     uint64_t error_count;
 };
-/* Service-to-service call counts in [end_us - lookback_us, end_us], from rollups the writer
- * keeps per minute. Free with store_free_dependencies. */
+/* Service-to-service call counts in [end_us - lookback_us, end_us] (lookback_us <= 0: all
+ * time), from the edge rollups the writer keeps (the rows of store_graph between two services;
+ * edges from the "user" node and to virtual nodes are left out, as Jaeger has no such nodes).
+ * A rollup bucket counts when it overlaps the window. Free with store_free_dependencies. */
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
                        struct dependency_link **out, size_t *n_out);
 void store_free_dependencies(struct dependency_link *deps, size_t n);
+
+/* ----- service graph ------------------------------------------------------------------------
+ * Nodes and edges of a time window, summed from the writer's edge rollups (10 s buckets, 1 min
+ * once older than 6 h; see EDGE ROLLUPS in store.c). An edge is a (client node, server node,
+ * connection type); a node is a service, a virtual node (an uninstrumented peer a CLIENT span
+ * named) or the "user" node (the caller of root SERVER spans). */
+enum graph_node_kind { GRAPH_NODE_SERVICE = 0, GRAPH_NODE_VIRTUAL, GRAPH_NODE_USER };
+
+/* RED summary of a set of requests. Latencies are interpolated from the rollup histogram
+ * (within ~19%); NaN when no request in the set has a recorded latency (rollups migrated from a
+ * v1 database counted calls only). */
+struct graph_red {
+    uint64_t requests;
+    uint64_t errors;
+    double rate;       /* requests per second over the window */
+    double error_rate; /* errors / requests; 0 without requests */
+    double p50_ms, p95_ms, p99_ms;
+};
+
+struct graph_node {
+    char *name;      /* service name, the virtual peer's name, or "user" */
+    char *namespace; /* service.namespace / k8s.namespace.name of a service; "" if none */
+    enum graph_node_kind kind;
+    struct graph_red inbound; /* all edges of the graph into this node */
+};
+
+struct graph_edge {
+    size_t source, target;       /* indexes into graph.nodes */
+    const char *connection_type; /* static: "", "messaging_system", "database", "virtual_node" */
+    struct graph_red red;
+};
+
+struct graph {
+    int64_t start_us, end_us;
+    struct graph_node *nodes; /* sorted by kind (user, services, virtual), then name */
+    size_t n_nodes;
+    struct graph_edge *edges; /* sorted by source, target, connection_type */
+    size_t n_edges;
+};
+
+/* Any thread. The service graph of [start_us, end_us] (end_us > start_us): every edge with a
+ * rollup bucket overlapping the window. namespace (borrowed; NULL or "" = all) keeps the edges
+ * with a service of that namespace at either end, and their nodes. *out (OUT) is the caller's,
+ * freed with store_free_graph. Returns 0, -EINVAL for an empty window, -ENOMEM or -EIO. */
+int store_graph(struct store *st, int64_t start_us, int64_t end_us, const char *namespace,
+                struct graph **out);
+/* Accepts NULL. */
+void store_free_graph(struct graph *g);
 
 #endif

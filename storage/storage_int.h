@@ -6,6 +6,7 @@
  *  - the span codec (codec.c): the binary form of a chunk of spans stored in one row;
  *  - the read-only connection pool (store_read.c) the store (store.c) owns;
  *  - helpers both store files use (error mapping, time units);
+ *  - the edge rollups' latency histogram (rollup.c) and their node-id and bucket conventions;
  *  - test hooks, used only by tests/test_storage.c.
  */
 #ifndef MESHSCOPE_STORAGE_INT_H
@@ -67,6 +68,33 @@ struct read_pool *read_pool_create(const char *path, unsigned size);
 void read_pool_destroy(struct read_pool *p);
 /* The pool of a store (store.c). */
 struct read_pool *store_read_pool(struct store *st);
+
+/* ----- edge rollups (rollup.c; written by store.c, read by store_read.c) -------------------
+ *
+ * edge_rollup rows are keyed by (bucket start in seconds, resolution in seconds, client node,
+ * server node, connection type). Node ids: > 0 a services.id, 0 the "user" node (callers outside
+ * the traces), < 0 minus a virtual_nodes.id (an uninstrumented peer). */
+#define ROLLUP_FINE_S 10       /* resolution of fresh rollups */
+#define ROLLUP_COARSE_S 60     /* resolution after downsampling */
+#define ROLLUP_NODE_USER 0
+enum rollup_conn { CONN_PLAIN = 0, CONN_MESSAGING, CONN_DATABASE, CONN_VIRTUAL, CONN_TYPES };
+
+/* 102 finite upper bounds (us), 0.1 ms * 2^(i/4), and one overflow bucket (see rollup.c). */
+#define HIST_BOUNDS 102
+#define HIST_BUCKETS (HIST_BOUNDS + 1)
+extern const int64_t hist_bound_us[HIST_BOUNDS];
+/* Index of the bucket counting a duration (first bound >= dur_us; HIST_BOUNDS above them all). */
+unsigned hist_bucket_of(int64_t dur_us);
+/* Appends the sparse blob of counts to out (nothing for an empty histogram). 0 or -ENOMEM. */
+int hist_encode(struct buf *out, const uint64_t counts[HIST_BUCKETS]);
+/* Adds the blob's counts to counts. 0, or -EINVAL for a malformed blob (counts then partly
+ * added). Borrows p. */
+int hist_decode_add(const uint8_t *p, size_t len, uint64_t counts[HIST_BUCKETS]);
+/* The q-quantile in milliseconds, interpolated as Prometheus' histogram_quantile; NaN when the
+ * histogram is empty. */
+double hist_quantile(const uint64_t counts[HIST_BUCKETS], double q);
+/* Registers hist_merge(a, b) (the blob of the sum) on a connection. 0 or a negative errno. */
+int rollup_register_functions(sqlite3 *db);
 
 /* ----- test hooks (tests/test_storage.c only) ---------------------------------------------- */
 /* Receive time the writer records instead of the real clock (0 = real clock again). */

@@ -1,10 +1,12 @@
 /*
  * store.c: the trace store's write side: opening and migrating the database, storing batches of
- * spans (chunks, search index, dictionaries, dependency rollups), retention, statistics.
+ * spans (chunks, search index, dictionaries, edge rollups), retention, statistics.
  *
- * Schema (PRAGMA user_version 1; migrate() brings older files forward):
+ * Schema (PRAGMA user_version 2; migrate() brings older files forward):
  *
- *   services(id, name UNIQUE)                       service dictionary
+ *   services(id, name UNIQUE, namespace)            service dictionary; namespace (v2) is the
+ *                                                   last k8s.namespace.name / service.namespace /
+ *                                                   istio.namespace seen on its resource, or NULL
  *   operations(id, service_id, name, kind)          operation dictionary, UNIQUE(service,name,kind)
  *   chunks(id, trace_key, n_spans, data)            one row per trace per write call: the zstd-
  *                                                   compressed codec.c encoding of its spans;
@@ -14,8 +16,12 @@
  *              error)                               whose starts lie within INDEX_GROUP_SPREAD_US;
  *                                                   index (service_id, start_us) and a partial one
  *                                                   on error rows
- *   dep_rollup(minute, parent_id, child_id, calls,  per-minute service call counts
- *              errors)
+ *   edge_rollup(bucket, resolution, client_id,      (v2) service-graph rollups: calls, errors,
+ *               server_id, conn, calls, errors,     latency sum and sparse latency histogram
+ *               dur_sum_us, hist)                   (rollup.c) per edge per time bucket; see
+ *                                                   EDGE ROLLUPS below
+ *   virtual_nodes(id, name UNIQUE)                  (v2) uninstrumented peers named by CLIENT
+ *                                                   spans (edge node id = -id)
  *   receive_marks(minute, first_chunk, first_index) first chunk / index row id written in each
  *                                                   receive-time minute
  *   dicts(id, data)                                 zstd dictionaries, id = the dictionary id
@@ -30,13 +36,39 @@
  * dictionary through the id in the frame header and cache it per connection. Chunks written
  * before the dictionary stay readable without it.
  *
+ * EDGE ROLLUPS (the service graph, /api/graph and /api/dependencies): an edge is (client node,
+ * server node, connection type). Pairs are found per write call (a span and its parent in the
+ * same call) and across calls through the pending map (the first half of a CLIENT/SERVER or
+ * PRODUCER/CONSUMER pair waits PENDING_TTL_US for the other, as Tempo's service-graph processor
+ * does; the Zipkin/Envoy shared-span form, a SERVER with zipkin.shared=true and its CLIENT's
+ * span id, pairs the same way). Consistent with the RED metrics (collector/red.c):
+ *  - a paired call counts on client -> server; it failed if either half failed; its latency is
+ *    the SERVER (or CONSUMER) span's duration; its time is the server span's start;
+ *  - a root SERVER span (no parent) counts on "user" -> server at once, and so does a SERVER
+ *    half whose client never came within the TTL (its latency is the server's);
+ *  - a CLIENT/PRODUCER half whose server never came counts, when it expires, on client ->
+ *    virtual node named by peer.service, db.name / db.namespace, db.system, messaging.system or
+ *    server.address (port cut), connection type database / messaging_system (producer) /
+ *    virtual_node, with the client span's duration; without any of them it counts nothing;
+ *  - a span whose parent is in the same call but in another service, when they are not a
+ *    client/server pair, counts parent service -> child service (as the dependency rollups of
+ *    v1 did).
+ * Expired halves are turned into edges by the next write call (there is no timer); halves that
+ * wait when the process stops, or that are pushed out of a full map, are lost (a restart loses
+ * at most PENDING_TTL_US of unpaired halves).
+ * Each write call upserts one row per (10 s bucket, edge) it touched, merging histograms with
+ * the SQL function hist_merge. Retention downsamples: rows of 10 s buckets older than
+ * ROLLUP_DOWNSAMPLE_AFTER (6 h, by the receive clock) are merged into 1 min rows, so a 24 h
+ * graph reads 6*360 + 18*60 = 3,240 rows per edge; rows past the retention are deleted (by
+ * bucket time). A reader sums both resolutions: each call lives in exactly one row.
+ *
  * trace_key is the last 8 bytes of the trace id (its random low half); readers check the full id
  * after decoding.
  * Chunk and index ids are assigned by the writer from counters that only grow, so rowid order is
  * receive order and retention deletes rowid ranges found through receive_marks, without a time
  * index on the big tables. Retention is therefore by RECEIVE time (a span that arrives late
  * lives its full retention), with minute granularity: rows are deleted up to one minute after
- * they fall out of the retention. Dependency rollups are trimmed by their span-time minute.
+ * they fall out of the retention. Edge rollups are trimmed by their span-time bucket.
  * The size bound (max_db_bytes) is checked against used pages ((page_count - freelist_count)
  * * page_size): SQLite reuses freed pages, so the file stays near its high-water mark instead
  * of shrinking.
@@ -71,7 +103,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -88,6 +120,13 @@
 #define DICT_SAMPLE_BYTES (4u << 20)
 #define DICT_MAX_SAMPLES 20000u
 #define DICT_BYTES (64u << 10)
+/* Fine (10 s) rollups are merged into 1 min rows once this old: a dashboard zooms into the last
+ * hours; beyond them a minute is fine enough and six times smaller. */
+#define ROLLUP_DOWNSAMPLE_AFTER_S (6 * 3600)
+/* Virtual node names are cut here (they come from client-supplied attributes). */
+#define VNODE_NAME_MAX 128u
+/* Per-call cache of resource -> service id (a write call has few distinct resources). */
+#define RES_CACHE 64u
 
 /* ----- small hash helpers ------------------------------------------------------------------ */
 
@@ -117,6 +156,7 @@ struct intern_ent {
     char *key; /* NULL = empty slot */
     uint32_t klen;
     int64_t id;
+    uint64_t aux; /* services: hash of the namespace last written to the row (0 = none yet) */
 };
 
 struct intern {
@@ -133,14 +173,21 @@ static void intern_clear(struct intern *m)
     m->cap = m->n = 0;
 }
 
+static struct intern_ent *intern_find(const struct intern *m, const void *key, uint32_t klen,
+                                      uint64_t h)
+{
+    if (!m->cap) return NULL;
+    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        struct intern_ent *e = &m->slots[i];
+        if (!e->key) return NULL;
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+    }
+}
+
 static int64_t intern_get(const struct intern *m, const void *key, uint32_t klen, uint64_t h)
 {
-    if (!m->cap) return 0;
-    for (size_t i = h & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct intern_ent *e = &m->slots[i];
-        if (!e->key) return 0;
-        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) return e->id;
-    }
+    const struct intern_ent *e = intern_find(m, key, klen, h);
+    return e ? e->id : 0;
 }
 
 static int intern_put(struct intern *m, const void *key, uint32_t klen, uint64_t h, int64_t id)
@@ -179,10 +226,14 @@ struct pend {
     uint8_t trace_id[16];
     uint8_t span_id[8]; /* the client span's id (a server half is keyed by its parent id) */
     uint8_t side;
+    uint8_t kind;    /* enum span_kind of the half */
+    uint8_t conn;    /* client half: connection type to its virtual node */
     bool error;
     bool used;
     int64_t service_id;
-    int64_t minute;
+    int64_t peer_id; /* client half: its virtual node (< 0), 0 if it names none */
+    int64_t bucket;  /* the half's 10 s bucket (seconds) */
+    int64_t dur_us;
     int64_t added_us;
     int32_t hnext;         /* hash chain */
     int32_t older, newer;  /* age list: oldest at head */
@@ -295,7 +346,12 @@ enum {
     W_CHUNK_INSERT,
     W_INDEX_INSERT,
     W_MARK_INSERT,
-    W_DEP_UPSERT,
+    W_EDGE_UPSERT,
+    W_SVC_SET_NS,
+    W_VNODE_INSERT,
+    W_VNODE_SELECT,
+    W_DOWN_SELECT,
+    W_DOWN_DELETE,
     W_PAGE_COUNT,
     W_FREELIST_COUNT,
     W_MARK_BOUNDARY,
@@ -323,9 +379,24 @@ static const char *const writer_sql[W_COUNT] = {
                        "min_dur_us, max_dur_us, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [W_MARK_INSERT] = "INSERT OR IGNORE INTO receive_marks(minute, first_chunk, first_index) "
                       "VALUES(?1, ?2, ?3)",
-    [W_DEP_UPSERT] = "INSERT INTO dep_rollup(minute, parent_id, child_id, calls, errors) "
-                     "VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT(minute, parent_id, child_id) DO "
-                     "UPDATE SET calls = calls + excluded.calls, errors = errors + excluded.errors",
+    [W_EDGE_UPSERT] = "INSERT INTO edge_rollup(bucket, resolution, client_id, server_id, conn, "
+                      "calls, errors, dur_sum_us, hist) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
+                      "ON CONFLICT(bucket, resolution, client_id, server_id, conn) DO UPDATE SET "
+                      "calls = calls + excluded.calls, errors = errors + excluded.errors, "
+                      "dur_sum_us = dur_sum_us + excluded.dur_sum_us, "
+                      "hist = hist_merge(hist, excluded.hist)",
+    [W_SVC_SET_NS] = "UPDATE services SET namespace = ?2 WHERE id = ?1 AND namespace IS NOT ?2",
+    [W_VNODE_INSERT] = "INSERT INTO virtual_nodes(name) VALUES(?1) ON CONFLICT(name) DO NOTHING",
+    [W_VNODE_SELECT] = "SELECT id FROM virtual_nodes WHERE name = ?1",
+    /* Downsampling reads and deletes the same rows: the first ?2 fine rows before ?1 in key
+     * order, within one transaction. */
+    [W_DOWN_SELECT] = "SELECT bucket, client_id, server_id, conn, calls, errors, dur_sum_us, hist "
+                      "FROM edge_rollup WHERE resolution = 10 AND bucket < ?1 "
+                      "ORDER BY bucket, resolution, client_id, server_id, conn LIMIT ?2",
+    [W_DOWN_DELETE] = "DELETE FROM edge_rollup WHERE (bucket, resolution, client_id, server_id, "
+                      "conn) IN (SELECT bucket, resolution, client_id, server_id, conn FROM "
+                      "edge_rollup WHERE resolution = 10 AND bucket < ?1 ORDER BY bucket, "
+                      "resolution, client_id, server_id, conn LIMIT ?2)",
     [W_PAGE_COUNT] = "PRAGMA page_count",
     [W_FREELIST_COUNT] = "PRAGMA freelist_count",
     [W_MARK_BOUNDARY] = "SELECT first_chunk, first_index FROM receive_marks WHERE minute >= ?1 "
@@ -334,9 +405,9 @@ static const char *const writer_sql[W_COUNT] = {
                             "ORDER BY id LIMIT ?2) RETURNING id, n_spans",
     [W_DEL_INDEX_BEFORE] = "DELETE FROM span_index WHERE id IN (SELECT id FROM span_index WHERE "
                            "id < ?1 ORDER BY id LIMIT ?2)",
-    [W_DEL_DEPS_BEFORE] = "DELETE FROM dep_rollup WHERE (minute, parent_id, child_id) IN (SELECT "
-                          "minute, parent_id, child_id FROM dep_rollup WHERE minute < ?1 ORDER BY "
-                          "minute LIMIT ?2)",
+    [W_DEL_DEPS_BEFORE] = "DELETE FROM edge_rollup WHERE (bucket, resolution, client_id, "
+                          "server_id, conn) IN (SELECT bucket, resolution, client_id, server_id, "
+                          "conn FROM edge_rollup WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)",
     [W_DEL_MARKS_BEFORE] = "DELETE FROM receive_marks WHERE minute < ?1",
     [W_MARK_FOR_CHUNK] = "SELECT first_index FROM receive_marks WHERE first_chunk <= ?1 "
                          "ORDER BY minute DESC LIMIT 1",
@@ -363,6 +434,21 @@ static const char schema_v1[] =
     " first_index INTEGER NOT NULL);"
     "CREATE TABLE dicts(id INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
+/* v1 -> v2: the service namespace, the edge rollups (with latency, 10 s buckets) and virtual
+ * nodes. dep_rollup's per-minute counts move into 1 min edge rows with no latency (an empty
+ * histogram), so graphs and dependencies of old data survive the upgrade. */
+static const char schema_v2[] =
+    "ALTER TABLE services ADD COLUMN namespace TEXT;"
+    "CREATE TABLE edge_rollup(bucket INTEGER NOT NULL, resolution INTEGER NOT NULL,"
+    " client_id INTEGER NOT NULL, server_id INTEGER NOT NULL, conn INTEGER NOT NULL,"
+    " calls INTEGER NOT NULL, errors INTEGER NOT NULL, dur_sum_us INTEGER NOT NULL,"
+    " hist BLOB NOT NULL,"
+    " PRIMARY KEY(bucket, resolution, client_id, server_id, conn)) WITHOUT ROWID;"
+    "CREATE TABLE virtual_nodes(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "INSERT INTO edge_rollup SELECT minute * 60, 60, parent_id, child_id, 0, calls, errors, 0,"
+    " x'' FROM dep_rollup;"
+    "DROP TABLE dep_rollup;";
+
 /* One span of a write call, with what the writer derives from it. */
 struct put_entry {
     const struct span *span;
@@ -370,18 +456,29 @@ struct put_entry {
     int64_t op_id;
     int64_t start_us;
     int64_t dur_us;
-    int64_t minute; /* span-time minute, for dependency rollups */
+    int64_t bucket; /* span-time 10 s bucket (seconds), for edge rollups */
     bool error;
-    bool parent_in_call; /* its parent span is in the same call */
-    bool child_edge;     /* a child in the same call with another service counted the edge */
+    bool parent_in_call;   /* its parent span is in the same call */
+    bool child_edge;       /* a child in the same call with another service counted the edge */
+    bool has_server_child; /* a SERVER/CONSUMER child is in the same call (any service) */
+    bool shared_server;    /* SERVER half of a Zipkin shared span (zipkin.shared=true) */
 };
 
+/* One edge rollup row being built by a write call (or by downsampling). */
 struct edge {
-    int64_t minute;
-    int64_t parent_id;
-    int64_t child_id;
+    int64_t bucket;
+    int64_t client_id;
+    int64_t server_id;
+    int conn;
     uint64_t calls;
     uint64_t errors;
+    int64_t dur_sum_us;
+    uint64_t hist[HIST_BUCKETS];
+};
+
+struct res_slot {
+    const struct resource *res;
+    int64_t service_id;
 };
 
 struct store {
@@ -406,6 +503,11 @@ struct store {
     size_t cap_entries, cap_slots;
     struct edge *edges;
     size_t n_edges, cap_edges;
+    int32_t *edge_slots; /* open addressing over edges, n_edge_slots (a power of two) */
+    size_t n_edge_slots;
+    struct res_slot res_cache[RES_CACHE];
+    struct intern vnodes; /* virtual node name -> -id */
+    struct buf hist_blob;
     struct pend *pend_adds;
     int32_t *pend_removes;
     size_t n_adds, cap_pend, n_removes, cap_removes;
@@ -518,7 +620,19 @@ static int migrate(sqlite3 *db)
         }
         log_msg(LOG_INFO, "store: created schema version 1");
     }
-    /* Future versions: if (version < 2) { ALTER ...; PRAGMA user_version = 2 } */
+    if (version < 2) {
+        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
+        if (!rc) rc = exec_sql(db, schema_v2, "migrate schema to v2");
+        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 2", "migrate");
+        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        log_msg(LOG_INFO, "store: schema version %lld -> 2 (edge rollups with latency)",
+                (long long)(version < 1 ? 1 : version));
+    }
+    /* Future versions: if (version < 3) { ALTER ...; PRAGMA user_version = 3 } */
     return 0;
 }
 
@@ -674,6 +788,7 @@ struct store *store_open(const struct store_options *opts)
                  "pragmas") != 0)
         goto fail;
     if (migrate(st->db) != 0) goto fail;
+    if (rollup_register_functions(st->db) != 0) goto fail;
     if (query_int(st->db, "PRAGMA page_size", &st->page_size) != 0) goto fail;
     for (int i = 0; i < W_COUNT; i++) {
         rc = sqlite3_prepare_v3(st->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
@@ -732,6 +847,9 @@ void store_close(struct store *st)
     buf_free(&st->opkey);
     intern_clear(&st->services);
     intern_clear(&st->operations);
+    intern_clear(&st->vnodes);
+    buf_free(&st->hist_blob);
+    free(st->edge_slots);
     pending_free(&st->pending);
     free(st->entries);
     free(st->order);
@@ -760,6 +878,67 @@ static int service_id(struct store *st, const char *name, int64_t *out)
     rc = step_int(st, st->stmt[W_SVC_SELECT], out, "select service");
     if (rc) return rc;
     return intern_put(&st->services, name, len, h, *out);
+}
+
+/* The namespace of a resource: the first non-empty string of these attributes, cut at
+ * VNODE_NAME_MAX bytes; {NULL, 0} if none. */
+static struct mstr resource_namespace(const struct resource *r)
+{
+    static const struct {
+        const char *key;
+        size_t len;
+    } keys[] = {{"k8s.namespace.name", 18}, {"service.namespace", 17}, {"istio.namespace", 15}};
+    struct mstr best = {0};
+    size_t rank = sizeof keys / sizeof keys[0];
+    for (uint32_t i = 0; r && i < r->attrs.n; i++) {
+        const struct attr *a = &r->attrs.items[i];
+        if (a->value.type != VALUE_STRING || !a->value.u.str.len) continue;
+        for (size_t k = 0; k < rank; k++) {
+            if (a->key.len == keys[k].len && memcmp(a->key.ptr, keys[k].key, keys[k].len) == 0) {
+                best = a->value.u.str;
+                rank = k;
+                break;
+            }
+        }
+    }
+    if (best.len > VNODE_NAME_MAX) best.len = VNODE_NAME_MAX;
+    return best;
+}
+
+/* The service id of a span, through a per-call cache by resource (spans of one resource share
+ * it). On a miss it also records the resource's namespace on the service row when it changed. */
+static int span_service_id(struct store *st, const struct span *s, int64_t *out)
+{
+    const struct resource *r = s->resource;
+    struct res_slot *slot = NULL;
+    if (r) {
+        slot = &st->res_cache[((uintptr_t)r >> 4) & (RES_CACHE - 1)];
+        if (slot->res == r) {
+            *out = slot->service_id;
+            return 0;
+        }
+    }
+    const char *name = span_service_name(s);
+    int rc = service_id(st, name, out);
+    if (rc) return rc;
+    struct mstr ns = resource_namespace(r);
+    if (ns.len) {
+        uint32_t len = (uint32_t)strlen(name);
+        struct intern_ent *e = intern_find(&st->services, name, len, hash_bytes(name, len));
+        uint64_t nh = hash_bytes(ns.ptr, ns.len) | 1;
+        if (!e || e->aux != nh) {
+            sqlite3_stmt *u = st->stmt[W_SVC_SET_NS];
+            sqlite3_bind_int64(u, 1, *out);
+            sqlite3_bind_text(u, 2, ns.ptr, (int)ns.len, SQLITE_STATIC);
+            if ((rc = step_done(st, u, "set service namespace"))) return rc;
+            if (e) e->aux = nh;
+        }
+    }
+    if (slot) {
+        slot->res = r;
+        slot->service_id = *out;
+    }
+    return 0;
 }
 
 static int operation_id(struct store *st, int64_t svc, const struct span *s, int64_t *out)
@@ -918,22 +1097,76 @@ static int write_rows(struct store *st, size_t total, uint64_t *chunks)
     return 0;
 }
 
-static int add_edge(struct store *st, int64_t minute, int64_t parent, int64_t child, bool error)
+/* ----- edge rollups (see EDGE ROLLUPS at the top) ------------------------------------------ */
+
+static uint64_t edge_hash(int64_t bucket, int64_t client, int64_t server, int conn)
 {
-    if (parent == child) return 0; /* calls inside one service are not dependencies */
-    for (size_t i = st->n_edges; i-- > 0;) {
-        struct edge *e = &st->edges[i];
-        if (e->minute == minute && e->parent_id == parent && e->child_id == child) {
-            e->calls++;
-            e->errors += error;
-            return 0;
+    uint64_t h = (uint64_t)bucket * 0x9E3779B97F4A7C15ULL;
+    h = (h ^ (uint64_t)client) * 0xC2B2AE3D27D4EB4FULL;
+    h = (h ^ (uint64_t)server) * 0x165667B19E3779F9ULL;
+    h ^= (uint64_t)conn;
+    return h ^ (h >> 31);
+}
+
+static void edges_reset(struct store *st)
+{
+    st->n_edges = 0;
+    if (st->edge_slots) memset(st->edge_slots, 0xff, st->n_edge_slots * sizeof *st->edge_slots);
+}
+
+/* The edge being built for (bucket, client, server, conn), added zeroed if new; NULL on out of
+ * memory. The pointer is valid until the next call. */
+static struct edge *edge_get(struct store *st, int64_t bucket, int64_t client, int64_t server,
+                             int conn)
+{
+    if ((st->n_edges + 1) * 2 > st->n_edge_slots) {
+        size_t n = st->n_edge_slots ? st->n_edge_slots * 2 : 256;
+        int32_t *slots = malloc(n * sizeof *slots);
+        if (!slots) return NULL;
+        memset(slots, 0xff, n * sizeof *slots);
+        for (size_t k = 0; k < st->n_edges; k++) {
+            const struct edge *e = &st->edges[k];
+            size_t i = edge_hash(e->bucket, e->client_id, e->server_id, e->conn) & (n - 1);
+            while (slots[i] >= 0) i = (i + 1) & (n - 1);
+            slots[i] = (int32_t)k;
         }
+        free(st->edge_slots);
+        st->edge_slots = slots;
+        st->n_edge_slots = n;
     }
-    if (grow((void **)&st->edges, &st->cap_edges, st->n_edges + 1, sizeof *st->edges) != 0)
-        return -ENOMEM;
-    st->edges[st->n_edges++] =
-        (struct edge){.minute = minute, .parent_id = parent, .child_id = child, .calls = 1,
-                      .errors = error};
+    size_t mask = st->n_edge_slots - 1;
+    for (size_t i = edge_hash(bucket, client, server, conn) & mask;; i = (i + 1) & mask) {
+        int32_t k = st->edge_slots[i];
+        if (k < 0) {
+            if (grow((void **)&st->edges, &st->cap_edges, st->n_edges + 1, sizeof *st->edges))
+                return NULL;
+            struct edge *e = &st->edges[st->n_edges];
+            memset(e, 0, sizeof *e);
+            e->bucket = bucket;
+            e->client_id = client;
+            e->server_id = server;
+            e->conn = conn;
+            st->edge_slots[i] = (int32_t)st->n_edges++;
+            return e;
+        }
+        struct edge *e = &st->edges[k];
+        if (e->bucket == bucket && e->client_id == client && e->server_id == server &&
+            e->conn == conn)
+            return e;
+    }
+}
+
+/* Counts one call on an edge; dur_us is the call's latency. */
+static int add_edge(struct store *st, int64_t bucket, int64_t client, int64_t server, int conn,
+                    bool error, int64_t dur_us)
+{
+    if (client == server) return 0; /* calls inside one service are not edges */
+    struct edge *e = edge_get(st, bucket, client, server, conn);
+    if (!e) return -ENOMEM;
+    e->calls++;
+    e->errors += error;
+    e->dur_sum_us += dur_us;
+    e->hist[hist_bucket_of(dur_us)]++;
     return 0;
 }
 
@@ -945,18 +1178,6 @@ static uint32_t span_slot_hash(const uint8_t *trace_id, const uint8_t *span_id)
     return (uint32_t)hash_bytes(k, sizeof k);
 }
 
-static int32_t find_in_call(struct store *st, const uint8_t *trace_id, const uint8_t *span_id)
-{
-    size_t mask = st->cap_slots - 1;
-    for (size_t i = span_slot_hash(trace_id, span_id) & mask;; i = (i + 1) & mask) {
-        int32_t e = st->slots[i];
-        if (e < 0) return -1;
-        const struct span *s = st->entries[e].span;
-        if (memcmp(s->span_id, span_id, 8) == 0 && memcmp(s->trace_id, trace_id, 16) == 0)
-            return e;
-    }
-}
-
 static bool is_client(enum span_kind k)
 {
     return k == SPAN_KIND_CLIENT || k == SPAN_KIND_PRODUCER;
@@ -965,6 +1186,37 @@ static bool is_client(enum span_kind k)
 static bool is_server(enum span_kind k)
 {
     return k == SPAN_KIND_SERVER || k == SPAN_KIND_CONSUMER;
+}
+
+/* The entry of (trace, span id) in this call, -1 if none. Two entries share an id only as the
+ * halves of a Zipkin shared span: then the server half (the parent of the server side's
+ * children), or with want_client the client half only. */
+static int32_t find_in_call(struct store *st, const uint8_t *trace_id, const uint8_t *span_id,
+                            bool want_client)
+{
+    size_t mask = st->cap_slots - 1;
+    int32_t found = -1;
+    for (size_t i = span_slot_hash(trace_id, span_id) & mask;; i = (i + 1) & mask) {
+        int32_t e = st->slots[i];
+        if (e < 0) return found;
+        const struct span *s = st->entries[e].span;
+        if (memcmp(s->span_id, span_id, 8) != 0 || memcmp(s->trace_id, trace_id, 16) != 0)
+            continue;
+        if (want_client) {
+            if (is_client(s->kind)) return e;
+        } else {
+            if (!is_client(s->kind)) return e;
+            if (found < 0) found = e; /* a client: look on for a shared server twin */
+        }
+    }
+}
+
+/* pending_find, ignoring halves past their TTL (the expiry pass counts them). */
+static int32_t pending_live(const struct store *st, const uint8_t *trace_id,
+                            const uint8_t *span_id, uint8_t side, int64_t cutoff)
+{
+    int32_t i = pending_find(&st->pending, trace_id, span_id, side);
+    return i >= 0 && st->pending.e[i].added_us >= cutoff ? i : -1;
 }
 
 static int plan_pending(struct store *st, const struct pend *tmpl)
@@ -984,11 +1236,104 @@ static int plan_remove(struct store *st, int32_t idx)
     return 0;
 }
 
-/* Finds service edges: (a) parent and child in this call, (b) client/server halves split over
- * calls, through the pending map (read here, changed only after commit). Fills st->edges. */
-static int find_edges(struct store *st, size_t total)
+static bool mstr_is(struct mstr k, const char *lit, size_t n)
 {
-    st->n_edges = st->n_adds = st->n_removes = 0;
+    return k.len == n && memcmp(k.ptr, lit, n) == 0;
+}
+
+/* zipkin.shared=true (bool or string): the SERVER half of a Zipkin/Envoy shared span. */
+static bool span_shared(const struct span *s)
+{
+    for (uint32_t i = 0; i < s->attrs.n; i++) {
+        const struct attr *a = &s->attrs.items[i];
+        if (!mstr_is(a->key, "zipkin.shared", 13)) continue;
+        return (a->value.type == VALUE_BOOL && a->value.u.b) ||
+               (a->value.type == VALUE_STRING && mstr_is(a->value.u.str, "true", 4));
+    }
+    return false;
+}
+
+/* A host name or address: letters, digits, '.', '-', '_' (no spaces, paths or ids). */
+static bool is_host(const char *p, size_t n)
+{
+    if (!n || n > 253) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
+/* The virtual node a CLIENT/PRODUCER span names, as the RED service graph derives it
+ * (collector/red_labels.c, Tempo's peer attributes in Tempo's order): peer.service,
+ * db.name / db.namespace, db.system, messaging.system, server.address without its port. *peer
+ * (OUT) = its node id (< 0), 0 when the span names none; *conn (OUT) its connection type. */
+static int virtual_peer(struct store *st, const struct span *s, int64_t *peer, uint8_t *conn)
+{
+    enum { P_PEER, P_DB_NAME, P_DB_NS, P_DB_SYS, P_MSG_SYS, P_ADDR, P_N };
+    static const struct {
+        const char *key;
+        size_t len;
+    } keys[P_N] = {{"peer.service", 12},  {"db.name", 7},          {"db.namespace", 12},
+                   {"db.system", 9},      {"messaging.system", 16}, {"server.address", 14}};
+    struct mstr v[P_N] = {{0}};
+    *peer = 0;
+    *conn = CONN_VIRTUAL;
+    for (uint32_t i = 0; i < s->attrs.n; i++) {
+        const struct attr *a = &s->attrs.items[i];
+        if (a->value.type != VALUE_STRING || !a->value.u.str.len) continue;
+        for (int k = 0; k < P_N; k++)
+            if (!v[k].ptr && mstr_is(a->key, keys[k].key, keys[k].len)) v[k] = a->value.u.str;
+    }
+    if (v[P_ADDR].ptr) {
+        const char *colon = memchr(v[P_ADDR].ptr, ':', v[P_ADDR].len);
+        if (colon && !memchr(colon + 1, ':', v[P_ADDR].len - (size_t)(colon + 1 - v[P_ADDR].ptr)))
+            v[P_ADDR].len = (uint32_t)(colon - v[P_ADDR].ptr); /* host:port (not IPv6) */
+        if (!is_host(v[P_ADDR].ptr, v[P_ADDR].len)) v[P_ADDR].ptr = NULL;
+    }
+    struct mstr name = v[P_PEER].ptr      ? v[P_PEER]
+                       : v[P_DB_NAME].ptr ? v[P_DB_NAME]
+                       : v[P_DB_NS].ptr   ? v[P_DB_NS]
+                       : v[P_DB_SYS].ptr  ? v[P_DB_SYS]
+                       : v[P_MSG_SYS].ptr ? v[P_MSG_SYS]
+                                          : v[P_ADDR];
+    if (!name.ptr) return 0;
+    if (v[P_DB_NAME].ptr || v[P_DB_NS].ptr || v[P_DB_SYS].ptr) *conn = CONN_DATABASE;
+    else if (v[P_MSG_SYS].ptr && s->kind == SPAN_KIND_PRODUCER) *conn = CONN_MESSAGING;
+    uint32_t len = name.len;
+    if (len > VNODE_NAME_MAX) { /* cut on a UTF-8 boundary */
+        len = VNODE_NAME_MAX;
+        while (len > 0 && ((unsigned char)name.ptr[len] & 0xc0) == 0x80) len--;
+    }
+    uint64_t h = hash_bytes(name.ptr, len);
+    int64_t id = intern_get(&st->vnodes, name.ptr, len, h);
+    if (!id) {
+        sqlite3_bind_text(st->stmt[W_VNODE_INSERT], 1, name.ptr, (int)len, SQLITE_STATIC);
+        int rc = step_done(st, st->stmt[W_VNODE_INSERT], "insert virtual node");
+        if (rc) return rc;
+        sqlite3_bind_text(st->stmt[W_VNODE_SELECT], 1, name.ptr, (int)len, SQLITE_STATIC);
+        if ((rc = step_int(st, st->stmt[W_VNODE_SELECT], &id, "select virtual node")) ||
+            (rc = intern_put(&st->vnodes, name.ptr, len, h, id)))
+            return rc;
+    }
+    *peer = -id;
+    return 0;
+}
+
+static int conn_of_pair(enum span_kind client_kind)
+{
+    return client_kind == SPAN_KIND_PRODUCER ? CONN_MESSAGING : CONN_PLAIN;
+}
+
+/* Finds the calls of this write call: (a) a span and its parent in this call, root SERVER spans
+ * (from "user"); (b) client/server halves split over calls, through the pending map (read here,
+ * changed only after commit, by apply_pending); (c) halves that expired. Fills st->edges. */
+static int find_edges(struct store *st, size_t total, int64_t now)
+{
+    edges_reset(st);
+    st->n_adds = st->n_removes = 0;
     size_t mask = st->cap_slots - 1;
     for (size_t i = 0; i <= mask; i++) st->slots[i] = -1;
     for (size_t i = 0; i < total; i++) {
@@ -997,73 +1342,122 @@ static int find_edges(struct store *st, size_t total)
         while (st->slots[j] >= 0) j = (j + 1) & mask;
         st->slots[j] = (int32_t)i;
     }
-    int rc;
+    const int64_t cutoff = now - PENDING_TTL_US;
+    int rc = 0;
     for (size_t i = 0; i < total; i++) {
         struct put_entry *c = &st->entries[i];
-        if (!c->span->has_parent) continue;
-        int32_t pi = find_in_call(st, c->span->trace_id, c->span->parent_span_id);
+        const struct span *s = c->span;
+        if (c->shared_server) { /* pairs with the client half of the same span id */
+            int32_t ci = find_in_call(st, s->trace_id, s->span_id, true);
+            if (ci < 0) continue;
+            struct put_entry *p = &st->entries[ci];
+            c->parent_in_call = true;
+            p->has_server_child = true;
+            if (p->service_id == c->service_id) continue;
+            p->child_edge = true;
+            if ((rc = add_edge(st, c->bucket, p->service_id, c->service_id,
+                               conn_of_pair(p->span->kind), c->error || p->error, c->dur_us)))
+                return rc;
+            continue;
+        }
+        if (!s->has_parent) {
+            /* A root SERVER span: its caller is outside the traces (Tempo's "user"). */
+            if (s->kind == SPAN_KIND_SERVER &&
+                (rc = add_edge(st, c->bucket, ROLLUP_NODE_USER, c->service_id, CONN_PLAIN,
+                               c->error, c->dur_us)))
+                return rc;
+            continue;
+        }
+        int32_t pi = find_in_call(st, s->trace_id, s->parent_span_id, false);
         if (pi < 0 || (size_t)pi == i) continue;
         struct put_entry *p = &st->entries[pi];
         c->parent_in_call = true;
+        if (is_server(s->kind)) p->has_server_child = true;
         if (p->service_id == c->service_id) continue;
         p->child_edge = true;
         /* A client/server pair fails if either half failed; otherwise the call's outcome is
          * the child's. */
-        bool pair = is_client(p->span->kind) && is_server(c->span->kind);
-        if ((rc = add_edge(st, c->minute, p->service_id, c->service_id,
-                           c->error || (pair && p->error))))
+        bool pair = is_client(p->span->kind) && is_server(s->kind);
+        if ((rc = add_edge(st, c->bucket, p->service_id, c->service_id,
+                           pair ? conn_of_pair(p->span->kind) : CONN_PLAIN,
+                           c->error || (pair && p->error), c->dur_us)))
             return rc;
     }
     for (size_t i = 0; i < total; i++) {
         struct put_entry *x = &st->entries[i];
         const struct span *s = x->span;
-        if (is_server(s->kind) && s->has_parent && !x->parent_in_call) {
-            int32_t ci = pending_find(&st->pending, s->trace_id, s->parent_span_id, SIDE_CLIENT);
+        if (is_server(s->kind) && !x->parent_in_call && (s->has_parent || x->shared_server)) {
+            const uint8_t *key = x->shared_server ? s->span_id : s->parent_span_id;
+            int32_t ci = pending_live(st, s->trace_id, key, SIDE_CLIENT, cutoff);
             if (ci >= 0) {
                 const struct pend *cl = &st->pending.e[ci];
-                if ((rc = add_edge(st, x->minute, cl->service_id, x->service_id,
-                                   cl->error || x->error)) ||
+                if ((rc = add_edge(st, x->bucket, cl->service_id, x->service_id,
+                                   conn_of_pair(cl->kind), cl->error || x->error, x->dur_us)) ||
                     (rc = plan_remove(st, ci)))
                     return rc;
             } else {
-                struct pend t = {.side = SIDE_SERVER, .error = x->error,
-                                 .service_id = x->service_id, .minute = x->minute};
+                struct pend t = {.side = SIDE_SERVER, .kind = (uint8_t)s->kind,
+                                 .error = x->error, .service_id = x->service_id,
+                                 .bucket = x->bucket, .dur_us = x->dur_us};
                 memcpy(t.trace_id, s->trace_id, 16);
-                memcpy(t.span_id, s->parent_span_id, 8);
+                memcpy(t.span_id, key, 8);
                 if ((rc = plan_pending(st, &t))) return rc;
             }
         }
-        if (is_client(s->kind) && !x->child_edge) {
-            int32_t si = pending_find(&st->pending, s->trace_id, s->span_id, SIDE_SERVER);
+        if (is_client(s->kind) && !x->child_edge && !x->has_server_child) {
+            int32_t si = pending_live(st, s->trace_id, s->span_id, SIDE_SERVER, cutoff);
             if (si >= 0) {
                 const struct pend *sv = &st->pending.e[si];
-                if ((rc = add_edge(st, sv->minute, x->service_id, sv->service_id,
-                                   sv->error || x->error)) ||
+                if ((rc = add_edge(st, sv->bucket, x->service_id, sv->service_id,
+                                   conn_of_pair(s->kind), sv->error || x->error, sv->dur_us)) ||
                     (rc = plan_remove(st, si)))
                     return rc;
             } else {
-                struct pend t = {.side = SIDE_CLIENT, .error = x->error,
-                                 .service_id = x->service_id, .minute = x->minute};
+                struct pend t = {.side = SIDE_CLIENT, .kind = (uint8_t)s->kind,
+                                 .error = x->error, .service_id = x->service_id,
+                                 .bucket = x->bucket, .dur_us = x->dur_us};
+                if ((rc = virtual_peer(st, s, &t.peer_id, &t.conn))) return rc;
                 memcpy(t.trace_id, s->trace_id, 16);
                 memcpy(t.span_id, s->span_id, 8);
                 if ((rc = plan_pending(st, &t))) return rc;
             }
         }
     }
+    /* (c) Halves past their TTL, oldest first: a client that named its peer calls a virtual
+     * node; a SERVER whose client never came was called from outside ("user"). */
+    for (int32_t i = st->pending.oldest; i >= 0 && st->pending.e[i].added_us < cutoff;
+         i = st->pending.e[i].newer) {
+        const struct pend *h = &st->pending.e[i];
+        rc = 0;
+        if (h->side == SIDE_CLIENT && h->peer_id)
+            rc = add_edge(st, h->bucket, h->service_id, h->peer_id, h->conn, h->error, h->dur_us);
+        else if (h->side == SIDE_SERVER && h->kind == SPAN_KIND_SERVER)
+            rc = add_edge(st, h->bucket, ROLLUP_NODE_USER, h->service_id, CONN_PLAIN, h->error,
+                          h->dur_us);
+        if (rc || (rc = plan_remove(st, i))) return rc;
+    }
     return 0;
 }
 
-static int write_edges(struct store *st)
+/* Upserts st->edges as rows of the given resolution (hist_merge sums the histograms). */
+static int write_edges(struct store *st, int resolution)
 {
-    sqlite3_stmt *s = st->stmt[W_DEP_UPSERT];
+    sqlite3_stmt *s = st->stmt[W_EDGE_UPSERT];
     for (size_t i = 0; i < st->n_edges; i++) {
         const struct edge *e = &st->edges[i];
-        sqlite3_bind_int64(s, 1, e->minute);
-        sqlite3_bind_int64(s, 2, e->parent_id);
-        sqlite3_bind_int64(s, 3, e->child_id);
-        sqlite3_bind_int64(s, 4, (int64_t)e->calls);
-        sqlite3_bind_int64(s, 5, (int64_t)e->errors);
-        int rc = step_done(st, s, "upsert dependency");
+        st->hist_blob.len = 0;
+        if (hist_encode(&st->hist_blob, e->hist) != 0) return -ENOMEM;
+        sqlite3_bind_int64(s, 1, e->bucket);
+        sqlite3_bind_int(s, 2, resolution);
+        sqlite3_bind_int64(s, 3, e->client_id);
+        sqlite3_bind_int64(s, 4, e->server_id);
+        sqlite3_bind_int(s, 5, e->conn);
+        sqlite3_bind_int64(s, 6, (int64_t)e->calls);
+        sqlite3_bind_int64(s, 7, (int64_t)e->errors);
+        sqlite3_bind_int64(s, 8, e->dur_sum_us);
+        sqlite3_bind_blob(s, 9, st->hist_blob.len ? (const void *)st->hist_blob.p : "",
+                          (int)st->hist_blob.len, SQLITE_STATIC);
+        int rc = step_done(st, s, "upsert edge rollup");
         if (rc) return rc;
     }
     return 0;
@@ -1081,6 +1475,7 @@ static void forget_uncommitted(struct store *st)
 {
     intern_clear(&st->services);
     intern_clear(&st->operations);
+    intern_clear(&st->vnodes);
     st->mark_minute = -1;
 }
 
@@ -1099,6 +1494,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     int64_t chunk_id0 = st->next_chunk_id, index_id0 = st->next_index_id;
     uint64_t chunks = 0;
 
+    memset(st->res_cache, 0, sizeof st->res_cache); /* resources of earlier calls are gone */
     rc = step_done(st, st->stmt[W_BEGIN], "begin");
     if (rc) return rc;
     size_t k = 0;
@@ -1112,15 +1508,16 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
             e->dur_us = s->end_unix_nano > s->start_unix_nano
                             ? (int64_t)((s->end_unix_nano - s->start_unix_nano) / 1000)
                             : 0;
-            e->minute = floor_div(e->start_us, US_PER_MINUTE);
+            e->bucket = floor_div(e->start_us, ROLLUP_FINE_S * 1000000LL) * ROLLUP_FINE_S;
             e->error = span_is_error(s);
-            if ((rc = service_id(st, span_service_name(s), &e->service_id))) goto fail;
+            e->shared_server = s->kind == SPAN_KIND_SERVER && span_shared(s);
+            if ((rc = span_service_id(st, s, &e->service_id))) goto fail;
             if ((rc = operation_id(st, e->service_id, s, &e->op_id))) goto fail;
         }
     }
-    if ((rc = find_edges(st, total))) goto fail;
+    if ((rc = find_edges(st, total, now))) goto fail;
     if ((rc = write_rows(st, total, &chunks))) goto fail;
-    if ((rc = write_edges(st))) goto fail;
+    if ((rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
     int64_t minute = floor_div(now, US_PER_MINUTE);
     if (minute != st->mark_minute) {
         sqlite3_stmt *m = st->stmt[W_MARK_INSERT];
@@ -1177,6 +1574,40 @@ static int delete_before(struct store *st, int which, int64_t before, unsigned m
     return step_done(st, s, what);
 }
 
+/* Merges up to max fine (10 s) rollup rows whose bucket started ROLLUP_DOWNSAMPLE_AFTER_S
+ * before now into 1 min rows, and deletes them, in the caller's transaction. */
+static int downsample(struct store *st, int64_t now, unsigned max)
+{
+    int64_t before = floor_div(now, 1000000) - ROLLUP_DOWNSAMPLE_AFTER_S;
+    edges_reset(st);
+    sqlite3_stmt *s = st->stmt[W_DOWN_SELECT];
+    sqlite3_bind_int64(s, 1, before);
+    sqlite3_bind_int64(s, 2, max);
+    int rc = 0, step;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct edge *e = edge_get(st, floor_div(sqlite3_column_int64(s, 0), ROLLUP_COARSE_S) *
+                                          ROLLUP_COARSE_S,
+                                  sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2),
+                                  sqlite3_column_int(s, 3));
+        if (!e) {
+            rc = -ENOMEM;
+            break;
+        }
+        e->calls += (uint64_t)sqlite3_column_int64(s, 4);
+        e->errors += (uint64_t)sqlite3_column_int64(s, 5);
+        e->dur_sum_us += sqlite3_column_int64(s, 6);
+        const void *blob = sqlite3_column_blob(s, 7);
+        if (blob) (void)hist_decode_add(blob, (size_t)sqlite3_column_bytes(s, 7), e->hist);
+    }
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc) return rc;
+    if (step != SQLITE_DONE) return store_sqlite_err(st->db, step, "downsample rollups");
+    if (!st->n_edges) return 0;
+    if ((rc = write_edges(st, ROLLUP_COARSE_S))) return rc;
+    return delete_before(st, W_DOWN_DELETE, before, max, "delete downsampled rollups");
+}
+
 int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint64_t *deleted)
 {
     *deleted = 0;
@@ -1205,11 +1636,13 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
         }
         if ((rc = delete_chunks(st, chunk_before, max_rows, &spans, &last)) ||
             (rc = delete_before(st, W_DEL_INDEX_BEFORE, index_before, max_rows, "delete index")) ||
-            (rc = delete_before(st, W_DEL_DEPS_BEFORE, cutoff_minute, max_rows,
+            (rc = delete_before(st, W_DEL_DEPS_BEFORE,
+                                floor_div(now - st->opts.retention_us, 1000000), max_rows,
                                 "delete rollups")) ||
             (rc = delete_before(st, W_DEL_MARKS_BEFORE, cutoff_minute, 0, "delete marks")))
             goto fail;
     }
+    if ((rc = downsample(st, now, max_rows))) goto fail;
     if (st->opts.max_db_bytes > 0 && spans == 0) {
         int64_t pages = 0, free_pages = 0;
         if ((rc = step_int(st, st->stmt[W_PAGE_COUNT], &pages, "page_count")) ||

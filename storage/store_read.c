@@ -1,6 +1,7 @@
 /*
  * store_read.c: the trace store's read side: the pool of read-only connections and every read
- * function of storage.h (get trace, find traces, list services/operations, dependencies).
+ * function of storage.h (get trace, find traces, list services/operations, dependencies, the
+ * service graph).
  *
  * Reads run on any thread. Each borrows one connection from the pool for the whole call; the
  * connection carries its own prepared statements, zstd decompression context and buffer, so a
@@ -16,6 +17,12 @@
  * trace's "matching start" is the latest start among its matching spans; results are sorted by
  * it, newest first. At most FIND_MAX_CANDIDATES traces are examined per query, which bounds the
  * cost of a tag filter that matches nothing in a busy window.
+ *
+ * Dependencies and the service graph read the same edge rollups (store.c, EDGE ROLLUPS): every
+ * row whose bucket [bucket, bucket + resolution) overlaps the window, at whichever resolution
+ * it has now (each call lives in exactly one row). The graph sums them per edge in C (a 24 h
+ * window is ~3,240 small rows per edge), merging the sparse histograms (rollup.c), and then
+ * names the nodes: one lookup per distinct node.
  */
 #include "storage_int.h"
 
@@ -43,6 +50,9 @@ enum {
     R_SERVICES,
     R_OPERATIONS,
     R_DEPENDENCIES,
+    R_GRAPH,
+    R_NODE_SERVICE,
+    R_NODE_VIRTUAL,
     R_DICT,
     R_COUNT
 };
@@ -64,10 +74,19 @@ static const char *const reader_sql[R_COUNT] = {
     [R_OPERATIONS] = "SELECT o.name, o.kind FROM operations o JOIN services s ON s.id = "
                      "o.service_id WHERE s.name = ?1 AND (?2 = 0 OR o.kind = ?2) "
                      "ORDER BY o.name, o.kind",
-    [R_DEPENDENCIES] = "SELECT p.name, c.name, sum(d.calls), sum(d.errors) FROM dep_rollup d "
-                       "JOIN services p ON p.id = d.parent_id JOIN services c ON c.id = "
-                       "d.child_id WHERE d.minute BETWEEN ?1 AND ?2 GROUP BY d.parent_id, "
-                       "d.child_id ORDER BY p.name, c.name",
+    /* ?1, ?2: window start and end in whole seconds; a bucket overlaps the window when it
+     * starts at or before the end and ends after the start (resolutions are at most 60 s). */
+    /* Summed first, named after: the joins then run once per edge, not once per row. */
+    [R_DEPENDENCIES] = "SELECT p.name, c.name, e.calls, e.errors FROM (SELECT client_id, "
+                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM edge_rollup "
+                       "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1 "
+                       "AND client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
+                       "JOIN services p ON p.id = e.client_id JOIN services c ON c.id = "
+                       "e.server_id ORDER BY p.name, c.name",
+    [R_GRAPH] = ("SELECT client_id, server_id, conn, calls, errors, hist FROM edge_rollup "
+                 "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1"),
+    [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
+    [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
     [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
 };
 
@@ -767,11 +786,14 @@ void store_free_operations(struct operation_info *ops, size_t n)
     free(ops);
 }
 
-static int64_t minute_of(int64_t us)
+static int64_t second_of(int64_t us)
 {
-    int64_t q = us / US_PER_MINUTE;
-    return (us % US_PER_MINUTE != 0 && us < 0) ? q - 1 : q;
+    int64_t q = us / 1000000;
+    return (us % 1000000 != 0 && us < 0) ? q - 1 : q;
 }
+
+/* Far enough in the past for "all time", with room for the "- 60" in the queries. */
+#define ALL_TIME_S (INT64_MIN / 4)
 
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
                        struct dependency_link **out, size_t *n_out)
@@ -784,8 +806,8 @@ int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
     struct dependency_link *deps = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *s = r->stmt[R_DEPENDENCIES];
-    sqlite3_bind_int64(s, 1, lookback_us > 0 ? minute_of(end_us - lookback_us) : INT64_MIN);
-    sqlite3_bind_int64(s, 2, minute_of(end_us));
+    sqlite3_bind_int64(s, 1, lookback_us > 0 ? second_of(end_us - lookback_us) : ALL_TIME_S);
+    sqlite3_bind_int64(s, 2, second_of(end_us));
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == cap) {
@@ -828,4 +850,319 @@ void store_free_dependencies(struct dependency_link *deps, size_t n)
         free(deps[i].child);
     }
     free(deps);
+}
+
+/* ----- service graph ----------------------------------------------------------------------- */
+
+/* An edge being summed: its key, counts and histogram. */
+struct graph_agg {
+    int64_t client, server;
+    int conn;
+    uint64_t calls, errors;
+    uint64_t hist[HIST_BUCKETS];
+    bool keep; /* passes the namespace filter */
+};
+
+/* A node met in the rollups, with its name once resolved. */
+struct graph_nid {
+    int64_t id;
+    char *name;
+    char *ns;
+    size_t out_index; /* position in graph.nodes; SIZE_MAX while not kept */
+    uint64_t calls, errors;
+    uint64_t hist[HIST_BUCKETS];
+};
+
+struct graph_work {
+    struct graph_agg *aggs;
+    size_t n_aggs, cap_aggs;
+    int32_t *slots; /* open addressing over aggs, n_slots a power of two */
+    size_t n_slots;
+    struct graph_nid *nodes;
+    size_t n_nodes, cap_nodes;
+};
+
+static const char *const conn_names[CONN_TYPES] = {"", "messaging_system", "database",
+                                                   "virtual_node"};
+
+static uint64_t agg_hash(int64_t c, int64_t s, int conn)
+{
+    uint64_t h = ((uint64_t)c * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)s * 0xC2B2AE3D27D4EB4FULL);
+    h ^= (uint64_t)conn * 0x165667B19E3779F9ULL;
+    return h ^ (h >> 31);
+}
+
+static struct graph_agg *agg_get(struct graph_work *w, int64_t c, int64_t s, int conn)
+{
+    if ((w->n_aggs + 1) * 2 > w->n_slots) {
+        size_t n = w->n_slots ? w->n_slots * 2 : 64;
+        int32_t *slots = malloc(n * sizeof *slots);
+        if (!slots) return NULL;
+        memset(slots, 0xff, n * sizeof *slots);
+        for (size_t k = 0; k < w->n_aggs; k++) {
+            size_t i = agg_hash(w->aggs[k].client, w->aggs[k].server, w->aggs[k].conn) & (n - 1);
+            while (slots[i] >= 0) i = (i + 1) & (n - 1);
+            slots[i] = (int32_t)k;
+        }
+        free(w->slots);
+        w->slots = slots;
+        w->n_slots = n;
+    }
+    size_t mask = w->n_slots - 1;
+    for (size_t i = agg_hash(c, s, conn) & mask;; i = (i + 1) & mask) {
+        int32_t k = w->slots[i];
+        if (k < 0) {
+            if (w->n_aggs == w->cap_aggs) {
+                size_t cap = w->cap_aggs ? w->cap_aggs * 2 : 16;
+                struct graph_agg *p = realloc(w->aggs, cap * sizeof *p);
+                if (!p) return NULL;
+                w->aggs = p;
+                w->cap_aggs = cap;
+            }
+            struct graph_agg *a = &w->aggs[w->n_aggs];
+            memset(a, 0, sizeof *a);
+            a->client = c;
+            a->server = s;
+            a->conn = conn;
+            w->slots[i] = (int32_t)w->n_aggs++;
+            return a;
+        }
+        struct graph_agg *a = &w->aggs[k];
+        if (a->client == c && a->server == s && a->conn == conn) return a;
+    }
+}
+
+/* The node of id (added unnamed if new); NULL on out of memory. Few nodes: a linear search. */
+static struct graph_nid *nid_get(struct graph_work *w, int64_t id)
+{
+    for (size_t i = 0; i < w->n_nodes; i++)
+        if (w->nodes[i].id == id) return &w->nodes[i];
+    if (w->n_nodes == w->cap_nodes) {
+        size_t cap = w->cap_nodes ? w->cap_nodes * 2 : 16;
+        struct graph_nid *p = realloc(w->nodes, cap * sizeof *p);
+        if (!p) return NULL;
+        w->nodes = p;
+        w->cap_nodes = cap;
+    }
+    struct graph_nid *n = &w->nodes[w->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->id = id;
+    n->out_index = SIZE_MAX;
+    return n;
+}
+
+static void graph_work_free(struct graph_work *w)
+{
+    for (size_t i = 0; i < w->n_nodes; i++) {
+        free(w->nodes[i].name);
+        free(w->nodes[i].ns);
+    }
+    free(w->nodes);
+    free(w->aggs);
+    free(w->slots);
+}
+
+/* Names a node: services and virtual nodes from their dictionaries, "user" for 0. A node whose
+ * row is gone (never: dictionaries are not trimmed) is named by its id. */
+static int name_node(struct reader *r, struct graph_nid *n)
+{
+    int rc = 0;
+    if (n->id == ROLLUP_NODE_USER) {
+        n->name = strdup("user");
+        n->ns = strdup("");
+    } else {
+        sqlite3_stmt *s = r->stmt[n->id > 0 ? R_NODE_SERVICE : R_NODE_VIRTUAL];
+        sqlite3_bind_int64(s, 1, n->id > 0 ? n->id : -n->id);
+        int step = sqlite3_step(s);
+        if (step == SQLITE_ROW) {
+            n->name = dup_text(s, 0);
+            n->ns = n->id > 0 ? dup_text(s, 1) : strdup("");
+        } else if (step == SQLITE_DONE) {
+            char tmp[32];
+            snprintf(tmp, sizeof tmp, "#%" PRId64, n->id);
+            n->name = strdup(tmp);
+            n->ns = strdup("");
+        } else {
+            rc = store_sqlite_err(r->db, step, "graph node");
+        }
+        reset(s);
+    }
+    if (!rc && (!n->name || !n->ns)) rc = -ENOMEM;
+    return rc;
+}
+
+static enum graph_node_kind nid_kind(int64_t id)
+{
+    return id > 0 ? GRAPH_NODE_SERVICE : id == 0 ? GRAPH_NODE_USER : GRAPH_NODE_VIRTUAL;
+}
+
+static void red_of(struct graph_red *out, uint64_t calls, uint64_t errors,
+                   const uint64_t hist[HIST_BUCKETS], double window_s)
+{
+    out->requests = calls;
+    out->errors = errors;
+    out->rate = window_s > 0 ? (double)calls / window_s : 0;
+    out->error_rate = calls ? (double)errors / (double)calls : 0;
+    out->p50_ms = hist_quantile(hist, 0.50);
+    out->p95_ms = hist_quantile(hist, 0.95);
+    out->p99_ms = hist_quantile(hist, 0.99);
+}
+
+static int nid_rank(int64_t id)
+{
+    return id == ROLLUP_NODE_USER ? 0 : id > 0 ? 1 : 2; /* user, services, virtual nodes */
+}
+
+static int nid_cmp(const void *pa, const void *pb)
+{
+    const struct graph_nid *a = pa, *b = pb;
+    if (nid_rank(a->id) != nid_rank(b->id)) return nid_rank(a->id) - nid_rank(b->id);
+    int c = strcmp(a->name, b->name);
+    if (c) return c;
+    return a->id < b->id ? -1 : a->id > b->id;
+}
+
+static int edge_cmp(const void *pa, const void *pb)
+{
+    const struct graph_edge *a = pa, *b = pb;
+    if (a->source != b->source) return a->source < b->source ? -1 : 1;
+    if (a->target != b->target) return a->target < b->target ? -1 : 1;
+    return strcmp(a->connection_type, b->connection_type);
+}
+
+static size_t nid_index(const struct graph_work *w, int64_t id)
+{
+    for (size_t i = 0; i < w->n_nodes; i++)
+        if (w->nodes[i].id == id) return w->nodes[i].out_index;
+    return SIZE_MAX; /* not reached: every edge's nodes are in w->nodes */
+}
+
+/* Builds the output graph from the summed edges (those with keep set; nodes named). */
+static int graph_build(struct graph_work *w, int64_t start_us, int64_t end_us, struct graph **out)
+{
+    double window_s = (double)(end_us - start_us) / 1e6;
+    struct graph *g = calloc(1, sizeof *g);
+    if (!g) return -ENOMEM;
+    g->start_us = start_us;
+    g->end_us = end_us;
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n_aggs; i++) kept += w->aggs[i].keep;
+    g->edges = calloc(kept ? kept : 1, sizeof *g->edges);
+    g->nodes = calloc(w->n_nodes ? w->n_nodes : 1, sizeof *g->nodes);
+    if (!g->edges || !g->nodes) goto oom;
+    /* Nodes of kept edges, with their inbound sums; then sorted, numbered and copied out. */
+    if (w->n_nodes > 1) qsort(w->nodes, w->n_nodes, sizeof *w->nodes, nid_cmp);
+    for (size_t i = 0; i < w->n_aggs; i++) {
+        const struct graph_agg *a = &w->aggs[i];
+        if (!a->keep) continue;
+        struct graph_nid *c = NULL, *s = NULL;
+        for (size_t k = 0; k < w->n_nodes; k++) {
+            if (w->nodes[k].id == a->client) c = &w->nodes[k];
+            if (w->nodes[k].id == a->server) s = &w->nodes[k];
+        }
+        if (!c || !s) continue; /* not reached */
+        c->out_index = s->out_index = 0; /* kept */
+        s->calls += a->calls;
+        s->errors += a->errors;
+        for (unsigned b = 0; b < HIST_BUCKETS; b++) s->hist[b] += a->hist[b];
+    }
+    for (size_t i = 0; i < w->n_nodes; i++) {
+        struct graph_nid *n = &w->nodes[i];
+        if (n->out_index == SIZE_MAX) continue;
+        n->out_index = g->n_nodes;
+        struct graph_node *o = &g->nodes[g->n_nodes++];
+        o->name = n->name;
+        o->namespace = n->ns;
+        n->name = n->ns = NULL; /* moved */
+        o->kind = nid_kind(n->id);
+        red_of(&o->inbound, n->calls, n->errors, n->hist, window_s);
+    }
+    for (size_t i = 0; i < w->n_aggs; i++) {
+        const struct graph_agg *a = &w->aggs[i];
+        if (!a->keep) continue;
+        struct graph_edge *e = &g->edges[g->n_edges++];
+        e->source = nid_index(w, a->client);
+        e->target = nid_index(w, a->server);
+        e->connection_type = conn_names[a->conn >= 0 && a->conn < CONN_TYPES ? a->conn : 0];
+        red_of(&e->red, a->calls, a->errors, a->hist, window_s);
+    }
+    if (g->n_edges > 1) qsort(g->edges, g->n_edges, sizeof *g->edges, edge_cmp);
+    *out = g;
+    return 0;
+oom:
+    store_free_graph(g);
+    return -ENOMEM;
+}
+
+int store_graph(struct store *st, int64_t start_us, int64_t end_us, const char *namespace,
+                struct graph **out)
+{
+    *out = NULL;
+    if (end_us <= start_us) return -EINVAL;
+    if (namespace && !*namespace) namespace = NULL;
+    struct graph_work w = {0};
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) return rc;
+    /* One read transaction: the rows and the names they refer to are one snapshot. */
+    if ((rc = run_simple(r, R_BEGIN))) goto done;
+    sqlite3_stmt *s = r->stmt[R_GRAPH];
+    sqlite3_bind_int64(s, 1, second_of(start_us));
+    sqlite3_bind_int64(s, 2, second_of(end_us));
+    int step;
+    unsigned bad_blobs = 0;
+    while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+        struct graph_agg *a = agg_get(&w, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1),
+                                      sqlite3_column_int(s, 2));
+        if (!a) {
+            rc = -ENOMEM;
+            break;
+        }
+        a->calls += (uint64_t)sqlite3_column_int64(s, 3);
+        a->errors += (uint64_t)sqlite3_column_int64(s, 4);
+        const void *blob = sqlite3_column_blob(s, 5);
+        if (blob && hist_decode_add(blob, (size_t)sqlite3_column_bytes(s, 5), a->hist) != 0)
+            bad_blobs++;
+    }
+    reset(s);
+    if (!rc && step != SQLITE_DONE) rc = store_sqlite_err(r->db, step, "graph");
+    if (bad_blobs)
+        log_ratelimited(LOG_WARN, "store-graph-hist", "store: %u malformed latency histograms",
+                        bad_blobs);
+    for (size_t i = 0; !rc && i < w.n_aggs; i++) {
+        struct graph_nid *c = nid_get(&w, w.aggs[i].client);
+        if (!c || !c->name) rc = c ? name_node(r, c) : -ENOMEM;
+        struct graph_nid *v = rc ? NULL : nid_get(&w, w.aggs[i].server);
+        if (!rc && (!v || !v->name)) rc = v ? name_node(r, v) : -ENOMEM;
+    }
+    run_simple(r, R_COMMIT);
+    if (rc) goto done;
+    /* Namespace filter: an edge stays when a service at either end is in the namespace. */
+    for (size_t i = 0; i < w.n_aggs; i++) {
+        struct graph_agg *a = &w.aggs[i];
+        a->keep = !namespace;
+        for (int side = 0; side < 2 && !a->keep; side++) {
+            int64_t id = side ? a->server : a->client;
+            if (id <= 0) continue;
+            const struct graph_nid *n = nid_get(&w, id);
+            a->keep = n && strcmp(n->ns, namespace) == 0;
+        }
+    }
+    rc = graph_build(&w, start_us, end_us, out);
+done:
+    checkin(st, r);
+    graph_work_free(&w);
+    return rc;
+}
+
+void store_free_graph(struct graph *g)
+{
+    if (!g) return;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        free(g->nodes[i].name);
+        free(g->nodes[i].namespace);
+    }
+    free(g->nodes);
+    free(g->edges);
+    free(g);
 }

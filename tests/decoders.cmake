@@ -4,5 +4,7 @@ meshscope_unit_test(test_otlp
   SOURCES test_otlp.c
           ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
           ${PROJECT_SOURCE_DIR}/collector/otlp_json.c
+          ${PROJECT_SOURCE_DIR}/collector/pbwire.c
+          ${PROJECT_SOURCE_DIR}/collector/decode.c
   LIBS storage meshscope_proto PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 target_include_directories(test_otlp PRIVATE ${PROJECT_SOURCE_DIR}/collector)

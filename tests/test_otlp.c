@@ -19,6 +19,7 @@
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "otlp.h"
+#include "test_util.h"
 
 typedef Opentelemetry__Proto__Common__V1__AnyValue pb_any;
 typedef Opentelemetry__Proto__Common__V1__KeyValue pb_kv;
@@ -37,16 +38,8 @@ enum fmt { PROTO, JSON };
 static int decode(enum fmt f, const void *body, size_t len, const struct decode_limits *lim,
                   struct span_batch **out, char *err, size_t errlen)
 {
-    struct decode_limits def;
-    if (!lim) {
-        decode_limits_default(&def);
-        lim = &def;
-    }
-    *out = span_batch_create();
-    assert_non_null(*out);
-    err[0] = '\0';
-    return f == PROTO ? otlp_decode_traces_proto(body, len, lim, *out, err, errlen)
-                      : otlp_decode_traces_json(body, len, lim, *out, err, errlen);
+    return test_decode(f == PROTO ? otlp_decode_traces_proto : otlp_decode_traces_json, body, len,
+                       lim, out, err, errlen);
 }
 
 static uint8_t *pack(const pb_request *req, size_t *len)
@@ -56,24 +49,6 @@ static uint8_t *pack(const pb_request *req, size_t *len)
     uint8_t *buf = malloc(*len ? *len : 1);
     assert_non_null(buf);
     opentelemetry__proto__collector__trace__v1__export_trace_service_request__pack(req, buf);
-    return buf;
-}
-
-static char *read_fixture(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/otlp/%s", MESHSCOPE_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
     return buf;
 }
 
@@ -269,15 +244,6 @@ static uint8_t *build_full(size_t *len)
 
 /* ----- model comparison -------------------------------------------------------------------- */
 
-static void mstr_eq(struct mstr a, struct mstr b)
-{
-    assert_non_null(a.ptr);
-    assert_non_null(b.ptr);
-    assert_int_equal(a.len, b.len);
-    assert_memory_equal(a.ptr, b.ptr, a.len);
-    assert_int_equal(a.ptr[a.len], '\0');
-}
-
 static void attrs_items_eq(const struct attr *a, const struct attr *b, uint32_t n);
 
 static void value_eq(const struct value *a, const struct value *b)
@@ -438,7 +404,7 @@ static void test_full_proto_equals_json(void **state)
     char err[256];
     size_t plen, jlen;
     uint8_t *pbuf = build_full(&plen);
-    char *jbuf = read_fixture("full.json", &jlen);
+    char *jbuf = test_read_fixture("otlp", "full.json", &jlen);
     struct span_batch *bp, *bj;
     assert_int_equal(decode(PROTO, pbuf, plen, NULL, &bp, err, sizeof err), 0);
     assert_int_equal(decode(JSON, jbuf, jlen, NULL, &bj, err, sizeof err), 0);
@@ -457,7 +423,7 @@ static void test_proto_fixture(void **state)
     (void)state;
     char err[256];
     size_t flen, plen;
-    char *fix = read_fixture("full.pb", &flen);
+    char *fix = test_read_fixture("otlp", "full.pb", &flen);
     uint8_t *pbuf = build_full(&plen);
     assert_int_equal(flen, plen);
     assert_memory_equal(fix, pbuf, plen);
@@ -474,7 +440,7 @@ static void test_spec_example_json(void **state)
     (void)state;
     char err[256];
     size_t len;
-    char *buf = read_fixture("spec_example.json", &len);
+    char *buf = test_read_fixture("otlp", "spec_example.json", &len);
     struct span_batch *b;
     assert_int_equal(decode(JSON, buf, len, NULL, &b, err, sizeof err), 0);
     assert_int_equal(b->n_spans, 1);
@@ -1072,7 +1038,7 @@ static void test_caps(void **state)
     char err[256];
     size_t plen, jlen;
     uint8_t *pbuf = build_full(&plen);
-    char *jbuf = read_fixture("full.json", &jlen);
+    char *jbuf = test_read_fixture("otlp", "full.json", &jlen);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const struct cap_case *c = &cases[i];
         for (int f = PROTO; f <= JSON; f++) {

@@ -20,38 +20,9 @@
 
 #include "query.h"
 #include "query_int.h"
+#include "test_util.h"
 
 /* ----- helpers ---------------------------------------------------------------------------- */
-
-#define FAKE_NOW_US INT64_C(1800000000000000) /* 2027-01-15: a fixed clock for defaults */
-
-static int64_t fake_now(void)
-{
-    return FAKE_NOW_US;
-}
-
-/* Splits "a=b&c=d" (no URL decoding; tests write plain values) into args. */
-struct args {
-    struct query_arg a[40];
-    size_t n;
-    char buf[2048];
-};
-
-static void args_parse(struct args *out, const char *qs)
-{
-    out->n = 0;
-    if (!qs || !*qs) return;
-    snprintf(out->buf, sizeof out->buf, "%s", qs);
-    char *save = NULL;
-    for (char *tok = strtok_r(out->buf, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(tok, '=');
-        assert_true(out->n < 40);
-        if (eq) *eq = '\0';
-        out->a[out->n].key = tok;
-        out->a[out->n].value = eq ? eq + 1 : "";
-        out->n++;
-    }
-}
 
 /* Runs query_handle and parses the body. Returns the parsed JSON (caller decrefs). */
 static json_t *get(struct store *st, const char *path, const char *qs, int *status)
@@ -863,12 +834,7 @@ static int e2e_setup(void **state)
 {
     struct e2e *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/test_query.XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    snprintf(e->path, sizeof e->path, "%s/meshscope.db", e->dir);
-    struct store_options opts = {.path = e->path};
-    e->st = store_open(&opts);
-    assert_non_null(e->st);
+    e->st = test_store_create(e->dir, e->path, "test_query");
     query_now_us = fake_now;
     /* Data a minute before the fake "now" so default windows include it. */
     e->now_ns = (uint64_t)FAKE_NOW_US * 1000 - 60 * UINT64_C(1000000000);
@@ -905,10 +871,7 @@ static int e2e_setup(void **state)
 static int e2e_teardown(void **state)
 {
     struct e2e *e = *state;
-    store_close(e->st);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", e->dir);
+    test_store_destroy(e->st, e->dir);
     free(e);
     return 0;
 }

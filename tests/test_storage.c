@@ -1,7 +1,9 @@
 /*
  * test_storage.c: unit tests of the storage module: the span codec (round trip of every field,
  * hardening against truncated and corrupt input), and the store (put/get, find with every
- * filter, dictionaries, dependencies, retention, concurrent reads, -ENOSPC with rollback).
+ * filter, dictionaries, dependencies, retention, concurrent reads, -ENOSPC with rollback), and
+ * the edge rollups behind the service graph (pairing, user and virtual nodes, percentiles from
+ * known durations, restart, downsampling, retention, migration of a v1 file).
  *
  * Each store test works in a fresh mkdtemp directory. -ENOSPC is provoked with the test hook
  * store_test_set_max_pages (PRAGMA max_page_count on the writer connection), and receive time
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1013,6 +1016,349 @@ static void test_reopen(void **state)
     store_free_traces(out, n);
 }
 
+/* ----- edge rollups and the service graph -------------------------------------------------- */
+
+static struct resource *make_resource_ns(struct span_batch *b, const char *service,
+                                         const char *ns)
+{
+    struct resource *r = make_resource(b, service, NULL);
+    struct attr *items = arena_alloc(b->arena, 2 * sizeof *items);
+    items[0] = r->attrs.items[0];
+    items[1].key = S(b, "k8s.namespace.name");
+    items[1].value.type = VALUE_STRING;
+    items[1].value.u.str = S(b, ns);
+    r->attrs.items = items;
+    r->attrs.n = 2;
+    return r;
+}
+
+static const struct graph_edge *graph_find_edge(const struct graph *g, const char *src,
+                                                const char *dst)
+{
+    for (size_t i = 0; i < g->n_edges; i++)
+        if (strcmp(g->nodes[g->edges[i].source].name, src) == 0 &&
+            strcmp(g->nodes[g->edges[i].target].name, dst) == 0)
+            return &g->edges[i];
+    return NULL;
+}
+
+static const struct graph_node *graph_find_node(const struct graph *g, const char *name)
+{
+    for (size_t i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return &g->nodes[i];
+    return NULL;
+}
+
+/* The bucket bounds (ms) around a duration: an interpolated percentile of identical durations
+ * lies between them. */
+static void bucket_range_ms(int64_t dur_us, double *lo, double *hi)
+{
+    unsigned i = hist_bucket_of(dur_us);
+    *lo = i ? (double)hist_bound_us[i - 1] / 1000.0 : 0;
+    *hi = (double)hist_bound_us[i] / 1000.0;
+}
+
+/* frontend (root SERVER, 50 ms) -> cart: n client/server pairs in one batch, server durations
+ * 1..n ms, every 10th failing; at span time t0. */
+static void put_cart_calls(struct store *st, int64_t t0, int n, uint64_t trace0)
+{
+    struct span_batch *b = span_batch_create();
+    const struct resource *fe = make_resource_ns(b, "frontend", "shop");
+    const struct resource *cart = make_resource_ns(b, "cart", "shop");
+    for (int i = 1; i <= n; i++) {
+        uint64_t tr = trace0 + (uint64_t)i;
+        add_span(b, fe, tr, 1, 0, "GET /", SPAN_KIND_SERVER, t0, 50 * MS);
+        add_span(b, fe, tr, 2, 1, "GET cart", SPAN_KIND_CLIENT, t0 + MS, (i + 2) * MS);
+        struct span *s =
+            add_span(b, cart, tr, 3, 2, "GetCart", SPAN_KIND_SERVER, t0 + MS, i * MS);
+        if (i % 10 == 0) attr_int(b, s, "http.response.status_code", 503);
+    }
+    put1(st, b);
+}
+
+static void test_graph_percentiles(void **state)
+{
+    struct fixture *f = *state;
+    store_test_set_clock(f->st, T0 + 10 * SEC);
+    put_cart_calls(f->st, T0, 100, 1000);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 20 * SEC, T0 + 40 * SEC, NULL, &g), 0);
+    assert_int_equal(g->n_edges, 2);
+    assert_int_equal(g->n_nodes, 3);
+    assert_int_equal(g->nodes[0].kind, GRAPH_NODE_USER); /* user first */
+    const struct graph_edge *e = graph_find_edge(g, "frontend", "cart");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 100);
+    assert_int_equal(e->red.errors, 10);
+    assert_true(e->red.error_rate > 0.1 - 1e-9 && e->red.error_rate < 0.1 + 1e-9);
+    assert_true(e->red.rate > 100.0 / 60.0 - 1e-9 && e->red.rate < 100.0 / 60.0 + 1e-9);
+    assert_string_equal(e->connection_type, "");
+    /* Server latencies 1..100 ms: p50 ~ 50, p95 ~ 95, p99 ~ 99, each within its bucket. */
+    double lo, hi;
+    bucket_range_ms(50 * MS, &lo, &hi);
+    assert_true(e->red.p50_ms >= lo && e->red.p50_ms <= hi);
+    bucket_range_ms(95 * MS, &lo, &hi);
+    assert_true(e->red.p95_ms >= lo && e->red.p95_ms <= hi);
+    bucket_range_ms(99 * MS, &lo, &hi);
+    assert_true(e->red.p99_ms >= lo && e->red.p99_ms <= hi);
+    e = graph_find_edge(g, "user", "frontend");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 100);
+    bucket_range_ms(50 * MS, &lo, &hi);
+    assert_true(e->red.p99_ms >= lo && e->red.p99_ms <= hi);
+    const struct graph_node *n = graph_find_node(g, "cart");
+    assert_non_null(n);
+    assert_int_equal(n->kind, GRAPH_NODE_SERVICE);
+    assert_string_equal(n->namespace, "shop");
+    assert_int_equal(n->inbound.requests, 100);
+    assert_int_equal(n->inbound.errors, 10);
+    n = graph_find_node(g, "user");
+    assert_int_equal(n->inbound.requests, 0);
+    assert_true(isnan(n->inbound.p50_ms));
+    store_free_graph(g);
+
+    /* 10 s buckets: a window of one later bucket sees nothing; the namespace filter. */
+    assert_int_equal(store_graph(f->st, T0 + 20 * SEC, T0 + 29 * SEC, NULL, &g), 0);
+    assert_int_equal(g->n_edges, 0);
+    store_free_graph(g);
+    assert_int_equal(store_graph(f->st, T0, T0 + SEC, "other", &g), 0);
+    assert_int_equal(g->n_edges, 0);
+    assert_int_equal(g->n_nodes, 0);
+    store_free_graph(g);
+    assert_int_equal(store_graph(f->st, T0, T0 + SEC, "shop", &g), 0);
+    assert_int_equal(g->n_edges, 2);
+    store_free_graph(g);
+    assert_int_equal(store_graph(f->st, T0, T0, NULL, &g), -EINVAL);
+
+    /* Dependencies agree and leave out the user node. */
+    struct dependency_link *deps;
+    size_t nd;
+    assert_int_equal(store_dependencies(f->st, T0 + 40 * SEC, 60 * SEC, &deps, &nd), 0);
+    assert_int_equal(nd, 1);
+    assert_string_equal(deps[0].parent, "frontend");
+    assert_int_equal(deps[0].call_count, 100);
+    assert_int_equal(deps[0].error_count, 10);
+    store_free_dependencies(deps, nd);
+
+    /* The rollups survive a restart: same numbers. */
+    store_close(f->st);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(store_graph(f->st, T0 - 20 * SEC, T0 + 40 * SEC, NULL, &g), 0);
+    e = graph_find_edge(g, "frontend", "cart");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 100);
+    assert_int_equal(e->red.errors, 10);
+    bucket_range_ms(50 * MS, &lo, &hi);
+    assert_true(e->red.p50_ms >= lo && e->red.p50_ms <= hi);
+    store_free_graph(g);
+}
+
+/* Halves split over calls, virtual nodes and "user" edges from expired halves. */
+static void test_graph_pending(void **state)
+{
+    struct fixture *f = *state;
+    int64_t now = T0 + 5 * SEC;
+    store_test_set_clock(f->st, now);
+    /* A client to redis (never instrumented), a client whose server comes later, and a
+     * server whose client never comes. */
+    struct span_batch *b = span_batch_create();
+    const struct resource *fe = make_resource(b, "frontend", NULL);
+    struct span *s = add_span(b, fe, 1, 2, 1, "GET", SPAN_KIND_CLIENT, T0, 2 * MS);
+    attr_str(b, s, "db.system", "redis");
+    add_span(b, fe, 2, 2, 1, "pay", SPAN_KIND_CLIENT, T0, 9 * MS);
+    s = add_span(b, fe, 3, 2, 1, "shop", SPAN_KIND_CLIENT, T0, 9 * MS);
+    attr_str(b, s, "server.address", "shop.example.com:443");
+    put1(f->st, b);
+    b = span_batch_create();
+    add_span(b, make_resource(b, "payment", NULL), 2, 3, 2, "Charge", SPAN_KIND_SERVER, T0,
+             7 * MS);
+    add_span(b, make_resource(b, "audit", NULL), 4, 3, 2, "Log", SPAN_KIND_SERVER, T0, 4 * MS);
+    put1(f->st, b);
+    /* Past the TTL, any write turns the expired halves into edges. */
+    store_test_set_clock(f->st, now + 11 * SEC);
+    b = span_batch_create();
+    add_span(b, make_resource(b, "other", NULL), 9, 1, 0, "x", SPAN_KIND_INTERNAL, T0, MS);
+    put1(f->st, b);
+
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 10 * SEC, T0 + 10 * SEC, NULL, &g), 0);
+    const struct graph_edge *e = graph_find_edge(g, "frontend", "payment");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 1);
+    double lo, hi;
+    bucket_range_ms(7 * MS, &lo, &hi); /* the server's latency */
+    assert_true(e->red.p50_ms >= lo && e->red.p50_ms <= hi);
+    e = graph_find_edge(g, "frontend", "redis");
+    assert_non_null(e);
+    assert_string_equal(e->connection_type, "database");
+    assert_int_equal(g->nodes[e->target].kind, GRAPH_NODE_VIRTUAL);
+    e = graph_find_edge(g, "frontend", "shop.example.com");
+    assert_non_null(e);
+    assert_string_equal(e->connection_type, "virtual_node");
+    e = graph_find_edge(g, "user", "audit");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 1);
+    assert_int_equal(g->n_edges, 4);
+    store_free_graph(g);
+    /* Jaeger's dependencies have services only. */
+    struct dependency_link *deps;
+    size_t nd;
+    assert_int_equal(store_dependencies(f->st, T0 + 10 * SEC, 20 * SEC, &deps, &nd), 0);
+    assert_int_equal(nd, 1);
+    store_free_dependencies(deps, nd);
+}
+
+static int64_t count_rows(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* 10 s rows older than 6 h become 1 min rows with the same sums and histogram. */
+static void test_graph_downsample(void **state)
+{
+    struct fixture *f = *state; /* no retention */
+    store_test_set_clock(f->st, T0);
+    for (int k = 0; k < 3; k++) put_cart_calls(f->st, T0 + k * 10 * SEC, 20, 100 * (uint64_t)k);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = 10"),
+                     6);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0, T0 + 60 * SEC, NULL, &g), 0);
+    const struct graph_edge *e = graph_find_edge(g, "frontend", "cart");
+    double p50 = e->red.p50_ms, p99 = e->red.p99_ms;
+    assert_int_equal(e->red.requests, 60);
+    store_free_graph(g);
+
+    uint64_t deleted;
+    assert_int_equal(store_retention_step(f->st, T0 + 5 * 3600 * SEC, 1000, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = 10"),
+                     6); /* not old enough */
+    for (int i = 0; i < 4; i++) /* 2 rows per step */
+        assert_int_equal(store_retention_step(f->st, T0 + 7 * 3600 * SEC, 2, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = 10"),
+                     0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = 60"),
+                     2);
+    assert_int_equal(store_graph(f->st, T0, T0 + 60 * SEC, NULL, &g), 0);
+    e = graph_find_edge(g, "frontend", "cart");
+    assert_int_equal(e->red.requests, 60);
+    assert_int_equal(e->red.errors, 6);
+    assert_true(e->red.p50_ms == p50 && e->red.p99_ms == p99);
+    store_free_graph(g);
+    /* A window inside the minute still sees the whole 1 min bucket (it overlaps). */
+    assert_int_equal(store_graph(f->st, T0 + 15 * SEC, T0 + 16 * SEC, NULL, &g), 0);
+    assert_int_equal(g->n_edges, 2);
+    store_free_graph(g);
+}
+
+/* Rollups past the retention are deleted. */
+static void test_graph_retention(void **state)
+{
+    struct fixture *f = *state; /* retention 1 h */
+    store_test_set_clock(f->st, T0);
+    put_cart_calls(f->st, T0, 10, 0);
+    uint64_t deleted;
+    assert_int_equal(store_retention_step(f->st, T0 + 30 * 60 * SEC, 1000, &deleted), 0);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0, T0 + 60 * SEC, NULL, &g), 0);
+    assert_int_equal(g->n_edges, 2);
+    store_free_graph(g);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(store_retention_step(f->st, T0 + 2 * 3600 * SEC, 1000, &deleted), 0);
+    assert_int_equal(store_graph(f->st, T0, T0 + 60 * SEC, NULL, &g), 0);
+    assert_int_equal(g->n_edges, 0);
+    store_free_graph(g);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup"), 0);
+}
+
+/* The v1 schema exactly as meshscope 0.x created it, with some data. */
+static const char v1_file[] =
+    "CREATE TABLE services(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
+    "CREATE TABLE operations(id INTEGER PRIMARY KEY, service_id INTEGER NOT NULL,"
+    " name TEXT NOT NULL, kind INTEGER NOT NULL, UNIQUE(service_id, name, kind));"
+    "CREATE TABLE chunks(id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,"
+    " n_spans INTEGER NOT NULL, data BLOB NOT NULL);"
+    "CREATE INDEX chunks_trace ON chunks(trace_key);"
+    "CREATE TABLE span_index(id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,"
+    " service_id INTEGER NOT NULL, op_id INTEGER NOT NULL, start_us INTEGER NOT NULL,"
+    " min_dur_us INTEGER NOT NULL, max_dur_us INTEGER NOT NULL, error INTEGER NOT NULL);"
+    "CREATE INDEX span_index_service ON span_index(service_id, start_us);"
+    "CREATE INDEX span_index_error ON span_index(service_id, start_us) WHERE error = 1;"
+    "CREATE TABLE dep_rollup(minute INTEGER NOT NULL, parent_id INTEGER NOT NULL,"
+    " child_id INTEGER NOT NULL, calls INTEGER NOT NULL, errors INTEGER NOT NULL,"
+    " PRIMARY KEY(minute, parent_id, child_id)) WITHOUT ROWID;"
+    "CREATE TABLE receive_marks(minute INTEGER PRIMARY KEY, first_chunk INTEGER NOT NULL,"
+    " first_index INTEGER NOT NULL);"
+    "CREATE TABLE dicts(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+    "INSERT INTO services(id, name) VALUES(1, 'frontend'), (2, 'cart');"
+    "INSERT INTO dep_rollup VALUES(28333333, 1, 2, 7, 2);" /* T0's minute */
+    "PRAGMA user_version = 1;";
+
+static void test_migrate_v1(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    f->st = NULL;
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    char p[160];
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", f->path, suffix[i]);
+        unlink(p);
+    }
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, v1_file, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 2);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
+                                         "'dep_rollup'"),
+                     0);
+    struct dependency_link *deps;
+    size_t nd;
+    assert_int_equal(store_dependencies(f->st, T0 + 60 * SEC, 120 * SEC, &deps, &nd), 0);
+    assert_int_equal(nd, 1);
+    assert_string_equal(deps[0].parent, "frontend");
+    assert_string_equal(deps[0].child, "cart");
+    assert_int_equal(deps[0].call_count, 7);
+    assert_int_equal(deps[0].error_count, 2);
+    store_free_dependencies(deps, nd);
+    /* Old counts without latency, new calls with it, on the same edge. */
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 60 * SEC, T0 + 60 * SEC, NULL, &g), 0);
+    const struct graph_edge *e = graph_find_edge(g, "frontend", "cart");
+    assert_non_null(e);
+    assert_int_equal(e->red.requests, 7);
+    assert_true(isnan(e->red.p50_ms));
+    store_free_graph(g);
+    store_test_set_clock(f->st, T0);
+    put_cart_calls(f->st, T0, 10, 0);
+    assert_int_equal(store_graph(f->st, T0 - 60 * SEC, T0 + 60 * SEC, NULL, &g), 0);
+    e = graph_find_edge(g, "frontend", "cart");
+    assert_int_equal(e->red.requests, 17);
+    assert_int_equal(e->red.errors, 3);
+    assert_false(isnan(e->red.p50_ms));
+    assert_string_equal(graph_find_node(g, "cart")->namespace, "shop");
+    store_free_graph(g);
+    /* Reopening a v2 file migrates nothing more. */
+    store_close(f->st);
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 2);
+}
+
 int main(void)
 {
     log_min_level = LOG_ERROR;
@@ -1032,6 +1378,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enospc_rolls_back, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_reopen, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_dictionary, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_percentiles, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_pending, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_downsample, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_retention, fixture_setup_retention,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v1, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

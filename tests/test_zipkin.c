@@ -27,45 +27,20 @@
 #include "query_int.h"
 #include "zipkin.h"
 #include "zipkin/zipkin.pb-c.h"
+#include "test_util.h"
 
 enum fmt { PROTO, JSON };
 
 static int decode(enum fmt f, const void *body, size_t len, const struct decode_limits *lim,
                   struct span_batch **out, char *err, size_t errlen)
 {
-    struct decode_limits def;
-    if (!lim) {
-        decode_limits_default(&def);
-        lim = &def;
-    }
-    *out = span_batch_create();
-    assert_non_null(*out);
-    err[0] = '\0';
-    return f == PROTO ? zipkin_decode_spans_proto(body, len, lim, *out, err, errlen)
-                      : zipkin_decode_spans_json(body, len, lim, *out, err, errlen);
+    return test_decode(f == PROTO ? zipkin_decode_spans_proto : zipkin_decode_spans_json, body, len,
+                       lim, out, err, errlen);
 }
 
 static int decode_str(const char *json, struct span_batch **out, char *err, size_t errlen)
 {
     return decode(JSON, json, strlen(json), NULL, out, err, errlen);
-}
-
-static char *read_fixture(const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/zipkin/%s", MESHSCOPE_TEST_DATA, name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    assert_non_null(buf);
-    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
-    buf[n] = '\0';
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
 }
 
 static void hex_to(const char *hex, uint8_t *out, size_t n)
@@ -118,14 +93,6 @@ static void assert_bool_attr(const struct attrs *as, const char *key)
 }
 
 /* ----- model equality (for proto == JSON and render round trips) ----------------------------- */
-
-static void mstr_eq(struct mstr a, struct mstr b)
-{
-    assert_int_equal(a.len, b.len);
-    assert_non_null(a.ptr);
-    assert_non_null(b.ptr);
-    assert_memory_equal(a.ptr, b.ptr, a.len);
-}
 
 static void attrs_eq(const struct attrs *a, const struct attrs *b)
 {
@@ -287,7 +254,7 @@ static void check_full(const struct span_batch *b)
 static void test_json_full(void **state)
 {
     size_t len;
-    char *body = read_fixture("full.json", &len);
+    char *body = test_read_fixture("zipkin", "full.json", &len);
     struct span_batch *b;
     char err[256];
     assert_int_equal(decode(JSON, body, len, NULL, &b, err, sizeof err), 0);
@@ -438,7 +405,7 @@ static uint8_t *build_full_proto(size_t *len)
 static void test_proto_equals_json(void **state)
 {
     size_t jlen, plen;
-    char *json = read_fixture("full.json", &jlen);
+    char *json = test_read_fixture("zipkin", "full.json", &jlen);
     uint8_t *pb = build_full_proto(&plen);
     struct span_batch *bj, *bp;
     char err[256];
@@ -838,7 +805,7 @@ static char *render(struct span_batch *t, size_t *len)
 static void test_render_roundtrip(void **state)
 {
     size_t len, rlen;
-    char *json = read_fixture("full.json", &len);
+    char *json = test_read_fixture("zipkin", "full.json", &len);
     struct span_batch *a, *b;
     char err[256];
     assert_int_equal(decode(JSON, json, len, NULL, &a, err, sizeof err), 0);
@@ -970,38 +937,10 @@ static void test_render_otlp_span(void **state)
 
 /* ----- the API end to end ------------------------------------------------------------------- */
 
-#define FAKE_NOW_US INT64_C(1800000000000000)
-
-static int64_t fake_now(void)
-{
-    return FAKE_NOW_US;
-}
-
 struct e2e {
     char dir[64], path[128];
     struct store *st;
 };
-
-struct args {
-    struct query_arg a[16];
-    size_t n;
-    char buf[1024];
-};
-
-static void args_parse(struct args *out, const char *qs)
-{
-    out->n = 0;
-    if (!qs || !*qs) return;
-    snprintf(out->buf, sizeof out->buf, "%s", qs);
-    char *save = NULL;
-    for (char *tok = strtok_r(out->buf, "&", &save); tok; tok = strtok_r(NULL, "&", &save)) {
-        char *eq = strchr(tok, '=');
-        if (eq) *eq = '\0';
-        out->a[out->n].key = tok;
-        out->a[out->n].value = eq ? eq + 1 : "";
-        out->n++;
-    }
-}
 
 /* GETs path?qs; returns the body (caller frees) and the status. */
 static char *get(struct store *st, const char *path, const char *qs, int *status)
@@ -1033,12 +972,7 @@ static int e2e_setup(void **state)
 {
     struct e2e *e = calloc(1, sizeof *e);
     assert_non_null(e);
-    snprintf(e->dir, sizeof e->dir, "/tmp/test_zipkin.XXXXXX");
-    assert_non_null(mkdtemp(e->dir));
-    snprintf(e->path, sizeof e->path, "%s/meshscope.db", e->dir);
-    struct store_options opts = {.path = e->path};
-    e->st = store_open(&opts);
-    assert_non_null(e->st);
+    e->st = test_store_create(e->dir, e->path, "test_zipkin");
     query_now_us = fake_now;
     int64_t t = FAKE_NOW_US - 60000000;
     char body[4096];
@@ -1076,10 +1010,7 @@ static int e2e_setup(void **state)
 static int e2e_teardown(void **state)
 {
     struct e2e *e = *state;
-    store_close(e->st);
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
-    assert_int_equal(system(cmd), 0);
+    test_store_destroy(e->st, e->dir);
     free(e);
     return 0;
 }

@@ -5,5 +5,7 @@ meshscope_unit_test(test_zipkin
           ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
           ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
           ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
+          ${PROJECT_SOURCE_DIR}/collector/pbwire.c
+          ${PROJECT_SOURCE_DIR}/collector/decode.c
   LIBS query storage meshscope_proto PkgConfig::JANSSON PkgConfig::PROTOBUFC)
 target_include_directories(test_zipkin PRIVATE ${PROJECT_SOURCE_DIR}/collector)

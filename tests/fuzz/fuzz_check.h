@@ -1,6 +1,7 @@
 /*
- * fuzz_check.h: invariants every decoded batch must hold, checked by the OTLP fuzz targets
- * after each input (abort() on violation so libFuzzer records the input as a crash).
+ * fuzz_check.h: invariants every decoded batch must hold, checked by the OTLP and Zipkin fuzz
+ * targets after each input (abort() on violation so libFuzzer records the input as a crash),
+ * and the one body those targets share (fuzz_decode).
  */
 #ifndef MESHSCOPE_FUZZ_CHECK_H
 #define MESHSCOPE_FUZZ_CHECK_H
@@ -83,6 +84,29 @@ static void fuzz_check_batch(const struct span_batch *b, const struct decode_lim
             fuzz_check_attrs(s->links[l].attrs.items, s->links[l].attrs.n, lim, 0);
         }
     }
+}
+
+/* Runs decode (any of the four span decoders, all with the same contract) on one input with
+ * default limits and a fresh batch: the decoder must not crash, leak or overrun, what it keeps
+ * must hold the invariants above, and every failure must explain itself. */
+static int fuzz_decode(int (*decode)(const uint8_t *body, size_t len,
+                                     const struct decode_limits *lim, struct span_batch *out,
+                                     char *err, size_t errlen),
+                       const uint8_t *data, size_t size)
+{
+    struct decode_limits lim;
+    char err[256];
+    decode_limits_default(&lim);
+    struct span_batch *b = span_batch_create();
+    if (!b) return 0;
+    err[0] = '\0';
+    int rc = decode(data, size, &lim, b, err, sizeof err);
+    if (rc == 0)
+        fuzz_check_batch(b, &lim);
+    else if (err[0] == '\0')
+        abort(); /* every failure explains itself */
+    span_batch_destroy(b);
+    return 0;
 }
 
 #endif

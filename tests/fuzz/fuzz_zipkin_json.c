@@ -13,17 +13,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct decode_limits lim;
-    char err[256];
-    decode_limits_default(&lim);
-    struct span_batch *b = span_batch_create();
-    if (!b) return 0;
-    err[0] = '\0';
-    int rc = zipkin_decode_spans_json(data, size, &lim, b, err, sizeof err);
-    if (rc == 0)
-        fuzz_check_batch(b, &lim);
-    else if (err[0] == '\0')
-        abort(); /* every failure explains itself */
-    span_batch_destroy(b);
-    return 0;
+    return fuzz_decode(zipkin_decode_spans_json, data, size);
 }

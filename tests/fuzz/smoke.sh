@@ -5,7 +5,7 @@
 # which has no libFuzzer), builds fuzz_{otlp,zipkin}_{proto,json}, and runs each for
 # FUZZ_SECONDS (default 20) over a copy of the seeds in tests/data/otlp and tests/data/zipkin. Fails if either finds
 # a crash, leak, sanitizer report or timeout; the reproducer is kept in
-# $MESHSCOPE_BUILD/fuzz-artifacts. Exits 77 (skipped) when clang or its fuzzer runtime is absent.
+# $MESHSCOPE_BUILD/fuzz-artifacts. Fails when clang or its fuzzer runtime is absent (.ci/deps installs them).
 #
 # Longer runs (e.g. an hour each, 4 workers, corpus kept between runs):
 #   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_FUZZ=ON
@@ -27,12 +27,12 @@ artifacts=$build/fuzz-artifacts
 cc=$(command -v clang || command -v clang-14 || true)
 if [ -z "$cc" ]; then
     echo "fuzz_smoke: skipped, clang not found"
-    exit 77
+    exit 1
 fi
 if ! echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n){return 0;}' |
     "$cc" -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null; then
     echo "fuzz_smoke: skipped, $cc has no libFuzzer runtime (libclang-rt-dev)"
-    exit 77
+    exit 1
 fi
 
 echo "fuzz_smoke: configuring $dir with $cc"
@@ -41,16 +41,17 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
     cat "$dir.configure.log"
     exit 1
 }
-cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json -j2
+cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
-for kind in otlp_proto otlp_json zipkin_proto zipkin_json; do
+for kind in otlp_proto otlp_json zipkin_proto zipkin_json query; do
     case $kind in
     *_proto) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
+    query) pattern='*.txt' ;;
     esac
     mkdir "$work/$kind"
     for f in "$src"/tests/data/${kind%_*}/$pattern; do

@@ -1,0 +1,49 @@
+/*
+ * decode.h: helpers shared by the four span decoders (otlp_proto.c, otlp_json.c,
+ * zipkin_proto.c, zipkin_json.c), whatever the wire format: the UTF-8 sanitising string copy,
+ * the bookkeeping of refused spans and the small pieces of message and JSON handling they all
+ * need. Not a public interface; the protobuf-only pieces are in pbwire.h.
+ *
+ * Thread-safety: no shared state; every call works on the caller's objects.
+ */
+#ifndef MESHSCOPE_DECODE_H
+#define MESHSCOPE_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "storage.h"
+
+/* What the decoders' conversion helpers return when an object breaks a cap or has a bad id
+ * (beside 0 and negative errnos): the decoder's "why" buffer says how. */
+#define DECODE_REFUSE 1
+
+/* Copies s[0..len) (borrowed; may be NULL when len is 0) into arena a, NUL-terminated, with
+ * every invalid UTF-8 sequence and every NUL byte replaced by U+FFFD (overlongs, surrogates and
+ * code points above U+10FFFF are invalid, as in RFC 3629), so everything downstream (SQLite,
+ * JSON rendering) sees valid UTF-8 of the original length or more. The caller bounds len.
+ * Returns 0 or -ENOMEM. */
+int decode_copy_utf8(struct arena *a, const char *s, size_t len, struct mstr *out /* OUT */);
+
+/* Counts the refusal of n spans in b (b->rejected) and keeps the first reason, formatted, in
+ * b's arena (b->reject_reason, cut at 511 bytes). Returns 0 or -ENOMEM. */
+int decode_reject(struct span_batch *b, uint32_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* snprintf for message paths: a path cut short is acceptable (and keeps gcc's
+ * -Wformat-truncation, which cannot see that, quiet). */
+void decode_pathf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Grows the malloc'd array *p of *cap items of size bytes to hold need items (doubling, from
+ * 16). Returns 0 or -ENOMEM (*p and *cap unchanged). */
+int decode_grow(void **p, size_t *cap, size_t need, size_t size);
+
+/* The value of hex digit ch (any case), or -1. */
+int decode_hexval(int ch);
+
+/* "an object", "a string", ... for "expected X, got Y" messages. Borrows v. */
+const char *decode_json_type_name(const json_t *v);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * pbwire.c: the raw-wire pre-scan and the counting allocator shared by the protobuf span
+ * decoders (see pbwire.h for why they exist).
+ *
+ * The scan walks the wire bytes once, guided by the protobuf-c descriptors: only fields the
+ * descriptor declares as messages are descended into, so the recursion is bounded by
+ * max_depth (and by the schema). Unknown fields are skipped by wire type. When a string field
+ * holds a NUL, a second pass over the same bytes patches a private copy of the body.
+ */
+#include "pbwire.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct scan {
+    const struct pbwire_scan *in;
+    uint64_t spans;
+    bool nul_in_string; /* a string field holds a NUL byte */
+    uint8_t *patch;     /* second pass: the writable copy of the body to patch, else NULL */
+    int rc;
+    char msg[128];
+};
+
+static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned i = 0; i < 10; i++) {
+        if (*pos >= len) return -1;
+        uint8_t c = p[(*pos)++];
+        v |= (uint64_t)(c & 0x7f) << (7 * i);
+        if (!(c & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
+static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
+                        const ProtobufCMessageDescriptor *d, unsigned depth)
+{
+    size_t pos = 0;
+    while (pos < len) {
+        size_t at = pos;
+        uint64_t tag, v;
+        if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
+        unsigned field = (unsigned)(tag >> 3);
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(p, len, &pos, &v)) goto bad;
+            break;
+        case 1:
+            if (len - pos < 8) goto bad;
+            pos += 8;
+            break;
+        case 5:
+            if (len - pos < 4) goto bad;
+            pos += 4;
+            break;
+        case 2: {
+            if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
+            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, (size_t)v)) {
+                sc->nul_in_string = true;
+                if (sc->patch) {
+                    uint8_t *w = sc->patch + base + pos;
+                    for (size_t k = 0; k < (size_t)v; k++)
+                        if (w[k] == 0) w[k] = 0xff;
+                }
+            }
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (f->descriptor == sc->in->span && ++sc->spans > sc->in->max_spans) {
+                    sc->rc = -E2BIG;
+                    snprintf(sc->msg, sizeof sc->msg, "more than %u spans in one request",
+                             sc->in->max_spans);
+                    return -1;
+                }
+                if (depth + 1 > sc->in->max_depth) {
+                    sc->rc = -EINVAL;
+                    snprintf(sc->msg, sizeof sc->msg,
+                             "protobuf messages nested deeper than %u (at byte %zu)",
+                             sc->in->max_depth, base + at);
+                    return -1;
+                }
+                if (scan_message(sc, p + pos, (size_t)v, base + pos, f->descriptor, depth + 1))
+                    return -1;
+            }
+            pos += (size_t)v;
+            break;
+        }
+        default: /* groups (3, 4) are not supported by protobuf-c; 6 and 7 do not exist */
+            goto bad;
+        }
+    }
+    return 0;
+bad:
+    sc->rc = -EINVAL;
+    snprintf(sc->msg, sizeof sc->msg, "malformed protobuf near byte %zu", base + pos);
+    return -1;
+}
+
+int pbwire_scan(struct pbwire_scan *out, const uint8_t *body, size_t len, char *err, size_t errlen)
+{
+    struct scan sc = {.in = out};
+    out->spans = 0;
+    out->patched = NULL;
+    if (scan_message(&sc, body, len, 0, out->root, 0)) {
+        if (err && errlen) snprintf(err, errlen, "%s", sc.msg);
+        return sc.rc;
+    }
+    if (sc.nul_in_string) {
+        /* The same bytes scanned again cannot fail: this pass only patches the copy. */
+        uint8_t *patched = malloc(len);
+        if (!patched) {
+            if (err && errlen) snprintf(err, errlen, "out of memory decoding the request");
+            return -ENOMEM;
+        }
+        memcpy(patched, body, len);
+        sc.patch = patched;
+        sc.spans = 0;
+        scan_message(&sc, body, len, 0, out->root, 0);
+        out->patched = patched;
+    }
+    out->spans = sc.spans;
+    return 0;
+}
+
+/* protobuf-c's allocations come from a per-request arena: unpacking a batch makes thousands of
+ * small objects, and malloc/free of each one was the largest single cost of ingest. */
+static void *budget_alloc(void *data, size_t size)
+{
+    struct pbwire_budget *bd = data;
+    if (size > bd->limit - bd->used) {
+        bd->exceeded = true;
+        return NULL;
+    }
+    void *p = arena_alloc(bd->arena, size);
+    if (!p) {
+        bd->oom = true;
+        return NULL;
+    }
+    bd->used += size;
+    return p;
+}
+
+/* Freed with the arena. */
+static void budget_free(void *data, void *ptr) {}
+
+int pbwire_budget_open(struct pbwire_budget *bd, size_t body_len, size_t limit)
+{
+    memset(bd, 0, sizeof *bd);
+    bd->alloc.alloc = budget_alloc;
+    bd->alloc.free = budget_free;
+    bd->alloc.allocator_data = bd;
+    bd->limit = limit;
+    bd->arena = arena_create(body_len * 4 + 4096);
+    return bd->arena ? 0 : -ENOMEM;
+}
+
+void pbwire_budget_close(struct pbwire_budget *bd)
+{
+    arena_destroy(bd->arena);
+    bd->arena = NULL;
+}
+
+int pbwire_unpack_failed(const struct pbwire_budget *bd, const char *what, char *err, size_t errlen)
+{
+    if (bd->oom) return -ENOMEM;
+    if (bd->exceeded) {
+        if (err && errlen)
+            snprintf(err, errlen, "request too large once decoded (over %zu bytes)", bd->limit);
+        return -E2BIG;
+    }
+    if (err && errlen) snprintf(err, errlen, "undecodable %s protobuf", what);
+    return -EINVAL;
+}
