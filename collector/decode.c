@@ -144,3 +144,13 @@ const char *decode_json_type_name(const json_t *v)
         return "null";
     }
 }
+
+json_t *decode_json_load(const uint8_t *body, size_t len, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body ? (const char *)body : "", len, JSON_ALLOW_NUL, &jerr);
+    if (!root && err && errlen)
+        snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
+                 jerr.text);
+    return root;
+}

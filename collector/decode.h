@@ -46,4 +46,9 @@ int decode_hexval(int ch);
 /* "an object", "a string", ... for "expected X, got Y" messages. Borrows v. */
 const char *decode_json_type_name(const json_t *v);
 
+/* Parses a JSON request body (NULL body = empty). "\u0000" is accepted (legal JSON; the string
+ * copies turn it into U+FFFD). NULL on invalid JSON, with "invalid JSON at line L column C: why"
+ * in err. The caller owns the result (json_decref). */
+json_t *decode_json_load(const uint8_t *body, size_t len, char *err, size_t errlen);
+
 #endif

@@ -765,16 +765,8 @@ int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode
         decode_limits_default(&defaults);
         lim = &defaults;
     }
-    json_error_t jerr;
-    if (!body) body = (const uint8_t *)"";
-    /* JSON_ALLOW_NUL: "\u0000" inside a string is legal JSON; copy_jstr cuts there. */
-    json_t *root = json_loadb((const char *)body, len, JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        if (err && errlen)
-            snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                     jerr.text);
-        return -EINVAL;
-    }
+    json_t *root = decode_json_load(body, len, err, errlen);
+    if (!root) return -EINVAL;
     struct jconv c = {.b = out, .lim = lim};
     int rc;
     if (!json_is_object(root)) {

@@ -675,16 +675,8 @@ int zipkin_decode_spans_json(const uint8_t *body, size_t len, const struct decod
         decode_limits_default(&defaults);
         lim = &defaults;
     }
-    json_error_t jerr;
-    if (!body) body = (const uint8_t *)"";
-    /* JSON_ALLOW_NUL: "\u0000" inside a string is legal JSON; copy_str turns it into U+FFFD. */
-    json_t *root = json_loadb((const char *)body, len, JSON_ALLOW_NUL, &jerr);
-    if (!root) {
-        if (err && errlen)
-            snprintf(err, errlen, "invalid JSON at line %d column %d: %s", jerr.line, jerr.column,
-                     jerr.text);
-        return -EINVAL;
-    }
+    json_t *root = decode_json_load(body, len, err, errlen);
+    if (!root) return -EINVAL;
     struct jz c = {.zb = {.b = out, .lim = lim}};
     int rc = convert(&c, root);
     json_decref(root);
