@@ -43,24 +43,6 @@
 
 #define GRAPH_DEFAULT_WINDOW_US (15 * 60 * 1000000LL) /* the dashboard's default view */
 
-static void graph_error(struct query_response *resp, int status, const char *msg)
-{
-    struct sbuf b;
-    sb_init(&b, QUERY_MAX_BODY);
-    sb_puts(&b, "{\"data\":null,\"total\":0,\"limit\":0,\"offset\":0,\"errors\":[{\"code\":");
-    sb_int(&b, status);
-    sb_puts(&b, ",\"msg\":");
-    sb_json_cstr(&b, msg);
-    sb_puts(&b, "}]}");
-    resp->status = status;
-    resp->content_type = "application/json";
-    resp->body = sb_take(&b, &resp->len);
-    if (!resp->body) {
-        resp->status = 503;
-        resp->len = 0;
-    }
-}
-
 /* A latency in ms rounded to the microsecond, or null. */
 static void put_ms(struct sbuf *b, double ms)
 {
@@ -158,7 +140,7 @@ int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_
     bool has_start, has_end;
     if (param_int64(args, n_args, "start", &start, &has_start, err) ||
         param_int64(args, n_args, "end", &end, &has_end, err)) {
-        graph_error(resp, 400, err);
+        query_respond_error(resp, 400, err);
         return 0;
     }
     if (!has_end) end = query_now_us();
@@ -166,7 +148,7 @@ int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_
     if (start >= end) {
         snprintf(err, sizeof err, "parameter 'start' (%lld) must be before 'end' (%lld)",
                  (long long)start, (long long)end);
-        graph_error(resp, 400, err);
+        query_respond_error(resp, 400, err);
         return 0;
     }
     const char *ns = query_arg(args, n_args, "namespace");
@@ -174,21 +156,13 @@ int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_
     int rc = store_graph(st, start, end, ns, &g);
     if (rc) {
         snprintf(err, sizeof err, "service graph: %s", strerror(-rc));
-        graph_error(resp, rc == -ENOMEM || rc == -EBUSY ? 503 : 500, err);
+        query_respond_error(resp, rc == -ENOMEM || rc == -EBUSY ? 503 : 500, err);
         return 0;
     }
     struct sbuf b;
     sb_init(&b, QUERY_MAX_BODY);
     graph_render(&b, g);
     store_free_graph(g);
-    int berr = b.error;
-    resp->body = sb_take(&b, &resp->len);
-    if (!resp->body) {
-        graph_error(resp, berr == -E2BIG ? 500 : 503,
-                    "service graph: response too large or out of memory");
-        return 0;
-    }
-    resp->status = 200;
-    resp->content_type = "application/json";
+    query_respond_json(resp, &b);
     return 0;
 }

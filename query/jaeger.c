@@ -83,7 +83,7 @@ static void response_tail(struct sbuf *b, size_t total)
 }
 
 /* Jaeger's handleError body. Always produces a response (falls back to a static body). */
-static void respond_error(struct query_response *resp, int status, const char *msg)
+void query_respond_error(struct query_response *resp, int status, const char *msg)
 {
     struct sbuf b;
     sb_init(&b, QUERY_MAX_BODY);
@@ -102,7 +102,7 @@ static void respond_error(struct query_response *resp, int status, const char *m
 }
 
 /* Finishes a rendered body: 200 with it, or 500/503 if the buffer failed. Consumes b. */
-static void respond_body(struct query_response *resp, struct sbuf *b)
+void query_respond_json(struct query_response *resp, struct sbuf *b)
 {
     int err = b->error;
     char *body = sb_take(b, &resp->len);
@@ -112,9 +112,9 @@ static void respond_body(struct query_response *resp, struct sbuf *b)
             snprintf(msg, sizeof msg,
                      "response would exceed %zu MiB; narrow the query (limit, time range)",
                      QUERY_MAX_BODY >> 20);
-            respond_error(resp, 500, msg);
+            query_respond_error(resp, 500, msg);
         } else {
-            respond_error(resp, 503, "out of memory rendering the response");
+            query_respond_error(resp, 503, "out of memory rendering the response");
         }
         return;
     }
@@ -128,7 +128,7 @@ static void respond_store_error(struct query_response *resp, const char *what, i
 {
     char msg[QUERY_ERRMSG];
     int status = query_store_error("query-store-error", what, rc, msg);
-    respond_error(resp, status, msg);
+    query_respond_error(resp, status, msg);
 }
 
 /* ----- rendering context ------------------------------------------------------------------ */
@@ -553,7 +553,7 @@ static void handle_services(struct store *st, struct query_response *resp)
     sb_putc(&b, ']');
     response_tail(&b, n);
     store_free_strings(names);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 static int op_name_cmp(const void *x, const void *y)
@@ -586,7 +586,7 @@ static void handle_operations_legacy(struct store *st, const char *service,
     sb_putc(&b, ']');
     response_tail(&b, unique);
     store_free_operations(ops, n);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 /* GET /api/operations?service=&spanKind= */
@@ -595,7 +595,7 @@ static void handle_operations(struct store *st, const struct query_arg *args, si
 {
     const char *service = query_arg(args, n_args, "service");
     if (!service) {
-        respond_error(resp, 400, "parameter 'service' is required");
+        query_respond_error(resp, 400, "parameter 'service' is required");
         return;
     }
     enum span_kind kind;
@@ -606,7 +606,7 @@ static void handle_operations(struct store *st, const struct query_arg *args, si
                  "unable to parse param 'spanKind': unknown span kind \"%.128s\" (expected server, "
                  "client, producer, consumer or internal)",
                  kind_arg);
-        respond_error(resp, 400, msg);
+        query_respond_error(resp, 400, msg);
         return;
     }
     struct operation_info *ops = NULL;
@@ -630,7 +630,7 @@ static void handle_operations(struct store *st, const struct query_arg *args, si
     sb_putc(&b, ']');
     response_tail(&b, n);
     store_free_operations(ops, n);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 /* traceID= search: the traces found, plus one {"msg":"trace not found","traceID":..} error
@@ -673,7 +673,7 @@ static void search_by_ids(struct store *st, const struct trace_params *p,
     } else {
         sb_puts(&b, "null}");
     }
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 out:
     sb_free(&b);
     sb_free(&errs);
@@ -689,9 +689,9 @@ static void handle_search(struct store *st, const struct query_arg *args, size_t
     int rc = trace_params_parse(args, n_args, &p, err);
     if (rc) {
         if (rc == -EINVAL)
-            respond_error(resp, 400, err);
+            query_respond_error(resp, 400, err);
         else
-            respond_error(resp, 503, "out of memory parsing the query");
+            query_respond_error(resp, 503, "out of memory parsing the query");
         trace_params_free(&p);
         return;
     }
@@ -723,7 +723,7 @@ static void handle_search(struct store *st, const struct query_arg *args, size_t
     response_tail(&b, 0); /* jaeger-query leaves total 0 on searches */
     render_free(&r);
     store_free_traces(traces, n);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 /* GET /api/traces/{traceID} */
@@ -736,7 +736,7 @@ static void handle_trace(struct store *st, const char *id, const struct query_ar
         snprintf(err, sizeof err,
                  "unable to parse param 'traceID': expected 1 to 32 hex characters, got \"%.128s\"",
                  id);
-        respond_error(resp, 400, err);
+        query_respond_error(resp, 400, err);
         return;
     }
     /* start=/end= narrow the lookup in Jaeger; our store finds a trace by ID alone, but a
@@ -745,7 +745,7 @@ static void handle_trace(struct store *st, const char *id, const struct query_ar
     bool present;
     if (param_int64(args, n_args, "start", &ignored, &present, err) ||
         param_int64(args, n_args, "end", &ignored, &present, err)) {
-        respond_error(resp, 400, err);
+        query_respond_error(resp, 400, err);
         return;
     }
     struct span_batch *t = NULL;
@@ -754,7 +754,7 @@ static void handle_trace(struct store *st, const char *id, const struct query_ar
     if (rc) {
         span_batch_destroy(t);
         if (rc == -ENOENT)
-            respond_error(resp, 404, "trace not found");
+            query_respond_error(resp, 404, "trace not found");
         else
             respond_store_error(resp, "trace", rc);
         return;
@@ -766,7 +766,7 @@ static void handle_trace(struct store *st, const char *id, const struct query_ar
     sb_putc(&b, ']');
     response_tail(&b, 0);
     span_batch_destroy(t);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 static int dep_cmp(const void *x, const void *y)
@@ -783,7 +783,7 @@ static void handle_dependencies(struct store *st, const struct query_arg *args, 
     int64_t end_us, lookback_us;
     char err[QUERY_ERRMSG];
     if (dependency_params_parse(args, n_args, &end_us, &lookback_us, err)) {
-        respond_error(resp, 400, err);
+        query_respond_error(resp, 400, err);
         return;
     }
     const char *service = query_arg(args, n_args, "service");
@@ -822,7 +822,7 @@ static void handle_dependencies(struct store *st, const struct query_arg *args, 
     sb_putc(&b, ']');
     response_tail(&b, 0);
     store_free_dependencies(deps, n);
-    respond_body(resp, &b);
+    query_respond_json(resp, &b);
 }
 
 /* ----- routing ---------------------------------------------------------------------------- */
@@ -852,7 +852,7 @@ int query_handle(struct store *st, const char *path, const struct query_arg *arg
         if (len <= suffix || strcmp(svc + len - suffix, "/operations") != 0) return -ENOENT;
         char *name = strndup(svc, len - suffix);
         if (!name) {
-            respond_error(resp, 503, "out of memory");
+            query_respond_error(resp, 503, "out of memory");
             return 0;
         }
         handle_operations_legacy(st, name, resp);

@@ -155,4 +155,10 @@ int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_
 /* Renders a graph as the /api/graph JSON body. Borrows g; errors land in b->error. */
 void graph_render(struct sbuf *b, const struct graph *g);
 
+/* Jaeger-envelope answers shared by the JSON APIs (jaeger.c): an error body
+ * {"data":null,...,"errors":[{"code","msg"}]} with that status, and a finished body (200, or
+ * 500/503 when the buffer overflowed or ran out of memory; consumes b). */
+void query_respond_error(struct query_response *resp, int status, const char *msg);
+void query_respond_json(struct query_response *resp, struct sbuf *b);
+
 #endif
