@@ -21,6 +21,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { bookinfoSpans } from '../../tests/js/lib/bookinfo.mjs';
 import { startDaemon } from '../../tests/js/lib/daemon.mjs';
 import { poll, request } from '../../tests/js/lib/http.mjs';
 
@@ -40,29 +41,28 @@ const attr = (key, v) => ({ key, value: typeof v === 'number' ? { intValue: Stri
 function bookinfoTrace(t0Ms, fail) {
   const traceId = hex(16);
   const by = new Map();
-  const span = (service, name, kind, parent, startMs, durMs, code, extra = []) => {
+  const made = new Map(); /* record -> span */
+  const records = bookinfoSpans(t0Ms, {
+    timing: { root: 40, details: { at: 2, ms: 6 }, reviews: { at: 12, ms: 23 }, ratings: { at: 15, ms: 16 } },
+    codes: { reviews: fail ? 503 : 200 },
+    names: { client: (to) => `GET ${to}`, server: (to) => `GET /${to}` },
+  });
+  const nanos = (ms) => String(BigInt(Math.round(ms * 1000)) * 1000n);
+  for (const r of records) {
+    const failing = fail && r.call === 'reviews' && r.kind === 'SERVER';
     const s = {
-      traceId, spanId: hex(8), parentSpanId: parent?.spanId ?? '', name, kind,
-      startTimeUnixNano: String(BigInt(Math.round(startMs * 1000)) * 1000n),
-      endTimeUnixNano: String(BigInt(Math.round((startMs + durMs) * 1000)) * 1000n),
-      attributes: [attr('http.request.method', 'GET'), attr('http.response.status_code', code), ...extra],
-      status: code >= 500 ? { code: 2, message: `upstream answered ${code}` } : { code: 0 },
+      traceId, spanId: hex(8), parentSpanId: made.get(r.parent)?.spanId ?? '', name: r.name, kind: r.kind === 'SERVER' ? 2 : 3,
+      startTimeUnixNano: nanos(r.start),
+      endTimeUnixNano: nanos(r.end),
+      attributes: [attr('http.request.method', 'GET'), attr('http.response.status_code', r.code),
+        ...(failing ? [attr('error.type', 'UpstreamTimeout')] : [])],
+      status: r.code >= 500 ? { code: 2, message: `upstream answered ${r.code}` } : { code: 0 },
     };
-    if (!by.has(service)) by.set(service, []);
-    by.get(service).push(s);
-    return s;
-  };
-  const SERVER = 2;
-  const CLIENT = 3;
-  const root = span('productpage', 'GET /productpage', SERVER, null, t0Ms, 40, 200);
-  const cd = span('productpage', 'GET details', CLIENT, root, t0Ms + 2, 8, 200);
-  span('details', 'GET /details', SERVER, cd, t0Ms + 3, 6, 200);
-  const cr = span('productpage', 'GET reviews', CLIENT, root, t0Ms + 12, 25, fail ? 503 : 200);
-  const rs = span('reviews', 'GET /reviews', SERVER, cr, t0Ms + 13, 23, fail ? 503 : 200,
-    fail ? [attr('error.type', 'UpstreamTimeout')] : []);
-  if (fail) rs.events = [{ timeUnixNano: rs.endTimeUnixNano, name: 'exception', attributes: [attr('exception.message', 'ratings timed out')] }];
-  const crt = span('reviews', 'GET ratings', CLIENT, rs, t0Ms + 15, 18, 200);
-  span('ratings', 'GET /ratings', SERVER, crt, t0Ms + 16, 16, 200);
+    if (failing) s.events = [{ timeUnixNano: s.endTimeUnixNano, name: 'exception', attributes: [attr('exception.message', 'ratings timed out')] }];
+    made.set(r, s);
+    if (!by.has(r.service)) by.set(r.service, []);
+    by.get(r.service).push(s);
+  }
   return { traceId, by };
 }
 

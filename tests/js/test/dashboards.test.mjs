@@ -20,15 +20,14 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
-import { freePorts, sleep, startDaemon, withStderr } from '../lib/daemon.mjs';
+import { bookinfoProviders, istioPageView, istioResource } from '../lib/bookinfo.mjs';
+import { sleep, startDaemon, withStderr } from '../lib/daemon.mjs';
 import { poll, request } from '../lib/http.mjs';
-import { makeProvider } from '../lib/sdk.mjs';
+import { startPrometheus } from '../lib/prometheus.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SRC = process.env.MESHSCOPE_SRC || path.resolve(here, '../../..');
@@ -41,7 +40,6 @@ const MAX_WAVES = 600; /* the pump stops by itself after 10 minutes */
 const FAIL_EVERY = 5; /* reviews answers 503 */
 const SLOW_EVERY = 4; /* ratings takes 1.5 s */
 const NOT_FOUND_EVERY = 7; /* details answers 404 */
-const PROM_READY_MS = 30_000;
 const NS = 'bookinfo';
 const fqdn = (svc) => `${svc}.${NS}.svc.cluster.local`;
 
@@ -62,179 +60,34 @@ const DASHBOARD_VARS = {
 const DASHBOARD_EMPTY_OK = {};
 
 let d; /* meshscope */
-let prom; /* {proc, url, log(), exited()} */
+let prom; /* lib/prometheus.mjs */
+let mesh; /* lib/bookinfo.mjs providers */
 let tmp;
 let pump; /* {stop(), done: Promise, waves(), error()} */
 
-/* ----- Prometheus ----------------------------------------------------------------------------- */
-
-async function startPrometheus(target) {
-  const [port] = await freePorts(1);
-  const config = path.join(tmp, 'prometheus.yml');
-  await writeFile(config, [
-    'global:',
-    '  scrape_interval: 1s',
-    '  scrape_timeout: 900ms',
-    '  evaluation_interval: 1s',
-    'rule_files:',
-    `  - ${JSON.stringify(path.join(DASH, 'rules/recording.yml'))}`,
-    `  - ${JSON.stringify(path.join(DASH, 'rules/alerts.yml'))}`,
-    'scrape_configs:',
-    '  - job_name: meshscope',
-    '    static_configs:',
-    `      - targets: ['${target}']`,
-    '',
-  ].join('\n'));
-  const proc = spawn('prometheus', [
-    `--config.file=${config}`,
-    `--storage.tsdb.path=${path.join(tmp, 'prom')}`,
-    `--web.listen-address=127.0.0.1:${port}`,
-    '--enable-feature=exemplar-storage',
-    '--log.level=warn',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (s) => (log = (log + s).slice(-16_000)));
-  let exited = null;
-  proc.on('exit', (code, signal) => (exited = { code, signal }));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + PROM_READY_MS;
-  for (;;) {
-    if (exited) throw new Error(`prometheus exited (${JSON.stringify(exited)}):\n${log}`);
-    try {
-      if ((await request(`${url}/-/ready`, { timeoutMs: 1000 })).status === 200) break;
-    } catch {
-      /* not listening yet */
-    }
-    if (Date.now() > deadline) throw new Error(`prometheus not ready within ${PROM_READY_MS} ms:\n${log}`);
-    await sleep(200);
-  }
-  return { proc, url, log: () => log, exited: () => exited };
-}
-
-async function promApi(pathAndQuery) {
-  const res = await request(`${prom.url}${pathAndQuery}`);
-  const text = res.body.toString('utf8');
-  let body;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new Error(`GET ${pathAndQuery}: HTTP ${res.status}: ${text.slice(0, 500)}`);
-  }
-  return body;
-}
-
-/* Instant query; resolves {ok, error, result}. */
-async function promQueryRaw(q) {
-  const body = await promApi(`/api/v1/query?query=${encodeURIComponent(q)}`);
-  return body.status === 'success' ? { ok: true, result: body.data.result } : { ok: false, error: `${body.errorType}: ${body.error}` };
-}
-
-async function promQuery(q) {
-  const r = await promQueryRaw(q);
-  assert.ok(r.ok, `query ${q}: ${r.error}`);
-  return r.result;
-}
-
-/* Polls a query until check(result); the last result is in the failure message. */
-async function promUntil(q, check, what, timeoutMs = 60_000) {
-  let last;
-  try {
-    return await poll(what, async () => {
-      last = await promQuery(q);
-      return check(last) ? last : undefined;
-    }, { timeoutMs, intervalMs: 500, attempts: 1000 });
-  } catch (e) {
-    e.message += `\nlast result of ${q}: ${JSON.stringify(last)?.slice(0, 2000)}`;
-    throw e;
-  }
-}
+/* Rates and rules appear after several scrapes and evaluations: up to 60 s. */
+const promUntil = (q, check, what) => prom.until(q, check, what, { timeoutMs: 60_000, attempts: 1000 });
 
 const fill = (expr, vars) => Object.keys(vars).sort((a, b) => b.length - a.length)
   .reduce((s, k) => s.split(k).join(vars[k]), expr);
 
 /* ----- Bookinfo traffic ----------------------------------------------------------------------- */
 
-const SERVICES = ['productpage', 'details', 'reviews', 'ratings'];
-const providers = {};
 const traceIds = new Set();
-
-function resourceOf(svc) {
-  return {
-    'service.name': svc,
-    'service.version': 'v1',
-    'k8s.namespace.name': NS,
-    'k8s.deployment.name': `${svc}-v1`,
-  };
-}
-
-/* One page view number i at t0 (ms since epoch). */
-function pageView(i, t0) {
-  const tr = (svc) => providers[svc].provider.getTracer('bookinfo');
-  const fail = i % FAIL_EVERY === 0;
-  const slow = i % SLOW_EVERY === 0;
-  const notFound = i % NOT_FOUND_EVERY === 3;
-  const ratingsMs = slow ? 1500 : 20;
-
-  const root = tr('productpage').startSpan('GET /productpage', {
-    kind: SpanKind.SERVER, startTime: t0,
-    attributes: { 'http.request.method': 'GET', 'http.route': '/productpage', 'server.address': fqdn('productpage') },
-  }, ROOT_CONTEXT);
-  const rootCtx = trace.setSpan(ROOT_CONTEXT, root);
-
-  const dcode = notFound ? 404 : 200;
-  const dc = tr('productpage').startSpan('GET', {
-    kind: SpanKind.CLIENT, startTime: t0 + 1,
-    attributes: { 'http.request.method': 'GET', 'server.address': fqdn('details'), 'server.port': 9080, 'url.full': `http://${fqdn('details')}:9080/details/${i}` },
-  }, rootCtx);
-  const ds = tr('details').startSpan('GET /details/{id}', {
-    kind: SpanKind.SERVER, startTime: t0 + 2,
-    attributes: { 'http.request.method': 'GET', 'http.response.status_code': dcode, 'http.response.body.size': notFound ? 0 : 178 },
-  }, trace.setSpan(ROOT_CONTEXT, dc));
-  ds.end(t0 + 12);
-  dc.setAttributes({ 'http.response.status_code': dcode, 'http.response.body.size': notFound ? 0 : 178 });
-  dc.end(t0 + 13);
-
-  const rc = tr('productpage').startSpan('GET', {
-    kind: SpanKind.CLIENT, startTime: t0 + 14,
-    attributes: { 'http.request.method': 'GET', 'server.address': fqdn('reviews'), 'server.port': 9080 },
-  }, rootCtx);
-  const rs = tr('reviews').startSpan('GET /reviews/{id}', {
-    kind: SpanKind.SERVER, startTime: t0 + 15, attributes: { 'http.request.method': 'GET' },
-  }, trace.setSpan(ROOT_CONTEXT, rc));
-  const tc = tr('reviews').startSpan('GET', {
-    kind: SpanKind.CLIENT, startTime: t0 + 16,
-    attributes: { 'http.request.method': 'GET', 'server.address': fqdn('ratings'), 'server.port': 9080 },
-  }, trace.setSpan(ROOT_CONTEXT, rs));
-  const ts = tr('ratings').startSpan('GET /ratings/{id}', {
-    kind: SpanKind.SERVER, startTime: t0 + 17,
-    attributes: { 'http.request.method': 'GET', 'http.response.status_code': 200, 'http.response.body.size': 48 },
-  }, trace.setSpan(ROOT_CONTEXT, tc));
-  ts.end(t0 + 17 + ratingsMs);
-  tc.setAttributes({ 'http.response.status_code': 200, 'http.response.body.size': 48 });
-  tc.end(t0 + 18 + ratingsMs);
-  const code = fail ? 503 : 200;
-  rs.setAttribute('http.response.status_code', code);
-  if (fail) rs.setStatus({ code: SpanStatusCode.ERROR });
-  rs.end(t0 + 20 + ratingsMs);
-  rc.setAttribute('http.response.status_code', code);
-  if (fail) rc.setStatus({ code: SpanStatusCode.ERROR });
-  rc.end(t0 + 21 + ratingsMs);
-
-  root.setAttribute('http.response.status_code', fail ? 500 : 200);
-  if (fail) root.setStatus({ code: SpanStatusCode.ERROR });
-  root.end(t0 + 25 + ratingsMs);
-  traceIds.add(root.spanContext().traceId);
-}
 
 async function sendWave(n) {
   const t0 = Date.now() - 2000;
-  for (let k = 0; k < WAVE; k++) pageView(n * WAVE + k, t0 + k * 100);
-  /* Servers first, then the callers: the halves meet in either order. */
-  for (const svc of ['ratings', 'details', 'reviews', 'productpage']) {
-    await providers[svc].flush(`wave ${n} ${svc}`);
-    providers[svc].memory.reset();
+  for (let k = 0; k < WAVE; k++) {
+    traceIds.add(istioPageView(mesh, n * WAVE + k, t0 + k * 100, {
+      failEvery: FAIL_EVERY,
+      slowEvery: SLOW_EVERY,
+      notFound: (i) => i % NOT_FOUND_EVERY === 3,
+      host: fqdn,
+      bodySizes: true,
+      rootError: true,
+    }));
   }
+  await mesh.flush((svc) => `wave ${n} ${svc}`, { reset: true });
 }
 
 /* A wave a second until stopped, at most MAX_WAVES. */
@@ -263,8 +116,12 @@ function startPump() {
 before(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'meshscope-dash-'));
   d = await startDaemon({ logLevel: 'info' });
-  prom = await startPrometheus(new URL(d.httpUrl).host);
-  for (const svc of SERVICES) providers[svc] = makeProvider({ otlpUrl: d.otlpUrl, resourceAttrs: resourceOf(svc) });
+  prom = await startPrometheus({
+    dir: tmp,
+    target: new URL(d.httpUrl).host,
+    ruleFiles: [path.join(DASH, 'rules/recording.yml'), path.join(DASH, 'rules/alerts.yml')],
+  });
+  mesh = await bookinfoProviders(d.otlpUrl, istioResource(NS));
   pump = startPump();
   /* Rates need two scrapes with traffic between them; the rules one evaluation after that. */
   await promUntil('client_server:traces_service_graph_request:rate5m > 0', (r) => r.length === 4, 'service-graph rate rule for the 4 edges');
@@ -279,12 +136,8 @@ after(async () => {
     pump.stop();
     await Promise.race([pump.done, sleep(15_000)]);
   }
-  for (const p of Object.values(providers)) await p.shutdown().catch(() => {});
-  if (prom && !prom.exited()) {
-    prom.proc.kill('SIGTERM');
-    await Promise.race([new Promise((r) => prom.proc.once('exit', r)), sleep(10_000)]);
-    if (!prom.exited()) prom.proc.kill('SIGKILL');
-  }
+  await mesh?.shutdown();
+  await prom?.stop();
   if (d) {
     try {
       await d.stop();
@@ -314,7 +167,7 @@ async function namesInFile(file, kind) {
 }
 
 async function loadedRules() {
-  const body = await promApi('/api/v1/rules');
+  const body = await prom.api('/api/v1/rules');
   assert.equal(body.status, 'success');
   return body.data.groups.flatMap((g) => g.rules.map((r) => ({ ...r, group: g.name, file: g.file })));
 }
@@ -339,18 +192,18 @@ it('every recording rule returns data, with the values the traffic implies', asy
   const empty = [];
   for (const r of rules) {
     const sel = `${r.name}{${Object.entries(r.labels ?? {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(',')}}`;
-    if ((await promQuery(sel)).length === 0) empty.push(sel);
+    if ((await prom.query(sel)).length === 0) empty.push(sel);
   }
   assert.deepEqual(empty, [], 'recording rules without data');
 
-  const byService = async (q, label) => Object.fromEntries((await promQuery(q)).map((s) => [s.metric[label], Number(s.value[1])]));
+  const byService = async (q, label) => Object.fromEntries((await prom.query(q)).map((s) => [s.metric[label], Number(s.value[1])]));
   const ratio = await byService('namespace_service:istio_request_errors_per_request:ratio_rate5m', 'destination_canonical_service');
   assert.deepEqual(Object.keys(ratio).sort(), ['details', 'productpage', 'ratings', 'reviews']);
   assert.equal(ratio.details, 0, 'details answers 404s, not 5xx');
   assert.equal(ratio.ratings, 0);
   assert.ok(ratio.reviews > 0.1 && ratio.reviews < 0.3, `reviews 5xx ratio ${ratio.reviews}, 1 in ${FAIL_EVERY} sent`);
   assert.ok(ratio.productpage > 0.1 && ratio.productpage < 0.3, `productpage 5xx ratio ${ratio.productpage}`);
-  const edges = await promQuery('client_server:traces_service_graph_request_failed_per_request:ratio_rate5m');
+  const edges = await prom.query('client_server:traces_service_graph_request_failed_per_request:ratio_rate5m');
   const edge = Object.fromEntries(edges.map((s) => [`${s.metric.client}->${s.metric.server}`, Number(s.value[1])]));
   assert.deepEqual(Object.keys(edge).sort(), ['productpage->details', 'productpage->reviews', 'reviews->ratings', 'user->productpage']);
   assert.equal(edge['reviews->ratings'], 0);
@@ -358,7 +211,7 @@ it('every recording rule returns data, with the values the traffic implies', asy
   const p99 = await byService('namespace_service_quantile:istio_request_duration_seconds:histogram_quantile{quantile="0.99"}', 'destination_canonical_service');
   assert.ok(p99.ratings > 1 && p99.ratings <= 2.5, `ratings p99 ${p99.ratings} s: 1 in ${SLOW_EVERY} calls takes 1.5 s`);
   assert.ok(p99.details < 0.05, `details p99 ${p99.details} s`);
-  const ops = await promQuery('service_span_name:traces_spanmetrics_calls:rate5m{service="reviews"}');
+  const ops = await prom.query('service_span_name:traces_spanmetrics_calls:rate5m{service="reviews"}');
   assert.deepEqual(ops.map((s) => `${s.metric.span_name} ${s.metric.span_kind}`).sort(), ['GET /reviews/{id} SPAN_KIND_SERVER', 'GET SPAN_KIND_CLIENT']);
 });
 
@@ -372,7 +225,7 @@ it('alert expressions parse; mesh alerts see the failing and slow services; mesh
     assert.ok(m, `${a.name}: runbook_url ${a.annotations.runbook_url}`);
     assert.ok(readme.includes(`<a id="${m[1]}"></a>`), `${a.name}: no anchor ${m[1]} in dashboards/README.md`);
     assert.equal(m[1], a.name.toLowerCase(), `${a.name}: anchor named after the alert`);
-    const r = await promQueryRaw(a.query);
+    const r = await prom.queryRaw(a.query);
     assert.ok(r.ok, `${a.name}: ${a.query}: ${r.error}`);
     got[a.name] = r.result;
   }
@@ -418,7 +271,7 @@ it('every dashboard query parses and returns data', async () => {
         const key = `${file} / ${p.title} / ${t.refId}`;
         const q = fill(t.expr, DASHBOARD_VARS);
         assert.doesNotMatch(q, /\$[A-Za-z_]/, `${key}: a variable left unfilled in ${q}`);
-        const r = await promQueryRaw(q);
+        const r = await prom.queryRaw(q);
         if (!r.ok) failures.push(`${key}: does not parse: ${r.error}\n  ${q}`);
         else if (r.result.length === 0 && !DASHBOARD_EMPTY_OK[key]) failures.push(`${key}: no data\n  ${q}`);
       }
@@ -435,7 +288,7 @@ it('dashboard template variables list the mesh', async () => {
       if (v.type !== 'query') continue;
       const m = /^label_values\((\w+),\s*(\w+)\)$/.exec(v.query.query);
       assert.ok(m, `${file}: variable ${v.name}: ${v.query.query}`);
-      const body = await promApi(`/api/v1/label/${m[2]}/values?match[]=${encodeURIComponent(m[1])}`);
+      const body = await prom.api(`/api/v1/label/${m[2]}/values?match[]=${encodeURIComponent(m[1])}`);
       assert.ok(body.data.includes(want[v.name]), `${file}: variable ${v.name} = ${JSON.stringify(body.data)}, expected ${want[v.name]}`);
     }
   }
@@ -444,7 +297,7 @@ it('dashboard template variables list the mesh', async () => {
 it('the node graph queries give the nodes and edges of Bookinfo', async () => {
   const mesh = (await dashboards()).find((x) => x.file === 'mesh-overview.json').json;
   const ng = panelsOf(mesh).find((p) => p.type === 'nodeGraph');
-  const [nodes, edges] = await Promise.all(ng.targets.map((t) => promQuery(fill(t.expr, DASHBOARD_VARS))));
+  const [nodes, edges] = await Promise.all(ng.targets.map((t) => prom.query(fill(t.expr, DASHBOARD_VARS))));
   assert.deepEqual(nodes.map((s) => s.metric.id).sort(), ['details', 'productpage', 'ratings', 'reviews', 'user']);
   assert.deepEqual(edges.map((s) => s.metric.id).sort(), ['productpage->details', 'productpage->reviews', 'reviews->ratings', 'user->productpage']);
   for (const s of edges) assert.ok(s.metric.client && s.metric.server, JSON.stringify(s.metric));
@@ -459,7 +312,7 @@ it('exemplar panels give exemplars that resolve to traces in meshscope', async (
     const q = fill(t.expr, DASHBOARD_VARS);
     const end = Math.ceil(Date.now() / 1000) + 60;
     const data = await poll(`exemplars of ${p.title}`, async () => {
-      const body = await promApi(`/api/v1/query_exemplars?query=${encodeURIComponent(q)}&start=${end - 3600}&end=${end}`);
+      const body = await prom.exemplars(q, end - 3600, end);
       assert.equal(body.status, 'success', JSON.stringify(body));
       return body.data.some((s) => s.exemplars.length > 0) ? body.data : undefined;
     }, { timeoutMs: 30_000, intervalMs: 500, attempts: 100 });
@@ -487,7 +340,7 @@ it('Istio\'s standard dashboards: every query returns data except the documented
     assert.ok(item.dashboard && item.panel && item.expr, `${item.id}: dashboard, panel and expr`);
     const q = fill(item.expr, fx.variables);
     assert.doesNotMatch(q, /\$[A-Za-z_]/, `${item.id}: a variable left unfilled in ${q}`);
-    const r = await promQueryRaw(q);
+    const r = await prom.queryRaw(q);
     if (!r.ok) {
       failures.push(`${item.id}: does not parse: ${r.error}`);
       continue;

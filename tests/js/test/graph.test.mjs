@@ -10,19 +10,17 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { rm } from 'node:fs/promises';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { bookinfoProviders, bookinfoSpans } from '../lib/bookinfo.mjs';
 import { startDaemon } from '../lib/daemon.mjs';
 import { getJson, poll } from '../lib/http.mjs';
-import { makeProvider } from '../lib/sdk.mjs';
 
 const REQUESTS = 40;
 const DETAILS_FAIL_EVERY = 8; /* details answers 503 on i % 8 == 7 */
 const RATINGS_FAIL_EVERY = 10; /* ratings answers 500 on i % 10 == 9 */
-const SERVICES = ['productpage', 'details', 'reviews', 'ratings'];
 
 let d;
 let dir;
-const providers = {};
+let mesh; /* lib/bookinfo.mjs providers */
 const t0 = Date.now() - 5 * 60_000; /* five minutes ago, one request a second */
 const window = { start: (t0 - 60_000) * 1000, end: (t0 + 120_000) * 1000 }; /* µs */
 
@@ -44,27 +42,24 @@ function assertInBucket(v, ms, what) {
   assert.ok(v >= lo && v <= hi, `${what} = ${v}, want within [${lo}, ${hi}] (true ${ms} ms)`);
 }
 
+/* Page view i, one a second from t0: details answers 10 ms after the call, reviews 30 ms, ratings
+ * 5 ms; only the failing servers are ERROR; the root has no attributes. */
 function bookinfoRequest(i) {
-  const tr = (svc) => providers[svc].provider.getTracer('bookinfo');
-  const t = t0 + i * 1000;
-  const root = tr('productpage').startSpan('GET /productpage', { kind: SpanKind.SERVER, startTime: t }, ROOT_CONTEXT);
-  const rootCtx = trace.setSpan(ROOT_CONTEXT, root);
-  const hop = (from, to, parentCtx, start, serverMs, code) => {
-    const c = tr(from).startSpan('GET', { kind: SpanKind.CLIENT, startTime: start, attributes: { 'server.address': to } }, parentCtx);
-    const s = tr(to).startSpan(`GET /${to}`, { kind: SpanKind.SERVER, startTime: start + 1 }, trace.setSpan(ROOT_CONTEXT, c));
-    s.setAttribute('http.response.status_code', code);
-    if (code >= 500) s.setStatus({ code: SpanStatusCode.ERROR });
-    return { c, s, end: (extra = 0) => {
-      s.end(start + 1 + serverMs);
-      c.setAttribute('http.response.status_code', code);
-      c.end(start + 2 + serverMs + extra);
-    } };
-  };
-  hop('productpage', 'details', rootCtx, t + 1, 10, i % DETAILS_FAIL_EVERY === DETAILS_FAIL_EVERY - 1 ? 503 : 200).end();
-  const rev = hop('productpage', 'reviews', rootCtx, t + 20, 30, 200);
-  hop('reviews', 'ratings', trace.setSpan(ROOT_CONTEXT, rev.s), t + 22, 5, i % RATINGS_FAIL_EVERY === RATINGS_FAIL_EVERY - 1 ? 500 : 200).end();
-  rev.end();
-  root.end(t + 60);
+  const spans = bookinfoSpans(t0 + i * 1000, {
+    timing: { root: 60, details: { at: 1, ms: 10 }, reviews: { at: 20, ms: 30 }, ratings: { at: 22, ms: 5 } },
+    codes: {
+      details: i % DETAILS_FAIL_EVERY === DETAILS_FAIL_EVERY - 1 ? 503 : 200,
+      ratings: i % RATINGS_FAIL_EVERY === RATINGS_FAIL_EVERY - 1 ? 500 : 200,
+    },
+    names: { server: (to) => `GET /${to}` },
+  });
+  mesh.send(spans, {
+    attributes: (s) => {
+      if (s.call === 'root') return {};
+      return s.kind === 'CLIENT' ? { 'server.address': s.peer, 'http.response.status_code': s.code } : { 'http.response.status_code': s.code };
+    },
+    error: (s) => s.kind === 'SERVER' && s.code >= 500,
+  });
 }
 
 const graphUrl = () => `${d.httpUrl}/api/graph?start=${window.start}&end=${window.end}`;
@@ -73,18 +68,13 @@ const edgeOf = (g, s, t) => g.edges.find((e) => e.source === `service:${s}` && e
 before(async () => {
   d = await startDaemon({ logLevel: 'info' });
   dir = d.dir;
-  for (const svc of SERVICES) {
-    providers[svc] = makeProvider({
-      otlpUrl: d.otlpUrl,
-      resourceAttrs: { 'service.name': svc, 'k8s.namespace.name': 'bookinfo' },
-    });
-  }
+  mesh = await bookinfoProviders(d.otlpUrl, (svc) => ({ 'service.name': svc, 'k8s.namespace.name': 'bookinfo' }));
   for (let i = 0; i < REQUESTS; i++) bookinfoRequest(i);
-  for (const svc of ['ratings', 'details', 'reviews', 'productpage']) await providers[svc].flush(svc);
+  await mesh.flush();
 });
 
 after(async () => {
-  for (const p of Object.values(providers)) await p.shutdown().catch(() => {});
+  await mesh?.shutdown();
   if (d) {
     await d.stop().catch(() => {});
     await d.cleanup();
