@@ -1,92 +1,205 @@
 #!/usr/bin/env bash
 # make bench: measures, in one run on this machine, with a Release build:
 #   1. storage only: spans/s through store_put_batches (no HTTP, no decoding) and bytes/span
-#   2. end to end: OTLP/HTTP protobuf at the maximum accepted rate (--ack=committed, the default,
-#      and --ack=received), its ratio to (1), peak RSS, bytes/span on disk
-#   3. ingest request latency p50/p99 at 50% of the maximum rate
-# Prints a table and writes bench-results.json in the build directory. Every run is bounded in
-# time. Usage: tests/bench/run.sh BUILD_DIR [SECONDS]
+#   2. end to end at the maximum accepted rate (meshscope-loadgen, Bookinfo traces, 200 spans
+#      per request, $BENCH_CONNECTIONS connections): OTLP/HTTP protobuf, OTLP JSON, Zipkin v2 JSON
+#      under --ack=committed (the default), OTLP protobuf under --ack=received; each with its
+#      ratio to (1), peak RSS, spans stored
+#   3. ingest request latency p50/p99/p99.9 at 50% of the maximum OTLP protobuf rate
+#   4. query latency with $BENCH_QUERY_SPANS (default 10 million) spans stored (bench_query, in
+#      process through query_handle; the database is cached in BUILD_DIR/bench-10m.db and only
+#      refilled when its generator version or span count changes)
+#   5. /metrics render time with the RED families at their 10,000-series limit (HTTP GET after a
+#      wide 200-service mesh, and bench_red in process)
+#   6. peak RSS during (2), bytes/span on disk
+# Prints a table and writes BUILD_DIR/bench-results.json. Every step is bounded in time.
+# `make test` runs it as the bench_smoke test (BENCH_SMOKE=1: 1 s runs, a 20,000-span query
+# store, results in BUILD_DIR/bench-smoke-results.json): it checks the plumbing, never a figure.
+# Usage: tests/bench/run.sh BUILD_DIR [SECONDS]   (BENCH_SECONDS, BENCH_CONNECTIONS,
+# BENCH_QUERY_SPANS, BENCH_SMOKE=1 for a few-second smoke that checks the plumbing only)
 set -euo pipefail
 build=${1:?usage: run.sh BUILD_DIR [SECONDS]}
 secs=${2:-${BENCH_SECONDS:-15}}
+conns=${BENCH_CONNECTIONS:-64}
+query_spans=${BENCH_QUERY_SPANS:-10000000}
+query_db=$build/bench-10m.db
+metrics_feed=8 metrics_threads=24
+results=$build/bench-results.json
+if [[ -n ${BENCH_SMOKE:-} ]]; then
+  secs=1 conns=4 query_spans=20000 query_db=$build/bench-smoke.db metrics_feed=1 metrics_threads=2
+  results=$build/bench-smoke-results.json
+fi
 bin=$build/collector/meshscope
 loadgen=$build/tests/meshscope-loadgen
 store_bench=$build/tests/bench_store
+query_bench=$build/tests/bench_query
+red_bench=$build/tests/bench_red
 work=$(mktemp -d /tmp/meshscope-bench.XXXXXX)
 pid=
+t_start=$(date +%s)
 cleanup() {
   [[ -n $pid ]] && kill -9 "$pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+say() { echo "bench: $*" >&2; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
+metric() { # $1 = metric name prefix; sums the samples
+  curl -s --max-time 30 "http://127.0.0.1:$http/metrics" | awk -v m="$1" 'index($0, m) == 1 {s += $NF} END {printf "%d\n", s}'
+}
 
 # 1. storage only
+say "storage only"
 spans=400000
+[[ -n ${BENCH_SMOKE:-} ]] && spans=20000
 out=$("$store_bench" "$spans" "$work/store.db" 4096)
 store_sps=$(sed -n 's/^store_put_batches: \([0-9]*\) spans\/s.*/\1/p' <<<"$out")
 store_bps=$(sed -n 's/.*bytes, \([0-9.]*\) bytes\/span.*/\1/p' <<<"$out")
 
 # 2/3. end to end through the real daemon
-run_daemon() { # $1 = extra flags; sets pid, otlp, http
+run_daemon() { # $1 = extra flags; sets pid, http, otlp
   http=$(free_port); otlp=$(free_port)
   rm -f "$work"/e2e.db*
   # shellcheck disable=SC2086
   "$bin" --db "$work/e2e.db" --http "127.0.0.1:$http" --otlp-http "127.0.0.1:$otlp" --zipkin off \
     --log-level warn $1 2>"$work/daemon.log" &
   pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && return 0; sleep 0.1; done
+  say "daemon did not become ready"; cat "$work/daemon.log" >&2; exit 1
 }
-stop_daemon() {
-  kill -TERM "$pid"; wait "$pid" || true; pid=
+stop_daemon() { # SIGTERM drains the queue into SQLite; bounded to 120 s
+  kill -TERM "$pid"
+  for _ in $(seq 1200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" || true
+  pid=
 }
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
 
-measure_max() { # $1 = daemon flags; writes loadgen JSON, rss, stored, size to $work/measure
-  run_daemon "$1"
+# measure NAME DAEMON_FLAGS LOADGEN_FLAGS: writes $work/NAME.json
+# {"loadgen":..., "peak_rss_kb":..., "spans_stored":..., "db_bytes":...}
+measure() {
+  say "end to end: $1"
+  run_daemon "$2"
   local res rss stored size
-  res=$("$loadgen" --target "127.0.0.1:$otlp" --threads 16 --spans-per-request 200 --duration "$secs" --json)
+  # shellcheck disable=SC2086
+  res=$("$loadgen" --target "127.0.0.1:$otlp" --threads "$conns" --spans-per-request 200 \
+        --duration "$secs" --json $3)
   rss=$(peak_rss_kb)
-  sleep 1
-  stored=$(curl -s "http://127.0.0.1:$http/metrics" | awk '/^meshscope_spans_stored_total/ {print $2}')
   stop_daemon
+  # Stored is read from the file after the drain (the counter dies with the daemon): spans in
+  # chunks, through sqlite3 when present, else the loadgen's accepted count.
   size=$(( $(stat -c %s "$work/e2e.db") + $(stat -c %s "$work/e2e.db-wal" 2>/dev/null || echo 0) ))
-  echo "$res $rss $stored $size" >"$work/measure"
+  stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select coalesce(sum(n_spans),0) from chunks' 2>/dev/null ||
+           json_field "$res" spans_accepted)
+  echo "{\"loadgen\":$res,\"peak_rss_kb\":$rss,\"spans_stored\":$stored,\"db_bytes\":$size}" >"$work/$1.json"
 }
 
-measure_max ""
-read -r e2e_json e2e_rss e2e_stored e2e_size <"$work/measure"
-measure_max "--ack received"
-read -r recv_json recv_rss _ _ <"$work/measure"
-e2e_sps=$(json_field "$e2e_json" spans_per_second)
-recv_sps=$(json_field "$recv_json" spans_per_second)
+measure otlp_proto_committed "" "--protocol otlp-proto"
+measure otlp_json_committed "" "--protocol otlp-json"
+measure zipkin_json_committed "" "--protocol zipkin-json"
+measure otlp_proto_received "--ack received" "--protocol otlp-proto"
+max_sps=$(python3 -c "import json; print(json.load(open('$work/otlp_proto_committed.json'))['loadgen']['spans_per_second'])")
+half=$(python3 -c "print(max(int($max_sps/2), 1000))")
+measure otlp_proto_half_rate "" "--protocol otlp-proto --rate $half"
 
-half=$(python3 -c "print(int($e2e_sps/2))")
-run_daemon ""
-half_json=$("$loadgen" --target "127.0.0.1:$otlp" --threads 16 --spans-per-request 200 --duration "$secs" --rate "$half" --json)
+# 4. query latency on the cached (or freshly filled) store
+say "queries with $query_spans spans stored ($query_db; the first run fills it)"
+"$query_bench" --db "$query_db" --spans "$query_spans" >"$work/query.json"
+
+# 5. /metrics with the RED families at their series limit: a wide mesh (200 services, up to 60
+# span names each, CLIENT and SERVER, two status classes) from 24 different request templates
+# yields more span-metrics label sets than the 10,000 limit.
+say "/metrics at the series limit"
+run_daemon "--ack received"
+"$loadgen" --target "127.0.0.1:$otlp" --threads "$metrics_threads" --scenario wide --services 200 \
+  --spans-per-request 2000 --duration "$metrics_feed" --json >"$work/metrics_feed.json"
+curl -s --max-time 30 -o "$work/metrics.txt" "http://127.0.0.1:$http/metrics"
+python3 - "$http" "$work/metrics.txt" >"$work/metrics.json" <<'EOF'
+import json, subprocess, sys
+port, path = sys.argv[1], sys.argv[2]
+text = open(path).read()
+samples = sum(1 for l in text.splitlines() if l and not l.startswith('#'))
+series = {}
+for l in text.splitlines():
+    if l.startswith('meshscope_metrics_series{'):
+        series[l.split('metric="')[1].split('"')[0]] = int(float(l.split()[-1]))
+times = []
+for _ in range(10):  # bounded: 10 scrapes
+    out = subprocess.run(['curl', '-s', '--max-time', '30', '-o', '/dev/null', '-w', '%{time_total}',
+                          f'http://127.0.0.1:{port}/metrics'], capture_output=True, text=True).stdout
+    times.append(float(out) * 1000)
+times.sort()
+print(json.dumps({"samples": samples, "bytes": len(text), "series_per_family": series,
+                  "scrape_ms_p50": round(times[len(times) // 2], 2), "scrape_ms_max": round(times[-1], 2)}))
+EOF
 stop_daemon
+red_line=$("$red_bench" 1 1 2>/dev/null | grep '^render:' || true)
 
-ratio=$(python3 -c "print(f'{$e2e_sps/$store_sps:.2f}')")
-e2e_bps=$(python3 -c "print(f'{$e2e_size/max($e2e_stored,1):.1f}')")
-cores=$(nproc)
-cat <<EOF
+# Table and JSON.
+python3 - "$work" "$results" "$store_sps" "$store_bps" "$secs" "$conns" "$red_line" \
+  "$(( $(date +%s) - t_start ))" <<'EOF'
+import json, os, platform, re, sys, datetime
+work, out, store_sps, store_bps, secs, conns, red_line, elapsed = sys.argv[1:9]
+store_sps, store_bps = float(store_sps), float(store_bps)
+load = lambda n: json.load(open(os.path.join(work, n + '.json')))
+runs = {n: load(n) for n in ['otlp_proto_committed', 'otlp_json_committed', 'zipkin_json_committed',
+                             'otlp_proto_received', 'otlp_proto_half_rate']}
+q, m = load('query'), load('metrics')
+red = {}
+mm = re.search(r'text ([0-9.]+) ms, OpenMetrics ([0-9.]+) ms', red_line)
+if mm: red = {"text_ms": float(mm.group(1)), "openmetrics_ms": float(mm.group(2))}
+res = {
+  "date": datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%dT%H:%MZ'),
+  "cpus": os.cpu_count(), "machine": platform.platform(), "seconds": int(secs), "connections": int(conns),
+  "storage_only": {"spans_per_second": store_sps, "bytes_per_span": store_bps},
+  "end_to_end": {},
+  "latency_at_half_rate": runs['otlp_proto_half_rate'],
+  "query": q, "metrics_render": dict(m, bench_red_in_process=red),
+  "bench_seconds": int(elapsed),
+}
+for n in ['otlp_proto_committed', 'otlp_json_committed', 'zipkin_json_committed', 'otlp_proto_received']:
+  r = runs[n]
+  r['ratio_to_storage_only'] = round(r['loadgen']['spans_per_second'] / store_sps, 3)
+  r['bytes_per_span'] = round(r['db_bytes'] / max(r['spans_stored'], 1), 1)
+  res['end_to_end'][n] = r
+json.dump(res, open(out, 'w'), indent=1)
 
-meshscope benchmark ($(date -u +%Y-%m-%dT%H:%MZ), $cores CPUs, ${secs}s runs, 200 spans/request, 16 connections)
-| measure                                             | value |
-|-----------------------------------------------------|-------|
-| storage only: spans/s (store_put_batches)           | $store_sps |
-| storage only: bytes/span on disk                    | $store_bps |
-| OTLP/HTTP protobuf, --ack=committed: spans/s        | $e2e_sps (ratio to storage only: $ratio) |
-| OTLP/HTTP protobuf, --ack=received: spans/s         | $recv_sps |
-| request latency at 50% rate ($half spans/s): p50/p99 ms | $(json_field "$half_json" latency_ms_p50) / $(json_field "$half_json" latency_ms_p99) |
-| peak RSS at max rate (committed / received), MiB    | $((e2e_rss / 1024)) / $((recv_rss / 1024)) |
-| end-to-end bytes/span on disk (WAL included)        | $e2e_bps |
+rows = []
+row = lambda k, v: rows.append((k, v))
+row('storage only: spans/s (store_put_batches, 8-span traces, 4096-span commits)', f'{store_sps:,.0f}')
+row('storage only: bytes/span on disk', f'{store_bps:.0f}')
+names = {'otlp_proto_committed': 'OTLP/HTTP protobuf', 'otlp_json_committed': 'OTLP/HTTP JSON',
+         'zipkin_json_committed': 'Zipkin v2 JSON', 'otlp_proto_received': 'OTLP/HTTP protobuf, --ack=received'}
+for n, label in names.items():
+  r = res['end_to_end'][n]; l = r['loadgen']
+  row(f'{label}: spans/s accepted (ratio to storage only)',
+      f"{l['spans_per_second']:,.0f} ({r['ratio_to_storage_only']:.2f}); stored {r['spans_stored']:,} of {l['spans_accepted']:,} accepted; 503s {l['retried']}")
+for n, label in names.items():
+  r = res['end_to_end'][n]
+  row(f'{label}: peak RSS', f"{r['peak_rss_kb'] // 1024} MiB")
+h = runs['otlp_proto_half_rate']['loadgen']
+row(f"OTLP protobuf request latency at 50% rate ({h['spans_per_second']:,.0f} spans/s): p50 / p99 / p99.9",
+    f"{h['latency_ms_p50']:.1f} / {h['latency_ms_p99']:.1f} / {h['latency_ms_p999']:.1f} ms")
+lab = f"{q['spans'] / 1e6:.1f}M spans stored"
+for k, label in [('trace_by_id', 'trace by id'), ('error_search_1h', 'error traces of one service, last hour'),
+                 ('dependencies_1h', '/api/dependencies 1 h'), ('dependencies_24h', '/api/dependencies 24 h'),
+                 ('graph_1h', '/api/graph 1 h'), ('graph_24h', '/api/graph 24 h')]:
+  row(f'{lab}: {label}, p50 / p99', f"{q[k]['p50_ms']:.2f} / {q[k]['p99_ms']:.2f} ms (n={q[k]['n']})")
+row(f'{lab}: bytes/span on disk (indexes and rollups included)', f"{q['bytes_per_span']:.0f}")
+row('fill of the query dataset', 'cached' if q['cached'] else f"{q['fill_seconds']:.0f} s")
+row('end to end (OTLP protobuf): bytes/span on disk, WAL included', f"{res['end_to_end']['otlp_proto_committed']['bytes_per_span']:.0f}")
+sm = m['series_per_family'].get('traces_spanmetrics_calls_total', 0)
+row(f"GET /metrics: {sm:,} span-metrics series, {m['samples']:,} samples, {m['bytes'] / 2**20:.1f} MiB",
+    f"{m['scrape_ms_p50']:.1f} ms p50, {m['scrape_ms_max']:.1f} ms max")
+if red:
+  row('red_render at the 10,000 span-metrics series limit (bench_red, in process)',
+      f"{red['text_ms']:.1f} ms text, {red['openmetrics_ms']:.1f} ms OpenMetrics")
+w = max(len(k) for k, _ in rows)
+print(f"\nmeshscope benchmark ({res['date']}, {res['cpus']} CPUs, {secs}s runs, Bookinfo traces, 200 spans/request, {conns} connections)")
+print(f"| {'measure'.ljust(w)} | value |\n|{'-' * (w + 2)}|-------|")
+for k, v in rows: print(f'| {k.ljust(w)} | {v} |')
+print(f'\nmake bench took {elapsed} s; written: {out}')
 EOF
-cat >"$build/bench-results.json" <<EOF
-{"cpus":$cores,"seconds":$secs,"storage_spans_per_second":$store_sps,"storage_bytes_per_span":$store_bps,
- "otlp_protobuf_committed":$e2e_json,"otlp_protobuf_received":$recv_json,"latency_at_half_rate":$half_json,
- "peak_rss_kb_committed":$e2e_rss,"peak_rss_kb_received":$recv_rss,"e2e_bytes_per_span":$e2e_bps}
-EOF
-echo "written: $build/bench-results.json"
