@@ -111,6 +111,7 @@ enum ingest_protocol {
     PROTO_OTLP_HTTP_JSON,
     PROTO_ZIPKIN_JSON,
     PROTO_ZIPKIN_PROTOBUF,
+    PROTO_ACCESSLOG_JSON, /* POST /api/v1/accesslogs; its counters count records, not spans */
     PROTO_COUNT
 };
 

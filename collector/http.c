@@ -13,6 +13,7 @@
  *   codes (400 never retried by clients; 413; 415; 503 + Retry-After when the queue is full).
  * - Threads: MHD worker threads only. Shared state: the queue and the self_metrics atomics.
  */
+#include "accesslog.h"
 #include "collector_int.h"
 #include "otlp.h"
 #include "query.h"
@@ -44,8 +45,9 @@ typedef int (*decode_fn)(const uint8_t *body, size_t len, const struct decode_li
                          struct span_batch *out, char *err, size_t errlen);
 
 /* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, errors as
- * google.rpc.Status) or Zipkin (202, errors as plain text). */
-enum answer_style { ANSWER_OTLP, ANSWER_ZIPKIN };
+ * google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
+ * {"accepted":N,"rejected":M,"error":...}, errors as plain text; access logs). */
+enum answer_style { ANSWER_OTLP, ANSWER_ZIPKIN, ANSWER_COUNTS };
 
 /* One span-ingest endpoint. Adding a protocol is one row here plus its decoders. */
 struct ingest_route {
@@ -54,6 +56,7 @@ struct ingest_route {
     decode_fn decode_json;  /* application/json */
     enum ingest_protocol proto_label, json_label;
     enum answer_style style;
+    bool ndjson_ok; /* application/x-ndjson is accepted too, and goes to decode_json */
 };
 
 /* Requests between their first handler call and their completion callback, on all listeners
@@ -65,6 +68,8 @@ static const struct ingest_route ingest_routes[] = {
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
     {"/api/v2/spans", zipkin_decode_spans_proto, zipkin_decode_spans_json, PROTO_ZIPKIN_PROTOBUF,
      PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
+    {"/api/v1/accesslogs", NULL, accesslog_decode_json, PROTO_ACCESSLOG_JSON,
+     PROTO_ACCESSLOG_JSON, ANSWER_COUNTS, true},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -188,6 +193,13 @@ static enum MHD_Result answer_ingest(struct MHD_Connection *conn, struct request
         return respond_status(
             conn, 503, req->json, code_for(req, 14),
             rc == -ENOSPC ? "database full, retry later" : "database error, retry later", 5);
+    if (req->route->style == ANSWER_COUNTS) {
+        char *body;
+        size_t blen;
+        if (accesslog_encode_response(req->accepted, req->rejected, req->reason, &body, &blen))
+            return send_text(conn, 500, "out of memory");
+        return send_response(conn, 200, "application/json", body, blen, 0);
+    }
     if (req->route->style == ANSWER_ZIPKIN)
         return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
     char *out;
@@ -273,7 +285,7 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     }
 
     req->proto = proto;
-    req->accepted = batch->n_spans;
+    req->accepted = batch->n_spans + batch->n_logs;
     req->rejected = batch->rejected;
     snprintf(req->reason, sizeof req->reason, "%s",
              batch->reject_reason ? batch->reject_reason : "");
@@ -483,7 +495,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
             if (ct && media_type_is(ct, "application/x-protobuf") && req->route->decode_proto)
                 req->json = false;
-            else if (ct && media_type_is(ct, "application/json") && req->route->decode_json)
+            else if (ct && req->route->decode_json &&
+                     (media_type_is(ct, "application/json") ||
+                      (req->route->ndjson_ok && media_type_is(ct, "application/x-ndjson"))))
                 req->json = true;
             else {
                 char msg[256];

@@ -646,6 +646,17 @@ void red_observe_batch(void *arg, const struct span_batch *b)
             break;
         }
     }
+    /* Access-log records: one Istio sample each, at once (a record is one proxy's complete
+     * report of one request; there is no other half to wait for). An inbound record reports as
+     * reporter="destination" with unknown source_* labels, any other as reporter="source" with
+     * unknown destination_* identity (destination_service from upstream_cluster / :authority).
+     * They do not feed span metrics or the service graph. A request that a proxy both traces
+     * and logs is counted by each: send one or the other per proxy (README "Access logs"). */
+    for (uint32_t i = 0; i < b->n_logs; i++) {
+        struct half *h = red_half_from_log(&b->logs[i], &scratch);
+        bool server = h->kind == SPAN_KIND_SERVER;
+        record_istio(r, h, server ? NULL : h, server ? h : NULL);
+    }
 }
 
 /* ----- lifecycle ----------------------------------------------------------------------------- */

@@ -43,7 +43,8 @@ struct red *red_create(const struct red_options *o);
 /* Accepts NULL. Caller guarantees no other thread is inside the module (listeners stopped). */
 void red_destroy(struct red *r);
 
-/* The http_context.observe hook: aggregates every span of b. Borrows b; takes only short
+/* The http_context.observe hook: aggregates every span of b, and every access-log record of b
+ * into the Istio metrics (one sample per record; README "Access logs"). Borrows b; takes only short
  * per-shard locks (no global lock), never blocks on I/O. red is a struct red *. */
 void red_observe_batch(void *red, const struct span_batch *b);
 

@@ -83,6 +83,10 @@ struct res_cache {
 };
 struct half *red_half_build(const struct span *s, struct res_cache *rc, void *buf);
 
+/* The half of an access-log record (an inbound record as a SERVER, any other as a CLIENT), built
+ * into buf like red_half_build. Borrows l. */
+struct half *red_half_from_log(const struct access_log *l, void *buf);
+
 /* Label string of a span-metrics series into out (escaped, no braces); returns its length.
  * out holds at least RED_SPANMETRICS_MAX bytes. */
 #define RED_SPANMETRICS_MAX (4 * (4 * RED_VALUE_MAX + 32))

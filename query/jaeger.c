@@ -836,6 +836,7 @@ int query_handle(struct store *st, const char *path, const struct query_arg *arg
                  struct query_response *resp)
 {
     if (path && strcmp(path, "/api/graph") == 0) return graph_query_handle(st, args, n_args, resp);
+    if (path && strcmp(path, "/api/logs") == 0) return logs_query_handle(st, args, n_args, resp);
     if (path && has_prefix(path, "/api/v2/")) return zipkin_query_handle(st, path, args, n_args, resp);
     if (!path || !has_prefix(path, "/api/")) return -ENOENT;
     const char *r = path + 5;

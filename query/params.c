@@ -385,6 +385,12 @@ int trace_params_parse(const struct query_arg *args, size_t n, struct trace_para
         if ((rc = parse_tags_json(p, args[i].value, err))) return rc;
     }
 
+    /* error=true (the failed-request search users come for) also narrows the store's search to
+     * its error index: the tag and span_is_error() mean the same spans. */
+    for (size_t i = 0; i < p->q.n_tags; i++)
+        if (strcmp(p->tags[i].key, "error") == 0 && strcmp(p->tags[i].value, "true") == 0)
+            p->q.errors_only = true;
+
     const char *limit = query_arg(args, n, "limit");
     p->q.limit = QUERY_DEFAULT_LIMIT;
     if (limit) {

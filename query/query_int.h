@@ -155,6 +155,17 @@ int graph_query_handle(struct store *st, const struct query_arg *args, size_t n_
 /* Renders a graph as the /api/graph JSON body. Borrows g; errors land in b->error. */
 void graph_render(struct sbuf *b, const struct graph *g);
 
+/* ----- access logs (logs.c) ---------------------------------------------------------------- */
+
+/* Answers GET /api/logs (traceID=, service=, start=, end=, errors=, limit=; see logs.c): resp
+ * filled on every path (400 naming a bad parameter, 500/503 when the store fails). Returns 0.
+ * Borrows everything. Called from query_handle. */
+int logs_query_handle(struct store *st, const struct query_arg *args, size_t n_args,
+                      struct query_response *resp /* OUT */);
+
+/* Renders one access-log record as a /api/logs data element. Errors land in b->error. */
+void logs_render_record(struct sbuf *b, const struct access_log *l);
+
 /* Jaeger-envelope answers shared by the JSON APIs (jaeger.c): an error body
  * {"data":null,...,"errors":[{"code","msg"}]} with that status, and a finished body (200, or
  * 500/503 when the buffer overflowed or ran out of memory; consumes b). */

@@ -105,6 +105,7 @@ void span_batch_destroy(struct span_batch *b)
     if (!b) return;
     arena_destroy(b->arena);
     free(b->spans);
+    free(b->logs);
     free(b);
 }
 
@@ -127,9 +128,38 @@ void span_batch_drop_last(struct span_batch *b)
     if (b->n_spans) b->n_spans--;
 }
 
+struct access_log *span_batch_add_log(struct span_batch *b)
+{
+    if (b->n_logs == b->cap_logs) {
+        uint32_t cap = b->cap_logs ? b->cap_logs * 2 : 16;
+        struct access_log *p = realloc(b->logs, (size_t)cap * sizeof *p);
+        if (!p) return NULL;
+        b->logs = p;
+        b->cap_logs = cap;
+    }
+    struct access_log *l = &b->logs[b->n_logs++];
+    memset(l, 0, sizeof *l);
+    l->response_code = l->bytes_received = l->bytes_sent = -1;
+    l->duration_ms = l->upstream_service_time_ms = -1;
+    return l;
+}
+
+void span_batch_drop_last_log(struct span_batch *b)
+{
+    if (b->n_logs) b->n_logs--;
+}
+
 size_t span_batch_bytes(const struct span_batch *b)
 {
-    return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span);
+    return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span) +
+           (size_t)b->cap_logs * sizeof(struct access_log);
+}
+
+bool access_log_is_error(const struct access_log *l)
+{
+    if (l->response_code >= 500 || l->response_code == 0) return true;
+    const struct mstr *f = &l->str[ALOG_RESPONSE_FLAGS];
+    return f->ptr && f->len > 0 && !(f->len == 1 && f->ptr[0] == '-');
 }
 
 static const struct value *attrs_find(const struct attrs *as, const char *key)
@@ -178,6 +208,11 @@ static bool value_as_int(const struct value *v, int64_t *out)
 bool span_is_error(const struct span *s)
 {
     if (s->status_code == STATUS_ERROR) return true;
+    /* OpenTracing's convention, which older instrumentations still set: error=true. */
+    const struct value *e = span_attr(s, "error");
+    if (e && ((e->type == VALUE_BOOL && e->u.b) ||
+              (e->type == VALUE_STRING && strcmp(e->u.str.ptr, "true") == 0)))
+        return true;
     int64_t code;
     if (value_as_int(span_attr(s, "http.response.status_code"), &code) && code >= 500) return true;
     if (value_as_int(span_attr(s, "http.status_code"), &code) && code >= 500) return true;

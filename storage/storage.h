@@ -173,13 +173,81 @@ struct span {
     const struct scope *scope;
 };
 
+/* ---------------------------------------------------------------------------------------------
+ * Access-log model: one proxy access-log record (Envoy's / Istio's JSON access log; see
+ * collector/accesslog.h for the field mapping). Strings live in the batch arena like spans'.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The string fields of a record, by index (a table keeps the decoder, the codec and the query
+ * renderer in step). Append new fields before ALOG_STR_COUNT only: stored records carry their
+ * field count, so older rows read back with the new fields absent. */
+enum alog_str {
+    ALOG_SERVICE,       /* reporting service (see accesslog.h for where it comes from) */
+    ALOG_METHOD,
+    ALOG_PATH,          /* as given, query string included; never a metric label */
+    ALOG_PROTOCOL,      /* "HTTP/1.1", "HTTP/2", ... */
+    ALOG_RESPONSE_FLAGS, /* Envoy's flags, "-" for none */
+    ALOG_RESPONSE_CODE_DETAILS,
+    ALOG_CONNECTION_TERMINATION_DETAILS,
+    ALOG_UPSTREAM_TRANSPORT_FAILURE_REASON,
+    ALOG_X_FORWARDED_FOR,
+    ALOG_USER_AGENT,
+    ALOG_REQUEST_ID,
+    ALOG_AUTHORITY,
+    ALOG_UPSTREAM_HOST,
+    ALOG_UPSTREAM_CLUSTER,
+    ALOG_UPSTREAM_LOCAL_ADDRESS,
+    ALOG_DOWNSTREAM_LOCAL_ADDRESS,
+    ALOG_DOWNSTREAM_REMOTE_ADDRESS,
+    ALOG_REQUESTED_SERVER_NAME,
+    ALOG_ROUTE_NAME,
+    ALOG_SOURCE_WORKLOAD,  /* Istio custom fields, when an operator adds them to the format */
+    ALOG_SOURCE_NAMESPACE,
+    ALOG_SOURCE_PRINCIPAL,
+    ALOG_DESTINATION_WORKLOAD,
+    ALOG_DESTINATION_NAMESPACE,
+    ALOG_RAW,           /* the record's JSON text, verbatim (one line) */
+    ALOG_STR_COUNT
+};
+
+/* Which side of the proxy the record describes, from upstream_cluster's prefix. */
+enum alog_direction {
+    ALOG_DIRECTION_UNKNOWN = 0,
+    ALOG_DIRECTION_INBOUND = 1,  /* "inbound|...": the proxy of the called workload */
+    ALOG_DIRECTION_OUTBOUND = 2, /* "outbound|...", "PassthroughCluster": the caller's proxy */
+};
+
+struct access_log {
+    uint64_t time_unix_nano; /* start_time */
+    int64_t response_code;   /* -1 = absent; 0 = no response (Envoy's 0) */
+    int64_t bytes_received;  /* -1 = absent */
+    int64_t bytes_sent;      /* -1 = absent */
+    int64_t duration_ms;     /* -1 = absent */
+    int64_t upstream_service_time_ms; /* -1 = absent */
+    uint8_t trace_id[16];
+    uint8_t span_id[8];
+    bool has_trace_id; /* from traceparent, trace_id / traceId or x-b3-traceid */
+    bool has_span_id;
+    enum alog_direction direction;
+    struct mstr str[ALOG_STR_COUNT]; /* ptr NULL = absent */
+};
+
+/* True for a failed request: response code >= 500 or 0 (no response), or response flags other
+ * than "-" (Envoy's UH, UF, URX, NR, DC, ... all mean the request did not complete normally).
+ * The flag the access_logs.error column and errors=true are built on. */
+bool access_log_is_error(const struct access_log *l);
+
 /* A batch of spans with the arena that holds them. Built by one thread (a decoder), then handed
- * over whole (through the ingest queue) to another. */
+ * over whole (through the ingest queue) to another. It may also (or only) hold access-log
+ * records, which travel the same queue, acknowledgement and write path. */
 struct span_batch {
     struct arena *arena;
     struct span *spans;
     uint32_t n_spans;
     uint32_t cap_spans;
+    struct access_log *logs; /* malloc'd array, like spans; strings in the arena */
+    uint32_t n_logs;
+    uint32_t cap_logs;
     uint32_t rejected;         /* spans a decoder refused (partial_success.rejected_spans) */
     const char *reject_reason; /* first refusal's message, static or in the arena; may be NULL */
     void *user; /* the producer's tag (e.g. the request waiting for the commit); storage ignores it */
@@ -194,6 +262,11 @@ void span_batch_destroy(struct span_batch *b);
 struct span *span_batch_add(struct span_batch *b);
 /* Removes the last span added (a decoder that finds it invalid after all). */
 void span_batch_drop_last(struct span_batch *b);
+/* Appends a zeroed access-log record (numbers -1 = absent) and returns it (NULL on out of
+ * memory). Valid until the next call, like span_batch_add's pointer. */
+struct access_log *span_batch_add_log(struct span_batch *b);
+/* Removes the last record added. */
+void span_batch_drop_last_log(struct span_batch *b);
 /* Memory the batch holds, for the ingest queue's byte bound. */
 size_t span_batch_bytes(const struct span_batch *b);
 
@@ -201,9 +274,10 @@ size_t span_batch_bytes(const struct span_batch *b);
 const char *span_service_name(const struct span *s);
 /* Looks up a span attribute by key (borrows; returns NULL if absent). */
 const struct value *span_attr(const struct span *s, const char *key);
-/* True for a "failed request": status ERROR, or an http status code attribute >= 500
- * (http.response.status_code or the older http.status_code), or a SERVER span with
- * rpc.grpc.status_code not 0. This is the flag the error index is built on. */
+/* True for a "failed request": status ERROR, an attribute error=true (OpenTracing's convention),
+ * an http status code attribute >= 500 (http.response.status_code or the older
+ * http.status_code), or a SERVER span with rpc.grpc.status_code not 0. This is the flag the
+ * error index is built on. */
 bool span_is_error(const struct span *s);
 /* True if all bytes are zero. */
 bool id_is_zero(const uint8_t *id, size_t len);
@@ -225,14 +299,14 @@ struct store *store_open(const struct store_options *opts);
 /* Accepts NULL. Caller guarantees no other thread is inside the store. */
 void store_close(struct store *st);
 
-/* Writer thread only. Stores every span of the n batches in one transaction: on return 0 all
- * are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size
+/* Writer thread only. Stores every span and access-log record of the n batches in one
+ * transaction: on return 0 all are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size
  * limit full, -ENOMEM). Borrows the batches. */
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n);
 
 /* Writer thread only. Deletes at most max_rows rows of data received before now_us minus the
  * retention, or the oldest data while the file exceeds max_db_bytes; one short transaction.
- * *deleted (OUT) = spans deleted. Returns 0 (call again if *deleted > 0) or a negative errno. */
+ * *deleted (OUT) = spans plus access-log records deleted. Returns 0 (call again if *deleted > 0) or a negative errno. */
 int store_retention_step(struct store *st, int64_t now_us, unsigned max_rows, uint64_t *deleted);
 
 struct store_stats {
@@ -240,6 +314,8 @@ struct store_stats {
     uint64_t traces_chunks_stored;
     uint64_t spans_deleted;
     uint64_t batches_committed;
+    uint64_t logs_stored;  /* access-log records committed */
+    uint64_t logs_deleted; /* access-log records removed by retention */
     int64_t db_bytes; /* page_count * page_size of the main file, plus the WAL */
 };
 /* Any thread. Counters are atomics; the snapshot is not one consistent instant. */
@@ -308,6 +384,27 @@ struct dependency_link {
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
                        struct dependency_link **out, size_t *n_out);
 void store_free_dependencies(struct dependency_link *deps, size_t n);
+
+/* ----- access logs ------------------------------------------------------------------------ */
+
+#define LOG_QUERY_DEFAULT_LIMIT 100
+#define LOG_QUERY_MAX_LIMIT 10000 /* larger limits are clamped */
+
+struct log_query {
+    const uint8_t *trace_id; /* 16 bytes, borrowed; NULL = any. Set: records of that trace */
+    const char *service;     /* NULL = any */
+    int64_t start_us;        /* record start_time window [start_us, end_us] */
+    int64_t end_us;
+    bool errors_only;        /* access_log_is_error records only */
+    unsigned limit;          /* 0 = LOG_QUERY_DEFAULT_LIMIT; clamped to LOG_QUERY_MAX_LIMIT */
+};
+
+/* Any thread. Access-log records matching every condition of q: by trace id in time order
+ * (oldest first, a trace reads forward), otherwise newest first. Without a service or trace
+ * id the search walks the newest rows (receive order) and stops at the limit. *out (OUT) is a
+ * batch holding the records in ->logs (n_logs may be 0); free it with span_batch_destroy.
+ * Returns 0, -ENOMEM or -EIO. */
+int store_find_logs(struct store *st, const struct log_query *q, struct span_batch **out);
 
 /* ----- service graph ------------------------------------------------------------------------
  * Nodes and edges of a time window, summed from the writer's edge rollups (10 s buckets, 1 min

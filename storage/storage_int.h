@@ -45,6 +45,14 @@ int codec_encode_chunk(struct buf *out, const struct span *const *spans, size_t 
  * than CODEC_MAX_DEPTH) leaving b's span count as it was, or -ENOMEM. Borrows p and b. */
 int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b);
 
+/* ----- access-log records (access_log.c) ---------------------------------------------------- */
+
+/* Appends the stored form of l (see access_log.c) to out. Borrows l. 0 or -ENOMEM. */
+int alog_encode(struct buf *out, const struct access_log *l);
+/* Decodes one stored record of len bytes and appends it to b (strings in b's arena). Returns 0,
+ * -EINVAL for malformed input (b unchanged) or -ENOMEM. Borrows p. */
+int alog_decode(const uint8_t *p, size_t len, struct span_batch *b);
+
 /* ----- shared between store.c and store_read.c --------------------------------------------- */
 #define US_PER_MINUTE 60000000LL
 /* Index rows group the spans of one (trace, service, operation) within this much start time,

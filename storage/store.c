@@ -2,7 +2,7 @@
  * store.c: the trace store's write side: opening and migrating the database, storing batches of
  * spans (chunks, search index, dictionaries, edge rollups), retention, statistics.
  *
- * Schema (PRAGMA user_version 2; migrate() brings older files forward):
+ * Schema (PRAGMA user_version 3; migrate() brings older files forward):
  *
  *   services(id, name UNIQUE, namespace)            service dictionary; namespace (v2) is the
  *                                                   last k8s.namespace.name / service.namespace /
@@ -26,6 +26,19 @@
  *                                                   receive-time minute
  *   dicts(id, data)                                 zstd dictionaries, id = the dictionary id
  *                                                   that zstd records in each frame
+ *   access_logs(id, recv_minute, time_us,           (v3) one row per access-log record: receive
+ *               service_id, trace_key,              minute (retention), start time, reporting
+ *               response_code, error, data)         service, trace key (NULL without a trace
+ *                                                   id), code (-1 absent), error flag
+ *                                                   (access_log_is_error), data = zstd of the
+ *                                                   access_log.c encoding (raw line included);
+ *                                                   index (service_id, time_us) and a partial
+ *                                                   one on trace_key IS NOT NULL
+ *
+ * Access logs are written in the same transaction as the spans of the same call (acknowledged
+ * means durable for them too). Their ids only grow, so receive order is id order and retention
+ * looks at the oldest rows only: it deletes, among the first max_rows rows by id, those received
+ * before the cutoff minute (and, over max_db_bytes, the oldest max_rows rows).
  *
  * Compression dictionary: a chunk is small (one trace of one write call, often a few KiB), so
  * on its own zstd cannot exploit what chunks share (attribute keys, resources, service and
@@ -103,7 +116,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -362,6 +375,9 @@ enum {
     W_MARK_FOR_CHUNK,
     W_DICT_INSERT,
     W_DICT_LATEST,
+    W_LOG_INSERT,
+    W_DEL_LOGS_BEFORE,
+    W_DEL_LOGS_OLDEST,
     W_COUNT
 };
 
@@ -413,6 +429,15 @@ static const char *const writer_sql[W_COUNT] = {
                          "ORDER BY minute DESC LIMIT 1",
     [W_DICT_INSERT] = "INSERT INTO dicts(id, data) VALUES(?1, ?2)",
     [W_DICT_LATEST] = "SELECT data FROM dicts ORDER BY rowid DESC LIMIT 1",
+    [W_LOG_INSERT] = ("INSERT INTO access_logs(recv_minute, time_us, service_id, trace_key, "
+                      "response_code, error, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+    /* The oldest ?2 rows by id (receive order), of which those received before minute ?1:
+     * bounded work whatever the table size. */
+    [W_DEL_LOGS_BEFORE] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM (SELECT id, "
+                           "recv_minute FROM access_logs ORDER BY id LIMIT ?2) WHERE "
+                           "recv_minute < ?1)"),
+    [W_DEL_LOGS_OLDEST] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM access_logs "
+                           "ORDER BY id LIMIT ?1)"),
 };
 
 static const char schema_v1[] =
@@ -448,6 +473,14 @@ static const char schema_v2[] =
     "INSERT INTO edge_rollup SELECT minute * 60, 60, parent_id, child_id, 0, calls, errors, 0,"
     " x'' FROM dep_rollup;"
     "DROP TABLE dep_rollup;";
+
+/* v2 -> v3: access-log records. */
+static const char schema_v3[] =
+    ("CREATE TABLE access_logs(id INTEGER PRIMARY KEY, recv_minute INTEGER NOT NULL,"
+     " time_us INTEGER NOT NULL, service_id INTEGER NOT NULL, trace_key INTEGER,"
+     " response_code INTEGER NOT NULL, error INTEGER NOT NULL, data BLOB NOT NULL);"
+     "CREATE INDEX access_logs_service ON access_logs(service_id, time_us);"
+     "CREATE INDEX access_logs_trace ON access_logs(trace_key) WHERE trace_key IS NOT NULL;");
 
 /* One span of a write call, with what the writer derives from it. */
 struct put_entry {
@@ -526,6 +559,8 @@ struct store {
     _Atomic uint64_t chunks_stored;
     _Atomic uint64_t spans_deleted;
     _Atomic uint64_t batches_committed;
+    _Atomic uint64_t logs_stored;
+    _Atomic uint64_t logs_deleted;
     _Atomic int64_t db_bytes;
 };
 
@@ -632,7 +667,19 @@ static int migrate(sqlite3 *db)
         log_msg(LOG_INFO, "store: schema version %lld -> 2 (edge rollups with latency)",
                 (long long)(version < 1 ? 1 : version));
     }
-    /* Future versions: if (version < 3) { ALTER ...; PRAGMA user_version = 3 } */
+    if (version < 3) {
+        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
+        if (!rc) rc = exec_sql(db, schema_v3, "migrate schema to v3");
+        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 3", "migrate");
+        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        log_msg(LOG_INFO, "store: schema version %lld -> 3 (access logs)",
+                (long long)(version < 2 ? 2 : version));
+    }
+    /* Future versions: if (version < 4) { ALTER ...; PRAGMA user_version = 4 } */
     return 0;
 }
 
@@ -1479,16 +1526,58 @@ static void forget_uncommitted(struct store *st)
     st->mark_minute = -1;
 }
 
+/* Writes the access-log records of the batches (store_put_batches' transaction). */
+static int write_logs(struct store *st, struct span_batch *const *batches, size_t n,
+                      int64_t minute)
+{
+    sqlite3_stmt *s = st->stmt[W_LOG_INSERT];
+    for (size_t b = 0; b < n; b++) {
+        for (uint32_t i = 0; i < batches[b]->n_logs; i++) {
+            const struct access_log *l = &batches[b]->logs[i];
+            const char *svc = l->str[ALOG_SERVICE].ptr && l->str[ALOG_SERVICE].len
+                                  ? l->str[ALOG_SERVICE].ptr
+                                  : "unknown_service";
+            int64_t sid;
+            int rc = service_id(st, svc, &sid);
+            if (rc) return rc;
+            st->enc.len = 0;
+            if ((rc = alog_encode(&st->enc, l))) return rc;
+            size_t bound = ZSTD_compressBound(st->enc.len);
+            st->comp.len = 0;
+            if (buf_reserve(&st->comp, bound) != 0) return -ENOMEM;
+            size_t clen = ZSTD_compress2(st->cctx, st->comp.p, bound, st->enc.p, st->enc.len);
+            if (ZSTD_isError(clen)) {
+                log_ratelimited(LOG_ERROR, "store-zstd", "store: compress: %s",
+                                ZSTD_getErrorName(clen));
+                return -EIO;
+            }
+            sqlite3_bind_int64(s, 1, minute);
+            sqlite3_bind_int64(s, 2, (int64_t)(l->time_unix_nano / 1000));
+            sqlite3_bind_int64(s, 3, sid);
+            if (l->has_trace_id) sqlite3_bind_int64(s, 4, trace_key_of(l->trace_id));
+            else sqlite3_bind_null(s, 4);
+            sqlite3_bind_int64(s, 5, l->response_code);
+            sqlite3_bind_int(s, 6, access_log_is_error(l) ? 1 : 0);
+            sqlite3_bind_blob(s, 7, st->comp.p, (int)clen, SQLITE_STATIC);
+            if ((rc = step_done(st, s, "insert access log"))) return rc;
+        }
+    }
+    return 0;
+}
+
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += batches[i]->n_spans;
-    if (total == 0) {
+    size_t total = 0, total_logs = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += batches[i]->n_spans;
+        total_logs += batches[i]->n_logs;
+    }
+    if (total == 0 && total_logs == 0) {
         atomic_fetch_add(&st->batches_committed, n);
         return 0;
     }
     if (total > INT32_MAX / 4) return -E2BIG; /* int32 indices in the parent lookup */
-    int rc = reserve_scratch(st, total);
+    int rc = total ? reserve_scratch(st, total) : 0;
     if (rc) return rc;
     int64_t now = now_us(st);
     int64_t chunk_id0 = st->next_chunk_id, index_id0 = st->next_index_id;
@@ -1515,10 +1604,13 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
             if ((rc = operation_id(st, e->service_id, s, &e->op_id))) goto fail;
         }
     }
-    if ((rc = find_edges(st, total, now))) goto fail;
-    if ((rc = write_rows(st, total, &chunks))) goto fail;
-    if ((rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
     int64_t minute = floor_div(now, US_PER_MINUTE);
+    if (total) {
+        if ((rc = find_edges(st, total, now))) goto fail;
+        if ((rc = write_rows(st, total, &chunks))) goto fail;
+        if ((rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
+    }
+    if (total_logs && (rc = write_logs(st, batches, n, minute))) goto fail;
     if (minute != st->mark_minute) {
         sqlite3_stmt *m = st->stmt[W_MARK_INSERT];
         sqlite3_bind_int64(m, 1, minute);
@@ -1531,6 +1623,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     apply_pending(st, now);
     maybe_train_dict(st);
     atomic_fetch_add(&st->spans_stored, total);
+    atomic_fetch_add(&st->logs_stored, total_logs);
     atomic_fetch_add(&st->chunks_stored, chunks);
     atomic_fetch_add(&st->batches_committed, n);
     update_db_bytes(st);
@@ -1612,7 +1705,7 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
 {
     *deleted = 0;
     if (!max_rows) max_rows = 1000;
-    uint64_t spans = 0;
+    uint64_t spans = 0, logs = 0;
     int64_t last = 0;
     int rc = step_done(st, st->stmt[W_BEGIN], "begin");
     if (rc) return rc;
@@ -1639,8 +1732,11 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             (rc = delete_before(st, W_DEL_DEPS_BEFORE,
                                 floor_div(now - st->opts.retention_us, 1000000), max_rows,
                                 "delete rollups")) ||
-            (rc = delete_before(st, W_DEL_MARKS_BEFORE, cutoff_minute, 0, "delete marks")))
+            (rc = delete_before(st, W_DEL_MARKS_BEFORE, cutoff_minute, 0, "delete marks")) ||
+            (rc = delete_before(st, W_DEL_LOGS_BEFORE, cutoff_minute, max_rows,
+                                "delete access logs")))
             goto fail;
+        logs += (uint64_t)sqlite3_changes(st->db);
     }
     if ((rc = downsample(st, now, max_rows))) goto fail;
     if (st->opts.max_db_bytes > 0 && spans == 0) {
@@ -1649,6 +1745,10 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             (rc = step_int(st, st->stmt[W_FREELIST_COUNT], &free_pages, "freelist_count")))
             goto fail;
         if ((pages - free_pages) * st->page_size > st->opts.max_db_bytes) {
+            /* Access logs go oldest first too, max_rows per step beside the chunks. */
+            if ((rc = delete_before(st, W_DEL_LOGS_OLDEST, max_rows, 0, "delete access logs")))
+                goto fail;
+            logs += (uint64_t)sqlite3_changes(st->db);
             /* Oldest chunks go first; index rows go with the receive minutes fully deleted
              * (rows left pointing at deleted chunks only cost a failed lookup until then). */
             if ((rc = delete_chunks(st, INT64_MAX, max_rows, &spans, &last))) goto fail;
@@ -1665,8 +1765,9 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
         }
     }
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
-    *deleted = spans;
+    *deleted = spans + logs;
     atomic_fetch_add(&st->spans_deleted, spans);
+    atomic_fetch_add(&st->logs_deleted, logs);
     update_db_bytes(st);
     return 0;
 
@@ -1682,6 +1783,8 @@ void store_get_stats(struct store *st, struct store_stats *out)
     out->traces_chunks_stored = atomic_load(&st->chunks_stored);
     out->spans_deleted = atomic_load(&st->spans_deleted);
     out->batches_committed = atomic_load(&st->batches_committed);
+    out->logs_stored = atomic_load(&st->logs_stored);
+    out->logs_deleted = atomic_load(&st->logs_deleted);
     out->db_bytes = atomic_load(&st->db_bytes);
 }
 

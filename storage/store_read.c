@@ -54,6 +54,9 @@ enum {
     R_NODE_SERVICE,
     R_NODE_VIRTUAL,
     R_DICT,
+    R_LOGS_TRACE,
+    R_LOGS_SERVICE,
+    R_LOGS_ANY,
     R_COUNT
 };
 
@@ -88,6 +91,16 @@ static const char *const reader_sql[R_COUNT] = {
     [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
     [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
     [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
+    /* Access logs. ?2, ?3 the time window, ?4 errors only, ?5 the limit. "trace_key = ?1"
+     * implies trace_key IS NOT NULL, so SQLite uses the partial index access_logs_trace. The
+     * trace query has no limit in SQL: rows of other traces sharing the key are dropped in C. */
+    [R_LOGS_TRACE] = ("SELECT data FROM access_logs WHERE trace_key = ?1 AND time_us BETWEEN ?2 "
+                      "AND ?3 AND (?4 = 0 OR error = 1) ORDER BY time_us, id"),
+    [R_LOGS_SERVICE] = ("SELECT data FROM access_logs WHERE service_id = (SELECT id FROM "
+                        "services WHERE name = ?1) AND time_us BETWEEN ?2 AND ?3 AND (?4 = 0 "
+                        "OR error = 1) ORDER BY time_us DESC LIMIT ?5"),
+    [R_LOGS_ANY] = ("SELECT data FROM access_logs WHERE time_us BETWEEN ?2 AND ?3 AND (?4 = 0 "
+                    "OR error = 1) ORDER BY id DESC LIMIT ?5"),
 };
 
 /* Dictionaries a connection keeps (a database normally has one; see store.c). */
@@ -301,6 +314,82 @@ static int load_chunk(struct reader *r, const void *data, size_t len, struct spa
         return 0;
     }
     return rc;
+}
+
+/* ----- access logs ------------------------------------------------------------------------ */
+
+/* Decompresses one access_logs.data value into r->raw. -EINVAL (logged) for a corrupt row. */
+static int load_log_blob(struct reader *r, const void *data, size_t len)
+{
+    unsigned long long size = ZSTD_getFrameContentSize(data, len);
+    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN ||
+        size > CODEC_MAX_CHUNK_RAW)
+        return -EINVAL;
+    r->raw.len = 0;
+    if (buf_reserve(&r->raw, (size_t)size ? (size_t)size : 1) != 0) return -ENOMEM;
+    unsigned dict_id = ZSTD_getDictID_fromFrame(data, len);
+    ZSTD_DDict *dict = dict_id ? reader_dict(r, dict_id) : NULL;
+    if (dict_id && !dict) return -EINVAL;
+    size_t got = dict ? ZSTD_decompress_usingDDict(r->dctx, r->raw.p, (size_t)size, data, len, dict)
+                      : ZSTD_decompressDCtx(r->dctx, r->raw.p, (size_t)size, data, len);
+    if (ZSTD_isError(got) || got != size) return -EINVAL;
+    r->raw.len = got;
+    return 0;
+}
+
+int store_find_logs(struct store *st, const struct log_query *q, struct span_batch **out)
+{
+    *out = NULL;
+    struct span_batch *b = span_batch_create();
+    if (!b) return -ENOMEM;
+    unsigned limit = q->limit ? q->limit : LOG_QUERY_DEFAULT_LIMIT;
+    if (limit > LOG_QUERY_MAX_LIMIT) limit = LOG_QUERY_MAX_LIMIT;
+    int64_t start = q->start_us, end = q->end_us ? q->end_us : INT64_MAX;
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) {
+        span_batch_destroy(b);
+        return rc;
+    }
+    int which = q->trace_id ? R_LOGS_TRACE : q->service ? R_LOGS_SERVICE : R_LOGS_ANY;
+    sqlite3_stmt *s = r->stmt[which];
+    if (q->trace_id) sqlite3_bind_int64(s, 1, trace_key_of(q->trace_id));
+    else if (q->service) sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, start);
+    sqlite3_bind_int64(s, 3, end);
+    sqlite3_bind_int(s, 4, q->errors_only ? 1 : 0);
+    if (!q->trace_id) sqlite3_bind_int64(s, 5, limit);
+    int step = SQLITE_DONE;
+    while (!rc && b->n_logs < limit && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        const void *data = sqlite3_column_blob(s, 0);
+        int len = sqlite3_column_bytes(s, 0);
+        rc = data ? load_log_blob(r, data, (size_t)len) : -EINVAL;
+        if (!rc) rc = alog_decode(r->raw.p, r->raw.len, b);
+        if (rc == -EINVAL) {
+            log_ratelimited(LOG_WARN, "store-corrupt", "store: skipping a corrupt access log");
+            rc = 0;
+            continue;
+        }
+        if (!rc) {
+            /* The row's key matched; the record itself must match every condition. */
+            const struct access_log *l = &b->logs[b->n_logs - 1];
+            const struct mstr *svc = &l->str[ALOG_SERVICE];
+            bool keep = !q->service || (svc->ptr && strcmp(svc->ptr, q->service) == 0);
+            if (q->trace_id)
+                keep = keep && l->has_trace_id && memcmp(l->trace_id, q->trace_id, 16) == 0;
+            if (!keep) span_batch_drop_last_log(b);
+        }
+    }
+    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = store_sqlite_err(r->db, step, "find access logs");
+    reset(s);
+    checkin(st, r);
+    if (rc) {
+        span_batch_destroy(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
 }
 
 /* All spans stored under the trace key of id; only those of trace id if filter (else every

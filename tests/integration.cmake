@@ -11,7 +11,8 @@ if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/js/node_modules)
   message(WARNING "tests/js/node_modules missing (run `make deps`): the js_* integration tests will fail")
 endif()
 
-foreach(name otlp_roundtrip malformed lifecycle durability security zipkin red_prometheus overload graph dashboards)
+foreach(name otlp_roundtrip malformed lifecycle durability security zipkin red_prometheus overload graph dashboards
+    accesslog)
   meshscope_script_test(js_${name} integration
     ${MESHSCOPE_NODE} --test ${CMAKE_CURRENT_SOURCE_DIR}/js/test/${name}.test.mjs)
 endforeach()

@@ -675,8 +675,8 @@ static void test_openmetrics(void **state)
         "# TYPE traces_service_graph_request_failed counter\n",
         "# TYPE traces_service_graph_request_server_seconds histogram\n",
         /* exemplar on a bucket: the server span (trace ab..07, span cd..02), value, time */
-        "le=\"0.4\"} 1 # {trace_id=\"ab000000000000000000000000000007\",span_id=\"cd00000000000002\"} "
-        "0.25 1700000000.250\n",
+        ("le=\"0.4\"} 1 # {trace_id=\"ab000000000000000000000000000007\",span_id=\"cd00000000000002\"} "
+         "0.25 1700000000.250\n"),
         /* counters carry one too */
         "connection_type=\"\"} 1 # {trace_id=\"ab000000000000000000000000000007\",",
     };

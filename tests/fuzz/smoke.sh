@@ -1,5 +1,6 @@
 #!/bin/sh
-# smoke.sh: short libFuzzer runs of the OTLP and Zipkin decoders (ctest label "fuzz").
+# smoke.sh: short libFuzzer runs of the OTLP, Zipkin and access-log decoders and the query
+# parameters (ctest label "fuzz").
 #
 # Configures a separate clang build in $MESHSCOPE_BUILD/fuzz-clang (the default build is gcc,
 # which has no libFuzzer), builds fuzz_{otlp,zipkin}_{proto,json}, and runs each for
@@ -41,14 +42,16 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
     cat "$dir.configure.log"
     exit 1
 }
-cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query -j2
+cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
+    fuzz_accesslog -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
-for kind in otlp_proto otlp_json zipkin_proto zipkin_json query; do
+for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog; do
     case $kind in
+    accesslog) pattern='*.ndjson' ;;
     *_proto) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
     query) pattern='*.txt' ;;

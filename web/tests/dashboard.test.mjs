@@ -101,6 +101,15 @@ async function seed(d, headers) {
   traces.push(hostileTrace(now - 30_000));
   await sendTraces(d, traces, headers);
   const failing = traces.filter((t, i) => i < 40 && i % 4 === 1).map((t) => t.traceId);
+  /* Envoy access-log lines of the failing requests (POST /api/v1/accesslogs), one hostile. */
+  const lines = failing.map((traceId, i) => JSON.stringify({
+    start_time: new Date(now - 60_000 + i).toISOString(), method: 'GET',
+    path: `/reviews/${i}<img src=x onerror="window.__xss=6">`, response_code: 503, response_flags: 'UT',
+    upstream_cluster: 'inbound|9080||', authority: 'reviews:9080', request_id: `log-${i}`,
+    traceparent: `00-${traceId}-${'1'.repeat(16)}-01` }));
+  const logs = await request(`${d.otlpUrl}/api/v1/accesslogs`, { method: 'POST',
+    headers: { 'content-type': 'application/x-ndjson', ...headers }, body: lines.join('\n') });
+  assert.equal(logs.status, 200, `access-log post: ${logs.status} ${logs.body}`);
   const auth = headers.authorization ? { authorization: headers.authorization } : {};
   await poll('seeded traces searchable', async () => {
     const res = await request(`${d.httpUrl}/api/traces?service=reviews&limit=100&lookback=1h`, { headers: auth });
@@ -242,8 +251,9 @@ describe('dashboard', () => {
       const failedIds = await page.$$eval('.side-panel a.failed-request', (as) => as.map((a) => a.dataset.trace));
       assert.ok(failedIds.length >= 5, `failed requests listed: ${failedIds.length}`);
       for (const id of failedIds) assert.ok(seeded.failing.includes(id), `${id} is one of the failing traces`);
-      /* No /api/logs yet: the access-log place stays hidden. */
-      assert.equal(await page.locator('.side-panel .access-logs').isHidden(), true);
+      /* The access-log lines of the failed requests, joined by trace id, rendered as text. */
+      await page.waitForSelector('.side-panel .access-logs:not([hidden]) .log-lines li');
+      assert.match(await page.textContent('.side-panel .access-logs .log-lines'), /"request_id":"log-\d+"/);
       await page.screenshot({ path: path.join(SHOTS, 'graph-panel.png') });
 
       /* ---- trace view from the panel ---- */

@@ -1,0 +1,76 @@
+/*
+ * accesslog.h: the Envoy / Istio JSON access-log decoder (POST /api/v1/accesslogs) into the
+ * access-log model of storage.h, with the contract of the span decoders (otlp.h).
+ *
+ * BODY: application/x-ndjson, one JSON object per line (blank lines skipped, "\r\n" accepted),
+ * or application/json with a JSON array of objects or a single object (pretty-printed too).
+ * Anything whose first non-blank byte is neither '{' nor '[' is undecodable (400), and so is
+ * a '[' body that is not valid JSON. An empty body is accepted with nothing in it.
+ *
+ * MAPPING (Envoy's default JSON format and Istio's default accessLogFormat; "-" and null mean
+ * absent for every field except response_flags, whose "-" means "no flags"):
+ *   start_time (also timestamp, time, @timestamp)   RFC 3339 -> time_unix_nano; required
+ *   method path protocol response_flags response_code_details connection_termination_details
+ *   upstream_transport_failure_reason x_forwarded_for user_agent request_id authority
+ *   upstream_host upstream_cluster upstream_local_address downstream_local_address
+ *   downstream_remote_address requested_server_name route_name      strings, same names
+ *   source_workload source_namespace (source_workload_namespace) source_principal
+ *   destination_workload destination_namespace (destination_workload_namespace)
+ *                                                    Istio custom fields, strings
+ *   response_code bytes_received bytes_sent duration   integers, as JSON numbers or digit
+ *                                                    strings (Envoy's typed and untyped JSON);
+ *                                                    response_code 0..999
+ *   upstream_service_time                             integer ms; anything unparsable (e.g. a
+ *                                                    header with retries) is absent
+ *   traceparent                                      W3C: trace id + span id
+ *   trace_id / traceId / x-b3-traceid / x_b3_traceid 16 or 32 hex digits (64-bit ids padded);
+ *   span_id / spanId / x-b3-spanid / x_b3_spanid     16 hex digits. A malformed or all-zero id
+ *                                                    is ignored (the record is kept untraced).
+ *   service / service.name / service_name / istio.canonical_service / canonical_service
+ *                                                    the reporting service; else, for an
+ *                                                    inbound record, destination_workload, the
+ *                                                    service of upstream_cluster's host
+ *                                                    ("inbound|9080||reviews.default.svc..."),
+ *                                                    then of :authority; for any other record
+ *                                                    source_workload; else "unknown_service"
+ *   upstream_cluster prefix "inbound|" or "InboundPassthroughCluster" -> direction inbound;
+ *                    "outbound|", "PassthroughCluster", "BlackHoleCluster" -> outbound.
+ *   The object's JSON text -> ALOG_RAW (NDJSON: the line as sent, trimmed; an array element:
+ *   re-serialised compactly). Other keys are kept only there.
+ *
+ * A line that is not a JSON object, lacks or has a bad start_time, has a known field of the
+ * wrong type, a string over lim->max_string bytes, more than lim->max_attrs members or more than
+ * ACCESSLOG_MAX_LINE bytes is rejected alone: out->rejected counts it and out->reject_reason
+ * keeps the first reason, naming the line ("line 3: response_code: expected an integer").
+ * More than lim->max_spans records (lines) in one body: -E2BIG (413).
+ *
+ * Thread-safety: none needed (works on the caller's objects).
+ */
+#ifndef MESHSCOPE_ACCESSLOG_H
+#define MESHSCOPE_ACCESSLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "otlp.h"
+#include "storage.h"
+
+/* Longest NDJSON line accepted (bytes, before trimming); Envoy's lines are well under 4 KiB. */
+#define ACCESSLOG_MAX_LINE 65536
+
+/* Decodes an access-log body. Same contract as otlp_decode_traces_json: 0 (out->logs holds the
+ * valid records, out->rejected counts refused lines), -EINVAL undecodable (err says why), -E2BIG
+ * over lim->max_spans records, -ENOMEM. lim may be NULL (defaults). Borrows body; out borrowed. */
+int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                          struct span_batch *out, char *err, size_t errlen);
+
+/* RFC 3339 time (start_time) to ns since the epoch; -1 when malformed or before 1970. Exposed
+ * for tests. */
+int64_t accesslog_parse_rfc3339(const char *s, size_t n);
+
+/* The answer to an accepted POST /api/v1/accesslogs: {"accepted":N,"rejected":M,"error":...}
+ * (error null when nothing was rejected). malloc'd into *out. Returns 0 or -ENOMEM. */
+int accesslog_encode_response(uint32_t accepted, uint32_t rejected, const char *error,
+                              char **out /* OUT */, size_t *out_len /* OUT */);
+
+#endif

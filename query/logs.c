@@ -1,0 +1,184 @@
+/*
+ * logs.c: GET /api/logs, the access-log records stored from POST /api/v1/accesslogs.
+ *
+ * Parameters (all optional; a bad one is a 400 naming it, in Jaeger's error body):
+ *   traceID (or traceId)  1..32 hex digits: the records of that trace, oldest first
+ *   service               the reporting service (exact name)
+ *   start, end            µs since the epoch, bounds of the records' start_time
+ *   errors                true/false (1/0): only failed requests (code >= 500 or 0, or flags)
+ *   limit                 1..10000 (default 100; larger values are clamped to 10000)
+ * Without traceID the newest records come first.
+ *
+ * Body: {"data":[record...],"total":N,"limit":L,"offset":0,"errors":null}, a record being
+ *   {"time":µs,"service":..,"traceID":hex|null,"spanID":hex|null,"response_code":n|null,
+ *    "response_flags":..,"method":..,"path":..,"authority":..,"upstream_cluster":..,
+ *    "request_id":..,"direction":"inbound"|"outbound"|"unknown","duration_ms":n|null,
+ *    "line":"<the record's JSON text>"}
+ * with absent strings as null. The dashboard shows "line" (web/js/api.js logLine).
+ */
+#include "query_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void logs_error(struct query_response *resp, int status, const char *msg)
+{
+    struct sbuf b;
+    sb_init(&b, QUERY_MAX_BODY);
+    sb_puts(&b, "{\"data\":null,\"total\":0,\"limit\":0,\"offset\":0,\"errors\":[{\"code\":");
+    sb_int(&b, status);
+    sb_puts(&b, ",\"msg\":");
+    sb_json_cstr(&b, msg);
+    sb_puts(&b, "}]}");
+    resp->status = status;
+    resp->content_type = "application/json";
+    resp->body = sb_take(&b, &resp->len);
+    if (!resp->body) {
+        resp->status = 503;
+        resp->len = 0;
+    }
+}
+
+static void put_str(struct sbuf *b, const char *key, const struct mstr *m)
+{
+    sb_putc(b, ',');
+    sb_json_cstr(b, key);
+    sb_putc(b, ':');
+    if (m->ptr) sb_json_str(b, m->ptr, m->len);
+    else sb_puts(b, "null");
+}
+
+static void put_num(struct sbuf *b, const char *key, int64_t v)
+{
+    sb_putc(b, ',');
+    sb_json_cstr(b, key);
+    sb_putc(b, ':');
+    if (v >= 0) sb_int(b, v);
+    else sb_puts(b, "null");
+}
+
+void logs_render_record(struct sbuf *b, const struct access_log *l)
+{
+    static const char *const dir[3] = {"unknown", "inbound", "outbound"};
+    sb_puts(b, "{\"time\":");
+    sb_int(b, (int64_t)(l->time_unix_nano / 1000));
+    put_str(b, "service", &l->str[ALOG_SERVICE]);
+    sb_puts(b, ",\"traceID\":");
+    if (l->has_trace_id) sb_json_hex(b, l->trace_id, 16);
+    else sb_puts(b, "null");
+    sb_puts(b, ",\"spanID\":");
+    if (l->has_span_id) sb_json_hex(b, l->span_id, 8);
+    else sb_puts(b, "null");
+    put_num(b, "response_code", l->response_code);
+    put_str(b, "response_flags", &l->str[ALOG_RESPONSE_FLAGS]);
+    put_str(b, "method", &l->str[ALOG_METHOD]);
+    put_str(b, "path", &l->str[ALOG_PATH]);
+    put_str(b, "authority", &l->str[ALOG_AUTHORITY]);
+    put_str(b, "upstream_cluster", &l->str[ALOG_UPSTREAM_CLUSTER]);
+    put_str(b, "request_id", &l->str[ALOG_REQUEST_ID]);
+    sb_puts(b, ",\"direction\":\"");
+    sb_puts(b, dir[(unsigned)l->direction < 3 ? l->direction : 0]);
+    sb_putc(b, '"');
+    put_num(b, "duration_ms", l->duration_ms);
+    put_str(b, "line", &l->str[ALOG_RAW]);
+    sb_putc(b, '}');
+}
+
+static int bool_param(const struct query_arg *args, size_t n, const char *key, bool *out,
+                      char err[QUERY_ERRMSG])
+{
+    const char *v = query_arg(args, n, key);
+    *out = false;
+    if (!v || strcmp(v, "false") == 0 || strcmp(v, "0") == 0) return 0;
+    if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+        *out = true;
+        return 0;
+    }
+    snprintf(err, QUERY_ERRMSG, "unable to parse param '%s': '%.100s' is not true or false", key,
+             v);
+    return -EINVAL;
+}
+
+int logs_query_handle(struct store *st, const struct query_arg *args, size_t n_args,
+                      struct query_response *resp)
+{
+    if (!args) n_args = 0;
+    char err[QUERY_ERRMSG];
+    struct log_query q = {0};
+    uint8_t trace_id[16];
+    const char *tid = query_arg(args, n_args, "traceID");
+    if (!tid) tid = query_arg(args, n_args, "traceId");
+    if (tid) {
+        if (query_parse_trace_id(tid, trace_id) != 0) {
+            snprintf(err, sizeof err, "unable to parse param 'traceID': '%.100s' is not a trace "
+                     "id (1 to 32 hex digits)", tid);
+            logs_error(resp, 400, err);
+            return 0;
+        }
+        q.trace_id = trace_id;
+    }
+    q.service = query_arg(args, n_args, "service");
+    int64_t start, end, limit;
+    bool has_start, has_end, has_limit;
+    if (param_int64(args, n_args, "start", &start, &has_start, err) ||
+        param_int64(args, n_args, "end", &end, &has_end, err) ||
+        param_int64(args, n_args, "limit", &limit, &has_limit, err) ||
+        bool_param(args, n_args, "errors", &q.errors_only, err)) {
+        logs_error(resp, 400, err);
+        return 0;
+    }
+    if ((has_start && start < 0) || (has_end && end < 0)) {
+        snprintf(err, sizeof err, "unable to parse param '%s': must not be negative",
+                 has_start && start < 0 ? "start" : "end");
+        logs_error(resp, 400, err);
+        return 0;
+    }
+    if (has_start && has_end && start > end) {
+        snprintf(err, sizeof err, "parameter 'start' (%lld) must not be after 'end' (%lld)",
+                 (long long)start, (long long)end);
+        logs_error(resp, 400, err);
+        return 0;
+    }
+    if (has_limit && limit <= 0) {
+        snprintf(err, sizeof err, "unable to parse param 'limit': must be positive");
+        logs_error(resp, 400, err);
+        return 0;
+    }
+    q.start_us = has_start ? start : 0;
+    q.end_us = has_end ? end : 0;
+    q.limit = !has_limit ? LOG_QUERY_DEFAULT_LIMIT
+              : limit > LOG_QUERY_MAX_LIMIT ? LOG_QUERY_MAX_LIMIT
+                                            : (unsigned)limit;
+    struct span_batch *found = NULL;
+    int rc = store_find_logs(st, &q, &found);
+    if (rc) {
+        int status = query_store_error("query-logs", "access logs", rc, err);
+        logs_error(resp, status, err);
+        return 0;
+    }
+    struct sbuf b;
+    sb_init(&b, QUERY_MAX_BODY);
+    sb_puts(&b, "{\"data\":[");
+    for (uint32_t i = 0; i < found->n_logs; i++) {
+        if (i) sb_putc(&b, ',');
+        logs_render_record(&b, &found->logs[i]);
+    }
+    sb_puts(&b, "],\"total\":");
+    sb_uint(&b, found->n_logs);
+    sb_puts(&b, ",\"limit\":");
+    sb_uint(&b, q.limit);
+    sb_puts(&b, ",\"offset\":0,\"errors\":null}");
+    span_batch_destroy(found);
+    int berr = b.error;
+    resp->body = sb_take(&b, &resp->len);
+    if (!resp->body) {
+        logs_error(resp, berr == -E2BIG ? 500 : 503,
+                   "access logs: response too large or out of memory; lower 'limit'");
+        return 0;
+    }
+    resp->status = 200;
+    resp->content_type = "application/json";
+    return 0;
+}

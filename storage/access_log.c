@@ -1,0 +1,138 @@
+/*
+ * access_log.c: the stored form of one access-log record (the access_logs.data column, before
+ * zstd), written by store.c and read by store_read.c.
+ *
+ * Layout, little effort and forward compatible:
+ *   u8   version (1)
+ *   u8   flags: bit 0 trace id present, bit 1 span id present, bits 2-3 direction
+ *   varint time_unix_nano
+ *   5 x zigzag varint: response_code, bytes_received, bytes_sent, duration_ms,
+ *                      upstream_service_time_ms (-1 = absent)
+ *   [16 bytes trace id] [8 bytes span id]
+ *   varint n = number of string fields that follow (ALOG_STR_COUNT when written)
+ *   n x (varint len+1, 0 = absent; then len bytes)
+ * A reader that knows fewer fields skips the extra ones; one that knows more leaves them absent.
+ */
+#include "storage_int.h"
+
+#include <errno.h>
+#include <string.h>
+
+static int put_varint(struct buf *b, uint64_t v)
+{
+    if (buf_reserve(b, 10)) return -ENOMEM;
+    while (v >= 0x80) {
+        b->p[b->len++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    b->p[b->len++] = (uint8_t)v;
+    return 0;
+}
+
+static uint64_t zigzag(int64_t v)
+{
+    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static int64_t unzigzag(uint64_t v)
+{
+    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+int alog_encode(struct buf *out, const struct access_log *l)
+{
+    if (buf_reserve(out, 2 + 16 + 8)) return -ENOMEM;
+    out->p[out->len++] = 1;
+    out->p[out->len++] = (uint8_t)((l->has_trace_id ? 1 : 0) | (l->has_span_id ? 2 : 0) |
+                                   (((unsigned)l->direction & 3u) << 2));
+    int rc = put_varint(out, l->time_unix_nano);
+    const int64_t nums[5] = {l->response_code, l->bytes_received, l->bytes_sent, l->duration_ms,
+                             l->upstream_service_time_ms};
+    for (int i = 0; i < 5 && !rc; i++) rc = put_varint(out, zigzag(nums[i]));
+    if (rc || buf_reserve(out, 24)) return -ENOMEM;
+    if (l->has_trace_id) {
+        memcpy(out->p + out->len, l->trace_id, 16);
+        out->len += 16;
+    }
+    if (l->has_span_id) {
+        memcpy(out->p + out->len, l->span_id, 8);
+        out->len += 8;
+    }
+    if (put_varint(out, ALOG_STR_COUNT)) return -ENOMEM;
+    for (int i = 0; i < ALOG_STR_COUNT; i++) {
+        const struct mstr *m = &l->str[i];
+        if (put_varint(out, m->ptr ? (uint64_t)m->len + 1 : 0)) return -ENOMEM;
+        if (m->ptr && m->len) {
+            if (buf_reserve(out, m->len)) return -ENOMEM;
+            memcpy(out->p + out->len, m->ptr, m->len);
+            out->len += m->len;
+        }
+    }
+    return 0;
+}
+
+struct rd {
+    const uint8_t *p, *end;
+    bool bad;
+};
+
+static uint64_t get_varint(struct rd *d)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (d->p >= d->end) break;
+        uint8_t c = *d->p++;
+        v |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) return v;
+    }
+    d->bad = true;
+    return 0;
+}
+
+int alog_decode(const uint8_t *p, size_t len, struct span_batch *b)
+{
+    struct rd d = {p, p + len, false};
+    if (len < 2 || p[0] != 1) return -EINVAL;
+    uint8_t flags = p[1];
+    d.p += 2;
+    struct access_log *l = span_batch_add_log(b);
+    if (!l) return -ENOMEM;
+    l->has_trace_id = flags & 1;
+    l->has_span_id = (flags & 2) != 0;
+    l->direction = (enum alog_direction)((flags >> 2) & 3);
+    l->time_unix_nano = get_varint(&d);
+    int64_t *nums[5] = {&l->response_code, &l->bytes_received, &l->bytes_sent, &l->duration_ms,
+                        &l->upstream_service_time_ms};
+    for (int i = 0; i < 5; i++) *nums[i] = unzigzag(get_varint(&d));
+    if (l->has_trace_id) {
+        if (d.end - d.p < 16) goto bad;
+        memcpy(l->trace_id, d.p, 16);
+        d.p += 16;
+    }
+    if (l->has_span_id) {
+        if (d.end - d.p < 8) goto bad;
+        memcpy(l->span_id, d.p, 8);
+        d.p += 8;
+    }
+    uint64_t n = get_varint(&d);
+    for (uint64_t i = 0; i < n && !d.bad; i++) {
+        uint64_t sl = get_varint(&d);
+        if (sl == 0) continue;
+        sl--;
+        if (sl > (uint64_t)(d.end - d.p)) goto bad;
+        if (i < ALOG_STR_COUNT) {
+            char *s = arena_strndup(b->arena, (const char *)d.p, (size_t)sl);
+            if (!s) {
+                span_batch_drop_last_log(b);
+                return -ENOMEM;
+            }
+            l->str[i] = (struct mstr){s, (uint32_t)sl};
+        }
+        d.p += sl;
+    }
+    if (d.bad || d.p != d.end) goto bad;
+    return 0;
+bad:
+    span_batch_drop_last_log(b);
+    return -EINVAL;
+}

@@ -1,0 +1,3 @@
+# Access logs (Envoy/Istio JSON): decoder, store, /api/logs and RED mapping in one cmocka test.
+meshscope_unit_test(test_accesslog SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_accesslog.c
+  LIBS collector_core PkgConfig::SQLITE)

@@ -1,0 +1,243 @@
+/*
+ * accesslog.test.mjs: Envoy/Istio JSON access logs over HTTP (POST /api/v1/accesslogs), end to
+ * end against the real daemon.
+ *
+ * 1. Records in Istio's default JSON format (NDJSON, plain and gzipped; a JSON array) whose
+ *    trace ids match spans sent over OTLP: /api/logs?traceID= returns each line verbatim, and
+ *    /metrics istio_requests_total counts them with the labels the README maps (the spans are
+ *    INTERNAL, so every Istio sample comes from the records).
+ * 2. A malformed-input table: the documented status and {"accepted","rejected","error"} body.
+ * 3. --ack=committed: kill -9 right after the 200 keeps the lines.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { startDaemon } from '../lib/daemon.mjs';
+import { getJson, poll, request } from '../lib/http.mjs';
+import { pbRequest } from '../lib/proto.mjs';
+
+const NDJSON = 'application/x-ndjson';
+const daemons = [];
+after(async () => {
+  for (const d of daemons) await d.cleanup();
+});
+
+/** One Istio default-format record (Envoy's typed JSON: numbers as numbers, absent as null). */
+function record({ traceId, spanId, inbound = false, code = 200, flags = '-', ms = 12, sent = 295, received = 17, i = 0 }) {
+  return {
+    start_time: new Date(Date.now() - 1000 + i).toISOString(),
+    route_name: 'default',
+    method: 'GET',
+    path: `/reviews/${i}?q=${i}`,
+    protocol: 'HTTP/1.1',
+    response_code: code,
+    response_flags: flags,
+    response_code_details: code === 200 ? 'via_upstream' : 'upstream_reset_before_response_started',
+    connection_termination_details: null,
+    upstream_transport_failure_reason: null,
+    bytes_received: received,
+    bytes_sent: sent,
+    duration: ms,
+    upstream_service_time: String(ms - 1),
+    x_forwarded_for: null,
+    user_agent: 'node-test',
+    request_id: `req-${i}`,
+    authority: 'reviews:9080',
+    upstream_host: '10.0.0.7:9080',
+    upstream_cluster: inbound ? 'inbound|9080||' : 'outbound|9080||reviews.default.svc.cluster.local',
+    upstream_local_address: '10.0.0.5:40000',
+    downstream_local_address: '10.96.0.10:9080',
+    downstream_remote_address: '10.0.0.5:51234',
+    requested_server_name: null,
+    traceparent: `00-${traceId}-${spanId}-01`,
+  };
+}
+
+async function postLogs(url, body, { contentType = NDJSON, gzip = false } = {}) {
+  const headers = { 'content-type': contentType };
+  if (gzip) headers['content-encoding'] = 'gzip';
+  const res = await request(`${url}/api/v1/accesslogs`, { method: 'POST', headers, body: gzip ? gzipSync(body) : body });
+  const text = res.body.toString('utf8');
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    /* plain-text error answers */
+  }
+  return { status: res.status, text, json, headers: res.headers };
+}
+
+function sample(metrics, name, labels) {
+  const lines = metrics.split('\n').filter((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)));
+  return lines.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+
+test('access logs join their trace, read back verbatim, and feed istio_requests_total', async () => {
+  const d = await startDaemon({ logLevel: 'info' });
+  daemons.push(d);
+  /* Two traces over OTLP (INTERNAL spans: no Istio samples of their own). */
+  const traces = [randomBytes(16), randomBytes(16)];
+  const spans = traces.map((traceId) => ({
+    traceId,
+    spanId: randomBytes(8),
+    name: 'work',
+    kind: 1,
+    start: BigInt(Date.now()) * 1_000_000n,
+    end: BigInt(Date.now()) * 1_000_000n + 1_000_000n,
+    attrs: [],
+  }));
+  const otlp = await request(`${d.otlpUrl}/v1/traces`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-protobuf' },
+    body: pbRequest([{ resource: [['service.name', { s: 'productpage' }]], scopes: [{ name: 't', version: '1', spans }] }]),
+  });
+  assert.equal(otlp.status, 200);
+
+  const t0 = traces[0].toString('hex');
+  const t1 = traces[1].toString('hex');
+  /* Trace 0: 3 outbound 200s (plain NDJSON). Trace 1: 2 inbound 503 UF (gzip) + 1 outbound 200
+   * in a JSON array. */
+  const lines0 = [0, 1, 2].map((i) => JSON.stringify(record({ traceId: t0, spanId: randomBytes(8).toString('hex'), i })));
+  let r = await postLogs(d.otlpUrl, lines0.join('\n') + '\n');
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { accepted: 3, rejected: 0, error: null });
+  const lines1 = [3, 4].map((i) =>
+    JSON.stringify(record({ traceId: t1, spanId: randomBytes(8).toString('hex'), inbound: true, code: 503, flags: 'UF', ms: 3, sent: 91, i })),
+  );
+  r = await postLogs(d.otlpUrl, lines1.join('\r\n'), { gzip: true });
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { accepted: 2, rejected: 0, error: null });
+  const arrayRec = record({ traceId: t1, spanId: randomBytes(8).toString('hex'), i: 5 });
+  r = await postLogs(d.otlpUrl, JSON.stringify([arrayRec]), { contentType: 'application/json' });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.accepted, 1);
+  /* Any listener serves the route (the Zipkin one too). */
+  r = await postLogs(d.zipkinUrl, '', {});
+  assert.equal(r.status, 200);
+
+  /* Acknowledged means committed: readable at once. */
+  const got0 = await getJson(`${d.httpUrl}/api/logs?traceID=${t0}`);
+  assert.equal(got0.total, 3);
+  assert.deepEqual(got0.data.map((x) => x.line), lines0, 'lines verbatim, oldest first');
+  for (const x of got0.data) {
+    assert.equal(x.traceID, t0);
+    assert.equal(x.response_code, 200);
+    assert.equal(x.direction, 'outbound');
+    assert.equal(x.upstream_cluster, 'outbound|9080||reviews.default.svc.cluster.local');
+    assert.equal(x.duration_ms, 12);
+  }
+  const got1 = await getJson(`${d.httpUrl}/api/logs?traceID=${t1}`);
+  assert.equal(got1.total, 3);
+  assert.deepEqual(got1.data.slice(0, 2).map((x) => x.line), lines1);
+  assert.deepEqual(JSON.parse(got1.data[2].line), arrayRec);
+  const errs = await getJson(`${d.httpUrl}/api/logs?service=reviews&errors=true`);
+  assert.equal(errs.total, 2, JSON.stringify(errs));
+  assert.ok(errs.data.every((x) => x.response_code === 503 && x.response_flags === 'UF' && x.service === 'reviews'));
+  /* The trace is still there, beside its lines. */
+  const trace = await getJson(`${d.httpUrl}/api/traces/${t0}`);
+  assert.equal(trace.data[0].spans.length, 1);
+
+  const metrics = (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+  const out200 = sample(metrics, 'istio_requests_total', [
+    'reporter="source"',
+    'destination_service="reviews.default.svc.cluster.local"',
+    'destination_service_name="reviews"',
+    'destination_service_namespace="default"',
+    'request_protocol="http"',
+    'response_code="200"',
+    'response_flags="-"',
+  ]);
+  assert.equal(out200, 4, metrics.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
+  const in503 = sample(metrics, 'istio_requests_total', [
+    'reporter="destination"',
+    'destination_workload="reviews"',
+    'response_code="503"',
+    'response_flags="UF"',
+  ]);
+  assert.equal(in503, 2);
+  assert.equal(sample(metrics, 'istio_requests_total', []), 6, 'one sample per record, none from the INTERNAL spans');
+  assert.equal(sample(metrics, 'istio_response_bytes_sum', ['reporter="source"']), 4 * 295);
+  assert.equal(sample(metrics, 'istio_request_bytes_sum', ['reporter="destination"']), 2 * 17);
+  assert.equal(sample(metrics, 'istio_request_duration_milliseconds_sum', ['reporter="destination"']), 2 * 3);
+  assert.equal(sample(metrics, 'meshscope_spans_accepted_total', ['protocol="accesslog_json"']), 6);
+  await d.stop();
+});
+
+test('malformed access-log input gets the documented answers', async () => {
+  const d = await startDaemon({ logLevel: 'info', args: ['--max-body', '128KiB'] });
+  daemons.push(d);
+  const ok = JSON.stringify({ start_time: new Date().toISOString(), method: 'GET' });
+  const cases = [
+    { what: 'not JSON at all', body: 'hello world\n', status: 400, text: /not NDJSON or JSON/ },
+    { what: 'broken JSON array', body: '[{"start_time":', ct: 'application/json', status: 400, text: /invalid JSON array/ },
+    { what: 'text/plain', body: ok, ct: 'text/plain', status: 415, text: /unsupported content type/ },
+    { what: 'protobuf', body: ok, ct: 'application/x-protobuf', status: 415, text: /unsupported content type/ },
+    { what: 'corrupt gzip', body: ok, headers: { 'content-encoding': 'gzip' }, status: 400, text: /cannot decompress/ },
+    { what: 'unknown encoding', body: ok, headers: { 'content-encoding': 'br' }, status: 415, text: /Content-Encoding/ },
+    { what: 'too large', body: `${ok}\n`.repeat(4000), status: 413, text: /max-body/ },
+    { what: 'one bad line among good', body: `${ok}\nnot json\n${ok}\n`, status: 200, json: { accepted: 2, rejected: 1 }, error: /^line 2: invalid JSON/ },
+    { what: 'missing start_time', body: '{"method":"GET"}', status: 200, json: { accepted: 0, rejected: 1 }, error: /^line 1: start_time: missing/ },
+    { what: 'wrong type', body: `${ok}\n{"start_time":"${new Date().toISOString()}","response_code":"abc"}`, status: 200, json: { accepted: 1, rejected: 1 }, error: /^line 2: response_code/ },
+    { what: 'invalid UTF-8', body: Buffer.concat([Buffer.from('{"start_time":"2026-01-01T00:00:00Z","path":"'), Buffer.from([0xff]), Buffer.from('"}\n' + ok)]), status: 200, json: { accepted: 1, rejected: 1 }, error: /^line 1: invalid JSON/ },
+    { what: 'oversize line', body: `{"start_time":"2026-01-01T00:00:00Z","pad":"${'x'.repeat(70000)}"}\n${ok}`, gzip: true, status: 200, json: { accepted: 1, rejected: 1 }, error: /^line 1: line of \d+ bytes, max 65536/ },
+    { what: 'array element not an object', body: `[${ok},7]`, ct: 'application/json', status: 200, json: { accepted: 1, rejected: 1 }, error: /^record 2: not a JSON object/ },
+    { what: 'empty body', body: '', status: 200, json: { accepted: 0, rejected: 0 } },
+  ];
+  for (const c of cases) {
+    const headers = { 'content-type': c.ct ?? NDJSON, ...(c.headers ?? {}) };
+    if (c.gzip) headers['content-encoding'] = 'gzip';
+    const res = await request(`${d.otlpUrl}/api/v1/accesslogs`, { method: 'POST', headers, body: c.gzip ? gzipSync(c.body) : c.body });
+    const text = res.body.toString('utf8');
+    assert.equal(res.status, c.status, `${c.what}: status ${res.status}: ${text}`);
+    if (c.text) assert.match(text, c.text, c.what);
+    if (c.json) {
+      const j = JSON.parse(text);
+      assert.equal(j.accepted, c.json.accepted, `${c.what}: ${text}`);
+      assert.equal(j.rejected, c.json.rejected, `${c.what}: ${text}`);
+      if (c.error) assert.match(j.error, c.error, c.what);
+      else assert.equal(j.error, null, c.what);
+    }
+  }
+  const get = await request(`${d.otlpUrl}/api/v1/accesslogs`, { method: 'PUT', headers: { 'content-type': NDJSON }, body: ok });
+  assert.equal(get.status, 405);
+  /* Still serving; the refusals are counted. */
+  const metrics = (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+  assert.ok(sample(metrics, 'meshscope_spans_rejected_total', ['protocol="accesslog_json"', 'reason="invalid_span"']) >= 6);
+  assert.ok(sample(metrics, 'meshscope_ingest_requests_rejected_total', ['protocol="accesslog_json"', 'reason="decode_error"']) >= 3);
+  const all = await getJson(`${d.httpUrl}/api/logs?limit=100`);
+  assert.equal(all.total, 6);
+  await d.stop();
+});
+
+test('--ack=committed: lines acknowledged with 200 survive kill -9', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'meshscope-alog-'));
+  const db = path.join(dir, 'meshscope.db');
+  try {
+    const traceId = randomBytes(16).toString('hex');
+    const lines = [];
+    let d = await startDaemon({ dir, db, logLevel: 'info', args: ['--ack', 'committed', '--flush-interval', '50ms'] });
+    for (let batch = 0; batch < 5; batch++) {
+      const body = [0, 1, 2, 3].map((i) => JSON.stringify(record({ traceId, spanId: randomBytes(8).toString('hex'), i: batch * 4 + i })));
+      const r = await postLogs(d.otlpUrl, body.join('\n'), { gzip: batch % 2 === 1 });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.accepted, 4);
+      lines.push(...body);
+    }
+    process.kill(d.pid, 'SIGKILL'); /* right after the last 200 */
+    await d.cleanup();
+    d = await startDaemon({ dir, db, logLevel: 'info' });
+    daemons.push(d);
+    const got = await poll('acknowledged lines after kill -9', async () => {
+      const j = await getJson(`${d.httpUrl}/api/logs?traceID=${traceId}&limit=1000`);
+      return j.total === lines.length ? j : null;
+    });
+    assert.deepEqual(got.data.map((x) => x.line).sort(), [...lines].sort());
+    await d.stop();
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,820 @@
+/*
+ * test_accesslog.c: access-log ingest end to end below HTTP: the Envoy/Istio JSON decoder
+ * (collector/accesslog.c: every field of the Istio default-format fixture, the untyped Envoy
+ * form, bad lines, caps, body shapes, RFC 3339 times), the store (storage: put, find by trace /
+ * service / errors / window / limit, retention, migration of a v2 file), GET /api/logs
+ * (query/logs.c: parameters and body) and the RED mapping (collector/red*.c: Istio labels from
+ * records). Each store test works in a fresh temporary directory.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "accesslog.h"
+#include "query.h"
+#include "query_int.h"
+#include "red.h"
+#include "storage_int.h"
+#include "test_util.h"
+
+#define SEC INT64_C(1000000)
+
+static int decode(const char *body, const struct decode_limits *lim, struct span_batch **out,
+                  char *err, size_t errlen)
+{
+    return test_decode(accesslog_decode_json, body, strlen(body), lim, out, err, errlen);
+}
+
+static void assert_str(const struct access_log *l, enum alog_str f, const char *want)
+{
+    if (!want) {
+        if (l->str[f].ptr) fail_msg("field %d: want absent, got '%s'", f, l->str[f].ptr);
+        return;
+    }
+    if (!l->str[f].ptr) fail_msg("field %d: want '%s', got absent", f, want);
+    assert_string_equal(l->str[f].ptr, want);
+    assert_int_equal(l->str[f].len, strlen(want));
+}
+
+static void hex_to(const char *hex, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        out[i] = (uint8_t)v;
+    }
+}
+
+/* ----- decoder ---------------------------------------------------------------------------- */
+
+static void test_istio_fixture(void **state)
+{
+    (void)state;
+    size_t len;
+    char *body = test_read_fixture("accesslog", "istio_default.ndjson", &len);
+    struct span_batch *b;
+    char err[256];
+    assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(b->n_logs, 2);
+    assert_int_equal(b->n_spans, 0);
+    assert_int_equal(b->rejected, 0);
+
+    const struct access_log *l = &b->logs[0];
+    assert_int_equal(l->time_unix_nano, UINT64_C(1795766400123000000)); /* 2026-11-27T08:00:00.123Z */
+    assert_str(l, ALOG_SERVICE, "unknown_service"); /* outbound, no service field */
+    assert_str(l, ALOG_METHOD, "GET");
+    assert_str(l, ALOG_PATH, "/reviews/0?x=1");
+    assert_str(l, ALOG_PROTOCOL, "HTTP/1.1");
+    assert_int_equal(l->response_code, 200);
+    assert_str(l, ALOG_RESPONSE_FLAGS, "-");
+    assert_str(l, ALOG_RESPONSE_CODE_DETAILS, "via_upstream");
+    assert_str(l, ALOG_CONNECTION_TERMINATION_DETAILS, NULL);
+    assert_str(l, ALOG_UPSTREAM_TRANSPORT_FAILURE_REASON, NULL);
+    assert_int_equal(l->bytes_received, 0);
+    assert_int_equal(l->bytes_sent, 295);
+    assert_int_equal(l->duration_ms, 12);
+    assert_int_equal(l->upstream_service_time_ms, 11);
+    assert_str(l, ALOG_X_FORWARDED_FOR, NULL);
+    assert_str(l, ALOG_USER_AGENT, "curl/8.0");
+    assert_str(l, ALOG_REQUEST_ID, "5c3f6e1a-1111-4d2b-9a7c-000000000001");
+    assert_str(l, ALOG_AUTHORITY, "reviews:9080");
+    assert_str(l, ALOG_UPSTREAM_HOST, "10.0.0.7:9080");
+    assert_str(l, ALOG_UPSTREAM_CLUSTER, "outbound|9080||reviews.default.svc.cluster.local");
+    assert_str(l, ALOG_UPSTREAM_LOCAL_ADDRESS, "10.0.0.5:40000");
+    assert_str(l, ALOG_DOWNSTREAM_LOCAL_ADDRESS, "10.96.0.10:9080");
+    assert_str(l, ALOG_DOWNSTREAM_REMOTE_ADDRESS, "10.0.0.5:51234");
+    assert_str(l, ALOG_REQUESTED_SERVER_NAME, NULL);
+    assert_str(l, ALOG_ROUTE_NAME, "default");
+    assert_int_equal(l->direction, ALOG_DIRECTION_OUTBOUND);
+    uint8_t tid[16], sid[8];
+    hex_to("4bf92f3577b34da6a3ce929d0e0e4736", tid, 16);
+    hex_to("00f067aa0ba902b7", sid, 8);
+    assert_true(l->has_trace_id);
+    assert_memory_equal(l->trace_id, tid, 16);
+    assert_true(l->has_span_id);
+    assert_memory_equal(l->span_id, sid, 8);
+    /* The raw line is the line as sent. */
+    const char *nl = strchr(body, '\n');
+    assert_int_equal(l->str[ALOG_RAW].len, (size_t)(nl - body));
+    assert_memory_equal(l->str[ALOG_RAW].ptr, body, l->str[ALOG_RAW].len);
+    assert_false(access_log_is_error(l));
+
+    l = &b->logs[1];
+    assert_int_equal(l->direction, ALOG_DIRECTION_INBOUND);
+    assert_str(l, ALOG_SERVICE, "reviews"); /* inbound|9080|| has no host: from :authority */
+    assert_int_equal(l->response_code, 503);
+    assert_str(l, ALOG_RESPONSE_FLAGS, "UF,URX");
+    assert_str(l, ALOG_UPSTREAM_TRANSPORT_FAILURE_REASON, "delayed connect error: 111");
+    assert_str(l, ALOG_REQUESTED_SERVER_NAME,
+               "outbound_.9080_._.reviews.default.svc.cluster.local");
+    assert_int_equal(l->upstream_service_time_ms, -1);
+    hex_to("80f198ee56343ba864fe8b2a57d3eff7", tid, 16);
+    hex_to("e457b5a2e4d86bd1", sid, 8);
+    assert_true(l->has_trace_id);
+    assert_memory_equal(l->trace_id, tid, 16);
+    assert_memory_equal(l->span_id, sid, 8);
+    assert_true(access_log_is_error(l));
+    span_batch_destroy(b);
+    free(body);
+}
+
+/* Envoy's untyped JSON (every value a string, "-" for absent), a 64-bit B3 id, aliases. */
+static void test_untyped_envoy(void **state)
+{
+    (void)state;
+    const char *body =
+        "{\"start_time\":\"2026-11-27T09:00:00+01:00\",\"method\":\"POST\",\"path\":\"-\","
+        "\"response_code\":\"0\",\"response_flags\":\"UH\",\"bytes_received\":\"12\","
+        "\"bytes_sent\":\"0\",\"duration\":\"7\",\"upstream_service_time\":\"3, 4\","
+        "\"upstream_cluster\":\"inbound|8080||ratings.prod.svc.cluster.local\","
+        "\"x_b3_traceid\":\"00000000000000FF\",\"spanId\":\"zz\",\"istio.canonical_service\":"
+        "\"ratings-v1\",\"source_workload\":\"productpage-v1\",\"source_namespace\":\"prod\","
+        "\"source_principal\":\"spiffe://cluster.local/ns/prod/sa/pp\","
+        "\"destination_workload\":\"ratings-v1\",\"destination_workload_namespace\":\"prod\","
+        "\"extra\":[1,2,{\"x\":null}]}\r\n";
+    struct span_batch *b;
+    char err[256];
+    assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(b->n_logs, 1);
+    const struct access_log *l = &b->logs[0];
+    assert_int_equal(l->time_unix_nano, UINT64_C(1795766400000000000)); /* 08:00Z */
+    assert_str(l, ALOG_PATH, NULL);
+    assert_int_equal(l->response_code, 0);
+    assert_int_equal(l->bytes_received, 12);
+    assert_int_equal(l->bytes_sent, 0);
+    assert_int_equal(l->duration_ms, 7);
+    assert_int_equal(l->upstream_service_time_ms, -1); /* retries: lenient, absent */
+    assert_str(l, ALOG_SERVICE, "ratings-v1");
+    assert_str(l, ALOG_SOURCE_WORKLOAD, "productpage-v1");
+    assert_str(l, ALOG_SOURCE_NAMESPACE, "prod");
+    assert_str(l, ALOG_SOURCE_PRINCIPAL, "spiffe://cluster.local/ns/prod/sa/pp");
+    assert_str(l, ALOG_DESTINATION_WORKLOAD, "ratings-v1");
+    assert_str(l, ALOG_DESTINATION_NAMESPACE, "prod");
+    assert_true(l->has_trace_id);
+    uint8_t tid[16] = {0};
+    tid[15] = 0xff;
+    assert_memory_equal(l->trace_id, tid, 16);
+    assert_false(l->has_span_id); /* "zz" ignored */
+    assert_true(access_log_is_error(l)); /* code 0 and UH */
+    /* CRLF trimmed from the raw line. */
+    assert_int_equal(l->str[ALOG_RAW].len, strlen(body) - 2);
+    span_batch_destroy(b);
+}
+
+/* Service fallbacks and direction. */
+static void test_service_direction(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        const char *service;
+        enum alog_direction dir;
+    } cases[] = {
+        {"\"upstream_cluster\":\"inbound|9080||reviews.default.svc.cluster.local\"", "reviews",
+         ALOG_DIRECTION_INBOUND},
+        {"\"upstream_cluster\":\"inbound|9080||\",\"authority\":\"details:9080\"", "details",
+         ALOG_DIRECTION_INBOUND},
+        {"\"upstream_cluster\":\"inbound|9080||\",\"authority\":\"10.0.0.1:9080\"",
+         "unknown_service", ALOG_DIRECTION_INBOUND},
+        {"\"upstream_cluster\":\"InboundPassthroughCluster\",\"destination_workload\":\"db\"",
+         "db", ALOG_DIRECTION_INBOUND},
+        {"\"upstream_cluster\":\"outbound|80||web.x.svc.cluster.local\",\"source_workload\":"
+         "\"pp\"", "pp", ALOG_DIRECTION_OUTBOUND},
+        {"\"upstream_cluster\":\"PassthroughCluster\"", "unknown_service",
+         ALOG_DIRECTION_OUTBOUND},
+        {"\"upstream_cluster\":\"BlackHoleCluster\",\"service\":\"gw\"", "gw",
+         ALOG_DIRECTION_OUTBOUND},
+        {"\"upstream_cluster\":\"backend\",\"service_name\":\"edge\"", "edge",
+         ALOG_DIRECTION_UNKNOWN},
+        {"\"service.name\":\"a\",\"service\":\"b\"", "b", ALOG_DIRECTION_UNKNOWN},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{\"start_time\":\"2026-01-01T00:00:00Z\",%s}",
+                 cases[i].fields);
+        struct span_batch *b;
+        char err[256];
+        assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+        if (b->n_logs != 1) fail_msg("case %zu: %s", i, b->reject_reason);
+        assert_str(&b->logs[0], ALOG_SERVICE, cases[i].service);
+        assert_int_equal(b->logs[0].direction, cases[i].dir);
+        span_batch_destroy(b);
+    }
+}
+
+/* Bad lines are refused alone; undecodable bodies are -EINVAL. */
+static void test_bad_lines(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body;
+        int rc;
+        uint32_t accepted, rejected;
+        const char *reason; /* substring of the first reason, or of err for rc != 0 */
+    } cases[] = {
+        {"", 0, 0, 0, NULL},
+        {"\n\n  \n", 0, 0, 0, NULL},
+        {"hello\n", -EINVAL, 0, 0, "not NDJSON or JSON"},
+        {"42", -EINVAL, 0, 0, "not NDJSON or JSON"},
+        {"[{\"start_time\":", -EINVAL, 0, 0, "invalid JSON array"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\"}\nnot json\n", 0, 1, 1,
+         "line 2: invalid JSON"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\"}\n[1]\n", 0, 1, 1, "line 2: not a JSON object"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\"}\n\n\"x\"\n", 0, 1, 1,
+         "line 3: not a JSON object"},
+        {"{\"method\":\"GET\"}", 0, 0, 1, "line 1: start_time: missing"},
+        {"{\"start_time\":null}", 0, 0, 1, "line 1: start_time: missing"},
+        {"{\"start_time\":12}", 0, 0, 1, "line 1: start_time: expected an RFC 3339 string"},
+        {"{\"start_time\":\"yesterday\"}", 0, 0, 1, "line 1: start_time: not an RFC 3339 time"},
+        {"{\"start_time\":\"2026-13-01T00:00:00Z\"}", 0, 0, 1, "not an RFC 3339 time"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"method\":5}", 0, 0, 1,
+         "line 1: method: expected a string"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"response_code\":\"abc\"}", 0, 0, 1,
+         "line 1: response_code: integer out of range or not an integer"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"response_code\":1000}", 0, 0, 1,
+         "response_code"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":-1}", 0, 0, 1, "bytes_sent"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"duration\":1.5}", 0, 0, 1,
+         "duration: expected an integer"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_received\":true}", 0, 0, 1,
+         "bytes_received"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"method\":\"\\u0000\"}", 0, 0, 1,
+         "invalid JSON"}, /* NUL in a string: refused by the parser */
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"user_agent\":\"\xff\"}", 0, 0, 1,
+         "invalid JSON"}, /* invalid UTF-8 */
+        {"[{\"start_time\":\"2026-01-01T00:00:00Z\"},5,{\"x\":1}]", 0, 1, 2,
+         "record 2: not a JSON object"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"a\":1}\n{\"start_time\":\"x\"}\n"
+         "{\"start_time\":\"2026-01-01T00:00:00Z\"}",
+         0, 2, 1, "line 2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct span_batch *b;
+        char err[256];
+        int rc = decode(cases[i].body, NULL, &b, err, sizeof err);
+        if (rc != cases[i].rc) fail_msg("case %zu: rc %d, want %d (%s)", i, rc, cases[i].rc, err);
+        if (rc == 0) {
+            if (b->n_logs != cases[i].accepted || b->rejected != cases[i].rejected)
+                fail_msg("case %zu: %u accepted %u rejected (%s)", i, b->n_logs, b->rejected,
+                         b->reject_reason ? b->reject_reason : "");
+            if (cases[i].reason &&
+                (!b->reject_reason || !strstr(b->reject_reason, cases[i].reason)))
+                fail_msg("case %zu: reason '%s', want '%s'", i,
+                         b->reject_reason ? b->reject_reason : "(none)", cases[i].reason);
+        } else if (cases[i].reason && !strstr(err, cases[i].reason)) {
+            fail_msg("case %zu: err '%s', want '%s'", i, err, cases[i].reason);
+        }
+        span_batch_destroy(b);
+    }
+}
+
+static void test_caps(void **state)
+{
+    (void)state;
+    struct decode_limits lim;
+    decode_limits_default(&lim);
+    lim.max_spans = 3;
+    lim.max_string = 8;
+    lim.max_attrs = 3;
+    const char *ok = "{\"start_time\":\"2026-01-01T00:00:00Z\"}\n";
+    char body[1024] = "";
+    for (int i = 0; i < 3; i++) strcat(body, ok);
+    struct span_batch *b;
+    char err[256];
+    assert_int_equal(decode(body, &lim, &b, err, sizeof err), 0);
+    assert_int_equal(b->n_logs, 3);
+    span_batch_destroy(b);
+    strcat(body, ok);
+    assert_int_equal(decode(body, &lim, &b, err, sizeof err), -E2BIG);
+    assert_non_null(strstr(err, "more than 3"));
+    span_batch_destroy(b);
+    /* The same cap for a JSON array. */
+    assert_int_equal(decode("[{},{},{},{}]", &lim, &b, err, sizeof err), -E2BIG);
+    span_batch_destroy(b);
+    /* String and member caps refuse the record alone. */
+    assert_int_equal(decode("{\"start_time\":\"2026-01-01T00:00:00Z\",\"method\":\"123456789\"}\n"
+                            "{\"start_time\":\"2026-01-01T00:00:00Z\",\"method\":\"12345678\"}",
+                            &lim, &b, err, sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, 1);
+    assert_int_equal(b->rejected, 1);
+    assert_non_null(strstr(b->reject_reason, "line 1: method: string of 9 bytes, max 8"));
+    span_batch_destroy(b);
+    assert_int_equal(decode("{\"start_time\":\"2026-01-01T00:00:00Z\",\"a\":1,\"b\":2,\"c\":3}",
+                            &lim, &b, err, sizeof err),
+                     0);
+    assert_int_equal(b->rejected, 1);
+    assert_non_null(strstr(b->reject_reason, "4 members, max 3"));
+    span_batch_destroy(b);
+    /* A line over ACCESSLOG_MAX_LINE is refused without parsing; the next one still counts. */
+    size_t big = ACCESSLOG_MAX_LINE + 100;
+    char *huge = malloc(big + 64);
+    assert_non_null(huge);
+    memset(huge, ' ', big);
+    huge[0] = '{';
+    huge[big - 1] = '}';
+    strcpy(huge + big, "\n{\"start_time\":\"2026-01-01T00:00:00Z\"}");
+    assert_int_equal(decode(huge, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(b->n_logs, 1);
+    assert_int_equal(b->rejected, 1);
+    assert_non_null(strstr(b->reject_reason, "line 1: line of"));
+    span_batch_destroy(b);
+    free(huge);
+}
+
+static void test_body_shapes(void **state)
+{
+    (void)state;
+    struct span_batch *b;
+    char err[256];
+    /* A JSON array: elements re-serialised as their raw text. */
+    assert_int_equal(decode(" [ {\"start_time\" : \"2026-01-01T00:00:00Z\", \"method\": \"GET\"}, "
+                            "null ]",
+                            NULL, &b, err, sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, 1);
+    assert_int_equal(b->rejected, 1); /* null is not a record */
+    assert_str(&b->logs[0], ALOG_RAW,
+               "{\"start_time\":\"2026-01-01T00:00:00Z\",\"method\":\"GET\"}");
+    span_batch_destroy(b);
+    /* One pretty-printed object (application/json). */
+    assert_int_equal(decode("{\n  \"start_time\": \"2026-01-01T00:00:00Z\",\n  \"duration\": 5\n}\n",
+                            NULL, &b, err, sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, 1);
+    assert_int_equal(b->logs[0].duration_ms, 5);
+    span_batch_destroy(b);
+}
+
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int64_t ns;
+    } cases[] = {
+        {"1970-01-01T00:00:00Z", 0},
+        {"2026-11-27T08:00:00.123Z", INT64_C(1795766400123000000)},
+        {"2026-11-27T08:00:00.123456789123Z", INT64_C(1795766400123456789)},
+        {"2026-11-27t08:00:00z", INT64_C(1795766400000000000)},
+        {"2026-11-27 10:30:00+02:30", INT64_C(1795766400000000000)},
+        {"2026-11-27T03:00:00-05:00", INT64_C(1795766400000000000)},
+        {"2024-02-29T00:00:00Z", INT64_C(1709164800000000000)},
+        {"1969-12-31T23:59:59Z", -1},
+        {"2026-11-27T08:00:00", -1},
+        {"2026-11-27T08:00:00.Z", -1},
+        {"2026-11-27T25:00:00Z", -1},
+        {"2026-11-27T08:00:00+0200", -1},
+        {"2026-11-27T08:00:00Zjunk", -1},
+        {"", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t got = accesslog_parse_rfc3339(cases[i].s, strlen(cases[i].s));
+        if (got != cases[i].ns) fail_msg("'%s': %lld, want %lld", cases[i].s, (long long)got,
+                                         (long long)cases[i].ns);
+    }
+}
+
+static void test_response_body(void **state)
+{
+    (void)state;
+    char *out;
+    size_t len;
+    assert_int_equal(accesslog_encode_response(3, 0, "", &out, &len), 0);
+    assert_string_equal(out, "{\"accepted\":3,\"rejected\":0,\"error\":null}");
+    free(out);
+    assert_int_equal(accesslog_encode_response(1, 2, "line 2: \"bad\"", &out, &len), 0);
+    assert_string_equal(out, "{\"accepted\":1,\"rejected\":2,\"error\":\"line 2: \\\"bad\\\"\"}");
+    assert_int_equal(len, strlen(out));
+    free(out);
+}
+
+/* ----- store -------------------------------------------------------------------------------- */
+
+#define T0 INT64_C(1795766400000000) /* 2026-11-27T08:00:00Z, µs */
+
+/* A batch of n records of service svc, one per ms from t_us, trace id ending in trace_byte
+ * (0 = untraced), every third a 503. */
+static struct span_batch *make_logs(const char *svc, int n, int64_t t_us, uint8_t trace_byte)
+{
+    struct span_batch *b = span_batch_create();
+    assert_non_null(b);
+    for (int i = 0; i < n; i++) {
+        struct access_log *l = span_batch_add_log(b);
+        assert_non_null(l);
+        l->time_unix_nano = (uint64_t)(t_us + i * 1000) * 1000;
+        l->response_code = i % 3 == 2 ? 503 : 200;
+        l->duration_ms = i;
+        l->direction = ALOG_DIRECTION_INBOUND;
+        l->str[ALOG_SERVICE] = (struct mstr){arena_strndup(b->arena, svc, strlen(svc)),
+                                             (uint32_t)strlen(svc)};
+        l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"-", 1};
+        char line[128];
+        int ln = snprintf(line, sizeof line, "{\"n\":%d,\"svc\":\"%s\"}", i, svc);
+        l->str[ALOG_RAW] = (struct mstr){arena_strndup(b->arena, line, (size_t)ln), (uint32_t)ln};
+        if (trace_byte) {
+            l->has_trace_id = true;
+            l->trace_id[0] = 0xaa; /* the high half differs from other traces' (key = low half) */
+            l->trace_id[15] = trace_byte;
+            l->has_span_id = true;
+            l->span_id[7] = (uint8_t)(i + 1);
+        }
+    }
+    return b;
+}
+
+struct sfix {
+    char dir[64], path[128];
+    struct store *st;
+};
+
+static int sfix_setup(void **state)
+{
+    struct sfix *f = calloc(1, sizeof *f);
+    f->st = test_store_create(f->dir, f->path, "meshscope-alog");
+    *state = f;
+    return 0;
+}
+
+static int sfix_teardown(void **state)
+{
+    struct sfix *f = *state;
+    test_store_destroy(f->st, f->dir);
+    free(f);
+    return 0;
+}
+
+static void test_store_put_find(void **state)
+{
+    struct sfix *f = *state;
+    struct span_batch *batches[3] = {make_logs("reviews", 6, T0, 7), make_logs("ratings", 4, T0, 0),
+                                     make_logs("reviews", 2, T0 + 10 * SEC, 8)};
+    /* A span in the same call: both are committed together. */
+    struct span *s = span_batch_add(batches[1]);
+    s->trace_id[15] = 1;
+    s->span_id[7] = 1;
+    s->start_unix_nano = (uint64_t)T0 * 1000;
+    s->end_unix_nano = s->start_unix_nano + 1000;
+    assert_int_equal(store_put_batches(f->st, batches, 3), 0);
+    struct store_stats stats;
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.logs_stored, 12);
+    assert_int_equal(stats.spans_stored, 1);
+
+    /* By trace: oldest first; another trace with the same key (low half) is filtered out. */
+    struct span_batch *other = make_logs("reviews", 1, T0, 7);
+    other->logs[0].trace_id[0] = 0xbb;
+    assert_int_equal(store_put_batches(f->st, &other, 1), 0);
+    uint8_t tid[16] = {0xaa};
+    tid[15] = 7;
+    struct log_query q = {.trace_id = tid};
+    struct span_batch *out;
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 6);
+    for (uint32_t i = 0; i < 6; i++) {
+        const struct access_log *l = &out->logs[i];
+        assert_int_equal(l->time_unix_nano, (uint64_t)(T0 + i * 1000) * 1000);
+        assert_memory_equal(l->trace_id, tid, 16);
+        assert_int_equal(l->span_id[7], i + 1);
+        assert_int_equal(l->duration_ms, i);
+        assert_int_equal(l->bytes_sent, -1);
+        assert_int_equal(l->direction, ALOG_DIRECTION_INBOUND);
+        assert_str(l, ALOG_SERVICE, "reviews");
+        assert_str(l, ALOG_METHOD, NULL);
+        char line[64];
+        snprintf(line, sizeof line, "{\"n\":%u,\"svc\":\"reviews\"}", i);
+        assert_str(l, ALOG_RAW, line);
+    }
+    span_batch_destroy(out);
+    /* Trace + errors only. */
+    q.errors_only = true;
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 2);
+    assert_int_equal(out->logs[0].response_code, 503);
+    span_batch_destroy(out);
+
+    /* By service: newest first, window, errors, limit. */
+    q = (struct log_query){.service = "reviews"};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 9);
+    assert_int_equal(out->logs[0].time_unix_nano, (uint64_t)(T0 + 10 * SEC + 1000) * 1000);
+    span_batch_destroy(out);
+    q.start_us = T0 + SEC;
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 2);
+    span_batch_destroy(out);
+    q = (struct log_query){.service = "reviews", .end_us = T0 + 2000, .limit = 2};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 2);
+    assert_int_equal(out->logs[0].time_unix_nano, (uint64_t)(T0 + 2000) * 1000);
+    span_batch_destroy(out);
+    q = (struct log_query){.service = "ratings", .errors_only = true};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 1);
+    assert_false(out->logs[0].has_trace_id);
+    span_batch_destroy(out);
+    q = (struct log_query){.service = "nobody"};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 0);
+    span_batch_destroy(out);
+    /* Neither: the newest rows by receive order. */
+    q = (struct log_query){.limit = 3};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 3);
+    span_batch_destroy(out);
+    /* Trace + service. */
+    q = (struct log_query){.trace_id = tid, .service = "ratings"};
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 0);
+    span_batch_destroy(out);
+    /* Logs-only services join the service list (they are services of the mesh). */
+    char **svcs;
+    assert_int_equal(store_list_services(f->st, &svcs), 0);
+    bool found = false;
+    for (char **p = svcs; *p; p++) found |= strcmp(*p, "ratings") == 0;
+    assert_true(found);
+    store_free_strings(svcs);
+    for (int i = 0; i < 3; i++) span_batch_destroy(batches[i]);
+    span_batch_destroy(other);
+}
+
+static void test_store_retention(void **state)
+{
+    struct sfix *f = *state;
+    store_close(f->st);
+    struct store_options o = {.path = f->path, .retention_us = 3600 * SEC};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    int64_t r0 = T0;
+    store_test_set_clock(f->st, r0);
+    struct span_batch *old = make_logs("reviews", 5, T0, 1);
+    assert_int_equal(store_put_batches(f->st, &old, 1), 0);
+    store_test_set_clock(f->st, r0 + 2 * 3600 * SEC);
+    struct span_batch *young = make_logs("reviews", 3, T0, 2);
+    assert_int_equal(store_put_batches(f->st, &young, 1), 0);
+    uint64_t deleted;
+    /* Bounded steps: 2 rows per call. */
+    assert_int_equal(store_retention_step(f->st, r0 + 2 * 3600 * SEC, 2, &deleted), 0);
+    assert_int_equal(deleted, 2);
+    uint64_t total = deleted;
+    do {
+        assert_int_equal(store_retention_step(f->st, r0 + 2 * 3600 * SEC, 2, &deleted), 0);
+        total += deleted;
+    } while (deleted);
+    assert_int_equal(total, 5);
+    struct store_stats stats;
+    store_get_stats(f->st, &stats);
+    assert_int_equal(stats.logs_deleted, 5);
+    struct log_query q = {.service = "reviews"};
+    struct span_batch *out;
+    assert_int_equal(store_find_logs(f->st, &q, &out), 0);
+    assert_int_equal(out->n_logs, 3);
+    assert_int_equal(out->logs[0].trace_id[15], 2);
+    span_batch_destroy(out);
+    span_batch_destroy(old);
+    span_batch_destroy(young);
+}
+
+static int64_t sql_int(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+/* A v2 file (this build's schema without access_logs) migrates to v3 and keeps its spans. */
+static void test_store_migrate_v2(void **state)
+{
+    struct sfix *f = *state;
+    struct span_batch *b = span_batch_create();
+    struct span *s = span_batch_add(b);
+    s->trace_id[15] = 9;
+    s->span_id[7] = 9;
+    s->start_unix_nano = (uint64_t)T0 * 1000;
+    s->end_unix_nano = s->start_unix_nano + 5000;
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+    store_close(f->st);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE access_logs; PRAGMA user_version = 2;", NULL,
+                                  NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
+                                      "('access_logs', 'access_logs_service', "
+                                      "'access_logs_trace')"),
+                     3);
+    uint8_t tid[16] = {0};
+    tid[15] = 9;
+    struct span_batch *t;
+    assert_int_equal(store_get_trace(f->st, tid, &t), 0);
+    assert_int_equal(t->n_spans, 1);
+    span_batch_destroy(t);
+    b = make_logs("svc", 2, T0, 9);
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+    struct log_query q = {.service = "svc"};
+    assert_int_equal(store_find_logs(f->st, &q, &t), 0);
+    assert_int_equal(t->n_logs, 2);
+    span_batch_destroy(t);
+}
+
+/* ----- /api/logs -------------------------------------------------------------------------- */
+
+static void get(struct store *st, const char *qs, struct query_response *resp)
+{
+    struct args a;
+    args_parse(&a, qs);
+    memset(resp, 0, sizeof *resp);
+    assert_int_equal(query_handle(st, "/api/logs", a.a, a.n, resp), 0);
+}
+
+static void test_query_logs(void **state)
+{
+    struct sfix *f = *state;
+    size_t len;
+    char *body = test_read_fixture("accesslog", "istio_default.ndjson", &len);
+    struct span_batch *b;
+    char err[256];
+    assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+
+    struct query_response r;
+    get(f->st, "traceID=4bf92f3577b34da6a3ce929d0e0e4736", &r);
+    assert_int_equal(r.status, 200);
+    json_error_t jerr;
+    json_t *doc = json_loadb(r.body, r.len, 0, &jerr);
+    assert_non_null(doc);
+    json_t *data = json_object_get(doc, "data");
+    assert_int_equal(json_array_size(data), 1);
+    json_t *rec = json_array_get(data, 0);
+    assert_int_equal(json_integer_value(json_object_get(rec, "time")), T0 + 123000);
+    assert_string_equal(json_string_value(json_object_get(rec, "traceID")),
+                        "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(json_string_value(json_object_get(rec, "spanID")), "00f067aa0ba902b7");
+    assert_int_equal(json_integer_value(json_object_get(rec, "response_code")), 200);
+    assert_string_equal(json_string_value(json_object_get(rec, "response_flags")), "-");
+    assert_string_equal(json_string_value(json_object_get(rec, "method")), "GET");
+    assert_string_equal(json_string_value(json_object_get(rec, "path")), "/reviews/0?x=1");
+    assert_string_equal(json_string_value(json_object_get(rec, "authority")), "reviews:9080");
+    assert_string_equal(json_string_value(json_object_get(rec, "upstream_cluster")),
+                        "outbound|9080||reviews.default.svc.cluster.local");
+    assert_string_equal(json_string_value(json_object_get(rec, "direction")), "outbound");
+    assert_string_equal(json_string_value(json_object_get(rec, "service")), "unknown_service");
+    assert_int_equal(json_integer_value(json_object_get(rec, "duration_ms")), 12);
+    const char *nl = strchr(body, '\n');
+    assert_int_equal(strlen(json_string_value(json_object_get(rec, "line"))),
+                     (size_t)(nl - body));
+    assert_int_equal(json_integer_value(json_object_get(doc, "total")), 1);
+    assert_int_equal(json_integer_value(json_object_get(doc, "limit")), 100);
+    assert_true(json_is_null(json_object_get(doc, "errors")));
+    json_decref(doc);
+    free(r.body);
+
+    static const struct {
+        const char *qs;
+        int status;
+        int total;
+        const char *msg;
+    } cases[] = {
+        {"", 200, 2, NULL},
+        {"limit=1", 200, 1, NULL},
+        {"limit=99999", 200, 2, NULL},
+        {"service=reviews", 200, 1, NULL},
+        {"service=reviews&errors=true", 200, 1, NULL},
+        {"service=reviews&errors=1&start=1795766400131000", 200, 0, NULL},
+        {"errors=true", 200, 1, NULL},
+        {"errors=false", 200, 2, NULL},
+        {"traceId=80f198ee56343ba864fe8b2a57d3eff7", 200, 1, NULL},
+        {"traceID=ff", 200, 0, NULL},
+        {"start=1795766400123000&end=1795766400123000", 200, 1, NULL},
+        {"traceID=xyz", 400, 0, "'traceID'"},
+        {"traceID=123456789012345678901234567890123", 400, 0, "'traceID'"},
+        {"limit=0", 400, 0, "'limit'"},
+        {"limit=ten", 400, 0, "'limit'"},
+        {"start=abc", 400, 0, "'start'"},
+        {"end=-5", 400, 0, "'end'"},
+        {"start=10&end=5", 400, 0, "'start'"},
+        {"errors=maybe", 400, 0, "'errors'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        get(f->st, cases[i].qs, &r);
+        if (r.status != cases[i].status)
+            fail_msg("'%s': status %d, want %d: %.*s", cases[i].qs, r.status, cases[i].status,
+                     (int)r.len, r.body);
+        doc = json_loadb(r.body, r.len, 0, &jerr);
+        assert_non_null(doc);
+        if (r.status == 200) {
+            if ((int)json_integer_value(json_object_get(doc, "total")) != cases[i].total)
+                fail_msg("'%s': total %lld, want %d", cases[i].qs,
+                         (long long)json_integer_value(json_object_get(doc, "total")),
+                         cases[i].total);
+            assert_int_equal(json_array_size(json_object_get(doc, "data")), cases[i].total);
+        } else {
+            const char *msg = json_string_value(
+                json_object_get(json_array_get(json_object_get(doc, "errors"), 0), "msg"));
+            assert_non_null(msg);
+            if (!strstr(msg, cases[i].msg)) fail_msg("'%s': msg '%s'", cases[i].qs, msg);
+        }
+        json_decref(doc);
+        free(r.body);
+    }
+    free(body);
+}
+
+/* ----- RED ------------------------------------------------------------------------------------ */
+
+static void test_red_logs(void **state)
+{
+    (void)state;
+    struct red *r = red_create(NULL);
+    assert_non_null(r);
+    size_t len;
+    char *body = test_read_fixture("accesslog", "istio_default.ndjson", &len);
+    struct span_batch *b;
+    char err[256];
+    assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+    /* A record with no response (code 0, UH) reports response_code "0". */
+    struct access_log *l = span_batch_add_log(b);
+    *l = b->logs[1];
+    l->response_code = 0;
+    l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"UH", 2};
+    red_observe_batch(r, b);
+    span_batch_destroy(b);
+    char *out;
+    size_t out_len;
+    assert_int_equal(red_render(r, false, &out, &out_len), 0);
+    static const char *const want[] = {
+        /* outbound record: reporter source, destination from upstream_cluster */
+        "istio_requests_total{reporter=\"source\",source_workload=\"unknown\"",
+        "destination_service=\"reviews.default.svc.cluster.local\",destination_service_name="
+        "\"reviews\",destination_service_namespace=\"default\"",
+        "request_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\","
+        "response_flags=\"-\",connection_security_policy=\"unknown\"} 1",
+        /* inbound record: reporter destination, the proxy's own service */
+        "istio_requests_total{reporter=\"destination\"",
+        "destination_workload=\"reviews\"",
+        "response_code=\"503\",grpc_response_status=\"\",response_flags=\"UF,URX\"",
+        "response_code=\"0\",grpc_response_status=\"\",response_flags=\"UH\"",
+        /* bytes and duration */
+        "istio_response_bytes_sum{reporter=\"source\"",
+        "istio_request_duration_milliseconds_sum{reporter=\"source\"",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i])) fail_msg("missing: %s", want[i]);
+    /* bytes_sent 295 lands in the response-bytes histogram of the outbound record. */
+    const char *p = strstr(out, "istio_response_bytes_sum{reporter=\"source\"");
+    const char *line_end = strchr(p, '\n');
+    assert_true(line_end - p > 5 && memcmp(line_end - 4, " 295", 4) == 0);
+    /* Records feed neither span metrics nor the service graph. */
+    assert_null(strstr(out, "traces_spanmetrics_calls_total{"));
+    assert_null(strstr(out, "traces_service_graph_request_total{"));
+    free(out);
+    free(body);
+    red_destroy(r);
+}
+
+int main(void)
+{
+    log_min_level = LOG_ERROR;
+    query_now_us = fake_now;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_istio_fixture),
+        cmocka_unit_test(test_untyped_envoy),
+        cmocka_unit_test(test_service_direction),
+        cmocka_unit_test(test_bad_lines),
+        cmocka_unit_test(test_caps),
+        cmocka_unit_test(test_body_shapes),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_response_body),
+        cmocka_unit_test_setup_teardown(test_store_put_find, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_retention, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
+        cmocka_unit_test(test_red_logs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
