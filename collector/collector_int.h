@@ -30,6 +30,7 @@ struct options {
     const char *tls_cert, *tls_key; /* "" = plain HTTP */
     int64_t max_connections;     /* per listener */
     int64_t idle_timeout_us;     /* a connection silent this long is closed */
+    int64_t request_timeout_us;  /* a request body still incomplete this long is cut off */
     enum log_level log_level;
     int64_t metrics_series_limit; /* RED: label sets per metric family (red.h) */
 };
@@ -122,6 +123,7 @@ enum reject_reason {
     REJECT_QUEUE_FULL,     /* 503 */
     REJECT_STORE_FAILED,   /* 503: the database refused the commit (--ack=committed) */
     REJECT_BODY_BUDGET,    /* 503: request bodies in flight exceed their budget (requests only) */
+    REJECT_TIMEOUT,        /* connection closed: body not complete within --request-timeout */
     REJECT_REASON_COUNT
 };
 

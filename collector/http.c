@@ -59,6 +59,13 @@ struct ingest_route {
     bool ndjson_ok; /* application/x-ndjson is accepted too, and goes to decode_json */
 };
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Requests between their first handler call and their completion callback, on all listeners
  * (HTTP threads and the writer's resumes touch it). Shutdown waits for it to reach 0. */
 static _Atomic int requests_in_flight;
@@ -68,8 +75,8 @@ static const struct ingest_route ingest_routes[] = {
      PROTO_OTLP_HTTP_JSON, ANSWER_OTLP},
     {"/api/v2/spans", zipkin_decode_spans_proto, zipkin_decode_spans_json, PROTO_ZIPKIN_PROTOBUF,
      PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
-    {"/api/v1/accesslogs", NULL, accesslog_decode_json, PROTO_ACCESSLOG_JSON,
-     PROTO_ACCESSLOG_JSON, ANSWER_COUNTS, true},
+    {"/api/v1/accesslogs", NULL, accesslog_decode_json, PROTO_ACCESSLOG_JSON, PROTO_ACCESSLOG_JSON,
+     ANSWER_COUNTS, true},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -77,8 +84,9 @@ struct request {
     const struct ingest_route *route; /* NULL: not an ingest request */
     bool json;                        /* request content type is JSON (answer in kind) */
     enum content_encoding encoding;
-    bool too_large; /* body exceeded the cap: drain and answer 413 */
-    bool too_busy;  /* all request bodies together exceed their budget: drain, answer 503 */
+    bool too_large;     /* body exceeded the cap: drain and answer 413 */
+    bool too_busy;      /* all request bodies together exceed their budget: drain, answer 503 */
+    int64_t started_us; /* monotonic time of the first handler call (headers complete) */
     uint8_t *body;
     size_t len, cap;
     /* --ack=committed: the request is suspended from the push until the writer's commit. */
@@ -360,9 +368,9 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
  * but this origin: scripts are ES modules from /js and /vendor (no inline script, no eval),
  * styles are files (cytoscape's injected rule ships as css/cytoscape.css; element.style set by
  * cytoscape and uPlot through the CSSOM is not subject to style-src), the API is same-origin. */
-#define WEB_CSP                                                                                 \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "           \
-    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "              \
+#define WEB_CSP                                                                                    \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "                 \
     "frame-ancestors 'none'"
 
 static enum MHD_Result send_asset(struct MHD_Connection *conn, const struct web_asset *a)
@@ -452,6 +460,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         if (!req) return MHD_NO;
         *con_cls = req;
         atomic_fetch_add(&requests_in_flight, 1);
+        req->started_us = mono_us();
         /* GET /api/... is a query even where an ingest path shares it (Zipkin's /api/v2/spans:
          * POST ingests, GET lists span names). */
         bool query_get = (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
@@ -524,6 +533,16 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
+        if (req->route && mono_us() - req->started_us > ctx->opts->request_timeout_us) {
+            /* A body trickling in slower than --request-timeout allows: cut the connection
+             * (MHD closes it on MHD_NO) rather than hold its slot and buffer. */
+            enum ingest_protocol p = req->json ? req->route->json_label : req->route->proto_label;
+            count_reject(p, REJECT_TIMEOUT);
+            log_ratelimited(LOG_INFO, "http-timeout",
+                            "http: %s body not complete after --request-timeout; connection closed",
+                            req->route->path);
+            return MHD_NO;
+        }
         if (!req->route || req->too_large || req->too_busy) return MHD_YES;
         if (req->len + n > (size_t)ctx->opts->max_body_bytes) {
             req->too_large = true; /* keep reading (and dropping) so the client gets the 413 */

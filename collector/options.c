@@ -78,6 +78,12 @@ static const struct opt_row opt_table[] = {
      "open connections per listener; beyond it new ones wait in the kernel's backlog"},
     /* Long enough for an exporter's keep-alive between batches (OTel SDKs: 5 s), short enough
      * that idle or stalled (slowloris) connections give their slot back soon. */
+    /* A body that has not arrived whole this long after its headers is a slow client (or an
+     * attack): its connection is closed. Generous for any honest body on any link. */
+    {"request-timeout", OPT_DURATION, "60s", 1000000, 3600 * INT64_C(1000000),
+     OFF(request_timeout_us),
+     "close a connection whose request body is not complete this long "
+     "after its headers"},
     {"idle-timeout", OPT_DURATION, "30s", 1000000, 3600 * INT64_C(1000000), OFF(idle_timeout_us),
      "close a connection that sends or reads nothing for this long"},
     /* Per metric family (istio_requests_total, traces_spanmetrics_calls_total, ...): with its

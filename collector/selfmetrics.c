@@ -20,7 +20,8 @@ static const char *const protocol_label[PROTO_COUNT] = {"otlp_http_protobuf", "o
                                                         "zipkin_json", "zipkin_protobuf",
                                                         "accesslog_json"};
 static const char *const reason_label[REJECT_REASON_COUNT] = {
-    "invalid_span", "decode_error", "too_large", "queue_full", "store_failed", "body_budget"};
+    "invalid_span", "decode_error", "too_large", "queue_full", "store_failed", "body_budget",
+    "timeout"};
 /* Commit latency buckets, seconds: from sub-millisecond (a small batch) to seconds (a stalled
  * disk). The last slot of commit_buckets counts observations above the last bound. */
 static const double commit_bounds[11] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,

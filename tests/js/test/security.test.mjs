@@ -184,6 +184,34 @@ test('slow clients (slowloris) do not starve normal ones', async () => {
   }
 });
 
+test('a body trickling in slower than --request-timeout loses its connection', async () => {
+  const d = await startDaemon({ args: ['--request-timeout', '2s', '--idle-timeout', '30s'], logLevel: 'info' });
+  try {
+    const port = Number(new URL(d.otlpUrl).port);
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    const closed = new Promise((r) => s.on('close', r));
+    s.write('POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\nContent-Length: 1000\r\n\r\n');
+    const t0 = Date.now();
+    let isClosed = false;
+    closed.then(() => (isClosed = true));
+    /* One byte every 300 ms: never idle for --idle-timeout, never complete. */
+    for (let i = 0; i < 40 && !isClosed; i++) {
+      s.write('x');
+      await sleep(300);
+    }
+    const waited = Date.now() - t0;
+    assert.ok(isClosed, 'the trickling connection was never closed');
+    assert.ok(waited >= 1800 && waited < 6000, `closed after ${waited} ms (request timeout 2 s)`);
+    const m = (await request(`${d.httpUrl}/metrics`)).body.toString();
+    assert.match(m, /meshscope_ingest_requests_rejected_total\{protocol="otlp_http_protobuf",reason="timeout"\} 1\n/);
+    assert.equal((await request(`${d.otlpUrl}/healthz`)).status, 200);
+  } finally {
+    await d.stop();
+    await d.cleanup();
+  }
+});
+
 test('names built to break SQL and JSON are stored and searched as plain data', async () => {
   const d = await startDaemon({ logLevel: 'info' });
   try {
