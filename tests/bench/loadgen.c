@@ -14,6 +14,13 @@
  * backs off 20 ms, as an exporter would, and sends a fresh request), transport errors, spans/s
  * accepted and request latency percentiles (p50/p99/p99.9). Paces to --rate spans/s in total,
  * or sends as fast as answers come. Every run is bounded by --duration (and --requests).
+ *
+ * --access-logs (the dashboard demo; off for benchmarks): after each span request is answered,
+ * the same connection also POSTs /api/v1/accesslogs with one Envoy/Istio JSON access-log line
+ * (application/x-ndjson) per SERVER span of the body, carrying the same freshly patched trace and
+ * span ids; those requests are counted apart (log requests accepted/rejected/errors). In that
+ * mode (a demo that may run for an hour) each worker also rebuilds its template every 5 s, so
+ * span and log timestamps follow the clock.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -47,8 +54,9 @@ static struct config {
     enum lg_scenario scenario;
     enum compress compress;
     bool json;
+    bool access_logs;
 } cfg = {"127.0.0.1", "4318", 4, 200, 200, 10.0, 0, 0, LG_OTLP_PROTO, LG_BOOKINFO, COMPRESS_NONE,
-         false};
+         false, false};
 
 /* ----- options: one table drives parsing and --help ------------------------------------------ */
 
@@ -88,6 +96,9 @@ static const struct opt opts[] = {
      "stop after N requests in total (default: no limit)"},
     {"--rate", "SPANS_PER_S", OPT_DOUBLE, &cfg.rate, 0, 1e9, NULL,
      "target rate in spans/s over all threads (default 0: as fast as accepted)"},
+    {"--access-logs", NULL, OPT_FLAG, &cfg.access_logs, 0, 0, NULL,
+     "demo: also POST the server spans' Envoy access-log lines (/api/v1/accesslogs), "
+     "and re-time the traces every 5 s"},
     {"--json", NULL, OPT_FLAG, &cfg.json, 0, 0, NULL, "print one JSON object instead of text"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
@@ -174,6 +185,7 @@ static int parse_args(int argc, char **argv)
 
 static _Atomic uint64_t n_sent, n_ok, n_rejected, n_retry, n_errors, spans_ok, spans_sent;
 static _Atomic uint64_t bytes_sent, requests_claimed;
+static _Atomic uint64_t logs_sent, logs_ok, logs_rejected, logs_errors, log_lines_ok;
 
 struct worker {
     pthread_t th;
@@ -290,11 +302,41 @@ static void record_latency(struct worker *w, double seconds)
     w->lat_us[w->n_lat++] = (uint32_t)(seconds * 1e6);
 }
 
+/* --access-logs: POSTs the template's access-log lines (ids already patched) on *fd; closes it
+ * on a transport error or "Connection: close". */
+static void send_logs(int *fd, const struct lg_template *t, char *head, size_t head_cap, char *resp,
+                      size_t resp_cap)
+{
+    int hl = snprintf(head, head_cap,
+                      "POST /api/v1/accesslogs HTTP/1.1\r\nHost: %s:%s\r\n"
+                      "Content-Type: application/x-ndjson\r\nContent-Length: %zu\r\n\r\n",
+                      cfg.host, cfg.port, t->logs_len);
+    atomic_fetch_add(&logs_sent, 1);
+    bool close_after = false;
+    int status = -1;
+    if (hl > 0 && (size_t)hl < head_cap && write_all(*fd, head, (size_t)hl) &&
+        write_all(*fd, t->logs, t->logs_len))
+        status = read_response(*fd, resp, resp_cap, &close_after);
+    if (status < 0 || close_after) {
+        close(*fd);
+        *fd = -1;
+    }
+    if (status < 0) {
+        atomic_fetch_add(&logs_errors, 1);
+    } else if (status >= 200 && status < 300) {
+        atomic_fetch_add(&logs_ok, 1);
+        atomic_fetch_add(&log_lines_ok, t->log_lines);
+    } else {
+        atomic_fetch_add(&logs_rejected, 1);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct lg_template t;
-    if (lg_template_build(&t, cfg.proto, cfg.scenario, cfg.services, cfg.spans, w->id + 1) != 0) {
+    if (lg_template_build_ex(&t, cfg.proto, cfg.scenario, cfg.services, cfg.spans, w->id + 1,
+                             cfg.access_logs) != 0) {
         w->failed = 1;
         return NULL;
     }
@@ -315,7 +357,8 @@ static void *worker_main(void *arg)
     uint64_t rng = 0x9e3779b97f4a7c15ull ^ ((uint64_t)w->id << 32) ^ (uint64_t)time(NULL);
     char head[512], resp[8192];
     int fd = -1;
-    double start = now_s(), end = start + cfg.duration_s;
+    double start = now_s(), end = start + cfg.duration_s, built_at = start;
+    unsigned rebuilds = 0;
     /* Pacing: each worker sends its share of the rate at even intervals. */
     double interval = cfg.rate > 0 ? (double)t.spans * cfg.threads / cfg.rate : 0;
     double next = start + interval * w->id / cfg.threads; /* staggered */
@@ -335,6 +378,16 @@ static void *worker_main(void *arg)
             atomic_fetch_add(&n_errors, 1);
             usleep(100000);
             continue;
+        }
+        if (cfg.access_logs && now_s() - built_at > 5.0) {
+            /* the demo runs for long: rebuild so that span and log times follow the clock */
+            lg_template_free(&t);
+            if (lg_template_build_ex(&t, cfg.proto, cfg.scenario, cfg.services, cfg.spans,
+                                     w->id + 1 + ++rebuilds * 7919u, 1) != 0) {
+                w->failed = 1;
+                break;
+            }
+            built_at = now_s();
         }
         lg_template_patch(&t, &rng);
         const uint8_t *body = t.body;
@@ -382,6 +435,8 @@ static void *worker_main(void *arg)
         } else {
             atomic_fetch_add(&n_rejected, 1);
         }
+        if (cfg.access_logs && fd >= 0 && t.logs_len)
+            send_logs(&fd, &t, head, sizeof head, resp, sizeof resp);
     }
     if (fd >= 0) close(fd);
     if (cfg.compress == COMPRESS_GZIP) deflateEnd(&zs);
@@ -441,13 +496,23 @@ int main(int argc, char **argv)
                "\"seconds\":%.2f,\"sent\":%llu,\"accepted\":%llu,\"rejected\":%llu,"
                "\"retried\":%llu,\"errors\":%llu,\"spans_sent\":%llu,\"spans_accepted\":%llu,"
                "\"spans_per_second\":%.0f,\"latency_ms_p50\":%.3f,\"latency_ms_p99\":%.3f,"
-               "\"latency_ms_p999\":%.3f}\n",
+               "\"latency_ms_p999\":%.3f",
                protocols[cfg.proto], scenarios[cfg.scenario], compressions[cfg.compress],
                cfg.threads, ws[0].spans_per_request, ws[0].raw_bytes, ws[0].wire_bytes, elapsed,
                (unsigned long long)n_sent, (unsigned long long)n_ok,
                (unsigned long long)n_rejected, (unsigned long long)n_retry,
                (unsigned long long)n_errors, (unsigned long long)spans_sent,
                (unsigned long long)spans_ok, sps, p50, p99, p999);
+    /* added keys only with the flag; the others stay as run.sh and the tests read them */
+    if (cfg.json && cfg.access_logs)
+        printf(",\"access_log_requests\":%llu,\"access_log_accepted\":%llu,"
+               "\"access_log_rejected\":%llu,\"access_log_errors\":%llu,"
+               "\"access_log_lines_accepted\":%llu",
+               (unsigned long long)logs_sent, (unsigned long long)logs_ok,
+               (unsigned long long)logs_rejected, (unsigned long long)logs_errors,
+               (unsigned long long)log_lines_ok);
+    if (cfg.json)
+        printf("}\n");
     else
         printf("%s, %s, %s: %u threads, %u spans/request (%zu bytes, %zu on the wire)\n"
                "%.1fs: sent %llu requests, accepted %llu, rejected %llu, retried %llu, errors %llu\n"
@@ -458,6 +523,12 @@ int main(int argc, char **argv)
                (unsigned long long)n_sent, (unsigned long long)n_ok,
                (unsigned long long)n_rejected, (unsigned long long)n_retry,
                (unsigned long long)n_errors, (unsigned long long)spans_ok, sps, p50, p99, p999);
+    if (cfg.access_logs && !cfg.json)
+        printf("access logs: sent %llu requests, accepted %llu, rejected %llu, errors %llu "
+               "(%llu lines accepted)\n",
+               (unsigned long long)logs_sent, (unsigned long long)logs_ok,
+               (unsigned long long)logs_rejected, (unsigned long long)logs_errors,
+               (unsigned long long)log_lines_ok);
     free(all);
     free(ws);
     if (failed) fprintf(stderr, "meshscope-loadgen: a worker could not build or compress its body\n");

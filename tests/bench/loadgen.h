@@ -28,6 +28,14 @@ struct lg_template {
     struct lg_slot *slots;
     size_t n_slots;
     uint8_t *ids; /* scratch: traces * 16 + spans * 8 bytes of fresh ids */
+    /* --access-logs: one Envoy/Istio JSON access-log line (NDJSON) per SERVER span, for
+     * POST /api/v1/accesslogs; its trace and span ids are hex slots patched with the same ids
+     * as the spans (NULL when not asked for). */
+    uint8_t *logs;
+    size_t logs_len;
+    unsigned log_lines;
+    struct lg_slot *log_slots;
+    size_t n_log_slots;
 };
 
 /* Builds a template of complete traces of the scenario, at least min_spans spans (whole traces,
@@ -36,8 +44,11 @@ struct lg_template {
  * -ENOMEM; t (OUT) is released with lg_template_free. */
 int lg_template_build(struct lg_template *t, enum lg_protocol proto, enum lg_scenario scenario,
                       unsigned services, unsigned min_spans, uint64_t seed);
-/* Writes fresh trace and span ids (parents follow their span) into t->body. *rng is the
- * caller's xorshift state (one per thread). */
+/* As lg_template_build; access_logs also builds t->logs (see above). */
+int lg_template_build_ex(struct lg_template *t, enum lg_protocol proto, enum lg_scenario scenario,
+                         unsigned services, unsigned min_spans, uint64_t seed, int access_logs);
+/* Writes fresh trace and span ids (parents follow their span) into t->body, and the same ids
+ * into t->logs when present. *rng is the caller's xorshift state (one per thread). */
 void lg_template_patch(struct lg_template *t, uint64_t *rng);
 /* Accepts a zeroed or half-built template. */
 void lg_template_free(struct lg_template *t);

@@ -621,10 +621,65 @@ static void encode_zipkin_json(struct enc *e, const struct model *m)
     puts_(e, "]");
 }
 
+/* Envoy/Istio JSON access logs (--access-logs): one NDJSON line per SERVER span, as the callee's
+ * sidecar writes it for the inbound request (Istio's default JSON format plus trace_id/span_id,
+ * the fields of Envoy's %TRACE_ID% and a span-id header), with the span's status, duration, sizes
+ * and request id. trace_id and span_id are hex slots, patched with the span's ids. */
+static void encode_access_logs(struct enc *e, const struct model *m, unsigned *lines)
+{
+    for (unsigned i = 0; i < m->n; i++) {
+        const struct gspan *s = &m->spans[i];
+        if (s->kind != 2) continue;
+        const struct svc *svc = &m->svcs[s->svc];
+        time_t sec = (time_t)(s->start_ns / 1000000000ULL);
+        struct tm tm;
+        gmtime_r(&sec, &tm);
+        uint64_t dur_ms = (s->end_ns - s->start_ns) / 1000000ULL;
+        putf(e, "{\"start_time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)(s->start_ns / 1000000ULL % 1000));
+        putf(e, ",\"method\":\"%s\",\"path\":", s->method);
+        json_str(e, s->route);
+        putf(e, ",\"protocol\":\"HTTP/1.1\",\"response_code\":%d,\"response_flags\":\"%s\"",
+             s->status, s->status >= 500 ? "UF" : "-");
+        putf(e, ",\"bytes_received\":%u,\"bytes_sent\":%u,\"duration\":%" PRIu64
+                ",\"upstream_service_time\":\"%" PRIu64 "\"",
+             s->method[0] == 'G' ? 0u : s->body_size / 4, s->body_size, dur_ms,
+             dur_ms ? dur_ms - 1 : 0);
+        puts_(e, ",\"x_forwarded_for\":");
+        json_str(e, s->client_ip);
+        puts_(e, ",\"user_agent\":");
+        json_str(e, agents[s->agent]);
+        puts_(e, ",\"request_id\":");
+        json_str(e, s->request_id);
+        putf(e, ",\"authority\":\"%s:9080\",\"upstream_host\":\"%s:9080\"", svc->name, svc->ip);
+        putf(e, ",\"upstream_cluster\":\"inbound|9080||%s.%s.svc.cluster.local\"", svc->name,
+             svc->ns);
+        putf(e, ",\"downstream_remote_address\":\"%s:%u\"", s->client_ip,
+             32768u + s->body_size % 28000u);
+        putf(e, ",\"downstream_local_address\":\"%s:9080\"", svc->ip);
+        puts_(e, ",\"trace_id\":\"");
+        put_id(e, true, true, s->trace);
+        puts_(e, "\",\"span_id\":\"");
+        put_id(e, true, false, i);
+        puts_(e, "\",\"service\":");
+        json_str(e, svc->name);
+        puts_(e, ",\"destination_workload\":");
+        putf(e, "\"%s-v1\",\"destination_namespace\":\"%s\"}\n", svc->name, svc->ns);
+        (*lines)++;
+    }
+}
+
 /* ----- public --------------------------------------------------------------------------------- */
 
 int lg_template_build(struct lg_template *t, enum lg_protocol proto, enum lg_scenario scenario,
                       unsigned services, unsigned min_spans, uint64_t seed)
+{
+    return lg_template_build_ex(t, proto, scenario, services, min_spans, seed, 0);
+}
+
+int lg_template_build_ex(struct lg_template *t, enum lg_protocol proto, enum lg_scenario scenario,
+                         unsigned services, unsigned min_spans, uint64_t seed, int access_logs)
 {
     memset(t, 0, sizeof *t);
     struct model m = {.rng = splitmix(seed), .fail_permille = scenario == LG_BOOKINFO ? 20 : 15};
@@ -644,6 +699,11 @@ int lg_template_build(struct lg_template *t, enum lg_protocol proto, enum lg_sce
         else encode_zipkin_json(&e, &m);
         if (e.oom) rc = -ENOMEM;
     }
+    struct enc logs = {0};
+    if (rc == 0 && access_logs) {
+        encode_access_logs(&logs, &m, &t->log_lines);
+        if (logs.oom) rc = -ENOMEM;
+    }
     if (rc == 0) {
         t->ids = malloc((size_t)m.traces * 16 + (size_t)m.n * 8);
         if (!t->ids) rc = -ENOMEM;
@@ -656,8 +716,13 @@ int lg_template_build(struct lg_template *t, enum lg_protocol proto, enum lg_sce
         t->spans = m.n;
         t->traces = m.traces;
         for (unsigned i = 0; i < m.n; i++) t->errors += m.spans[i].status >= 500;
+        t->logs = logs.p;
+        t->logs_len = logs.len;
+        t->log_slots = logs.slots;
+        t->n_log_slots = logs.n_slots;
     } else {
         enc_free(&e);
+        enc_free(&logs);
     }
     free(m.spans);
     free(m.svcs);
@@ -673,20 +738,31 @@ static uint64_t xorshift(uint64_t *s)
     return *s = x;
 }
 
+static void write_slots(const struct lg_template *t, uint8_t *body, const struct lg_slot *slots,
+                        size_t n_slots);
+
 void lg_template_patch(struct lg_template *t, uint64_t *rng)
 {
-    static const char hexd[] = "0123456789abcdef";
     size_t words = ((size_t)t->traces * 16 + (size_t)t->spans * 8) / 8;
     for (size_t i = 0; i < words; i++) {
         uint64_t v = xorshift(rng) | 1; /* never all-zero (an invalid id) */
         memcpy(t->ids + i * 8, &v, 8);
     }
+    write_slots(t, t->body, t->slots, t->n_slots);
+    if (t->logs) write_slots(t, t->logs, t->log_slots, t->n_log_slots);
+}
+
+/* Writes t->ids into body at the slots. */
+static void write_slots(const struct lg_template *t, uint8_t *body, const struct lg_slot *slots,
+                        size_t n_slots)
+{
+    static const char hexd[] = "0123456789abcdef";
     const uint8_t *span_ids = t->ids + (size_t)t->traces * 16;
-    for (size_t i = 0; i < t->n_slots; i++) {
-        const struct lg_slot *s = &t->slots[i];
+    for (size_t i = 0; i < n_slots; i++) {
+        const struct lg_slot *s = &slots[i];
         const uint8_t *src = s->trace ? t->ids + (size_t)s->idx * 16 : span_ids + (size_t)s->idx * 8;
         size_t n = s->trace ? 16 : 8;
-        uint8_t *dst = t->body + s->off;
+        uint8_t *dst = body + s->off;
         if (!s->hex) {
             memcpy(dst, src, n);
             continue;
@@ -703,5 +779,7 @@ void lg_template_free(struct lg_template *t)
     free(t->body);
     free(t->slots);
     free(t->ids);
+    free(t->logs);
+    free(t->log_slots);
     memset(t, 0, sizeof *t);
 }

@@ -14,7 +14,7 @@ import { api, logLine, logsAvailable, logsOfTrace } from './api.js';
 import { redCharts } from './charts.js';
 import {
   el, fmtAgo, fmtMs, fmtNum, fmtPct, fmtRate, fmtUs, hashFor, healthOf, HEALTH_LABEL, navigate,
-  rangePicker, replace, shortId, spanFailed, stateBox, tagOf, THRESHOLDS, windowOf,
+  errorBox, rangePicker, replace, shortId, spanFailed, stateBox, tagOf, THRESHOLDS, windowOf,
 } from './util.js';
 
 cytoscape.use(dagre);
@@ -188,15 +188,16 @@ export function mount(root, route) {
     const seq = ++loadSeq;
     clearTimeout(timer);
     const win = windowOf(range(), p('start'), p('end'));
-    if (!graph) showOverlay(stateBox('info', 'Loading the service graph…'));
+    if (!graph || (!overlay.hidden && overlay.querySelector('.state-error'))) showOverlay(stateBox('info', 'Loading the service graph…'));
     let g;
     try {
       g = await api.graph(win.startUs, win.endUs, p('ns'), opts);
     } catch (e) {
       if (e.name === 'AbortError' || seq !== loadSeq) return;
-      const msg = e.status === 0 ? 'meshscope unreachable' :
-        e.status === 404 ? 'This meshscope has no service graph API (/api/graph)' : `Could not load the graph (HTTP ${e.status})`;
-      showOverlay(stateBox('error', msg, e.status === 0 ? 'Retrying with the next refresh.' : e.message));
+      const what = e.status === 404 ? 'This meshscope has no service graph API (/api/graph)' : `Could not load the graph (HTTP ${e.status})`;
+      const box = errorBox(e, what, () => load());
+      if (e.status === 0 && !paused()) box.append(el('p', { class: 'state-detail', text: `Retrying every ${refreshSec()} s.` }));
+      showOverlay(box);
       updated.textContent = '';
       schedule();
       return;

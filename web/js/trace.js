@@ -4,10 +4,17 @@
  * failing span, a failed span with no failed child, is the "error origin"), span details (tags,
  * events/logs, process/resource, references/links, warnings) and, when /api/logs exists, the
  * access-log records joined by trace id. GET /api/traces/<id>.
+ *
+ * Access-log join: the trace's records are fetched once (GET /api/logs?traceID=, which has no
+ * requestId= parameter) and listed under the waterfall; a span's details show the records of that
+ * span, matched client-side: the record's spanID is the span's, or its request_id equals the
+ * span's x-request-id (tag `guid:x-request-id`, Envoy's, or `http.request.header.x-request-id`,
+ * OTel's; Istio propagates one x-request-id through a whole request, so that may match the
+ * records of several hops).
  */
 import { api, logLine, logsAvailable, logsOfTrace } from './api.js';
 import {
-  el, fmtTime, fmtUs, hashFor, navigate, replace, serviceColor, spanFailed, stateBox, tagOf,
+  el, errorBox, fmtTime, fmtUs, hashFor, navigate, replace, serviceColor, spanFailed, stateBox, tagOf,
 } from './util.js';
 
 /** Parent span id of a Jaeger span (its first CHILD_OF reference, else its first reference). */
@@ -42,6 +49,27 @@ export function criticalPath(byId, children, rootId) {
   return segs;
 }
 
+/** The x-request-id a span carries (Envoy's guid:x-request-id or OTel's request header), or ''. */
+export function requestIdOf(span) {
+  let v = tagOf(span, 'guid:x-request-id') ?? tagOf(span, 'http.request.header.x-request-id');
+  if (typeof v === 'string' && v.startsWith('[')) {
+    try {
+      v = JSON.parse(v); /* an OTel string array, flattened to JSON text */
+    } catch {
+      /* a plain string after all */
+    }
+  }
+  if (Array.isArray(v)) v = v[0];
+  return v === undefined || v === null ? '' : String(v);
+}
+
+/** Whether an access-log record belongs to a span: same span id, or same x-request-id. */
+export function logMatchesSpan(rec, span) {
+  if (rec && rec.spanID && rec.spanID === span.spanID) return true;
+  const rid = requestIdOf(span);
+  return Boolean(rid && rec && rec.request_id === rid);
+}
+
 function kvTable(rows) {
   return el('table', { class: 'kv' }, el('tbody', {}, rows.map(([k, v]) =>
     el('tr', {}, el('td', { text: k }), el('td', { text: typeof v === 'string' ? v : JSON.stringify(v) })))));
@@ -55,6 +83,16 @@ export function mount(root, route) {
   const opts = { signal: aborter.signal };
   const page = el('div', { class: 'trace-page' });
   root.append(page);
+  let logsPromise = null; /* the trace's access-log records (null: no /api/logs), fetched once */
+  const traceLogs = () => {
+    if (!logsPromise) {
+      logsPromise = logsAvailable().then((ok) => (ok ? logsOfTrace(traceId, opts) : null));
+      logsPromise.catch(() => {
+        logsPromise = null; /* ask again on the next render */
+      });
+    }
+    return logsPromise;
+  };
 
   async function load() {
     replace(page, stateBox('info', 'Loading trace…'));
@@ -64,7 +102,7 @@ export function mount(root, route) {
     } catch (e) {
       if (e.name === 'AbortError') return;
       replace(page, e.status === 404 ? stateBox('empty', 'Trace not found', `No trace with id ${traceId} (it may have aged out of retention).`)
-        : stateBox('error', e.status === 0 ? 'meshscope unreachable' : 'Could not load the trace', e.message));
+        : errorBox(e, 'Could not load the trace', () => load()));
       return;
     }
     if (!trace || !trace.spans?.length) {
@@ -174,7 +212,7 @@ export function mount(root, route) {
     }
     const logs = el('section', { class: 'access-logs', hidden: true },
       el('h3', { text: 'Access-log lines' }),
-      el('p', { class: 'muted', text: 'Access-log records of this trace (/api/logs), joined by trace id.' }),
+      el('p', { class: 'muted', text: 'Access-log records of this trace (/api/logs), joined by trace id; each links to its span (by span id or x-request-id).' }),
       el('div', { class: 'logs-body' }));
     replace(page, head, el('div', { class: 'waterfall', role: 'table', 'aria-label': 'Span timeline' }, header, body), logs);
     loadLogs(logs);
@@ -208,16 +246,46 @@ export function mount(root, route) {
         kvTable(span.references.map((r) => [r.refType, `${r.traceID}/${r.spanID}`]))] : null,
       el('h4', { text: 'Process (resource)' }),
       kvTable([['service.name', proc?.serviceName ?? '?'], ...(proc?.tags || []).map((t) => [t.key, String(t.value)])]),
-      span.warnings?.length ? [el('h4', { text: 'Warnings' }), el('ul', {}, span.warnings.map((w) => el('li', { text: w })))] : null);
+      span.warnings?.length ? [el('h4', { text: 'Warnings' }), el('ul', {}, span.warnings.map((w) => el('li', { text: w })))] : null,
+      spanLogs(span));
+  }
+
+  /** The access-log lines of one span (same span id or x-request-id); hidden without /api/logs. */
+  function spanLogs(span) {
+    const rid = requestIdOf(span);
+    const box = el('div', { class: 'span-logs-body' }, stateBox('info', 'Loading access logs…'));
+    const section = el('section', { class: 'span-logs', hidden: true },
+      el('h4', { text: 'Access-log lines' }),
+      el('p', { class: 'muted', text: rid ? `Records with this span's id or x-request-id ${rid}.` : "Records with this span's id." }),
+      box);
+    traceLogs().then((recs) => {
+      if (recs === null) return;
+      section.hidden = false;
+      const mine = recs.filter((r) => logMatchesSpan(r, span));
+      replace(box, mine.length ? el('ul', { class: 'log-lines' }, mine.map((r) => el('li', {}, el('code', { text: logLine(r) }))))
+        : el('p', { class: 'muted', text: 'No access-log lines for this span.' }));
+    }, (e) => {
+      if (e.name === 'AbortError') return;
+      section.hidden = false;
+      replace(box, stateBox('error', 'Could not load access logs', e.message));
+    });
+    return section;
   }
 
   async function loadLogs(section) {
     if (!(await logsAvailable())) return;
     section.hidden = false;
     const body = section.querySelector('.logs-body');
+    replace(body, stateBox('info', 'Loading access logs…'));
     try {
-      const recs = await logsOfTrace(traceId, opts);
-      replace(body, recs.length ? el('ul', { class: 'log-lines' }, recs.map((r) => el('li', {}, el('code', { text: logLine(r) }))))
+      const recs = (await traceLogs()) || [];
+      const spanOf = (r) => state.trace.spans.find((s) => r.spanID && s.spanID === r.spanID) ||
+        state.trace.spans.find((s) => logMatchesSpan(r, s));
+      replace(body, recs.length ? el('ul', { class: 'log-lines' }, recs.map((r) => {
+        const s = spanOf(r);
+        return el('li', {}, el('code', { text: logLine(r) }), s ? el('a', { class: 'log-span', href: hashFor('trace', traceId, { span: s.spanID }),
+          text: ` → ${state.svc(s)}: ${s.operationName}` }) : null);
+      }))
         : stateBox('empty', 'No access-log lines for this trace'));
     } catch (e) {
       if (e.name !== 'AbortError') replace(body, stateBox('error', 'Could not load access logs', e.message));

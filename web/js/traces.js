@@ -9,7 +9,7 @@
  */
 import { api } from './api.js';
 import {
-  el, fmtAgo, fmtTime, fmtUs, hashFor, navigate, parseGoDuration, rangePicker, replace,
+  el, errorBox, fmtAgo, fmtTime, fmtUs, hashFor, navigate, parseGoDuration, rangePicker, replace,
   serviceColor, shortId, spanFailed, stateBox, windowOf,
 } from './util.js';
 
@@ -136,7 +136,10 @@ export function mount(root, route) {
       await loadOperations(serviceSel.value, p('operation'));
     } catch (e) {
       if (e.name === 'AbortError') return;
-      replace(results, stateBox('error', e.status === 0 ? 'meshscope unreachable' : 'Could not list services', e.message));
+      replace(results, errorBox(e, 'Could not list services', () => {
+        loadServices();
+        search();
+      }));
     }
   }
 
@@ -177,7 +180,10 @@ export function mount(root, route) {
       traces = await api.traces(q, opts);
     } catch (e) {
       if (e.name === 'AbortError' || mySeq !== seq) return;
-      replace(results, stateBox('error', e.status === 0 ? 'meshscope unreachable' : 'Search failed', e.message));
+      replace(results, errorBox(e, 'Search failed', () => {
+        if (e.status === 0) loadServices();
+        search();
+      }));
       return;
     }
     if (mySeq !== seq) return;

@@ -41,11 +41,29 @@ export function replace(node, ...children) {
   return node;
 }
 
-/** An explicit state message (loading, empty, error) inside a view. kind: info | empty | error. */
-export function stateBox(kind, message, detail) {
-  return el('div', { class: ['state', `state-${kind}`], role: kind === 'error' ? 'alert' : 'status' },
-    el('p', { class: 'state-msg', text: message }),
-    detail ? el('p', { class: 'state-detail', text: detail }) : null);
+/**
+ * An explicit state message inside a view. kind: info (loading: with a spinner) | empty | error.
+ * retry: a function; adds a Retry button calling it.
+ */
+export function stateBox(kind, message, detail, { retry, cls } = {}) {
+  return el('div', { class: ['state', `state-${kind}`, cls], role: kind === 'error' ? 'alert' : 'status',
+    'aria-busy': kind === 'info' ? 'true' : null },
+  kind === 'info' ? el('span', { class: 'spinner', 'aria-hidden': 'true' }) : null,
+  el('p', { class: 'state-msg', text: message }),
+  detail ? el('p', { class: 'state-detail', text: detail }) : null,
+  retry ? el('button', { type: 'button', class: 'retry', text: 'Retry', on: { click: retry } }) : null);
+}
+
+/**
+ * The state box of a failed API call (api.js ApiError): status 0 is "meshscope unreachable" (the
+ * request got no answer: the daemon is down or the network is), else what the server said.
+ */
+export function errorBox(e, what, retry) {
+  if (e.status === 0) {
+    return stateBox('error', 'meshscope unreachable', 'The dashboard got no answer from meshscope: is it running?',
+      { retry, cls: 'state-unreachable' });
+  }
+  return stateBox('error', what, e.message, { retry });
 }
 
 /* ---------- formatting ---------- */

@@ -38,7 +38,7 @@ const hex = (n) => randomBytes(n).toString('hex');
 const attr = (key, v) => ({ key, value: typeof v === 'number' ? { intValue: String(v) } : { stringValue: String(v) } });
 
 /** One request through the mesh, starting at t0Ms; fail: reviews answers 503. Returns spans by service. */
-function bookinfoTrace(t0Ms, fail) {
+function bookinfoTrace(t0Ms, fail, requestId) {
   const traceId = hex(16);
   const by = new Map();
   const made = new Map(); /* record -> span */
@@ -55,7 +55,8 @@ function bookinfoTrace(t0Ms, fail) {
       startTimeUnixNano: nanos(r.start),
       endTimeUnixNano: nanos(r.end),
       attributes: [attr('http.request.method', 'GET'), attr('http.response.status_code', r.code),
-        ...(failing ? [attr('error.type', 'UpstreamTimeout')] : [])],
+        ...(failing ? [attr('error.type', 'UpstreamTimeout')] : []),
+        ...(failing && requestId ? [attr('guid:x-request-id', requestId)] : [])],
       status: r.code >= 500 ? { code: 2, message: `upstream answered ${r.code}` } : { code: 0 },
     };
     if (failing) s.events = [{ timeUnixNano: s.endTimeUnixNano, name: 'exception', attributes: [attr('exception.message', 'ratings timed out')] }];
@@ -97,7 +98,8 @@ async function sendTraces(d, traces, headers = {}) {
 async function seed(d, headers) {
   const now = Date.now();
   const traces = [];
-  for (let i = 0; i < 40; i++) traces.push(bookinfoTrace(now - 240_000 + i * 6000, i % 4 === 1));
+  /* the failing reviews spans carry x-request-id log-<k>, as their access-log lines do */
+  for (let i = 0; i < 40; i++) traces.push(bookinfoTrace(now - 240_000 + i * 6000, i % 4 === 1, `log-${(i - 1) / 4}`));
   traces.push(hostileTrace(now - 30_000));
   await sendTraces(d, traces, headers);
   const failing = traces.filter((t, i) => i < 40 && i % 4 === 1).map((t) => t.traceId);
@@ -270,6 +272,13 @@ describe('dashboard', () => {
       assert.match(detail, /http\.response\.status_code/);
       assert.match(detail, /ratings timed out/, 'the event is shown');
       assert.ok(await page.locator('.wf-cp').count() > 0, 'critical path drawn');
+      /* Its access-log line, joined by x-request-id (the line's span id matches no span). */
+      await page.waitForSelector('.span-detail .span-logs:not([hidden]) .log-lines li');
+      const rid = await page.$eval('.span-detail', (n) => [...n.querySelectorAll('td')].find((td) => td.textContent === 'guid:x-request-id')
+        ?.nextElementSibling?.textContent);
+      assert.match(rid, /^log-\d+$/);
+      assert.ok((await page.textContent('.span-detail .span-logs .log-lines')).includes(`"request_id":"${rid}"`));
+      await page.waitForSelector('.access-logs .log-lines li a.log-span');
       assert.ok(await page.locator('a.back-to-graph').count(), 'link back to the graph');
       await page.screenshot({ path: path.join(SHOTS, 'trace.png'), fullPage: true });
       /* Collapse the root: only it stays. */
@@ -320,6 +329,60 @@ describe('dashboard', () => {
         'no element made from server data');
       assert.equal(await page.evaluate(() => window.__xss), undefined, 'no injected script ran');
 
+      assert.deepEqual(errors, [], 'no console errors');
+    } finally {
+      await ctx.close();
+    }
+  });
+});
+
+describe('dashboard: empty and error states', () => {
+  let d;
+  let b;
+
+  before(async () => {
+    d = await startDaemon({ logLevel: 'info' });
+    b = await launch();
+  });
+
+  after(async () => {
+    await b?.close();
+    if (d) {
+      await d.stop();
+      await d.cleanup();
+    }
+  });
+
+  test('no traffic, no results, unreachable with retry', async () => {
+    const { page, ctx, errors } = await openPage(b.browser, { expectedFailures: [/\/api\//] });
+    try {
+      /* A fresh daemon: nothing in the window. */
+      await page.goto(`${d.httpUrl}/#/graph?range=15m&paused=1`);
+      await page.waitForSelector('.state-empty >> text=No traffic in this window');
+      /* Data, then a window in the past: still nothing. */
+      await seed(d, {});
+      const end = (Date.now() - 3 * 3600_000) * 1000;
+      const start = end - 3600e6;
+      await page.goto(`${d.httpUrl}/#/graph?range=custom&start=${start}&end=${end}&paused=1`);
+      await page.waitForSelector('.state-empty >> text=No traffic in this window');
+      await page.goto(`${d.httpUrl}/#/traces?service=reviews&range=custom&start=${start}&end=${end}`);
+      await page.waitForSelector('.search-results .state-empty >> text=No traces match');
+
+      /* The API unreachable (every /api/ request refused): an explicit state with Retry. */
+      await page.route('**/api/**', (r) => r.abort('connectionrefused'));
+      await page.goto(`${d.httpUrl}/#/graph?range=15m&paused=1`);
+      await page.waitForSelector('.state-unreachable >> text=meshscope unreachable');
+      await page.goto(`${d.httpUrl}/#/traces?service=reviews&range=1h`);
+      await page.waitForSelector('.search-results .state-unreachable >> text=meshscope unreachable');
+      await page.goto(`${d.httpUrl}/#/trace/${'ab'.repeat(16)}`);
+      await page.waitForSelector('.trace-page .state-unreachable >> text=meshscope unreachable');
+      /* Back: Retry loads the graph. */
+      await page.goto(`${d.httpUrl}/#/graph?range=15m&paused=1`);
+      await page.waitForSelector('.state-unreachable button.retry');
+      await page.unroute('**/api/**');
+      await page.click('.state-unreachable button.retry');
+      await page.waitForFunction(() => document.querySelectorAll('.nodes-table tbody tr').length >= 4);
+      assert.equal(await page.locator('.graph-area .state-unreachable').isVisible(), false, 'the error state is gone');
       assert.deepEqual(errors, [], 'no console errors');
     } finally {
       await ctx.close();
