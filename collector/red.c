@@ -11,7 +11,9 @@
  *   a label set (istio_requests_total and Istio's three histograms are one record). The label
  *   text is escaped and stored once, at creation, so a scrape only copies bytes. The record's
  *   shard is chosen by the hash of its label text; a shard keeps a chained hash table and, per
- *   group, a list used by the renderer.
+ *   group, a list used by the renderer. Istio and span-metrics observations first look in a per-thread
+ *   memo (compact key of the label values -> series; see "the series memo") so the label text
+ *   is built only when a series is new to the thread.
  * - Cardinality guard: n_series[group] counts records across shards (atomic). A new label set
  *   beyond series_limit is folded into the group's otel_metric_overflow="true" record and counted
  *   in overflowed[group].
@@ -190,15 +192,17 @@ static bool shard_grow(struct series_shard *sh)
 }
 
 static struct series *series_new(struct series_shard *sh, enum group g, uint64_t hash,
-                                 const char *labels, size_t len)
+                                 const char *labels, size_t len, const char *key, size_t klen)
 {
     const struct group_def *d = &red_groups[g];
-    struct series *s = calloc(1, d->size + len + 1);
+    struct series *s = calloc(1, d->size + len + 1 + klen);
     if (!s) return NULL;
     s->hash = hash;
     s->group = g;
     s->labels_len = (uint32_t)len;
+    s->key_len = (uint32_t)klen;
     memcpy((char *)s + d->size, labels, len);
+    if (klen) memcpy((char *)s + d->size + len + 1, key, klen);
     if (sh->n >= sh->n_buckets && sh->n_buckets < (1u << 20)) shard_grow(sh);
     uint32_t j = (uint32_t)(hash >> 6) & (sh->n_buckets - 1);
     s->next = sh->buckets[j];
@@ -259,9 +263,11 @@ static void apply(struct series *s, const struct obs *o)
     }
 }
 
-/* Finds or creates the series (g, labels) and applies o; all under the one shard lock. */
-static void record(struct red *r, enum group g, const char *labels, size_t len,
-                   const struct obs *o)
+/* Finds or creates the series (g, labels) and applies o; all under the one shard lock. A new
+ * series keeps key (klen bytes, may be 0) for the memo below. Returns the series o went to,
+ * or NULL when it went to the overflow series or was lost (out of memory). */
+static struct series *record(struct red *r, enum group g, const char *labels, size_t len,
+                             const char *key, size_t klen, const struct obs *o)
 {
     uint64_t hash = hash_bytes(labels, len, (uint64_t)g);
     struct series_shard *sh = &r->shards[hash & (RED_SHARDS - 1)];
@@ -270,7 +276,7 @@ static void record(struct red *r, enum group g, const char *labels, size_t len,
     if (!s) {
         if (atomic_fetch_add_explicit(&r->n_series[g], 1, memory_order_relaxed) <
             r->series_limit) {
-            s = series_new(sh, g, hash, labels, len);
+            s = series_new(sh, g, hash, labels, len, key, klen);
             if (!s) atomic_fetch_sub_explicit(&r->n_series[g], 1, memory_order_relaxed);
         } else {
             atomic_fetch_sub_explicit(&r->n_series[g], 1, memory_order_relaxed);
@@ -281,12 +287,76 @@ static void record(struct red *r, enum group g, const char *labels, size_t len,
             sh = &r->shards[hash & (RED_SHARDS - 1)];
             pthread_mutex_lock(&sh->mu);
             s = shard_find(sh, g, hash, overflow_labels, len);
-            if (!s) s = series_new(sh, g, hash, overflow_labels, len);
+            if (!s) s = series_new(sh, g, hash, overflow_labels, len, NULL, 0);
+            if (s) apply(s, o);
+            pthread_mutex_unlock(&sh->mu);
+            if (!s) log_ratelimited(LOG_WARN, "red-oom", "red: out of memory, observation lost");
+            return NULL;
         }
     }
     if (s) apply(s, o);
     pthread_mutex_unlock(&sh->mu);
     if (!s) log_ratelimited(LOG_WARN, "red-oom", "red: out of memory, observation lost");
+    return s;
+}
+
+/* ----- the series memo ----------------------------------------------------------------------
+ * A series is identified by its label text, and its shard (so the render order) by the text's
+ * hash. Building that text per observation is most of the ingest cost (an Istio label set is
+ * ~800 bytes of names and escaped values). So each thread remembers, for a compact key from
+ * which the text is a pure function (the label values, length-prefixed, without the names),
+ * the series that key led to last time: a hit goes straight to the series' shard lock; a miss
+ * (or a key whose series was first created from another key) builds the text and takes the
+ * path above, as before. The memo changes nothing but speed: a key always yields the same text,
+ * so the same series; series are never freed before red_destroy, and entries are tagged with
+ * the instance's unique gen, so an entry of a destroyed instance is never followed. Series that
+ * overflowed are not memoised (each such observation must count in overflowed[]).
+ * Thread-local: no sharing, no lock. A series' key is immutable after creation and this thread
+ * saw it under the shard lock before memoising it. */
+
+#define MEMO_WAYS 1024 /* per thread, direct-mapped: far more than a steady state's hot series */
+struct memo_entry {
+    uint64_t gen;
+    uint64_t khash;
+    struct series *s;
+};
+static _Thread_local struct memo_entry memo[MEMO_WAYS];
+static _Atomic uint64_t next_gen = 1;
+
+/* Longest memo key: an Istio key is below this (see istio_key); as is every label text. */
+#define ISTIO_LABELS_MAX (25 * (40 + 4 * RED_VALUE_MAX + 4))
+#define KEY_MAX ISTIO_LABELS_MAX
+_Static_assert(RED_SPANMETRICS_MAX <= ISTIO_LABELS_MAX, "label buffer too small");
+
+/* Miss path of record_keyed, apart so its label buffer is only on the stack when needed. */
+static __attribute__((noinline)) void record_miss(struct red *r, enum group g, const char *key,
+                                                  size_t klen, uint64_t kh,
+                                                  size_t (*text)(const void *, char *),
+                                                  const void *ctx, const struct obs *o)
+{
+    char labels[ISTIO_LABELS_MAX];
+    size_t n = text(ctx, labels);
+    struct series *s = record(r, g, labels, n, key, klen, o);
+    if (s) memo[kh & (MEMO_WAYS - 1)] = (struct memo_entry){r->gen, kh, s};
+}
+
+/* record() for a series whose label text is text(ctx), a pure function of key (klen > 0). */
+static void record_keyed(struct red *r, enum group g, const char *key, size_t klen,
+                         size_t (*text)(const void *, char *), const void *ctx,
+                         const struct obs *o)
+{
+    uint64_t kh = hash_bytes(key, klen, (uint64_t)g * 0x9E3779B97F4A7C15ull + 0x6d656d6f);
+    const struct memo_entry *m = &memo[kh & (MEMO_WAYS - 1)];
+    struct series *s = m->s;
+    if (m->gen == r->gen && m->khash == kh && s->group == (uint32_t)g && s->key_len == klen &&
+        memcmp(series_labels(s) + s->labels_len + 1, key, klen) == 0) {
+        struct series_shard *sh = &r->shards[s->hash & (RED_SHARDS - 1)];
+        pthread_mutex_lock(&sh->mu);
+        apply(s, o);
+        pthread_mutex_unlock(&sh->mu);
+        return;
+    }
+    record_miss(r, g, key, klen, kh, text, ctx, o);
 }
 
 /* ----- label texts ------------------------------------------------------------------------- */
@@ -317,8 +387,6 @@ static const char *const dst_names[S_IDENTITY_N] = {
     "destination_app=\"",      "destination_version=\"",  "destination_canonical_service=\"",
     "destination_canonical_revision=\"", "destination_cluster=\""};
 
-/* Room for the Istio label text: 25 names (< 40 bytes each) and 25 escaped values. */
-#define ISTIO_LABELS_MAX (25 * (40 + 4 * RED_VALUE_MAX + 4))
 
 static void identity(struct lb *b, const char *const *names, const struct half *h)
 {
@@ -375,17 +443,69 @@ static size_t istio_labels(const struct half *self, const struct half *client,
     return b.n;
 }
 
+/* The memo key of an Istio label set: everything istio_labels reads, values length-prefixed.
+ * At most 1 + 2 * (1 + 11 * 2 + 11 * 4 * RED_VALUE_MAX) + 4 * (2 + 4 * RED_VALUE_MAX) bytes,
+ * below KEY_MAX. */
+static size_t istio_key(const struct half *self, const struct half *client,
+                        const struct half *server, char *out)
+{
+    size_t o = 0;
+    out[o++] = self == server ? 'd' : 's';
+    const struct half *hs[2] = {client, server};
+    for (int k = 0; k < 2; k++) {
+        const struct half *h = hs[k];
+        if (!h) {
+            out[o++] = 0;
+            continue;
+        }
+        out[o++] = h->has_dst ? 2 : 1;
+        /* identity (8 slots) and the destination_service triple, stored back to back */
+        enum { FIRST = S_WORKLOAD, LAST = S_DST_NS, N = LAST - FIRST + 1 };
+        memcpy(out + o, &h->len[FIRST], N * sizeof(uint16_t));
+        o += N * sizeof(uint16_t);
+        size_t sum = 0;
+        for (int i = FIRST; i <= LAST; i++) sum += h->len[i];
+        if ((size_t)h->off[LAST] + h->len[LAST] - h->off[FIRST] == sum) {
+            memcpy(out + o, h->data + h->off[FIRST], sum);
+            o += sum;
+        } else {
+            for (int i = FIRST; i <= LAST; i++) {
+                memcpy(out + o, h->data + h->off[i], h->len[i]);
+                o += h->len[i];
+            }
+        }
+    }
+    for (int i = S_PROTOCOL; i <= S_FLAGS; i++) {
+        memcpy(out + o, &self->len[i], sizeof(uint16_t));
+        o += sizeof(uint16_t);
+        memcpy(out + o, self->data + self->off[i], self->len[i]);
+        o += self->len[i];
+    }
+    return o;
+}
+
+struct istio_ctx {
+    const struct half *self, *client, *server;
+};
+
+static size_t istio_text(const void *ctx, char *out)
+{
+    const struct istio_ctx *c = ctx;
+    return istio_labels(c->self, c->client, c->server, out);
+}
+
 static void record_istio(struct red *r, const struct half *self, const struct half *client,
                          const struct half *server)
 {
-    char labels[ISTIO_LABELS_MAX];
-    size_t n = istio_labels(self, client, server, labels);
+    char key[KEY_MAX];
+    size_t n = istio_key(self, client, server, key);
+    struct istio_ctx c = {self, client, server};
     struct obs o = {.failed = self->failed,
                     .values = {self->duration_ms, self->req_bytes, self->resp_bytes},
                     .trace_id = self->trace_id,
                     .span_id = self->span_id,
                     .ts_ms = self->end_unix_nano / 1000000};
-    record(r, G_ISTIO, labels, n, &o);
+    record_keyed(r, G_ISTIO, key, n, istio_text, &c, &o);
 }
 
 /* Service-graph label text: client, server, connection_type. */
@@ -416,7 +536,7 @@ static void record_edge(struct red *r, const char *cl, size_t cn, const char *sv
                     .trace_id = ex->trace_id,
                     .span_id = ex->span_id,
                     .ts_ms = ex->end_unix_nano / 1000000};
-    record(r, G_GRAPH, labels, n, &o);
+    record(r, G_GRAPH, labels, n, NULL, 0, &o);
 }
 
 static void record_side_count(struct red *r, enum group g, const struct half *h)
@@ -430,7 +550,7 @@ static void record_side_count(struct red *r, enum group g, const struct half *h)
     if (!client) lb_slot(&b, h, S_SERVICE);
     LB_LIT(&b, "\"");
     struct obs o = {.values = {-1, -1, -1}};
-    record(r, g, labels, b.n, &o);
+    record(r, g, labels, b.n, NULL, 0, &o);
 }
 
 /* ----- what a half produces ------------------------------------------------------------------ */
@@ -601,6 +721,42 @@ static void pair(struct red *r, const uint8_t key[8], const struct half *h, int6
 
 bool red_span_shared(const struct span *s);
 
+/* Span names longer than this are not memoised (their key would not fit KEY_MAX): such a span
+ * takes the text path. */
+#define SPAN_NAME_KEY_MAX 4096
+
+struct span_ctx {
+    const struct span *s;
+    const struct half *h;
+};
+
+static size_t span_text(const void *ctx, char *out)
+{
+    const struct span_ctx *c = ctx;
+    return red_spanmetrics_labels(c->s, c->h, out);
+}
+
+/* The memo key of a span-metrics label set: what red_spanmetrics_labels reads. */
+static size_t span_key(const struct span *s, const struct half *h, char *out)
+{
+    size_t o = 0;
+    int32_t kind = (int32_t)s->kind, status = (int32_t)s->status_code;
+    memcpy(out + o, &kind, 4);
+    o += 4;
+    memcpy(out + o, &status, 4);
+    o += 4;
+    memcpy(out + o, &h->len[S_SERVICE], sizeof(uint16_t));
+    o += sizeof(uint16_t);
+    memcpy(out + o, h->data + h->off[S_SERVICE], h->len[S_SERVICE]);
+    o += h->len[S_SERVICE];
+    if (s->name.ptr) {
+        memcpy(out + o, s->name.ptr, s->name.len);
+        o += s->name.len;
+    }
+    return o;
+}
+_Static_assert(8 + 2 + 4 * RED_VALUE_MAX + SPAN_NAME_KEY_MAX <= KEY_MAX, "span key too long");
+
 void red_observe_batch(void *arg, const struct span_batch *b)
 {
     struct red *r = arg;
@@ -613,18 +769,23 @@ void red_observe_batch(void *arg, const struct span_batch *b)
         struct half h;
         char raw[RED_HALF_MAX];
     } scratch;
-    char labels[RED_SPANMETRICS_MAX];
+    char key[KEY_MAX];
     for (uint32_t i = 0; i < b->n_spans; i++) {
         const struct span *s = &b->spans[i];
         struct half *h = red_half_build(s, &rc, &scratch);
 
-        size_t n = red_spanmetrics_labels(s, h, labels);
         struct obs o = {.failed = s->status_code == STATUS_ERROR,
                         .values = {h->duration_ms / 1000},
                         .trace_id = s->trace_id,
                         .span_id = s->span_id,
                         .ts_ms = s->end_unix_nano / 1000000};
-        record(r, G_SPAN, labels, n, &o);
+        struct span_ctx c = {s, h};
+        if (s->name.len <= SPAN_NAME_KEY_MAX) {
+            record_keyed(r, G_SPAN, key, span_key(s, h, key), span_text, &c, &o);
+        } else {
+            size_t n = red_spanmetrics_labels(s, h, key);
+            record(r, G_SPAN, key, n, NULL, 0, &o);
+        }
 
         switch (s->kind) {
         case SPAN_KIND_CLIENT:
@@ -671,6 +832,7 @@ struct red *red_create(const struct red_options *o)
     r->pending_limit = o && o->pending_limit ? o->pending_limit : 100000;
     r->ttl_ms = o && o->pending_ttl_ms ? o->pending_ttl_ms : 10000;
     r->now_ms = o && o->now_ms ? o->now_ms : mono_ms;
+    r->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
     for (int i = 0; i < RED_SHARDS; i++) {
         pthread_mutex_init(&r->shards[i].mu, NULL);
         pthread_mutex_init(&r->pshards[i].mu, NULL);

@@ -137,6 +137,7 @@ struct series {
     uint64_t hash;
     uint32_t labels_len;
     uint32_t group;
+    uint32_t key_len;        /* memo key (red.c), after the labels and their NUL; 0 = none */
     uint64_t count;
     uint64_t failed;
     struct exemplar ex;      /* counter exemplar */
@@ -172,6 +173,7 @@ struct red {
     uint32_t pending_limit;
     int64_t ttl_ms;
     int64_t (*now_ms)(void);
+    uint64_t gen;            /* unique per instance: tags the per-thread series memo (red.c) */
     struct series_shard shards[RED_SHARDS];
     struct pending_shard pshards[RED_SHARDS];
     _Atomic uint32_t n_series[G_COUNT];

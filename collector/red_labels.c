@@ -442,6 +442,23 @@ static struct sv lit(const char *s)
     return (struct sv){s, strlen(s)};
 }
 
+/* put_slot for a value that escaping leaves as it is (plain ASCII without '\\', '"' or newline,
+ * at most RED_VALUE_MAX bytes: our literals, digits, validated flags): a copy. */
+static void put_raw(struct half *h, enum slot s, struct sv v)
+{
+    h->off[s] = (uint16_t)h->data_len;
+    if (v.n) memcpy(h->data + h->data_len, v.p, v.n);
+    h->len[s] = (uint16_t)v.n;
+    h->data_len += (uint32_t)v.n;
+}
+
+/* v escaped when present, else the literal dflt. */
+static void put_or(struct half *h, enum slot s, struct sv v, struct sv dflt)
+{
+    if (v.p) put_slot(h, s, v);
+    else put_raw(h, s, dflt);
+}
+
 static bool flags_ok(struct sv f)
 {
     if (!f.p || f.n > 64) return false;
@@ -485,7 +502,7 @@ struct half *red_half_build(const struct span *s, struct res_cache *rc, void *bu
     /* service.name and the identity of the span's own workload. */
     struct sv service = str_of(get(&v, K_SERVICE_NAME));
     struct sv svc_or_null = unknown_service(service) ? (struct sv){NULL, 0} : service;
-    put_slot(h, S_SERVICE, service.p ? service : lit("unknown_service"));
+    put_or(h, S_SERVICE, service, lit("unknown_service"));
 
     struct sv node_pod, node_ns;
     node_id_parts(str_of(get(&v, K_NODE_ID)), &node_pod, &node_ns);
@@ -505,14 +522,14 @@ struct half *red_half_build(const struct span *s, struct res_cache *rc, void *bu
     struct sv rev = FIRST(&v, K_ISTIO_CANON_REV, K_CANON_REV_LABEL, K_POD_CANON_REV, K_VERSION,
                           K_POD_LABEL_VERSION, K_POD_LABELS_VERSION, K_SERVICE_VERSION);
     struct sv cluster = FIRST(&v, K_K8S_CLUSTER, K_ISTIO_CLUSTER);
-    put_slot(h, S_WORKLOAD, workload.p ? workload : UNKNOWN);
-    put_slot(h, S_NAMESPACE, ns.p ? ns : UNKNOWN);
-    put_slot(h, S_PRINCIPAL, UNKNOWN); /* no span data names the peer's mTLS identity */
-    put_slot(h, S_APP, app.p ? app : UNKNOWN);
-    put_slot(h, S_VERSION, version.p ? version : UNKNOWN);
-    put_slot(h, S_CANON_SVC, canon.p ? canon : UNKNOWN);
-    put_slot(h, S_CANON_REV, rev.p ? rev : lit("latest"));
-    put_slot(h, S_CLUSTER, cluster.p ? cluster : UNKNOWN);
+    put_or(h, S_WORKLOAD, workload, UNKNOWN);
+    put_or(h, S_NAMESPACE, ns, UNKNOWN);
+    put_raw(h, S_PRINCIPAL, UNKNOWN); /* no span data names the peer's mTLS identity */
+    put_or(h, S_APP, app, UNKNOWN);
+    put_or(h, S_VERSION, version, UNKNOWN);
+    put_or(h, S_CANON_SVC, canon, UNKNOWN);
+    put_or(h, S_CANON_REV, rev, lit("latest"));
+    put_or(h, S_CLUSTER, cluster, UNKNOWN);
 
     /* destination_service as this span sees it. */
     bool client_side = s->kind == SPAN_KIND_CLIENT || s->kind == SPAN_KIND_PRODUCER;
@@ -530,7 +547,7 @@ struct half *red_half_build(const struct span *s, struct res_cache *rc, void *bu
     if (!dns.p && s->kind == SPAN_KIND_SERVER) dns = ns;
     put_slot(h, S_DST_SERVICE, host);
     put_slot(h, S_DST_NAME, dname);
-    put_slot(h, S_DST_NS, dns.p ? dns : UNKNOWN);
+    put_or(h, S_DST_NS, dns, UNKNOWN);
 
     /* request_protocol, response_code, grpc_response_status, response_flags. */
     int64_t http_code = 0, grpc_code = -1;
@@ -544,16 +561,16 @@ struct half *red_half_build(const struct span *s, struct res_cache *rc, void *bu
     struct sv np = str_of(get(&v, K_NETWORK_PROTOCOL));
     bool http = has_http || get(&v, K_HTTP_REQUEST_METHOD) || get(&v, K_HTTP_METHOD) ||
                 get(&v, K_HTTP_PROTOCOL) || get(&v, K_HTTP_FLAVOR) || sv_eq(np, "http");
-    put_slot(h, S_PROTOCOL, grpc ? lit("grpc") : http ? lit("http") : UNKNOWN);
+    put_raw(h, S_PROTOCOL, grpc ? lit("grpc") : http ? lit("http") : UNKNOWN);
     char code[3] = {(char)('0' + http_code / 100), (char)('0' + http_code / 10 % 10),
                     (char)('0' + http_code % 10)}; /* 100..599 */
-    put_slot(h, S_CODE, has_http ? (struct sv){code, 3} : grpc ? lit("200") : UNKNOWN);
+    put_raw(h, S_CODE, has_http ? (struct sv){code, 3} : grpc ? lit("200") : UNKNOWN);
     char gcode[2] = {(char)(grpc_code >= 10 ? '1' : '0' + grpc_code),
                      (char)('0' + grpc_code % 10)}; /* 0..16 */
     struct sv gsv = grpc_code >= 10 ? (struct sv){gcode, 2} : (struct sv){gcode, 1};
-    put_slot(h, S_GRPC, has_grpc ? gsv : grpc ? UNKNOWN : (struct sv){"", 0});
+    put_raw(h, S_GRPC, has_grpc ? gsv : grpc ? UNKNOWN : (struct sv){"", 0});
     struct sv flags = str_of(get(&v, K_RESPONSE_FLAGS));
-    put_slot(h, S_FLAGS, flags_ok(flags) ? flags : lit("-"));
+    put_raw(h, S_FLAGS, flags_ok(flags) ? flags : lit("-"));
 
     h->failed = s->status_code == STATUS_ERROR || (has_http && http_code >= 500) ||
                 (s->kind == SPAN_KIND_SERVER && has_grpc && grpc_code != 0);
