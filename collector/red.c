@@ -11,9 +11,9 @@
  *   a label set (istio_requests_total and Istio's three histograms are one record). The label
  *   text is escaped and stored once, at creation, so a scrape only copies bytes. The record's
  *   shard is chosen by the hash of its label text; a shard keeps a chained hash table and, per
- *   group, a list used by the renderer. Istio and span-metrics observations first look in a per-thread
- *   memo (compact key of the label values -> series; see "the series memo") so the label text
- *   is built only when a series is new to the thread.
+ *   group, a list used by the renderer. Istio and span-metrics observations first look in a
+ *   per-thread memo (compact key of the label values -> series; see "the series memo") so the
+ *   label text is built only when a series is new to the thread.
  * - Cardinality guard: n_series[group] counts records across shards (atomic). A new label set
  *   beyond series_limit is folded into the group's otel_metric_overflow="true" record and counted
  *   in overflowed[group].
