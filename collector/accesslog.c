@@ -362,10 +362,7 @@ int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_l
                           struct span_batch *out, char *err, size_t errlen)
 {
     struct decode_limits defaults;
-    if (!lim) {
-        decode_limits_default(&defaults);
-        lim = &defaults;
-    }
+    lim = decode_limits_or_default(lim, &defaults);
     char dummy[1];
     if (!err || !errlen) {
         err = dummy;

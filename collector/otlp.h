@@ -26,6 +26,9 @@ struct decode_limits {
 
 /* Fills the defaults above. */
 void decode_limits_default(struct decode_limits *lim /* OUT */);
+/* lim itself, or, when lim is NULL, the defaults filled into *storage (the decoders' entry). */
+const struct decode_limits *decode_limits_or_default(const struct decode_limits *lim,
+                                                     struct decode_limits *storage /* OUT */);
 
 /* Decodes an ExportTraceServiceRequest.
  *  body, len: the decompressed request body (borrowed).

@@ -761,10 +761,7 @@ int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode
                             struct span_batch *out, char *err, size_t errlen)
 {
     struct decode_limits defaults;
-    if (!lim) {
-        decode_limits_default(&defaults);
-        lim = &defaults;
-    }
+    lim = decode_limits_or_default(lim, &defaults);
     json_t *root = decode_json_load(body, len, err, errlen);
     if (!root) return -EINVAL;
     struct jconv c = {.b = out, .lim = lim};

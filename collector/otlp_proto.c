@@ -61,6 +61,14 @@ void decode_limits_default(struct decode_limits *lim)
     lim->max_depth = 16;
 }
 
+const struct decode_limits *decode_limits_or_default(const struct decode_limits *lim,
+                                                     struct decode_limits *storage)
+{
+    if (lim) return lim;
+    decode_limits_default(storage);
+    return storage;
+}
+
 /* ----- step 1: wire scan ------------------------------------------------------------------- */
 
 /* Base nesting of the deepest non-AnyValue path (request > ResourceSpans > ScopeSpans > Span >
@@ -371,10 +379,7 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
                              struct span_batch *out, char *err, size_t errlen)
 {
     struct decode_limits defaults;
-    if (!lim) {
-        decode_limits_default(&defaults);
-        lim = &defaults;
-    }
+    lim = decode_limits_or_default(lim, &defaults);
     if (len && !body) return -EINVAL;
 
     struct pbwire_scan sc = {

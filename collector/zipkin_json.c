@@ -671,10 +671,7 @@ int zipkin_decode_spans_json(const uint8_t *body, size_t len, const struct decod
                              struct span_batch *out, char *err, size_t errlen)
 {
     struct decode_limits defaults;
-    if (!lim) {
-        decode_limits_default(&defaults);
-        lim = &defaults;
-    }
+    lim = decode_limits_or_default(lim, &defaults);
     json_t *root = decode_json_load(body, len, err, errlen);
     if (!root) return -EINVAL;
     struct jz c = {.zb = {.b = out, .lim = lim}};

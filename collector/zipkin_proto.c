@@ -142,10 +142,7 @@ int zipkin_decode_spans_proto(const uint8_t *body, size_t len, const struct deco
                               struct span_batch *out, char *err, size_t errlen)
 {
     struct decode_limits defaults;
-    if (!lim) {
-        decode_limits_default(&defaults);
-        lim = &defaults;
-    }
+    lim = decode_limits_or_default(lim, &defaults);
     if (!body) {
         if (len) return -EINVAL;
         body = (const uint8_t *)"";
