@@ -112,7 +112,9 @@ enum ingest_protocol {
     PROTO_OTLP_HTTP_JSON,
     PROTO_ZIPKIN_JSON,
     PROTO_ZIPKIN_PROTOBUF,
-    PROTO_ACCESSLOG_JSON, /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_ACCESSLOG_JSON,     /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_OTLP_LOGS_PROTOBUF, /* POST /v1/logs; counters count log records */
+    PROTO_OTLP_LOGS_JSON,
     PROTO_COUNT
 };
 
@@ -158,6 +160,10 @@ void selfmetrics_observe_commit(int64_t micros);
  * otherwise protobuf. malloc'd into *out. Returns 0 or -ENOMEM. */
 int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
                                 size_t *out_len);
+/* ExportLogsServiceResponse: the same bytes in protobuf (partial_success = 1 {
+ * rejected_log_records = 1, error_message = 2 }); OTLP/JSON says "rejectedLogRecords". */
+int otlp_encode_export_logs_response(bool json, uint64_t rejected, const char *message, char **out,
+                                     size_t *out_len);
 /* google.rpc.Status {code, message}. */
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,
                        size_t *out_len);

@@ -47,7 +47,7 @@ typedef int (*decode_fn)(const uint8_t *body, size_t len, const struct decode_li
 /* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, errors as
  * google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
  * {"accepted":N,"rejected":M,"error":...}, errors as plain text; access logs). */
-enum answer_style { ANSWER_OTLP, ANSWER_ZIPKIN, ANSWER_COUNTS };
+enum answer_style { ANSWER_OTLP, ANSWER_OTLP_LOGS, ANSWER_ZIPKIN, ANSWER_COUNTS };
 
 /* One span-ingest endpoint. Adding a protocol is one row here plus its decoders. */
 struct ingest_route {
@@ -77,6 +77,8 @@ static const struct ingest_route ingest_routes[] = {
      PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
     {"/api/v1/accesslogs", NULL, accesslog_decode_json, PROTO_ACCESSLOG_JSON, PROTO_ACCESSLOG_JSON,
      ANSWER_COUNTS, true},
+    {"/v1/logs", otlp_decode_logs_proto, otlp_decode_logs_json, PROTO_OTLP_LOGS_PROTOBUF,
+     PROTO_OTLP_LOGS_JSON, ANSWER_OTLP_LOGS},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -184,7 +186,8 @@ static void count_reject(enum ingest_protocol p, enum reject_reason r)
 /* gRPC status code for an OTLP answer, or -1 (plain text) for Zipkin. */
 static int code_for(const struct request *req, int grpc_code)
 {
-    return req->route->style == ANSWER_OTLP ? grpc_code : -1;
+    return req->route->style == ANSWER_OTLP || req->route->style == ANSWER_OTLP_LOGS ? grpc_code
+                                                                                     : -1;
 }
 
 /* The answer to an ingest request whose batch was pushed (or refused by the queue, or committed
@@ -212,9 +215,12 @@ static enum MHD_Result answer_ingest(struct MHD_Connection *conn, struct request
         return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
     char *out;
     size_t out_len;
+    bool logs = req->route->style == ANSWER_OTLP_LOGS;
     if (req->rejected && !req->reason[0])
-        snprintf(req->reason, sizeof req->reason, "%u spans rejected", req->rejected);
-    if (otlp_encode_export_response(req->json, req->rejected, req->reason, &out, &out_len) != 0)
+        snprintf(req->reason, sizeof req->reason, "%u %s rejected", req->rejected,
+                 logs ? "log records" : "spans");
+    if ((logs ? otlp_encode_export_logs_response : otlp_encode_export_response)(
+            req->json, req->rejected, req->reason, &out, &out_len) != 0)
         return send_text(conn, 500, "out of memory");
     return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
                          out_len, 0);

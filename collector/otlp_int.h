@@ -42,11 +42,13 @@ int otlp_pb_refuse(struct otlp_pbconv *c, const char *fmt, ...)
  * max_string bytes: DECODE_REFUSE naming what. */
 int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, const char *what);
 /* An AnyValue (NULL = empty); depth = arrays/kvlists around it. */
-int otlp_pb_convert_value(struct otlp_pbconv *c, const Opentelemetry__Proto__Common__V1__AnyValue *in,
-                          struct value *out, unsigned depth, const char *what);
+int otlp_pb_convert_value(struct otlp_pbconv *c,
+                          const Opentelemetry__Proto__Common__V1__AnyValue *in, struct value *out,
+                          unsigned depth, const char *what);
 /* A repeated KeyValue plus its dropped count. */
-int otlp_pb_convert_attrs(struct otlp_pbconv *c, Opentelemetry__Proto__Common__V1__KeyValue *const *kvs,
-                          size_t n, uint32_t dropped, struct attrs *out, const char *what);
+int otlp_pb_convert_attrs(struct otlp_pbconv *c,
+                          Opentelemetry__Proto__Common__V1__KeyValue *const *kvs, size_t n,
+                          uint32_t dropped, struct attrs *out, const char *what);
 /* An id of want bytes: another length, or all zero unless zero_ok, refuses. */
 int otlp_pb_check_id(struct otlp_pbconv *c, const ProtobufCBinaryData *id, size_t want,
                      bool zero_ok, const char *what);

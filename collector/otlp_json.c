@@ -79,7 +79,7 @@ static int get_object(struct otlp_jconv *c, const json_t *obj, const char *camel
     if (!v) return 0;
     if (!json_is_object(v))
         return otlp_json_invalid(c, "%s.%s: expected an object, got %s", path, camel,
-                       decode_json_type_name(v));
+                                 decode_json_type_name(v));
     *out = v;
     return 0;
 }
@@ -94,7 +94,7 @@ static int get_array(struct otlp_jconv *c, const json_t *obj, const char *camel,
     if (!v) return 0;
     if (!json_is_array(v))
         return otlp_json_invalid(c, "%s.%s: expected an array, got %s", path, camel,
-                       decode_json_type_name(v));
+                                 decode_json_type_name(v));
     *out = v;
     *n = json_array_size(v);
     return 0;
@@ -112,7 +112,8 @@ static int copy_jstr(struct otlp_jconv *c, const json_t *v, struct mstr *out, co
         nuls++;
     size_t outlen = len + 2 * nuls; /* each NUL (1 byte) becomes U+FFFD (3 bytes) */
     if (outlen > c->lim->max_string)
-        return otlp_json_refuse(c, "%s: string of %zu bytes, max %u", what, outlen, c->lim->max_string);
+        return otlp_json_refuse(c, "%s: string of %zu bytes, max %u", what, outlen,
+                                c->lim->max_string);
     char *p;
     if (!nuls) {
         p = arena_strndup(c->b->arena, s, len);
@@ -139,7 +140,7 @@ static int copy_jstr(struct otlp_jconv *c, const json_t *v, struct mstr *out, co
 
 /* String field; "" when absent. what names it in refusals (relative), path+camel in errors. */
 int otlp_json_str(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
-                   const char *path, const char *what, struct mstr *out)
+                  const char *path, const char *what, struct mstr *out)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
     if (!v) {
@@ -149,7 +150,7 @@ int otlp_json_str(struct otlp_jconv *c, const json_t *obj, const char *camel, co
     }
     if (!json_is_string(v))
         return otlp_json_invalid(c, "%s.%s: expected a string, got %s", path, camel,
-                       decode_json_type_name(v));
+                                 decode_json_type_name(v));
     return copy_jstr(c, v, out, what);
 }
 
@@ -209,7 +210,7 @@ static bool json_to_int(const json_t *v, uint64_t max_pos, uint64_t max_neg, boo
 }
 
 int otlp_json_u64(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
-                   const char *path, uint64_t *out)
+                  const char *path, uint64_t *out)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
     *out = 0;
@@ -221,7 +222,7 @@ int otlp_json_u64(struct otlp_jconv *c, const json_t *obj, const char *camel, co
 }
 
 int otlp_json_u32(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
-                   const char *path, uint32_t *out)
+                  const char *path, uint32_t *out)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
     uint64_t m = 0;
@@ -236,7 +237,7 @@ int otlp_json_u32(struct otlp_jconv *c, const json_t *obj, const char *camel, co
 
 /* Enum field: integer (unknown values -> 0) or one of names[] (index = value). */
 int otlp_json_enum(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
-                    const char *path, const char *const *names, int n_names, int *out)
+                   const char *path, const char *const *names, int n_names, int *out)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
     *out = 0;
@@ -262,19 +263,20 @@ int otlp_json_enum(struct otlp_jconv *c, const json_t *obj, const char *camel, c
  * empty_ok (*present = false then). Bad hex, length or (unless zero_ok) all zero ->
  * DECODE_REFUSE. */
 int otlp_json_id(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
-                  const char *path, const char *what, uint8_t *out, size_t want, bool empty_ok,
-                  bool zero_ok, bool *present)
+                 const char *path, const char *what, uint8_t *out, size_t want, bool empty_ok,
+                 bool zero_ok, bool *present)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
     if (present) *present = false;
     if (v && !json_is_string(v))
         return otlp_json_invalid(c, "%s.%s: expected a hex string, got %s", path, camel,
-                       decode_json_type_name(v));
+                                 decode_json_type_name(v));
     const char *s = v ? json_string_value(v) : "";
     size_t len = v ? json_string_length(v) : 0;
     if (len == 0 && empty_ok) return 0;
     if (len % 2) return otlp_json_refuse(c, "%s: odd number of hex digits (%zu)", what, len);
-    if (len / 2 != want) return otlp_json_refuse(c, "%s: length %zu, want %zu", what, len / 2, want);
+    if (len / 2 != want)
+        return otlp_json_refuse(c, "%s: length %zu, want %zu", what, len / 2, want);
     for (size_t i = 0; i < want; i++) {
         int hi = decode_hexval((unsigned char)s[2 * i]),
             lo = decode_hexval((unsigned char)s[2 * i + 1]);
@@ -326,25 +328,26 @@ static int convert_kvs(struct otlp_jconv *c, const json_t *arr, const char *path
 /* path: full JSON path of the AnyValue object (for -EINVAL); what: relative name for refusals;
  * depth: arrays/kvlists around this value. */
 int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, const char *what,
-                         struct value *out, unsigned depth)
+                    struct value *out, unsigned depth)
 {
     out->type = VALUE_EMPTY;
     if (!v || json_is_null(v)) return 0;
     if (!json_is_object(v))
-        return otlp_json_invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(v));
+        return otlp_json_invalid(c, "%s: expected an object, got %s", path,
+                                 decode_json_type_name(v));
     json_t *x;
     if ((x = otlp_json_field(v, "stringValue", "string_value"))) {
         out->type = VALUE_STRING;
         if (!json_is_string(x))
             return otlp_json_invalid(c, "%s.stringValue: expected a string, got %s", path,
-                           decode_json_type_name(x));
+                                     decode_json_type_name(x));
         return copy_jstr(c, x, &out->u.str, what);
     }
     if ((x = otlp_json_field(v, "boolValue", "bool_value"))) {
         out->type = VALUE_BOOL;
         if (!json_is_boolean(x))
             return otlp_json_invalid(c, "%s.boolValue: expected a boolean, got %s", path,
-                           decode_json_type_name(x));
+                                     decode_json_type_name(x));
         out->u.b = json_is_true(x);
         return 0;
     }
@@ -388,7 +391,7 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         out->type = VALUE_BYTES;
         if (!json_is_string(x))
             return otlp_json_invalid(c, "%s.bytesValue: expected a base64 string, got %s", path,
-                           decode_json_type_name(x));
+                                     decode_json_type_name(x));
         size_t len = json_string_length(x);
         if (len / 4 * 3 > c->lim->max_string + 3)
             return otlp_json_refuse(c, "%s: bytes value over %u bytes", what, c->lim->max_string);
@@ -397,7 +400,8 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         long n = b64_decode(json_string_value(x), len, p);
         if (n < 0) return otlp_json_invalid(c, "%s.bytesValue: invalid base64", path);
         if ((size_t)n > c->lim->max_string)
-            return otlp_json_refuse(c, "%s: bytes value of %ld bytes, max %u", what, n, c->lim->max_string);
+            return otlp_json_refuse(c, "%s: bytes value of %ld bytes, max %u", what, n,
+                                    c->lim->max_string);
         p[n] = 0;
         out->u.str.ptr = (const char *)p;
         out->u.str.len = (uint32_t)n;
@@ -410,14 +414,15 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         out->type = VALUE_ARRAY;
         if (!json_is_object(x))
             return otlp_json_invalid(c, "%s.arrayValue: expected an object, got %s", path,
-                           decode_json_type_name(x));
+                                     decode_json_type_name(x));
         if (depth + 1 > c->lim->max_depth)
             return otlp_json_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         decode_pathf(sub, sizeof sub, "%s.arrayValue", path);
         int rc = get_array(c, x, "values", NULL, sub, &vals, &n);
         if (rc) return rc;
         if (n > c->lim->max_attrs)
-            return otlp_json_refuse(c, "%s: array of %zu values, max %u", what, n, c->lim->max_attrs);
+            return otlp_json_refuse(c, "%s: array of %zu values, max %u", what, n,
+                                    c->lim->max_attrs);
         if (!n) return 0;
         struct value *items = arena_alloc(c->b->arena, n * sizeof *items);
         if (!items) return -ENOMEM;
@@ -437,7 +442,7 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         out->type = VALUE_KVLIST;
         if (!json_is_object(x))
             return otlp_json_invalid(c, "%s.kvlistValue: expected an object, got %s", path,
-                           decode_json_type_name(x));
+                                     decode_json_type_name(x));
         if (depth + 1 > c->lim->max_depth)
             return otlp_json_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         decode_pathf(sub, sizeof sub, "%s.kvlistValue", path);
@@ -470,12 +475,14 @@ static int convert_kvs(struct otlp_jconv *c, const json_t *arr, const char *path
         a[i].key.ptr = "";
         if (json_is_null(kv)) continue;
         if (!json_is_object(kv))
-            return otlp_json_invalid(c, "%s: expected an object, got %s", sub, decode_json_type_name(kv));
+            return otlp_json_invalid(c, "%s: expected an object, got %s", sub,
+                                     decode_json_type_name(kv));
         int rc = otlp_json_str(c, kv, "key", NULL, sub, rel, &a[i].key);
         if (!rc) {
             char vpath[272];
             decode_pathf(vpath, sizeof vpath, "%s.value", sub);
-            rc = otlp_json_value(c, otlp_json_field(kv, "value", NULL), vpath, rel, &a[i].value, depth);
+            rc = otlp_json_value(c, otlp_json_field(kv, "value", NULL), vpath, rel, &a[i].value,
+                                 depth);
         }
         if (rc) return rc;
     }
@@ -486,13 +493,13 @@ static int convert_kvs(struct otlp_jconv *c, const json_t *arr, const char *path
 
 /* attributes + droppedAttributesCount of obj (a span, event, link, resource or scope). */
 int otlp_json_attrs(struct otlp_jconv *c, const json_t *obj, const char *path, const char *what,
-                         struct attrs *out)
+                    struct attrs *out)
 {
     json_t *arr;
     size_t n;
     char sub[256];
     int rc = otlp_json_u32(c, obj, "droppedAttributesCount", "dropped_attributes_count", path,
-                     &out->dropped);
+                           &out->dropped);
     if (!rc) rc = get_array(c, obj, "attributes", NULL, path, &arr, &n);
     if (rc) return rc;
     decode_pathf(sub, sizeof sub, "%s.attributes", path);
@@ -516,7 +523,8 @@ static int convert_event(struct otlp_jconv *c, const json_t *e, const char *path
     out->name.ptr = "";
     if (!e) return 0;
     if (!json_is_object(e))
-        return otlp_json_invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(e));
+        return otlp_json_invalid(c, "%s: expected an object, got %s", path,
+                                 decode_json_type_name(e));
     if ((rc = otlp_json_u64(c, e, "timeUnixNano", "time_unix_nano", path, &out->time_unix_nano)))
         return rc;
     decode_pathf(rel, sizeof rel, "events[%zu].name", i);
@@ -532,14 +540,16 @@ static int convert_link(struct otlp_jconv *c, const json_t *l, const char *path,
     int rc;
     out->trace_state.ptr = "";
     if (l && !json_is_object(l))
-        return otlp_json_invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(l));
+        return otlp_json_invalid(c, "%s: expected an object, got %s", path,
+                                 decode_json_type_name(l));
     /* A null link has empty ids, refused below like an empty protobuf Link. */
     decode_pathf(rel, sizeof rel, "links[%zu].traceId", i);
     if ((rc = otlp_json_id(c, l, "traceId", "trace_id", path, rel, out->trace_id, 16, false, true,
-                     NULL)))
+                           NULL)))
         return rc;
     decode_pathf(rel, sizeof rel, "links[%zu].spanId", i);
-    if ((rc = otlp_json_id(c, l, "spanId", "span_id", path, rel, out->span_id, 8, false, true, NULL)))
+    if ((rc = otlp_json_id(c, l, "spanId", "span_id", path, rel, out->span_id, 8, false, true,
+                           NULL)))
         return rc;
     decode_pathf(rel, sizeof rel, "links[%zu].traceState", i);
     if ((rc = otlp_json_str(c, l, "traceState", "trace_state", path, rel, &out->trace_state)))
@@ -559,15 +569,16 @@ static int convert_span(struct otlp_jconv *c, const json_t *js, const char *path
     s->name.ptr = s->trace_state.ptr = s->status_message.ptr = "";
     if (json_is_null(js)) js = NULL; /* an empty span: refused for its empty ids */
     if (js && !json_is_object(js))
-        return otlp_json_invalid(c, "%s: expected an object, got %s", path, decode_json_type_name(js));
-    if ((rc = otlp_json_id(c, js, "traceId", "trace_id", path, "traceId", s->trace_id, 16, false, false,
-                     NULL)))
+        return otlp_json_invalid(c, "%s: expected an object, got %s", path,
+                                 decode_json_type_name(js));
+    if ((rc = otlp_json_id(c, js, "traceId", "trace_id", path, "traceId", s->trace_id, 16, false,
+                           false, NULL)))
         return rc;
     if ((rc = otlp_json_id(c, js, "spanId", "span_id", path, "spanId", s->span_id, 8, false, false,
-                     NULL)))
+                           NULL)))
         return rc;
     if ((rc = otlp_json_id(c, js, "parentSpanId", "parent_span_id", path, "parentSpanId",
-                     s->parent_span_id, 8, true, true, &s->has_parent)))
+                           s->parent_span_id, 8, true, true, &s->has_parent)))
         return rc;
     if (s->has_parent && id_is_zero(s->parent_span_id, 8)) s->has_parent = false;
 
@@ -578,23 +589,25 @@ static int convert_span(struct otlp_jconv *c, const json_t *js, const char *path
     if (n_links > c->lim->max_links)
         return otlp_json_refuse(c, "links: %zu links, max %u", n_links, c->lim->max_links);
 
-    if ((rc = otlp_json_str(c, js, "traceState", "trace_state", path, "traceState", &s->trace_state)))
+    if ((rc = otlp_json_str(c, js, "traceState", "trace_state", path, "traceState",
+                            &s->trace_state)))
         return rc;
     if ((rc = otlp_json_u32(c, js, "flags", NULL, path, &s->flags))) return rc;
     if ((rc = otlp_json_str(c, js, "name", NULL, path, "name", &s->name))) return rc;
     if ((rc = otlp_json_enum(c, js, "kind", NULL, path, kind_names, 6, &v))) return rc;
     s->kind = (enum span_kind)v;
     if ((rc = otlp_json_u64(c, js, "startTimeUnixNano", "start_time_unix_nano", path,
-                      &s->start_unix_nano)))
+                            &s->start_unix_nano)))
         return rc;
-    if ((rc = otlp_json_u64(c, js, "endTimeUnixNano", "end_time_unix_nano", path, &s->end_unix_nano)))
+    if ((rc = otlp_json_u64(c, js, "endTimeUnixNano", "end_time_unix_nano", path,
+                            &s->end_unix_nano)))
         return rc;
     if ((rc = otlp_json_attrs(c, js, path, "attributes", &s->attrs))) return rc;
     if ((rc = otlp_json_u32(c, js, "droppedEventsCount", "dropped_events_count", path,
-                      &s->dropped_events)))
+                            &s->dropped_events)))
         return rc;
     if ((rc = otlp_json_u32(c, js, "droppedLinksCount", "dropped_links_count", path,
-                      &s->dropped_links)))
+                            &s->dropped_links)))
         return rc;
 
     if ((rc = get_object(c, js, "status", NULL, path, &status))) return rc;
@@ -603,7 +616,7 @@ static int convert_span(struct otlp_jconv *c, const json_t *js, const char *path
         if ((rc = otlp_json_enum(c, status, "code", NULL, sub, status_names, 3, &v))) return rc;
         s->status_code = (enum status_code)v;
         if ((rc = otlp_json_str(c, status, "message", NULL, sub, "status.message",
-                          &s->status_message)))
+                                &s->status_message)))
             return rc;
     }
 
@@ -642,12 +655,13 @@ static uint64_t count_rx_items(const struct otlp_json_signal *sig, const json_t 
     uint64_t n = 0;
     size_t j;
     json_t *sx;
-    json_t *sxa = json_is_object(rx) ? otlp_json_field(rx, sig->scope_camel, sig->scope_snake)
-                                     : NULL;
+    json_t *sxa =
+        json_is_object(rx) ? otlp_json_field(rx, sig->scope_camel, sig->scope_snake) : NULL;
     if (!json_is_array(sxa)) return 0;
-    json_array_foreach(sxa, j, sx) {
-        json_t *it = json_is_object(sx) ? otlp_json_field(sx, sig->items_camel, sig->items_snake)
-                                        : NULL;
+    json_array_foreach(sxa, j, sx)
+    {
+        json_t *it =
+            json_is_object(sx) ? otlp_json_field(sx, sig->items_camel, sig->items_snake) : NULL;
         if (json_is_array(it)) n += json_array_size(it);
     }
     return n;
@@ -673,8 +687,7 @@ static int convert_scope_items(struct otlp_jconv *c, const struct otlp_json_sign
     if (!rc && jscope) {
         decode_pathf(sub, sizeof sub, "%s.scope", path);
         rc = otlp_json_str(c, jscope, "name", NULL, sub, "scope.name", &sc->name);
-        if (!rc)
-            rc = otlp_json_str(c, jscope, "version", NULL, sub, "scope.version", &sc->version);
+        if (!rc) rc = otlp_json_str(c, jscope, "version", NULL, sub, "scope.version", &sc->version);
         if (!rc) rc = otlp_json_attrs(c, jscope, sub, "scope.attributes", &sc->attrs);
     }
     if (rc == DECODE_REFUSE) return decode_reject(c->b, (uint32_t)n, "%s.%s", path, c->why);
@@ -694,11 +707,12 @@ static int convert_request(struct otlp_jconv *c, const struct otlp_json_signal *
 {
     json_t *rx_arr;
     size_t n_rx;
-    int rc = get_array(c, root, sig->resource_camel, sig->resource_snake, "request", &rx_arr,
-                       &n_rx);
+    int rc =
+        get_array(c, root, sig->resource_camel, sig->resource_snake, "request", &rx_arr, &n_rx);
     if (rc) return rc;
     uint64_t total = 0;
-    for (size_t ri = 0; ri < n_rx; ri++) total += count_rx_items(sig, json_array_get(rx_arr, ri));
+    for (size_t ri = 0; ri < n_rx; ri++)
+        total += count_rx_items(sig, json_array_get(rx_arr, ri));
     if (total > c->lim->max_spans) return -E2BIG;
 
     for (size_t ri = 0; ri < n_rx; ri++) {
@@ -725,8 +739,8 @@ static int convert_request(struct otlp_jconv *c, const struct otlp_json_signal *
         }
         if (rc == DECODE_REFUSE) {
             /* bounded by max_spans, checked above */
-            if ((rc = decode_reject(c->b, (uint32_t)count_rx_items(sig, rx), "%s.%s", path,
-                                    c->why)))
+            if ((rc =
+                     decode_reject(c->b, (uint32_t)count_rx_items(sig, rx), "%s.%s", path, c->why)))
                 return rc;
             continue;
         }
@@ -783,15 +797,8 @@ static int convert_span_item(struct otlp_jconv *c, const json_t *item, const cha
 }
 
 static const struct otlp_json_signal trace_signal = {
-    .resource_camel = "resourceSpans",
-    .resource_snake = "resource_spans",
-    .scope_camel = "scopeSpans",
-    .scope_snake = "scope_spans",
-    .items_camel = "spans",
-    .items_snake = NULL,
-    .noun = "spans",
-    .convert_item = convert_span_item,
-};
+    "resourceSpans", "resource_spans", "scopeSpans", "scope_spans", "spans", NULL, "spans",
+    convert_span_item};
 
 int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
                             struct span_batch *out, char *err, size_t errlen)

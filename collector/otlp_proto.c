@@ -107,8 +107,8 @@ static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struc
                        uint32_t *n_out, unsigned depth, const char *what);
 
 /* depth = number of arrays/kvlists around this value. */
-int otlp_pb_convert_value(struct otlp_pbconv *c, const pb_any *in, struct value *out, unsigned depth,
-                         const char *what)
+int otlp_pb_convert_value(struct otlp_pbconv *c, const pb_any *in, struct value *out,
+                          unsigned depth, const char *what)
 {
     if (!in) {
         out->type = VALUE_EMPTY;
@@ -135,7 +135,7 @@ int otlp_pb_convert_value(struct otlp_pbconv *c, const pb_any *in, struct value 
         size_t len = in->bytes_value.len;
         if (len > c->lim->max_string)
             return otlp_pb_refuse(c, "%s: bytes value of %zu bytes, max %u", what, len,
-                          c->lim->max_string);
+                                  c->lim->max_string);
         char *p = arena_strndup(c->b->arena, len ? (const char *)in->bytes_value.data : "", len);
         if (!p) return -ENOMEM;
         out->u.str.ptr = p;
@@ -205,14 +205,14 @@ static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struc
 }
 
 int otlp_pb_convert_attrs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, uint32_t dropped,
-                         struct attrs *out, const char *what)
+                          struct attrs *out, const char *what)
 {
     out->dropped = dropped;
     return convert_kvs(c, kvs, n, &out->items, &out->n, 0, what);
 }
 
-int otlp_pb_check_id(struct otlp_pbconv *c, const ProtobufCBinaryData *id, size_t want, bool zero_ok,
-                    const char *what)
+int otlp_pb_check_id(struct otlp_pbconv *c, const ProtobufCBinaryData *id, size_t want,
+                     bool zero_ok, const char *what)
 {
     if (id->len != want) return otlp_pb_refuse(c, "%s: length %zu, want %zu", what, id->len, want);
     if (!zero_ok && id_is_zero(id->data, want)) return otlp_pb_refuse(c, "%s: all zero", what);
@@ -248,8 +248,8 @@ static int convert_span(struct otlp_pbconv *c, const pb_span *in, struct span *s
     s->dropped_links = in->dropped_links_count;
     if ((rc = otlp_pb_copy_str(c, in->trace_state, &s->trace_state, "trace_state"))) return rc;
     if ((rc = otlp_pb_copy_str(c, in->name, &s->name, "name"))) return rc;
-    if ((rc = otlp_pb_convert_attrs(c, in->attributes, in->n_attributes, in->dropped_attributes_count,
-                            &s->attrs, "attributes")))
+    if ((rc = otlp_pb_convert_attrs(c, in->attributes, in->n_attributes,
+                                    in->dropped_attributes_count, &s->attrs, "attributes")))
         return rc;
 
     const char *status_msg = in->status ? in->status->message : "";
@@ -269,7 +269,7 @@ static int convert_span(struct otlp_pbconv *c, const pb_span *in, struct span *s
             if ((rc = otlp_pb_copy_str(c, e->name, &se->name, where))) return rc;
             decode_pathf(where, sizeof where, "events[%zu].attributes", i);
             if ((rc = otlp_pb_convert_attrs(c, e->attributes, e->n_attributes,
-                                    e->dropped_attributes_count, &se->attrs, where)))
+                                            e->dropped_attributes_count, &se->attrs, where)))
                 return rc;
         }
         s->n_events = (uint32_t)in->n_events;
@@ -292,7 +292,7 @@ static int convert_span(struct otlp_pbconv *c, const pb_span *in, struct span *s
             if ((rc = otlp_pb_copy_str(c, l->trace_state, &sl->trace_state, where))) return rc;
             decode_pathf(where, sizeof where, "links[%zu].attributes", i);
             if ((rc = otlp_pb_convert_attrs(c, l->attributes, l->n_attributes,
-                                    l->dropped_attributes_count, &sl->attrs, where)))
+                                            l->dropped_attributes_count, &sl->attrs, where)))
                 return rc;
         }
         s->n_links = (uint32_t)in->n_links;
@@ -381,8 +381,8 @@ static int convert_request(struct otlp_pbconv *c, const struct otlp_pb_signal *s
                                        r->dropped_attributes_count, &res->attrs,
                                        "resource.attributes");
         if (rc == DECODE_REFUSE) {
-            rc = decode_reject(c->b, count_items(rx), "%s[%zu].%s", sig->resource_field, ri,
-                               c->why);
+            rc =
+                decode_reject(c->b, count_items(rx), "%s[%zu].%s", sig->resource_field, ri, c->why);
             if (rc) return rc;
             continue;
         }
@@ -456,14 +456,9 @@ static int convert_span_item(struct otlp_pbconv *c, const ProtobufCMessage *item
 }
 
 static const struct otlp_pb_signal trace_signal = {
-    .request = &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-    .item = &opentelemetry__proto__trace__v1__span__descriptor,
-    .request_name = "ExportTraceServiceRequest",
-    .resource_field = "resource_spans",
-    .scope_field = "scope_spans",
-    .items_field = "spans",
-    .convert_item = convert_span_item,
-};
+    &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+    &opentelemetry__proto__trace__v1__span__descriptor, "ExportTraceServiceRequest",
+    "resource_spans", "scope_spans", "spans", convert_span_item};
 
 int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
                              struct span_batch *out, char *err, size_t errlen)
