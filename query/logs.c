@@ -105,15 +105,6 @@ void logs_render_record(struct sbuf *b, const struct access_log *l)
     sb_putc(b, '}');
 }
 
-int query_value_json(const struct value *v, char **out, size_t *out_len)
-{
-    struct sbuf b;
-    sb_init(&b, QUERY_MAX_BODY);
-    sb_json_value(&b, v, false);
-    *out = sb_take(&b, out_len);
-    return *out ? 0 : -ENOMEM;
-}
-
 static int bool_param(const struct query_arg *args, size_t n, const char *key, bool *out,
                       char err[QUERY_ERRMSG])
 {

@@ -404,6 +404,64 @@ static void test_proto(void **state)
     free(body);
 }
 
+/* What the SDK's two exporters sent for the same three records (tests/data/otlp_logs, written
+ * by the JS SDK 0.223.1 exporters) decodes to the same records; the proto-names fixture too. */
+static void test_fixtures(void **state)
+{
+    (void)state;
+    struct span_batch *b[2];
+    char err[512];
+    size_t len;
+    char *pb = test_read_fixture("otlp_logs", "sdk.pb", &len);
+    assert_int_equal(test_decode(otlp_decode_logs_proto, pb, len, NULL, &b[0], err, sizeof err), 0);
+    free(pb);
+    char *js = test_read_fixture("otlp_logs", "sdk.json", &len);
+    assert_int_equal(test_decode(otlp_decode_logs_json, js, len, NULL, &b[1], err, sizeof err), 0);
+    free(js);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(b[k]->n_logs, 3);
+        assert_int_equal(b[k]->rejected, 0);
+        const struct access_log *l = b[k]->logs;
+        assert_int_equal(l[0].time_unix_nano, UINT64_C(1700000000000000000));
+        assert_true(l[0].has_trace_id && l[0].has_span_id);
+        assert_alog_str(&l[0], ALOG_BODY, "hello");
+        assert_alog_str(&l[0], ALOG_SEVERITY, "INFO");
+        assert_alog_str(&l[0], ALOG_ATTRIBUTES,
+                        "{\"n\":1,\"d\":1.5,\"b\":true,\"arr\":[\"a\",\"b\"]}");
+        assert_int_equal(l[0].response_code, -1);
+        assert_alog_str(&l[0], ALOG_SERVICE, "shop");
+        assert_int_equal(l[1].response_code, 503);
+        assert_int_equal(l[1].duration_ms, 12);
+        assert_int_equal(l[1].direction, ALOG_DIRECTION_OUTBOUND);
+        assert_alog_str(&l[1], ALOG_BODY, "{\"k\":\"v\",\"nested\":{\"x\":[1,2]}}");
+        assert_int_equal(l[2].response_code, 200);
+        assert_int_equal(l[2].direction, ALOG_DIRECTION_INBOUND);
+        assert_alog_str(&l[2], ALOG_SERVICE, "shop");
+        for (int f = 0; f < ALOG_STR_COUNT; f++)
+            if (f != ALOG_ATTRIBUTES || k == 0)
+                assert_int_equal(!b[0]->logs[1].str[f].ptr, !b[k]->logs[1].str[f].ptr);
+    }
+    span_batch_destroy(b[0]);
+    span_batch_destroy(b[1]);
+
+    js = test_read_fixture("otlp_logs", "proto_names.json", &len);
+    assert_int_equal(test_decode(otlp_decode_logs_json, js, len, NULL, &b[0], err, sizeof err), 0);
+    free(js);
+    const struct access_log *l = b[0]->logs;
+    assert_int_equal(b[0]->n_logs, 3);
+    assert_int_equal(l[0].response_code, 0);
+    assert_int_equal(l[0].direction, ALOG_DIRECTION_INBOUND);
+    assert_alog_str(&l[0], ALOG_SERVICE, "productpage"); /* the resource's cluster_name */
+    assert_alog_str(&l[0], ALOG_REQUEST_ID, "r-1");
+    assert_alog_str(&l[0], ALOG_SEVERITY, "WARN2");
+    assert_alog_str(&l[0], ALOG_ATTRIBUTES, "{\"d\":\"NaN\"}");
+    assert_int_equal(l[0].trace_id[9], 0x0a);
+    assert_int_equal(l[1].response_code, -1); /* the null record */
+    assert_int_equal(l[2].response_code, 200);
+    assert_alog_str(&l[2], ALOG_METHOD, "POST");
+    span_batch_destroy(b[0]);
+}
+
 /* ----- response, storage, rendering, RED ------------------------------------------------------ */
 
 static void test_response(void **state)
@@ -505,6 +563,7 @@ int main(void)
         cmocka_unit_test(test_app_log),
         cmocka_unit_test(test_access_mapping),
         cmocka_unit_test(test_proto),
+        cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_store_codec_and_render),
         cmocka_unit_test(test_red_only_access_logs),

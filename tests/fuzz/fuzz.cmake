@@ -1,4 +1,4 @@
-# libFuzzer targets for the OTLP, Zipkin and access-log decoders.
+# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -24,14 +24,18 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${PROJECT_SOURCE_DIR}/collector/accesslog.c
+    ${PROJECT_SOURCE_DIR}/collector/otlp_logs.c
+    ${PROJECT_SOURCE_DIR}/query/json_out.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
     ${PROJECT_SOURCE_DIR}/collector/decode.c
     ${fuzz_proto_srcs})
-  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog)
+  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
+      fuzz_otlp_logs_proto fuzz_otlp_logs_json)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE
-      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_BINARY_DIR}/proto)
+      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_SOURCE_DIR}/query
+      ${PROJECT_BINARY_DIR}/proto)
     target_compile_options(${t} PRIVATE
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer -g)
