@@ -31,6 +31,7 @@
  */
 #include "otlp.h"
 #include "decode.h"
+#include "otlp_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -40,14 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Conversion helpers return 0, DECODE_REFUSE (the object breaks a cap or has a bad id: c->why
- * says how), -EINVAL (c->err) or -ENOMEM. */
-struct jconv {
-    struct span_batch *b;
-    const struct decode_limits *lim;
-    char why[192];  /* refusal detail, relative to the object converted */
-    char err[256];  /* -EINVAL message, full path */
-};
 
 /* ----- small helpers ----------------------------------------------------------------------- */
 
@@ -327,6 +320,32 @@ static long b64_decode(const char *s, size_t len, uint8_t *dst)
     return (long)o;
 }
 
+bool otlp_json_to_double(const json_t *x, double *out)
+{
+    if (json_is_number(x)) {
+        *out = json_number_value(x);
+        return true;
+    }
+    if (!json_is_string(x)) return false;
+    const char *s = json_string_value(x);
+    char *end;
+    if (strcmp(s, "NaN") == 0) {
+        *out = NAN;
+        return true;
+    }
+    if (strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0) {
+        *out = s[0] == '-' ? -INFINITY : INFINITY;
+        return true;
+    }
+    /* strtod alone would also take leading blanks, "inf", "nan" and hex floats. */
+    bool plain = (*s >= '0' && *s <= '9') || *s == '-' || *s == '.';
+    for (const char *q = s; plain && *q; q++)
+        plain = (*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
+                *q == 'E';
+    *out = plain ? strtod(s, &end) : 0;
+    return plain && *end == '\0' && isfinite(*out);
+}
+
 /* ----- AnyValue and attributes ------------------------------------------------------------- */
 
 static int convert_kvs(struct jconv *c, const json_t *arr, const char *path, const char *what,
@@ -368,29 +387,7 @@ static int convert_value(struct jconv *c, const json_t *v, const char *path, con
     }
     if ((x = field(v, "doubleValue", "double_value"))) {
         out->type = VALUE_DOUBLE;
-        if (json_is_number(x)) {
-            out->u.d = json_number_value(x);
-            return 0;
-        }
-        if (json_is_string(x)) {
-            const char *s = json_string_value(x);
-            char *end;
-            if (strcmp(s, "NaN") == 0) {
-                out->u.d = NAN;
-                return 0;
-            }
-            if (strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0) {
-                out->u.d = s[0] == '-' ? -INFINITY : INFINITY;
-                return 0;
-            }
-            /* strtod alone would also take leading blanks, "inf", "nan" and hex floats. */
-            bool plain = (*s >= '0' && *s <= '9') || *s == '-' || *s == '.';
-            for (const char *q = s; plain && *q; q++)
-                plain = (*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' ||
-                        *q == 'e' || *q == 'E';
-            out->u.d = plain ? strtod(s, &end) : 0;
-            if (plain && *end == '\0' && isfinite(out->u.d)) return 0;
-        }
+        if (otlp_json_to_double(x, &out->u.d)) return 0;
         return invalid(c, "%s.doubleValue: expected a number", path);
     }
     if ((x = field(v, "bytesValue", "bytes_value"))) {
@@ -777,4 +774,53 @@ int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode
     if (rc == -ENOMEM) snprintf(c.err, sizeof c.err, "out of memory decoding the request");
     if (rc && err && errlen) snprintf(err, errlen, "%s", c.err);
     return rc;
+}
+
+/* ----- helpers shared with the other OTLP/JSON decoders (otlp_int.h) ------------------------ */
+
+json_t *otlp_json_field(const json_t *obj, const char *camel, const char *snake)
+{
+    return field(obj, camel, snake);
+}
+
+int otlp_json_get_object(struct jconv *c, const json_t *obj, const char *camel,
+                         const char *snake, const char *path, json_t **out)
+{
+    return get_object(c, obj, camel, snake, path, out);
+}
+
+int otlp_json_get_array(struct jconv *c, const json_t *obj, const char *camel, const char *snake,
+                        const char *path, json_t **out, size_t *n)
+{
+    return get_array(c, obj, camel, snake, path, out, n);
+}
+
+int otlp_json_get_str(struct jconv *c, const json_t *obj, const char *camel, const char *snake,
+                      const char *path, const char *what, struct mstr *out)
+{
+    return get_str(c, obj, camel, snake, path, what, out);
+}
+
+int otlp_json_get_u64(struct jconv *c, const json_t *obj, const char *camel, const char *snake,
+                      const char *path, uint64_t *out)
+{
+    return get_u64(c, obj, camel, snake, path, out);
+}
+
+int otlp_json_get_enum(struct jconv *c, const json_t *obj, const char *camel, const char *snake,
+                       const char *path, const char *const *names, int n_names, int *out)
+{
+    return get_enum(c, obj, camel, snake, path, names, n_names, out);
+}
+
+bool otlp_json_to_int(const json_t *v, uint64_t max_pos, uint64_t max_neg, bool *neg,
+                      uint64_t *mag)
+{
+    return json_to_int(v, max_pos, max_neg, neg, mag);
+}
+
+int otlp_json_convert_attrs(struct jconv *c, const json_t *obj, const char *path,
+                            const char *what, struct attrs *out)
+{
+    return convert_attrs(c, obj, path, what, out);
 }

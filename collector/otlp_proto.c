@@ -32,6 +32,7 @@
  */
 #include "otlp.h"
 #include "decode.h"
+#include "otlp_int.h"
 #include "pbwire.h"
 
 #include <errno.h>
@@ -219,6 +220,16 @@ static int convert_attrs(struct conv *c, pb_kv *const *kvs, size_t n, uint32_t d
 {
     out->dropped = dropped;
     return convert_kvs(c, kvs, n, &out->items, &out->n, 0, what);
+}
+
+int otlp_proto_convert_attrs(struct span_batch *b, const struct decode_limits *lim,
+                             void *const *kvs, size_t n, struct attrs *out, const char *what,
+                             char *why, size_t whylen)
+{
+    struct conv c = {.b = b, .lim = lim};
+    int rc = convert_attrs(&c, (pb_kv *const *)kvs, n, 0, out, what);
+    if (rc == DECODE_REFUSE) snprintf(why, whylen, "%s", c.why);
+    return rc;
 }
 
 static int check_id(struct conv *c, const ProtobufCBinaryData *id, size_t want, bool zero_ok,
