@@ -54,6 +54,7 @@ struct family {
     char *name;
     char *help;
     enum om_type type;
+    bool internal; /* target_info: made by the store, not by a sender */
     struct om_series **table;
     size_t n_series, n_slots; /* n_slots: power of two */
 };
@@ -732,6 +733,10 @@ static struct family *family_for(struct apply_ctx *a, struct shard *sh, const ch
 {
     struct family *f = find_family(sh, name);
     if (f) {
+        if (f->internal != internal) {
+            *why = OM_REJECT_NAME_CLASH;
+            return NULL;
+        }
         if (f->type != type) {
             *why = OM_REJECT_TYPE_CONFLICT;
             return NULL;
@@ -747,6 +752,7 @@ static struct family *family_for(struct apply_ctx *a, struct shard *sh, const ch
         return NULL;
     }
     f->type = type;
+    f->internal = internal;
     size_t hl = strlen(help);
     f->help = malloc((hl > HELP_MAX ? HELP_MAX : hl) + 1);
     if (!f->help) {
