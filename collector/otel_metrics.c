@@ -557,7 +557,7 @@ static void label_text(struct scratch *sc, size_t n)
     sc->text.len = 0;
     reserve(&sc->text, 1);
     if (sc->text.p) sc->text.p[0] = '\0';
-    qsort(sc->labs, n, sizeof *sc->labs, lab_cmp);
+    if (n > 1) qsort(sc->labs, n, sizeof *sc->labs, lab_cmp);
     for (size_t i = 0; i < n;) {
         size_t j = i;
         bool any = false;

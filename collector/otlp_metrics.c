@@ -542,16 +542,23 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     if (len && !body) return -EINVAL;
     struct pbwire_scan sc = {
         .root = &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
-        .span = NULL, /* points are of four message types: counted after unpacking */
-        .max_spans = UINT32_MAX,
+        /* Number points (the commonest) are counted on the wire, failing a flood of them before
+         * unpacking; all four point types are counted against the cap once unpacked. */
+        .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
+        .max_spans = lim->max_spans,
         .max_depth = wire_depth(lim),
     };
     int rc = pbwire_scan(&sc, body, len, err, errlen);
+    if (rc == -E2BIG && err && errlen)
+        snprintf(err, errlen, "more than %u data points in one request", lim->max_spans);
     if (rc) return rc;
     if (sc.patched) body = sc.patched;
     struct pbwire_budget bd;
+    /* As for traces: 16 x the body for honest messages, plus room per counted point (an empty
+     * NumberDataPoint is 2 wire bytes but ~100 unpacked). */
     rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) + (1u << 20));
+                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
+                                (size_t)sc.spans * 128 + (1u << 20));
     if (rc) goto out;
     pb_request *req =
         opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
@@ -886,6 +893,8 @@ static int js_request(struct jconv *c, struct om_batch *b, const json_t *root)
             res_rc = js_labels(c, b, jres, rpath, "resource.attributes", &res->attrs,
                                &res->n_attrs);
         if (res_rc < 0) return res_rc;
+        char res_why[sizeof c->why];
+        snprintf(res_why, sizeof res_why, "%s", res_rc ? c->why : "");
         if ((rc = otlp_json_get_array(c, rm, "scopeMetrics", "scope_metrics", path, &sms, &n_sm)))
             return rc;
         for (size_t si = 0; si < n_sm; si++) {
@@ -906,6 +915,8 @@ static int js_request(struct jconv *c, struct om_batch *b, const json_t *root)
             if (!src && js)
                 src = js_str(c, js, "version", spath, "scope.version", &scope->version);
             if (src < 0) return src;
+            char why[sizeof c->why];
+            snprintf(why, sizeof why, "%s", res_rc ? res_why : src ? c->why : "");
             if ((rc = otlp_json_get_array(c, sm, "metrics", NULL, spath, &ms, &n_m))) return rc;
             for (size_t mi = 0; mi < n_m; mi++) {
                 char mpath[160];
@@ -913,15 +924,13 @@ static int js_request(struct jconv *c, struct om_batch *b, const json_t *root)
                 if (src == DECODE_REFUSE) {
                     /* Still parsed for type errors; its points are refused. */
                     size_t before = b->n_metrics;
-                    uint64_t rej = b->rejected;
                     if ((rc = js_metric(c, b, json_array_get(ms, mi), mpath, res, scope)))
                         return rc;
                     for (size_t k = before; k < b->n_metrics; k++) {
                         b->n_points -= b->metrics[k].n_points;
-                        reject(b, b->metrics[k].n_points, "%s.%s", spath, c->why);
+                        reject(b, b->metrics[k].n_points, "%s.%s", spath, why);
                     }
                     b->n_metrics = before;
-                    (void)rej;
                     continue;
                 }
                 if ((rc = js_metric(c, b, json_array_get(ms, mi), mpath, res, scope))) return rc;
