@@ -102,6 +102,17 @@ int otlp_json_id(struct otlp_jconv *c, const json_t *obj, const char *camel, con
 /* An AnyValue object (NULL = empty). */
 int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, const char *what,
                     struct value *out, unsigned depth);
+/* Field as an object (NULL when absent) / an array (NULL, *n = 0 when absent); -EINVAL naming
+ * path for another JSON type. */
+int otlp_json_object(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
+                     const char *path, json_t **out /* OUT */);
+int otlp_json_array(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
+                    const char *path, json_t **out /* OUT */, size_t *n /* OUT */);
+/* An integer JSON value (number, integral real or decimal string) within [-max_neg, max_pos]. */
+bool otlp_json_to_int(const json_t *v, uint64_t max_pos, uint64_t max_neg, bool *neg,
+                      uint64_t *mag);
+/* A double: a number, a numeric string, "NaN", "Infinity" or "-Infinity". */
+bool otlp_json_to_double(const json_t *v, double *out /* OUT */);
 /* attributes + droppedAttributesCount of obj. */
 int otlp_json_attrs(struct otlp_jconv *c, const json_t *obj, const char *path, const char *what,
                     struct attrs *out);

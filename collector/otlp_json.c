@@ -71,7 +71,7 @@ json_t *otlp_json_field(const json_t *obj, const char *camel, const char *snake)
 }
 
 /* Field f of obj as an object (or NULL when absent); -EINVAL for another type. */
-static int get_object(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
+int otlp_json_object(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
                       const char *path, json_t **out)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
@@ -85,7 +85,7 @@ static int get_object(struct otlp_jconv *c, const json_t *obj, const char *camel
 }
 
 /* Field as an array (*n = 0 when absent); -EINVAL for another type. */
-static int get_array(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
+int otlp_json_array(struct otlp_jconv *c, const json_t *obj, const char *camel, const char *snake,
                      const char *path, json_t **out, size_t *n)
 {
     json_t *v = otlp_json_field(obj, camel, snake);
@@ -178,7 +178,7 @@ static bool parse_dec(const char *s, size_t len, bool allow_neg, uint64_t max_po
 
 /* An integer JSON value (number, integral real, or decimal string) within
  * [-max_neg, max_pos]. Returns false if not. */
-static bool json_to_int(const json_t *v, uint64_t max_pos, uint64_t max_neg, bool *neg,
+bool otlp_json_to_int(const json_t *v, uint64_t max_pos, uint64_t max_neg, bool *neg,
                         uint64_t *mag)
 {
     if (json_is_integer(v)) {
@@ -216,7 +216,7 @@ int otlp_json_u64(struct otlp_jconv *c, const json_t *obj, const char *camel, co
     *out = 0;
     if (!v) return 0;
     bool neg;
-    if (!json_to_int(v, UINT64_MAX, 0, &neg, out))
+    if (!otlp_json_to_int(v, UINT64_MAX, 0, &neg, out))
         return otlp_json_invalid(c, "%s.%s: expected an unsigned 64-bit integer", path, camel);
     return 0;
 }
@@ -229,7 +229,7 @@ int otlp_json_u32(struct otlp_jconv *c, const json_t *obj, const char *camel, co
     bool neg;
     *out = 0;
     if (!v) return 0;
-    if (!json_to_int(v, UINT32_MAX, 0, &neg, &m))
+    if (!otlp_json_to_int(v, UINT32_MAX, 0, &neg, &m))
         return otlp_json_invalid(c, "%s.%s: expected an unsigned 32-bit integer", path, camel);
     *out = (uint32_t)m;
     return 0;
@@ -253,7 +253,7 @@ int otlp_json_enum(struct otlp_jconv *c, const json_t *obj, const char *camel, c
     }
     bool neg;
     uint64_t m;
-    if (!json_to_int(v, INT32_MAX, (uint64_t)INT32_MAX + 1, &neg, &m))
+    if (!otlp_json_to_int(v, INT32_MAX, (uint64_t)INT32_MAX + 1, &neg, &m))
         return otlp_json_invalid(c, "%s.%s: expected an enum number or name", path, camel);
     *out = !neg && m < (uint64_t)n_names ? (int)m : 0;
     return 0;
@@ -320,6 +320,32 @@ static long b64_decode(const char *s, size_t len, uint8_t *dst)
     return (long)o;
 }
 
+bool otlp_json_to_double(const json_t *x, double *out)
+{
+    if (json_is_number(x)) {
+        *out = json_number_value(x);
+        return true;
+    }
+    if (!json_is_string(x)) return false;
+    const char *s = json_string_value(x);
+    char *end;
+    if (strcmp(s, "NaN") == 0) {
+        *out = NAN;
+        return true;
+    }
+    if (strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0) {
+        *out = s[0] == '-' ? -INFINITY : INFINITY;
+        return true;
+    }
+    /* strtod alone would also take leading blanks, "inf", "nan" and hex floats. */
+    bool plain = (*s >= '0' && *s <= '9') || *s == '-' || *s == '.';
+    for (const char *q = s; plain && *q; q++)
+        plain = (*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' || *q == 'e' ||
+                *q == 'E';
+    *out = plain ? strtod(s, &end) : 0;
+    return plain && *end == '\0' && isfinite(*out);
+}
+
 /* ----- AnyValue and attributes ------------------------------------------------------------- */
 
 static int convert_kvs(struct otlp_jconv *c, const json_t *arr, const char *path, const char *what,
@@ -355,36 +381,14 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         bool neg;
         uint64_t m;
         out->type = VALUE_INT;
-        if (!json_to_int(x, INT64_MAX, (uint64_t)INT64_MAX + 1, &neg, &m))
+        if (!otlp_json_to_int(x, INT64_MAX, (uint64_t)INT64_MAX + 1, &neg, &m))
             return otlp_json_invalid(c, "%s.intValue: expected a 64-bit integer", path);
         out->u.i = neg ? (int64_t)(0 - m) : (int64_t)m;
         return 0;
     }
     if ((x = otlp_json_field(v, "doubleValue", "double_value"))) {
         out->type = VALUE_DOUBLE;
-        if (json_is_number(x)) {
-            out->u.d = json_number_value(x);
-            return 0;
-        }
-        if (json_is_string(x)) {
-            const char *s = json_string_value(x);
-            char *end;
-            if (strcmp(s, "NaN") == 0) {
-                out->u.d = NAN;
-                return 0;
-            }
-            if (strcmp(s, "Infinity") == 0 || strcmp(s, "-Infinity") == 0) {
-                out->u.d = s[0] == '-' ? -INFINITY : INFINITY;
-                return 0;
-            }
-            /* strtod alone would also take leading blanks, "inf", "nan" and hex floats. */
-            bool plain = (*s >= '0' && *s <= '9') || *s == '-' || *s == '.';
-            for (const char *q = s; plain && *q; q++)
-                plain = (*q >= '0' && *q <= '9') || *q == '-' || *q == '+' || *q == '.' ||
-                        *q == 'e' || *q == 'E';
-            out->u.d = plain ? strtod(s, &end) : 0;
-            if (plain && *end == '\0' && isfinite(out->u.d)) return 0;
-        }
+        if (otlp_json_to_double(x, &out->u.d)) return 0;
         return otlp_json_invalid(c, "%s.doubleValue: expected a number", path);
     }
     if ((x = otlp_json_field(v, "bytesValue", "bytes_value"))) {
@@ -418,7 +422,7 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         if (depth + 1 > c->lim->max_depth)
             return otlp_json_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         decode_pathf(sub, sizeof sub, "%s.arrayValue", path);
-        int rc = get_array(c, x, "values", NULL, sub, &vals, &n);
+        int rc = otlp_json_array(c, x, "values", NULL, sub, &vals, &n);
         if (rc) return rc;
         if (n > c->lim->max_attrs)
             return otlp_json_refuse(c, "%s: array of %zu values, max %u", what, n,
@@ -446,7 +450,7 @@ int otlp_json_value(struct otlp_jconv *c, const json_t *v, const char *path, con
         if (depth + 1 > c->lim->max_depth)
             return otlp_json_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         decode_pathf(sub, sizeof sub, "%s.kvlistValue", path);
-        int rc = get_array(c, x, "values", NULL, sub, &vals, &n);
+        int rc = otlp_json_array(c, x, "values", NULL, sub, &vals, &n);
         if (rc || !n) return rc;
         decode_pathf(sub, sizeof sub, "%s.kvlistValue.values", path);
         return convert_kvs(c, vals, sub, what, &out->u.kvlist.items, &out->u.kvlist.n,
@@ -500,7 +504,7 @@ int otlp_json_attrs(struct otlp_jconv *c, const json_t *obj, const char *path, c
     char sub[256];
     int rc = otlp_json_u32(c, obj, "droppedAttributesCount", "dropped_attributes_count", path,
                            &out->dropped);
-    if (!rc) rc = get_array(c, obj, "attributes", NULL, path, &arr, &n);
+    if (!rc) rc = otlp_json_array(c, obj, "attributes", NULL, path, &arr, &n);
     if (rc) return rc;
     decode_pathf(sub, sizeof sub, "%s.attributes", path);
     return convert_kvs(c, arr, sub, what, &out->items, &out->n, 0);
@@ -582,10 +586,10 @@ static int convert_span(struct otlp_jconv *c, const json_t *js, const char *path
         return rc;
     if (s->has_parent && id_is_zero(s->parent_span_id, 8)) s->has_parent = false;
 
-    if ((rc = get_array(c, js, "events", NULL, path, &arr, &n_events))) return rc;
+    if ((rc = otlp_json_array(c, js, "events", NULL, path, &arr, &n_events))) return rc;
     if (n_events > c->lim->max_events)
         return otlp_json_refuse(c, "events: %zu events, max %u", n_events, c->lim->max_events);
-    if ((rc = get_array(c, js, "links", NULL, path, &arr, &n_links))) return rc;
+    if ((rc = otlp_json_array(c, js, "links", NULL, path, &arr, &n_links))) return rc;
     if (n_links > c->lim->max_links)
         return otlp_json_refuse(c, "links: %zu links, max %u", n_links, c->lim->max_links);
 
@@ -610,7 +614,7 @@ static int convert_span(struct otlp_jconv *c, const json_t *js, const char *path
                             &s->dropped_links)))
         return rc;
 
-    if ((rc = get_object(c, js, "status", NULL, path, &status))) return rc;
+    if ((rc = otlp_json_object(c, js, "status", NULL, path, &status))) return rc;
     if (status) {
         decode_pathf(sub, sizeof sub, "%s.status", path);
         if ((rc = otlp_json_enum(c, status, "code", NULL, sub, status_names, 3, &v))) return rc;
@@ -676,14 +680,14 @@ static int convert_scope_items(struct otlp_jconv *c, const struct otlp_json_sign
     if (!json_is_object(sx))
         return otlp_json_invalid(c, "%s: expected an object, got %s", path,
                                  decode_json_type_name(sx));
-    int rc = get_array(c, sx, sig->items_camel, sig->items_snake, path, &items, &n);
+    int rc = otlp_json_array(c, sx, sig->items_camel, sig->items_snake, path, &items, &n);
     if (rc) return rc;
 
     struct scope *sc = arena_alloc(c->b->arena, sizeof *sc);
     if (!sc) return -ENOMEM;
     sc->name.ptr = sc->version.ptr = "";
     rc = otlp_json_str(c, sx, "schemaUrl", "schema_url", path, "schemaUrl", &sc->schema_url);
-    if (!rc) rc = get_object(c, sx, "scope", NULL, path, &jscope);
+    if (!rc) rc = otlp_json_object(c, sx, "scope", NULL, path, &jscope);
     if (!rc && jscope) {
         decode_pathf(sub, sizeof sub, "%s.scope", path);
         rc = otlp_json_str(c, jscope, "name", NULL, sub, "scope.name", &sc->name);
@@ -708,7 +712,7 @@ static int convert_request(struct otlp_jconv *c, const struct otlp_json_signal *
     json_t *rx_arr;
     size_t n_rx;
     int rc =
-        get_array(c, root, sig->resource_camel, sig->resource_snake, "request", &rx_arr, &n_rx);
+        otlp_json_array(c, root, sig->resource_camel, sig->resource_snake, "request", &rx_arr, &n_rx);
     if (rc) return rc;
     uint64_t total = 0;
     for (size_t ri = 0; ri < n_rx; ri++)
@@ -725,13 +729,13 @@ static int convert_request(struct otlp_jconv *c, const struct otlp_json_signal *
         if (!json_is_object(rx))
             return otlp_json_invalid(c, "%s: expected an object, got %s", path,
                                      decode_json_type_name(rx));
-        if ((rc = get_array(c, rx, sig->scope_camel, sig->scope_snake, path, &sx_arr, &n_sx)))
+        if ((rc = otlp_json_array(c, rx, sig->scope_camel, sig->scope_snake, path, &sx_arr, &n_sx)))
             return rc;
 
         struct resource *res = arena_alloc(c->b->arena, sizeof *res);
         if (!res) return -ENOMEM;
         rc = otlp_json_str(c, rx, "schemaUrl", "schema_url", path, "schemaUrl", &res->schema_url);
-        if (!rc) rc = get_object(c, rx, "resource", NULL, path, &jres);
+        if (!rc) rc = otlp_json_object(c, rx, "resource", NULL, path, &jres);
         if (!rc && jres) {
             char sub[96];
             decode_pathf(sub, sizeof sub, "%s.resource", path);

@@ -3,6 +3,8 @@
  *   ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1; }
  *   ExportTracePartialSuccess  { int64 rejected_spans = 1; string error_message = 2; }
  *   ExportLogsServiceResponse / ExportLogsPartialSuccess: the same with rejected_log_records
+ *   ExportMetricsServiceResponse, ExportMetricsPartialSuccess: the same fields and numbers
+ *     (rejected_data_points = 1), so the same bytes; only the JSON key differs
  *   google.rpc.Status          { int32 code = 1; string message = 2; }
  * They are tiny, so they are written by hand here rather than through generated pack code.
  */
@@ -107,6 +109,12 @@ int otlp_encode_export_logs_response(bool json, uint64_t rejected, const char *m
                                      size_t *out_len)
 {
     return export_response(json, "rejectedLogRecords", rejected, message, out, out_len);
+}
+
+int otlp_encode_metrics_response(bool json, uint64_t rejected, const char *message, char **out,
+                                 size_t *out_len)
+{
+    return export_response(json, "rejectedDataPoints", rejected, message, out, out_len);
 }
 
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,

@@ -43,6 +43,28 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
   endforeach()
 
+  # OTLP metrics: both decoders from one source, with the store and its rendering (which
+  # borrows red_render.c's buffer, hence the RED sources).
+  foreach(kind proto json)
+    set(t fuzz_otlp_metrics_${kind})
+    add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_otlp_metrics.c ${fuzz_common_srcs}
+      ${PROJECT_SOURCE_DIR}/collector/otlp_metrics.c ${PROJECT_SOURCE_DIR}/collector/otel_metrics.c
+      ${PROJECT_SOURCE_DIR}/collector/red.c ${PROJECT_SOURCE_DIR}/collector/red_labels.c
+      ${PROJECT_SOURCE_DIR}/collector/red_render.c)
+    add_dependencies(${t} meshscope_proto)
+    if(kind STREQUAL "json")
+      target_compile_definitions(${t} PRIVATE FUZZ_METRICS_JSON)
+    endif()
+    target_include_directories(${t} PRIVATE
+      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_BINARY_DIR}/proto)
+    target_compile_options(${t} PRIVATE
+      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+      -fno-omit-frame-pointer -g)
+    target_link_options(${t} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::ZLIB
+      Threads::Threads m)
+  endforeach()
+
   # The query APIs' parameter parsing and rendering, against a small real store: every source
   # of storage/ and query/ compiled in, for the same reason as above.
   file(GLOB fuzz_query_srcs ${PROJECT_SOURCE_DIR}/storage/*.c ${PROJECT_SOURCE_DIR}/query/*.c)
