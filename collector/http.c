@@ -45,8 +45,8 @@ struct http_server {
 typedef int (*decode_fn)(const uint8_t *body, size_t len, const struct decode_limits *lim,
                          struct span_batch *out, char *err, size_t errlen);
 
-/* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, errors as
- * google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
+/* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, or for logs
+ * ExportLogsServiceResponse; errors as google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
  * {"accepted":N,"rejected":M,"error":...}, errors as plain text; access logs). */
 enum answer_style { ANSWER_OTLP, ANSWER_OTLP_LOGS, ANSWER_ZIPKIN, ANSWER_COUNTS };
 

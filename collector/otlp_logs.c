@@ -222,11 +222,11 @@ static int map_record(struct span_batch *b, const struct log_in *in, const struc
     /* Envoy names its node in the resource; Istio's node cluster is "<workload>.<namespace>". */
     const struct mstr *cluster = res ? string_attr(&res->attrs, "cluster_name") : NULL;
     if (!l->str[ALOG_SERVICE].ptr && cluster) {
-        uint32_t n = 0;
-        while (n < cluster->len && cluster->ptr[n] != '.')
-            n++;
-        if (n) l->str[ALOG_SERVICE] = (struct mstr){arena_strndup(a, cluster->ptr, n), n};
-        if (!l->str[ALOG_SERVICE].ptr && n) rc = -ENOMEM;
+        const char *dot = memchr(cluster->ptr, '.', cluster->len);
+        uint32_t n = dot ? (uint32_t)(dot - cluster->ptr) : cluster->len;
+        char *p = n ? arena_strndup(a, cluster->ptr, n) : NULL;
+        if (n && !p) rc = -ENOMEM;
+        if (p) l->str[ALOG_SERVICE] = (struct mstr){p, n};
     }
     if (!rc) rc = accesslog_derive(a, l);
     if (rc) span_batch_drop_last_log(b);

@@ -44,7 +44,7 @@
  *                  members) the trace's access-log and OTLP log records, as /api/logs renders
  *                  them, in time order: those with the trace id, and those of the trace's
  *                  services whose request_id is an x-request-id of its spans (see
- *                  trace_logs_find). [] when none.
+ *                  trace_logs_find). Absent when there are none.
  *
  *   KeyValue       {"key","type","value"}. The type round-trips what the client sent:
  *                    string -> "string"  JSON string
@@ -640,7 +640,8 @@ static int log_time_cmp(const void *x, const void *y)
     return a->time_unix_nano < b->time_unix_nano ? -1 : a->time_unix_nano > b->time_unix_nano;
 }
 
-/* ,"accessLogs":[record...] in time order, records as /api/logs renders them. */
+/* ,"accessLogs":[record...] in time order, records as /api/logs renders them; nothing when the
+ * trace has none. */
 static void render_access_logs(struct sbuf *b, const struct trace_logs *tl)
 {
     size_t n = 0;
@@ -658,6 +659,10 @@ static void render_access_logs(struct sbuf *b, const struct trace_logs *tl)
             if (i == 0 || request_id_wanted(tl, l)) list[m++] = l;
         }
     if (m > 1) qsort(list, m, sizeof *list, log_time_cmp);
+    if (m == 0) { /* none: the trace keeps Jaeger's exact shape */
+        free(list);
+        return;
+    }
     sb_puts(b, ",\"accessLogs\":[");
     for (size_t i = 0; i < m; i++) {
         if (i) sb_putc(b, ',');

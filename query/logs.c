@@ -89,11 +89,10 @@ void logs_render_record(struct sbuf *b, const struct access_log *l)
     put_num(b, "duration_ms", l->duration_ms);
     put_str(b, "line", l->str[ALOG_RAW].ptr ? &l->str[ALOG_RAW] : &l->str[ALOG_BODY]);
     put_str(b, "severity", &l->str[ALOG_SEVERITY]);
+    /* Stored as 1 or 2 decimal digits (otlp_logs.c); anything else reads as absent. */
     const struct mstr *sn = &l->str[ALOG_SEVERITY_NUMBER];
-    put_num(b, "severity_number",
-            sn->ptr && sn->len > 0 && sn->len < 3 && strspn(sn->ptr, "0123456789") == sn->len
-                ? strtol(sn->ptr, NULL, 10)
-                : -1);
+    bool sn_ok = sn->ptr && sn->len > 0 && sn->len < 3 && strspn(sn->ptr, "0123456789") == sn->len;
+    put_num(b, "severity_number", sn_ok ? strtol(sn->ptr, NULL, 10) : -1);
     put_str(b, "body", &l->str[ALOG_BODY]);
     /* Stored as the JSON object the decoder rendered (query_value_json): embedded as is. */
     const struct mstr *at = &l->str[ALOG_ATTRIBUTES];

@@ -197,6 +197,8 @@ test('OTLP logs from the JS SDK: stored field by field, joined to their trace, o
     });
     await envoy.flush(`${what} access logs`);
     span.end();
+    const bare = tp.provider.getTracer('t').startSpan('no-logs'); /* a trace with no records */
+    bare.end();
     await tp.flush(`${what} span`);
     const accessHere = access.length + 2;
     accessSent += accessHere;
@@ -286,6 +288,8 @@ test('OTLP logs from the JS SDK: stored field by field, joined to their trace, o
     );
     assert.equal(tr.data[0].accessLogs[4].request_id, requestId);
     assert.deepEqual(tr.data[0].accessLogs[1], all.find((y) => y.request_id === access[0].requestId), 'same JSON as /api/logs');
+    const bareTrace = await getJson(`${d.httpUrl}/api/traces/${bare.spanContext().traceId}`);
+    assert.deepEqual(Object.keys(bareTrace.data[0]).sort(), ['processes', 'spans', 'traceID', 'warnings'], 'no accessLogs member without records');
 
     /* RED: exactly the access-log records of this round. */
     const metrics = await metricsText(d);
