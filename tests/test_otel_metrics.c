@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -310,6 +311,63 @@ static void test_series_limit_and_expiry(void **state)
     otel_metrics_destroy(m);
 }
 
+/* ----- threads ----------------------------------------------------------------------------- */
+
+/* Many appliers and a renderer at once (run it under TSan to see the locking hold): every delta
+ * point must be counted exactly once. */
+#define THREADS 4
+#define ROUNDS 2000
+
+static struct otel_metrics *shared;
+
+static void *applier(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    char value[16];
+    for (int i = 0; i < ROUNDS; i++) {
+        /* Each thread its own series in 8 shared families, plus one series all share. */
+        char name[16];
+        snprintf(name, sizeof name, "fam%d", i % 8);
+        snprintf(value, sizeof value, "t%u", (unsigned)id);
+        apply_number(shared, name, OM_COUNTER, OM_DELTA, 1, 0, (uint64_t)i + 1, value);
+        apply_number(shared, "common", OM_COUNTER, OM_DELTA, 1, 0, 0, "all");
+    }
+    return NULL;
+}
+
+static void *renderer(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 50; i++) free(render(shared));
+    return NULL;
+}
+
+static void test_concurrent_apply_and_render(void **state)
+{
+    (void)state;
+    shared = store(10000, 0);
+    pthread_t t[THREADS + 1];
+    for (uintptr_t i = 0; i < THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, applier, (void *)i), 0);
+    assert_int_equal(pthread_create(&t[THREADS], NULL, renderer, NULL), 0);
+    for (int i = 0; i <= THREADS; i++) pthread_join(t[i], NULL);
+    char *text = render(shared);
+    char line[256];
+    /* time 0 = unknown: every point counts. */
+    snprintf(line, sizeof line, "common_total{http_method=\"all\",%s} %d",
+             "instance=\"i-1\",job=\"prod/shop\",otel_scope_name=\"my.lib\",otel_scope_version=\"1.0\"",
+             THREADS * ROUNDS);
+    if (!has_line(text, line)) fail_msg("no %s", line);
+    snprintf(line, sizeof line, "fam3_total{http_method=\"t2\",%s} %d",
+             "instance=\"i-1\",job=\"prod/shop\",otel_scope_name=\"my.lib\",otel_scope_version=\"1.0\"",
+             ROUNDS / 8);
+    if (!has_line(text, line)) fail_msg("no %s", line);
+    /* 8 families x THREADS series + common + target_info */
+    assert_int_equal(otel_metrics_series(shared), 8 * THREADS + 2);
+    free(text);
+    otel_metrics_destroy(shared);
+}
+
 /* ----- decoders ---------------------------------------------------------------------------- */
 
 #define RES "{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"s\"}}]},"
@@ -507,6 +565,7 @@ int main(void)
         cmocka_unit_test(test_target_info_and_escaping),
         cmocka_unit_test(test_clash_and_conflict),
         cmocka_unit_test(test_series_limit_and_expiry),
+        cmocka_unit_test(test_concurrent_apply_and_render),
         cmocka_unit_test(test_decode_json),
         cmocka_unit_test(test_decode_json_point_cap),
         cmocka_unit_test(test_decode_proto),

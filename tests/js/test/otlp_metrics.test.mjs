@@ -15,7 +15,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ExportResultCode } from '@opentelemetry/core';
@@ -303,5 +304,30 @@ test('series not updated for --metrics-expiry disappear', async () => {
     await short.stop();
   } finally {
     await short.cleanup();
+  }
+});
+
+test('POST /v1/metrics needs the ingest scope when tokens are configured', async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'meshscope-otlpm-auth-'));
+  const ingest = randomBytes(24).toString('hex');
+  const read = randomBytes(24).toString('hex');
+  await writeFile(path.join(dir, 'tokens'), `ingest=${ingest}\nread=${read}\n`);
+  const a = await startDaemon({ args: ['--auth-token-file', path.join(dir, 'tokens')], logLevel: 'info' });
+  try {
+    await withStderr(() => a, async () => {
+      const body = JSON.stringify({ resourceMetrics: [{ scopeMetrics: [{ metrics: [{ name: 'authed', gauge: { dataPoints: [{ asInt: '5' }] } }] }] }] });
+      const post = (token) => request(`${a.otlpUrl}/v1/metrics`, {
+        method: 'POST', body, headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      });
+      assert.equal((await post(null)).status, 401);
+      assert.equal((await post(read)).status, 401);
+      assert.equal((await post(ingest)).status, 200);
+      const m = await request(`${a.httpUrl}/metrics`, { headers: { authorization: `Bearer ${read}` } });
+      assert.equal(samples(m.body.toString('utf8'), 'authed')[''], 5);
+    });
+    await a.stop();
+  } finally {
+    await a.cleanup();
+    await rm(dir, { recursive: true, force: true });
   }
 });
