@@ -28,35 +28,20 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/query/json_out.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
     ${PROJECT_SOURCE_DIR}/collector/decode.c
+    # OTLP metrics: decoders and store (whose text buffer is red_render.c's, hence RED's files)
+    ${PROJECT_SOURCE_DIR}/collector/otlp_metrics.c
+    ${PROJECT_SOURCE_DIR}/collector/otel_metrics.c
+    ${PROJECT_SOURCE_DIR}/collector/red.c
+    ${PROJECT_SOURCE_DIR}/collector/red_labels.c
+    ${PROJECT_SOURCE_DIR}/collector/red_render.c
     ${fuzz_proto_srcs})
   foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
-      fuzz_otlp_logs_proto fuzz_otlp_logs_json)
+      fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE
       ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_SOURCE_DIR}/query
       ${PROJECT_BINARY_DIR}/proto)
-    target_compile_options(${t} PRIVATE
-      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-      -fno-omit-frame-pointer -g)
-    target_link_options(${t} PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
-  endforeach()
-
-  # OTLP metrics: both decoders from one source, with the store and its rendering (which
-  # borrows red_render.c's buffer, hence the RED sources).
-  foreach(kind proto json)
-    set(t fuzz_otlp_metrics_${kind})
-    add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_otlp_metrics.c ${fuzz_common_srcs}
-      ${PROJECT_SOURCE_DIR}/collector/otlp_metrics.c ${PROJECT_SOURCE_DIR}/collector/otel_metrics.c
-      ${PROJECT_SOURCE_DIR}/collector/red.c ${PROJECT_SOURCE_DIR}/collector/red_labels.c
-      ${PROJECT_SOURCE_DIR}/collector/red_render.c)
-    add_dependencies(${t} meshscope_proto)
-    if(kind STREQUAL "json")
-      target_compile_definitions(${t} PRIVATE FUZZ_METRICS_JSON)
-    endif()
-    target_include_directories(${t} PRIVATE
-      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_BINARY_DIR}/proto)
     target_compile_options(${t} PRIVATE
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer -g)

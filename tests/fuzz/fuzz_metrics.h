@@ -1,11 +1,12 @@
 /*
- * fuzz_otlp_metrics.c: libFuzzer target for the OTLP metrics decoders, built twice by
- * tests/fuzz/fuzz.cmake: fuzz_otlp_metrics_proto (otlp_decode_metrics_proto) and, with
- * -DFUZZ_METRICS_JSON, fuzz_otlp_metrics_json. Any input, default limits; the decoder must not
- * crash, leak or overrun, what it keeps must hold the model's invariants (below), and the batch
- * is applied to a small store and rendered, so naming, label building and exposition see the
- * same inputs.
+ * fuzz_metrics.h: the body of the OTLP metrics fuzz targets (fuzz_otlp_metrics_proto.c,
+ * fuzz_otlp_metrics_json.c). Any input, default limits; the decoder must not crash, leak or
+ * overrun, what it keeps must hold the model's invariants (below), and the batch is applied to
+ * a small store and rendered, so naming, label building and exposition see the same inputs.
  */
+#ifndef MESHSCOPE_FUZZ_METRICS_H
+#define MESHSCOPE_FUZZ_METRICS_H
+
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,13 +15,9 @@
 
 #include "otel_metrics.h"
 
-#ifdef FUZZ_METRICS_JSON
-#define DECODE otlp_decode_metrics_json
-#else
-#define DECODE otlp_decode_metrics_proto
-#endif
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+typedef int (*metrics_decode_fn)(const uint8_t *body, size_t len,
+                                 const struct decode_limits *lim, struct om_batch *out, char *err,
+                                 size_t errlen);
 
 static void check(const struct om_batch *b, const struct decode_limits *lim)
 {
@@ -46,7 +43,7 @@ static void check(const struct om_batch *b, const struct decode_limits *lim)
     if (points != b->n_points) abort();
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static int fuzz_metrics(metrics_decode_fn decode, const uint8_t *data, size_t size)
 {
     static struct otel_metrics *store;
     if (!store) {
@@ -60,7 +57,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct om_batch *b = om_batch_create();
     if (!b) return 0;
     char err[512];
-    int rc = DECODE(data, size, &lim, b, err, sizeof err);
+    int rc = decode(data, size, &lim, b, err, sizeof err);
     if (rc == 0) {
         check(b, &lim);
         struct om_result r;
@@ -81,3 +78,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     om_batch_destroy(b);
     return 0;
 }
+
+#endif
