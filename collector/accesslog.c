@@ -323,10 +323,35 @@ static struct mstr service_of_host(const char *h, size_t n)
     return (struct mstr){h, (uint32_t)end};
 }
 
-/* Derived fields: direction and, when no field named it, the reporting service. */
+/* The service of an Istio cluster name's host ("outbound|9080||reviews.default.svc..."). */
+static struct mstr cluster_service(const struct mstr *cl)
+{
+    if (!cl->ptr) return (struct mstr){NULL, 0};
+    const char *p = cl->ptr, *end = cl->ptr + cl->len;
+    int bars = 0;
+    for (; p < end && bars < 3; p++)
+        if (*p == '|') bars++;
+    return bars == 3 && p < end ? service_of_host(p, (size_t)(end - p)) : (struct mstr){NULL, 0};
+}
+
+/* "host:port" -> "host" (one colon, digits after it); anything else as it is. */
+static struct mstr cut_port(struct mstr m)
+{
+    const char *colon = memchr(m.ptr, ':', m.len);
+    if (!colon || colon == m.ptr || memchr(colon + 1, ':', m.len - (size_t)(colon + 1 - m.ptr)))
+        return m;
+    for (const char *p = colon + 1; p < m.ptr + m.len; p++)
+        if (*p < '0' || *p > '9') return m;
+    m.len = (uint32_t)(colon - m.ptr);
+    return m;
+}
+
+/* Derived fields: direction, the destination service and, when no field named it, the
+ * reporting service. */
 static int derive(struct line_ctx *c, struct access_log *l)
 {
     const struct mstr *cl = &l->str[ALOG_UPSTREAM_CLUSTER];
+    struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
     if (has_prefix(cl, "inbound|") || has_prefix(cl, "InboundPassthroughCluster"))
         l->direction = ALOG_DIRECTION_INBOUND;
     else if (has_prefix(cl, "outbound|") || has_prefix(cl, "PassthroughCluster") ||
@@ -334,8 +359,20 @@ static int derive(struct line_ctx *c, struct access_log *l)
         l->direction = ALOG_DIRECTION_OUTBOUND;
     else if (c->d->direction != ALOG_DIRECTION_UNKNOWN)
         l->direction = c->d->direction;
-    else if (l->str[ALOG_DESTINATION_SERVICE].ptr)
+    else if (dst->ptr)
         l->direction = ALOG_DIRECTION_OUTBOUND; /* nginx / HAProxy: the proxy calls upstream */
+    if (dst->ptr) {
+        *dst = cut_port(*dst); /* in the arena already: a shorter view, NUL-ended below */
+        if (!dst->len) *dst = (struct mstr){NULL, 0};
+        else ((char *)dst->ptr)[dst->len] = '\0';
+    } else if (has_prefix(cl, "outbound|")) {
+        struct mstr svc = cluster_service(cl);
+        if (svc.ptr) {
+            char *copy = arena_strndup(c->b->arena, svc.ptr, svc.len);
+            if (!copy) return -ENOMEM;
+            *dst = (struct mstr){copy, svc.len};
+        }
+    }
     if (!l->str[ALOG_RESPONSE_FLAGS].ptr) l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"-", 1};
     if (l->str[ALOG_SERVICE].ptr && l->str[ALOG_SERVICE].len) return 0;
     struct mstr svc = {NULL, 0};
@@ -345,13 +382,7 @@ static int derive(struct line_ctx *c, struct access_log *l)
         svc = c->frontend;
     } else if (l->direction == ALOG_DIRECTION_INBOUND) {
         svc = l->str[ALOG_DESTINATION_WORKLOAD];
-        if (!svc.ptr && cl->ptr) {
-            const char *p = cl->ptr, *end = cl->ptr + cl->len;
-            int bars = 0;
-            for (; p < end && bars < 3; p++)
-                if (*p == '|') bars++;
-            if (bars == 3 && p < end) svc = service_of_host(p, (size_t)(end - p));
-        }
+        if (!svc.ptr) svc = cluster_service(cl);
         if (!svc.ptr && l->str[ALOG_AUTHORITY].ptr)
             svc = service_of_host(l->str[ALOG_AUTHORITY].ptr, l->str[ALOG_AUTHORITY].len);
     } else {

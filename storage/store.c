@@ -1313,6 +1313,30 @@ static bool is_host(const char *p, size_t n)
     return true;
 }
 
+/* The node id (< 0) of the virtual node named name (cut at VNODE_NAME_MAX bytes on a UTF-8
+ * boundary), added to virtual_nodes if new. */
+static int vnode_id(struct store *st, struct mstr name, int64_t *node /* OUT */)
+{
+    uint32_t len = name.len;
+    if (len > VNODE_NAME_MAX) { /* cut on a UTF-8 boundary */
+        len = VNODE_NAME_MAX;
+        while (len > 0 && ((unsigned char)name.ptr[len] & 0xc0) == 0x80) len--;
+    }
+    uint64_t h = hash_bytes(name.ptr, len);
+    int64_t id = intern_get(&st->vnodes, name.ptr, len, h);
+    if (!id) {
+        sqlite3_bind_text(st->stmt[W_VNODE_INSERT], 1, name.ptr, (int)len, SQLITE_STATIC);
+        int rc = step_done(st, st->stmt[W_VNODE_INSERT], "insert virtual node");
+        if (rc) return rc;
+        sqlite3_bind_text(st->stmt[W_VNODE_SELECT], 1, name.ptr, (int)len, SQLITE_STATIC);
+        if ((rc = step_int(st, st->stmt[W_VNODE_SELECT], &id, "select virtual node")) ||
+            (rc = intern_put(&st->vnodes, name.ptr, len, h, id)))
+            return rc;
+    }
+    *node = -id;
+    return 0;
+}
+
 /* The virtual node a CLIENT/PRODUCER span names, as the RED service graph derives it
  * (collector/red_labels.c, Tempo's peer attributes in Tempo's order): peer.service,
  * db.name / db.namespace, db.system, messaging.system, server.address without its port. *peer
@@ -1349,24 +1373,7 @@ static int virtual_peer(struct store *st, const struct span *s, int64_t *peer, u
     if (!name.ptr) return 0;
     if (v[P_DB_NAME].ptr || v[P_DB_NS].ptr || v[P_DB_SYS].ptr) *conn = CONN_DATABASE;
     else if (v[P_MSG_SYS].ptr && s->kind == SPAN_KIND_PRODUCER) *conn = CONN_MESSAGING;
-    uint32_t len = name.len;
-    if (len > VNODE_NAME_MAX) { /* cut on a UTF-8 boundary */
-        len = VNODE_NAME_MAX;
-        while (len > 0 && ((unsigned char)name.ptr[len] & 0xc0) == 0x80) len--;
-    }
-    uint64_t h = hash_bytes(name.ptr, len);
-    int64_t id = intern_get(&st->vnodes, name.ptr, len, h);
-    if (!id) {
-        sqlite3_bind_text(st->stmt[W_VNODE_INSERT], 1, name.ptr, (int)len, SQLITE_STATIC);
-        int rc = step_done(st, st->stmt[W_VNODE_INSERT], "insert virtual node");
-        if (rc) return rc;
-        sqlite3_bind_text(st->stmt[W_VNODE_SELECT], 1, name.ptr, (int)len, SQLITE_STATIC);
-        if ((rc = step_int(st, st->stmt[W_VNODE_SELECT], &id, "select virtual node")) ||
-            (rc = intern_put(&st->vnodes, name.ptr, len, h, id)))
-            return rc;
-    }
-    *peer = -id;
-    return 0;
+    return vnode_id(st, name, peer);
 }
 
 static int conn_of_pair(enum span_kind client_kind)
@@ -1526,7 +1533,33 @@ static void forget_uncommitted(struct store *st)
     st->mark_minute = -1;
 }
 
-/* Writes the access-log records of the batches (store_put_batches' transaction). */
+/* The service-graph call of one access-log record (as collector/red.c counts it): an inbound
+ * record on the virtual node "unknown" -> its service (the record does not name its caller),
+ * any other on its service -> its destination service, when it has one. Its latency is the
+ * record's duration, its time bucket the record's start. Adds to st->edges. */
+static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
+{
+    int64_t client, server, conn = CONN_PLAIN;
+    const struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
+    int rc;
+    if (l->direction == ALOG_DIRECTION_INBOUND) {
+        if ((rc = vnode_id(st, (struct mstr){"unknown", 7}, &client))) return rc;
+        server = sid;
+        conn = CONN_VIRTUAL;
+    } else if (dst->ptr && dst->len) {
+        client = sid;
+        if ((rc = service_id(st, dst->ptr, &server))) return rc;
+    } else {
+        return 0;
+    }
+    int64_t start_us = (int64_t)(l->time_unix_nano / 1000);
+    int64_t bucket = floor_div(start_us, ROLLUP_FINE_S * 1000000LL) * ROLLUP_FINE_S;
+    return add_edge(st, bucket, client, server, (int)conn, access_log_is_error(l),
+                    l->duration_ms > 0 ? l->duration_ms * 1000 : 0);
+}
+
+/* Writes the access-log records of the batches (store_put_batches' transaction) and adds their
+ * service-graph calls to st->edges (log_edge). */
 static int write_logs(struct store *st, struct span_batch *const *batches, size_t n,
                       int64_t minute)
 {
@@ -1551,6 +1584,7 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
                                 ZSTD_getErrorName(clen));
                 return -EIO;
             }
+            if ((rc = log_edge(st, l, sid))) return rc;
             sqlite3_bind_int64(s, 1, minute);
             sqlite3_bind_int64(s, 2, (int64_t)(l->time_unix_nano / 1000));
             sqlite3_bind_int64(s, 3, sid);
@@ -1608,9 +1642,13 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     if (total) {
         if ((rc = find_edges(st, total, now))) goto fail;
         if ((rc = write_rows(st, total, &chunks))) goto fail;
-        if ((rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
+    } else {
+        edges_reset(st); /* and no pending-map changes planned (apply_pending) */
+        st->n_adds = st->n_removes = 0;
     }
+    /* Records add their calls to the spans' edges: one upsert per (bucket, edge) for both. */
     if (total_logs && (rc = write_logs(st, batches, n, minute))) goto fail;
+    if (st->n_edges && (rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
     if (minute != st->mark_minute) {
         sqlite3_stmt *m = st->stmt[W_MARK_INSERT];
         sqlite3_bind_int64(m, 1, minute);

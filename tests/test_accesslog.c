@@ -390,7 +390,7 @@ static void test_nginx_haproxy(void **state)
          512, "edge-nginx", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
          ALOG_DIRECTION_OUTBOUND, true, false},
         {"nginx.ndjson", 1, "edge-nginx", 0, UINT64_C(1795766402000000000), 502, 7, 6, 300, 150,
-         "edge-nginx", "payments:9000", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
+         "edge-nginx", "payments", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
          ALOG_DIRECTION_OUTBOUND, false, true},
         /* served by nginx itself: no upstream, direction unknown unless the transport says */
         {"nginx.ndjson", 2, "edge-nginx", 0, UINT64_C(1795766403000000000), 304, 0, -1, 90, 180,
@@ -718,6 +718,68 @@ static void test_store_retention(void **state)
     span_batch_destroy(young);
 }
 
+/* Records feed the service-graph rollups (/api/graph, /api/dependencies) as RED counts them. */
+static void test_store_graph(void **state)
+{
+    struct sfix *f = *state;
+    static const struct {
+        const char *fixture, *service;
+    } in[] = {{"istio_default.ndjson", NULL}, {"nginx.ndjson", "edge-nginx"}, {"haproxy.ndjson", NULL}};
+    struct span_batch *b[3];
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", in[i].fixture, &len);
+        struct alog_defaults d = {in[i].service, ALOG_DIRECTION_UNKNOWN};
+        char err[256];
+        b[i] = span_batch_create();
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b[i], err,
+                                                  sizeof err),
+                         0);
+        assert_int_equal(b[i]->rejected, 0);
+        free(body);
+    }
+    /* Two write calls: the rollup rows of the second merge into the first's. */
+    assert_int_equal(store_put_batches(f->st, b, 2), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 3600 * SEC, T0 + 3600 * SEC, NULL, &g), 0);
+    static const struct {
+        const char *client, *server, *conn;
+        uint64_t requests, errors;
+    } want[] = {
+        {"edge-nginx", "backend", "", 1, 0},
+        {"edge-nginx", "payments", "", 1, 1},
+        {"fe_web", "be_app", "", 4, 2},
+        {"unknown_service", "reviews", "", 1, 0},
+        {"unknown", "reviews", "virtual_node", 1, 1},
+    };
+    assert_int_equal(g->n_edges, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        bool found = false;
+        for (size_t e = 0; e < g->n_edges && !found; e++) {
+            const struct graph_edge *x = &g->edges[e];
+            if (strcmp(g->nodes[x->source].name, want[i].client) ||
+                strcmp(g->nodes[x->target].name, want[i].server))
+                continue;
+            found = true;
+            assert_string_equal(x->connection_type, want[i].conn);
+            if (x->red.requests != want[i].requests || x->red.errors != want[i].errors)
+                fail_msg("%s -> %s: %llu requests %llu errors", want[i].client, want[i].server,
+                         (unsigned long long)x->red.requests, (unsigned long long)x->red.errors);
+        }
+        if (!found) fail_msg("no edge %s -> %s", want[i].client, want[i].server);
+    }
+    /* fe_web -> be_app: 35 ms and 5002 ms, twice each: p50 within the rollup's ~19%. */
+    for (size_t e = 0; e < g->n_edges; e++)
+        if (!strcmp(g->nodes[g->edges[e].source].name, "fe_web")) {
+            assert_true(g->edges[e].red.p50_ms > 28 && g->edges[e].red.p50_ms < 42);
+            assert_true(g->edges[e].red.p99_ms > 4000);
+        }
+    store_free_graph(g);
+    for (size_t i = 0; i < 3; i++) span_batch_destroy(b[i]);
+}
+
 static int64_t sql_int(const char *path, const char *sql)
 {
     sqlite3 *db;
@@ -922,12 +984,37 @@ static void test_red_logs(void **state)
     const char *p = strstr(out, "istio_response_bytes_sum{reporter=\"source\"");
     const char *line_end = strchr(p, '\n');
     assert_true(line_end - p > 5 && memcmp(line_end - 4, " 295", 4) == 0);
-    /* Records feed neither span metrics nor the service graph. */
+    /* Records feed the service graph (outbound: service -> destination; inbound: "unknown" ->
+     * service), not span metrics. */
     assert_null(strstr(out, "traces_spanmetrics_calls_total{"));
-    assert_null(strstr(out, "traces_service_graph_request_total{"));
+    static const char *const graph[] = {
+        "traces_service_graph_request_total{client=\"unknown_service\",server=\"reviews\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        /* the outbound record's 12 ms as the client side, the inbound ones' as the server's */
+        "traces_service_graph_request_client_seconds_count{client=\"unknown_service\","
+        "server=\"reviews\",connection_type=\"\"} 1\n",
+        "traces_service_graph_request_server_seconds_count{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+    };
+    for (size_t i = 0; i < sizeof graph / sizeof graph[0]; i++)
+        if (!strstr(out, graph[i])) fail_msg("missing: %s", graph[i]);
+    assert_non_null(strstr(out, "traces_service_graph_request_failed_total{client=\"unknown_service\","
+                                "server=\"reviews\",connection_type=\"\"} 0\n"));
     free(out);
     free(body);
     red_destroy(r);
+}
+
+static int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, strlen(prefix)) == 0) n++;
+    return n;
 }
 
 /* nginx / HAProxy records: the proxy's service -> upstream_name / backend_name. */
@@ -961,9 +1048,20 @@ static void test_red_nginx_haproxy(void **state)
         "reporter=\"source\",source_workload=\"fe_web\"",
         "destination_service=\"be_app\"",
         "response_code=\"503\",grpc_response_status=\"\",response_flags=\"sC\"",
+        /* the service graph: the proxy -> its upstream */
+        "traces_service_graph_request_total{client=\"edge-nginx\",server=\"backend\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_failed_total{client=\"edge-nginx\",server=\"payments\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 1\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        if (!strstr(out, want[i])) fail_msg("missing: %s\n%s", want[i], out);
+        if (!strstr(out, want[i])) fail_msg("missing: %s", want[i]);
+    /* The record nginx served itself (no upstream) is no edge. */
+    assert_int_equal(count_lines(out, "traces_service_graph_request_total{"), 3);
     free(out);
     red_destroy(r);
 }
@@ -987,6 +1085,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_retention, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_graph, sfix_setup, sfix_teardown),
         cmocka_unit_test(test_red_logs),
         cmocka_unit_test(test_red_nginx_haproxy),
     };
