@@ -793,6 +793,92 @@ static int64_t sql_int(const char *path, const char *sql)
     return n;
 }
 
+/* n nginx-like lines, record i's request id and path carrying i (every line distinct). */
+static char *dict_lines(int first, int n, size_t *len)
+{
+    size_t cap = (size_t)n * 700 + 1, o = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = first; i < first + n; i++)
+        o += (size_t)snprintf(
+            body + o, cap - o,
+            "{\"msec\":\"1795766401.%03d\",\"request_time\":\"0.%03d\",\"method\":\"GET\","
+            "\"path\":\"/api/items/%d?page=%d\",\"protocol\":\"HTTP/1.1\",\"response_code\":"
+            "\"%d\",\"bytes_received\":\"%d\",\"bytes_sent\":\"%d\",\"upstream_name\":\"%s\","
+            "\"upstream_host\":\"10.0.%d.%d:8080\",\"request_id\":\"%08x%08x\",\"user_agent\":"
+            "\"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0\",\"authority\":\"shop.example\"}\n",
+            i % 1000, i % 400, i, i % 7, i % 50 ? 200 : 503, 100 + i % 300, 1000 + i * 7 % 5000,
+            i % 3 ? "backend" : "payments", i % 4, i % 250, (unsigned)i * 2654435761u,
+            (unsigned)i);
+    *len = o;
+    return body;
+}
+
+static void put_dict_lines(struct store *st, int first, int n)
+{
+    size_t len;
+    char *body = dict_lines(first, n, &len);
+    struct alog_defaults d = {"edge", ALOG_DIRECTION_UNKNOWN};
+    struct span_batch *b = span_batch_create();
+    char err[256];
+    assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b, err,
+                                              sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, (uint32_t)n);
+    assert_int_equal(store_put_batches(st, &b, 1), 0);
+    span_batch_destroy(b);
+    free(body);
+}
+
+/* Every stored line of service "edge" reads back verbatim (records compressed before and after
+ * the access-log dictionary, and after a reopen). */
+static void check_dict_lines(struct store *st, int n)
+{
+    size_t len;
+    char *want = dict_lines(0, n, &len);
+    struct log_query q = {.service = "edge", .limit = 10000};
+    struct span_batch *out;
+    assert_int_equal(store_find_logs(st, &q, &out), 0);
+    assert_int_equal(out->n_logs, (uint32_t)n);
+    for (uint32_t i = 0; i < out->n_logs; i++) {
+        const struct mstr *raw = &out->logs[i].str[ALOG_RAW];
+        char *hit = strstr(want, raw->ptr); /* newest first: find each line in the set */
+        if (!hit || hit[raw->len] != '\n') fail_msg("line not stored verbatim: %s", raw->ptr);
+    }
+    span_batch_destroy(out);
+    free(want);
+}
+
+/* Access-log records get their own zstd dictionary after the first 2,000; both kinds of row
+ * read back, the dictionary survives a reopen (no second one), span chunks ignore it. */
+static void test_store_log_dict(void **state)
+{
+    struct sfix *f = *state;
+    const char *count = "SELECT count(*) FROM dicts WHERE id BETWEEN 1280245760 AND 1280311295";
+    put_dict_lines(f->st, 0, 1000);
+    put_dict_lines(f->st, 1000, 900);
+    assert_int_equal(sql_int(f->path, count), 0);
+    put_dict_lines(f->st, 1900, 300); /* the 2,000th sample: trained after this commit */
+    assert_int_equal(sql_int(f->path, count), 1);
+    put_dict_lines(f->st, 2200, 300);
+    check_dict_lines(f->st, 2500);
+    /* Compressed with the dictionary: far smaller than the first rows. */
+    int64_t early = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                     "access_logs ORDER BY id LIMIT 300)");
+    int64_t late = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                    "access_logs ORDER BY id DESC LIMIT 300)");
+    if (late * 2 > early) fail_msg("dictionary rows %lld bytes, plain %lld", (long long)late,
+                                   (long long)early);
+    store_close(f->st);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    put_dict_lines(f->st, 2500, 100);
+    check_dict_lines(f->st, 2600);
+    assert_int_equal(sql_int(f->path, count), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM dicts"), 1);
+}
+
 /* A v2 file (this build's schema without access_logs) migrates to v3 and keeps its spans. */
 static void test_store_migrate_v2(void **state)
 {
@@ -1086,6 +1172,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_graph, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_log_dict, sfix_setup, sfix_teardown),
         cmocka_unit_test(test_red_logs),
         cmocka_unit_test(test_red_nginx_haproxy),
     };
