@@ -6,6 +6,7 @@
  */
 #include "collector_int.h"
 #include "red.h"
+#include "syslog.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -64,7 +65,16 @@ static uint64_t memory_bound(const struct options *o)
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
-    return queue + bodies + decoding + sqlite + red + 64 * MiB;
+    /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
+     * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
+    struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
+    size_t n_syslog = 0;
+    char why[160];
+    if (syslog_parse_spec(o->syslog, specs, SYSLOG_MAX_LISTENERS, &n_syslog, why, sizeof why))
+        n_syslog = 0;
+    uint64_t syslog = n_syslog * ((uint64_t)SYSLOG_MAX_CONNECTIONS * (SYSLOG_MAX_MESSAGE + 32) +
+                                  SYSLOG_MAX_MESSAGE);
+    return queue + bodies + decoding + sqlite + red + syslog + 64 * MiB;
 }
 
 int main(int argc, char **argv)
@@ -98,6 +108,7 @@ int main(int argc, char **argv)
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
+    struct syslog_server *syslog = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
@@ -136,6 +147,9 @@ int main(int argc, char **argv)
         servers[i] = http_server_start(names[i], addrs[i], &ctx);
         if (!servers[i]) goto out;
     }
+    if (strcmp(opts.syslog, "off") != 0 &&
+        !(syslog = syslog_start(opts.syslog, queue, red_observe_batch, red, opts.idle_timeout_us)))
+        goto out;
     atomic_store(&ctx.ready, true);
     log_msg(LOG_INFO, "meshscope: ready (db %s, retention %llds)", opts.db_path,
             (long long)(opts.retention_us / 1000000));
@@ -149,6 +163,7 @@ int main(int argc, char **argv)
 out:
     for (int i = 0; i < 3; i++)
         http_server_quiesce(servers[i]);
+    syslog_stop(syslog); /* stops reading, pushes its pending batch: before the queue closes */
     if (queue) ingest_queue_close(queue);
     writer_stop(writer);
     /* Every waiting request has its answer; give the HTTP threads a moment to send them (a
