@@ -1,4 +1,4 @@
-# libFuzzer targets for the OTLP, Zipkin and access-log decoders.
+# libFuzzer targets for the OTLP, Zipkin and access-log decoders and the syslog parsers.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -24,10 +24,12 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${PROJECT_SOURCE_DIR}/collector/accesslog.c
+    ${PROJECT_SOURCE_DIR}/collector/syslog_parse.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
     ${PROJECT_SOURCE_DIR}/collector/decode.c
     ${fuzz_proto_srcs})
-  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog)
+  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
+      fuzz_syslog)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE
