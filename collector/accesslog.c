@@ -19,6 +19,8 @@
 struct line_ctx {
     struct span_batch *b;
     const struct decode_limits *lim;
+    const struct alog_defaults *d; /* never NULL (a zeroed one when the caller gave none) */
+    struct mstr frontend;          /* HAProxy's frontend_name of the record at hand, borrowed */
     char why[256];
 };
 
@@ -63,12 +65,17 @@ static const struct {
     {"destination_workload", ALOG_DESTINATION_WORKLOAD},
     {"destination_namespace", ALOG_DESTINATION_NAMESPACE},
     {"destination_workload_namespace", ALOG_DESTINATION_NAMESPACE},
+    {"upstream_name", ALOG_DESTINATION_SERVICE},
+    {"backend_name", ALOG_DESTINATION_SERVICE},
 };
 
 static bool is_dash(const char *s, size_t n)
 {
     return n == 1 && s[0] == '-';
 }
+
+/* Latest time accepted, ms since the epoch: 2255, where u64 ns ends (as for RFC 3339 times). */
+#define TIME_MAX_MS INT64_C(9000000000000)
 
 /* A string field; "-" is absent unless keep_dash (response_flags: "-" = no flags). */
 static int get_str(struct line_ctx *c, json_t *obj, const char *key, bool keep_dash,
@@ -84,12 +91,15 @@ static int get_str(struct line_ctx *c, json_t *obj, const char *key, bool keep_d
                  c->lim->max_string);
         return DECODE_REFUSE;
     }
-    if (is_dash(s, n) && !keep_dash) return 0;
+    if (n == 0 || (is_dash(s, n) && !keep_dash)) return 0;
+    /* HAProxy's termination state "--" is its "normal end", Envoy's "-". */
+    if (keep_dash && n == 2 && s[0] == '-' && s[1] == '-') n = 1;
     return decode_copy_utf8(c->b->arena, s, n, out);
 }
 
-/* Integer field: a JSON integer >= 0 or a string of digits; null, "" and "-" are absent.
- * strict: anything else refuses the record; lenient: absent. */
+/* Integer field: a JSON integer >= 0 or a string of digits; null, "", "-" and negative numbers
+ * (HAProxy's -1 = "not reached") are absent. strict: anything else refuses the record; lenient:
+ * absent. */
 static int get_int(struct line_ctx *c, json_t *obj, const char *key, int64_t max, bool strict,
                    int64_t *out)
 {
@@ -99,10 +109,16 @@ static int get_int(struct line_ctx *c, json_t *obj, const char *key, int64_t max
     int64_t n = -1;
     if (json_is_integer(v)) {
         n = json_integer_value(v);
+        if (n < 0) return 0;
     } else if (json_is_string(v)) {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
         if (len == 0 || is_dash(s, len)) return 0;
+        if (s[0] == '-' && len >= 2 && len <= 19) {
+            bool digits_only = true;
+            for (size_t i = 1; i < len; i++) digits_only &= s[i] >= '0' && s[i] <= '9';
+            if (digits_only) return 0;
+        }
         if (len <= 18) {
             n = 0;
             for (size_t i = 0; i < len && n >= 0; i++)
@@ -117,6 +133,48 @@ static int get_int(struct line_ctx *c, json_t *obj, const char *key, int64_t max
     }
     *out = n;
     return 0;
+}
+
+/* Decimal seconds "12.345" (nginx's $msec, $request_time) -> ms, rounded to the nearest; -1 when
+ * not digits[.digits] (at most 12 integer digits: far past any epoch time). */
+static int64_t decimal_ms(const char *s, size_t n)
+{
+    size_t i = 0;
+    int64_t sec = 0, frac = 0; /* frac in 1/10000 s: one digit past ms, for rounding */
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (i >= 12) return -1;
+        sec = sec * 10 + (s[i] - '0');
+    }
+    if (i == 0) return -1;
+    int kept = 0;
+    if (i < n && s[i] == '.') {
+        size_t first = ++i;
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            if (kept < 4) frac = frac * 10 + (s[i] - '0'), kept++;
+        if (i == first) return -1;
+    }
+    if (i != n) return -1;
+    for (; kept < 4; kept++) frac *= 10;
+    return sec * 1000 + (frac + 5) / 10;
+}
+
+/* nginx's $upstream_response_time: one value per upstream tried, "0.010, 0.020" (next upstream)
+ * or "0.010 : 0.020" (internal redirect), "-" for one never reached: the sum of the numbers, ms;
+ * -1 when none is a number or anything else is there. */
+static int64_t upstream_times_ms(const char *s, size_t n)
+{
+    int64_t sum = -1;
+    for (size_t i = 0; i < n;) {
+        while (i < n && (s[i] == ' ' || s[i] == ',' || s[i] == ':')) i++;
+        size_t start = i;
+        while (i < n && s[i] != ' ' && s[i] != ',' && s[i] != ':') i++;
+        if (i == start) break;
+        if (is_dash(s + start, i - start)) continue;
+        int64_t v = decimal_ms(s + start, i - start);
+        if (v < 0) return -1;
+        sum = (sum < 0 ? 0 : sum) + v;
+    }
+    return sum;
 }
 
 static int digits(const char *s, int n)
@@ -187,6 +245,29 @@ static bool parse_hex(const char *s, size_t n, uint8_t *out, size_t out_len)
     return !id_is_zero(out, out_len);
 }
 
+/* Decimal-seconds field (a string as nginx writes it, or a JSON number) -> ms; null, "" and "-"
+ * are absent (-1). strict: anything else refuses the record; lenient: absent. */
+static int get_seconds(struct line_ctx *c, json_t *obj, const char *key, bool strict,
+                       int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    *out = -1;
+    if (!v || json_is_null(v)) return 0;
+    int64_t ms = -1;
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v);
+        if (n == 0 || is_dash(s, n)) return 0;
+        ms = strict ? decimal_ms(s, n) : upstream_times_ms(s, n);
+    } else if (json_is_number(v) && json_number_value(v) >= 0 &&
+               json_number_value(v) < 1e12) {
+        ms = (int64_t)(json_number_value(v) * 1000 + 0.5);
+    }
+    if (ms < 0 && strict) return refuse(c, key, "expected decimal seconds");
+    *out = ms;
+    return 0;
+}
+
 static const char *first_string(json_t *obj, const char *const *keys, size_t n_keys, size_t *len)
 {
     for (size_t i = 0; i < n_keys; i++) {
@@ -251,10 +332,18 @@ static int derive(struct line_ctx *c, struct access_log *l)
     else if (has_prefix(cl, "outbound|") || has_prefix(cl, "PassthroughCluster") ||
              has_prefix(cl, "BlackHoleCluster"))
         l->direction = ALOG_DIRECTION_OUTBOUND;
+    else if (c->d->direction != ALOG_DIRECTION_UNKNOWN)
+        l->direction = c->d->direction;
+    else if (l->str[ALOG_DESTINATION_SERVICE].ptr)
+        l->direction = ALOG_DIRECTION_OUTBOUND; /* nginx / HAProxy: the proxy calls upstream */
     if (!l->str[ALOG_RESPONSE_FLAGS].ptr) l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"-", 1};
     if (l->str[ALOG_SERVICE].ptr && l->str[ALOG_SERVICE].len) return 0;
     struct mstr svc = {NULL, 0};
-    if (l->direction == ALOG_DIRECTION_INBOUND) {
+    if (c->d->service && c->d->service[0]) {
+        svc = (struct mstr){c->d->service, (uint32_t)strlen(c->d->service)};
+    } else if (c->frontend.ptr) {
+        svc = c->frontend;
+    } else if (l->direction == ALOG_DIRECTION_INBOUND) {
         svc = l->str[ALOG_DESTINATION_WORKLOAD];
         if (!svc.ptr && cl->ptr) {
             const char *p = cl->ptr, *end = cl->ptr + cl->len;
@@ -290,6 +379,11 @@ static int add_record(struct line_ctx *c, json_t *obj, const char *raw, size_t r
     struct access_log *l = span_batch_add_log(c->b);
     if (!l) return -ENOMEM;
     int rc = 0;
+    /* Time: nginx's msec (the end) minus request_time, else an RFC 3339 start_time (or an
+     * alias), else HAProxy's start_time_ms. */
+    int64_t end_ms = -1, req_ms = -1;
+    rc = get_seconds(c, obj, "msec", true, &end_ms);
+    if (!rc) rc = get_seconds(c, obj, "request_time", true, &req_ms);
     static const char *const time_keys[] = {"start_time", "timestamp", "time", "@timestamp"};
     json_t *tv = NULL;
     const char *tkey = NULL;
@@ -298,12 +392,37 @@ static int add_record(struct line_ctx *c, json_t *obj, const char *raw, size_t r
         tkey = time_keys[i];
         if (json_is_null(tv)) tv = NULL;
     }
-    if (!tv) rc = refuse(c, "start_time", "missing");
-    else if (!json_is_string(tv)) rc = refuse(c, tkey, "expected an RFC 3339 string");
-    else {
-        int64_t ns = accesslog_parse_rfc3339(json_string_value(tv), json_string_length(tv));
-        if (ns < 0) rc = refuse(c, tkey, "not an RFC 3339 time");
-        else l->time_unix_nano = (uint64_t)ns;
+    int64_t start_ms = -1;
+    if (rc) {
+        /* refused above */
+    } else if (end_ms >= 0) {
+        int64_t ms = end_ms - (req_ms > 0 ? req_ms : 0);
+        if (ms < 0 || ms > TIME_MAX_MS) rc = refuse(c, "msec", "out of range");
+        else l->time_unix_nano = (uint64_t)ms * 1000000u;
+    } else if (tv) {
+        if (!json_is_string(tv)) rc = refuse(c, tkey, "expected an RFC 3339 string");
+        else {
+            int64_t ns = accesslog_parse_rfc3339(json_string_value(tv), json_string_length(tv));
+            if (ns < 0) rc = refuse(c, tkey, "not an RFC 3339 time");
+            else l->time_unix_nano = (uint64_t)ns;
+        }
+    } else if (!(rc = get_int(c, obj, "start_time_ms", TIME_MAX_MS, true, &start_ms)) &&
+               start_ms >= 0) {
+        l->time_unix_nano = (uint64_t)start_ms * 1000000u;
+    } else if (!rc) {
+        rc = refuse(c, "start_time", "missing");
+    }
+    c->frontend = (struct mstr){NULL, 0};
+    json_t *fe = json_object_get(obj, "frontend_name");
+    if (!rc && fe && !json_is_null(fe)) {
+        if (!json_is_string(fe)) rc = refuse(c, "frontend_name", "expected a string");
+        else if (json_string_length(fe) > c->lim->max_string) {
+            snprintf(c->why, sizeof c->why, "frontend_name: string of %zu bytes, max %u",
+                     json_string_length(fe), c->lim->max_string);
+            rc = DECODE_REFUSE;
+        }
+        else if (json_string_length(fe) && !is_dash(json_string_value(fe), json_string_length(fe)))
+            c->frontend = (struct mstr){json_string_value(fe), (uint32_t)json_string_length(fe)};
     }
     for (size_t i = 0; !rc && i < sizeof str_fields / sizeof str_fields[0]; i++) {
         /* c->b->logs may not move while l is in use: no record is added meanwhile. */
@@ -316,9 +435,12 @@ static int add_record(struct line_ctx *c, json_t *obj, const char *raw, size_t r
     if (!rc) rc = get_int(c, obj, "bytes_received", INT64_MAX / 2, true, &l->bytes_received);
     if (!rc) rc = get_int(c, obj, "bytes_sent", INT64_MAX / 2, true, &l->bytes_sent);
     if (!rc) rc = get_int(c, obj, "duration", INT64_MAX / 2, true, &l->duration_ms);
+    if (!rc && l->duration_ms < 0) l->duration_ms = req_ms;
     if (!rc)
         rc = get_int(c, obj, "upstream_service_time", INT64_MAX / 2, false,
                      &l->upstream_service_time_ms);
+    if (!rc && l->upstream_service_time_ms < 0)
+        rc = get_seconds(c, obj, "upstream_response_time", false, &l->upstream_service_time_ms);
     if (!rc) trace_context(obj, l);
     if (!rc) rc = derive(c, l);
     if (!rc) rc = decode_copy_utf8(c->b->arena, raw, raw_len, &l->str[ALOG_RAW]);
@@ -361,6 +483,14 @@ static bool blank(unsigned char ch)
 int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
                           struct span_batch *out, char *err, size_t errlen)
 {
+    return accesslog_decode_json_ex(body, len, NULL, lim, out, err, errlen);
+}
+
+int accesslog_decode_json_ex(const uint8_t *body, size_t len, const struct alog_defaults *d,
+                             const struct decode_limits *lim, struct span_batch *out, char *err,
+                             size_t errlen)
+{
+    static const struct alog_defaults no_defaults = {NULL, ALOG_DIRECTION_UNKNOWN};
     struct decode_limits defaults;
     lim = decode_limits_or_default(lim, &defaults);
     char dummy[1];
@@ -373,7 +503,7 @@ int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_l
     const char *first = p;
     while (first < end && blank((unsigned char)*first)) first++;
     if (first == end) return 0;
-    struct line_ctx c = {.b = out, .lim = lim};
+    struct line_ctx c = {.b = out, .lim = lim, .d = d ? d : &no_defaults};
     json_error_t jerr;
     if (*first == '[') {
         json_t *root = json_loadb(first, (size_t)(end - first), 0, &jerr);

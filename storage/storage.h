@@ -207,6 +207,7 @@ enum alog_str {
     ALOG_DESTINATION_WORKLOAD,
     ALOG_DESTINATION_NAMESPACE,
     ALOG_RAW,           /* the record's JSON text, verbatim (one line) */
+    ALOG_DESTINATION_SERVICE, /* nginx upstream_name, HAProxy backend_name: the called service */
     ALOG_STR_COUNT
 };
 

@@ -243,7 +243,18 @@ static void test_bad_lines(void **state)
          "line 1: response_code: integer out of range or not an integer"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"response_code\":1000}", 0, 0, 1,
          "response_code"},
-        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":-1}", 0, 0, 1, "bytes_sent"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":\"1-\"}", 0, 0, 1, "bytes_sent"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":-1}", 0, 1, 0, NULL},
+        {"{\"msec\":\"soon\"}", 0, 0, 1, "line 1: msec: expected decimal seconds"},
+        {"{\"msec\":\"1.5\",\"request_time\":\"2.0\"}", 0, 0, 1, "msec: out of range"},
+        {"{\"msec\":\"1.5\",\"request_time\":\"0,1\"}", 0, 0, 1,
+         "request_time: expected decimal seconds"},
+        {"{\"start_time_ms\":\"12x\"}", 0, 0, 1, "start_time_ms: integer out of range"},
+        {"{\"start_time_ms\":1e3}", 0, 0, 1, "start_time_ms: expected an integer"},
+        {"{\"start_time_ms\":-1}", 0, 0, 1, "start_time: missing"},
+        {"{\"start_time_ms\":1,\"frontend_name\":7}", 0, 0, 1,
+         "frontend_name: expected a string"},
+        {"{\"start_time_ms\":1,\"backend_name\":[]}", 0, 0, 1, "backend_name: expected a string"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"duration\":1.5}", 0, 0, 1,
          "duration: expected an integer"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_received\":true}", 0, 0, 1,
@@ -354,6 +365,128 @@ static void test_body_shapes(void **state)
     assert_int_equal(b->n_logs, 1);
     assert_int_equal(b->logs[0].duration_ms, 5);
     span_batch_destroy(b);
+}
+
+/* nginx (README log_format) and HAProxy (README log-format) lines, field by field. */
+static void test_nginx_haproxy(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fixture;
+        size_t index;
+        const char *def_service; /* alog_defaults.service (NULL: none) */
+        enum alog_direction def_dir;
+        uint64_t time_ns;
+        int64_t code, duration, upstream, received, sent;
+        const char *service, *dest, *flags, *request_id, *xff;
+        enum alog_direction dir;
+        bool traced, error;
+    } cases[] = {
+        /* msec 1795766401.250 - request_time 0.250; retries summed; "" absent */
+        {"nginx.ndjson", 0, NULL, 0, UINT64_C(1795766401000000000), 200, 250, 240, 120, 512,
+         "unknown_service", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
+         ALOG_DIRECTION_OUTBOUND, true, false},
+        {"nginx.ndjson", 0, "edge-nginx", 0, UINT64_C(1795766401000000000), 200, 250, 240, 120,
+         512, "edge-nginx", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
+         ALOG_DIRECTION_OUTBOUND, true, false},
+        {"nginx.ndjson", 1, "edge-nginx", 0, UINT64_C(1795766402000000000), 502, 7, 6, 300, 150,
+         "edge-nginx", "payments:9000", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
+         ALOG_DIRECTION_OUTBOUND, false, true},
+        /* served by nginx itself: no upstream, direction unknown unless the transport says */
+        {"nginx.ndjson", 2, "edge-nginx", 0, UINT64_C(1795766403000000000), 304, 0, -1, 90, 180,
+         "edge-nginx", NULL, "-", "9f3e2c6a1d4b5a43c2e5f7081a2b3c4d", NULL,
+         ALOG_DIRECTION_UNKNOWN, false, false},
+        {"nginx.ndjson", 2, "edge-nginx", ALOG_DIRECTION_OUTBOUND, UINT64_C(1795766403000000000),
+         304, 0, -1, 90, 180, "edge-nginx", NULL, "-", "9f3e2c6a1d4b5a43c2e5f7081a2b3c4d", NULL,
+         ALOG_DIRECTION_OUTBOUND, false, false},
+        /* HAProxy: frontend -> backend, "--" is a normal end */
+        {"haproxy.ndjson", 0, NULL, 0, UINT64_C(1795766404000000000), 200, 35, 30, 210, 4096,
+         "fe_web", "be_app", "-", "hap-1", NULL, ALOG_DIRECTION_OUTBOUND, true, false},
+        {"haproxy.ndjson", 0, "lb", 0, UINT64_C(1795766404000000000), 200, 35, 30, 210, 4096,
+         "lb", "be_app", "-", "hap-1", NULL, ALOG_DIRECTION_OUTBOUND, true, false},
+        /* -1 = not reached: absent; termination state sC: failed */
+        {"haproxy.ndjson", 1, NULL, 0, UINT64_C(1795766405000000000), 503, 5002, -1, 180, -1,
+         "fe_web", "be_app", "sC", "hap-2", NULL, ALOG_DIRECTION_OUTBOUND, false, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", cases[i].fixture, &len);
+        struct alog_defaults d = {cases[i].def_service, cases[i].def_dir};
+        struct decode_limits lim;
+        decode_limits_default(&lim);
+        struct span_batch *b = span_batch_create();
+        char err[256];
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, &lim, b, err,
+                                                  sizeof err),
+                         0);
+        if (b->rejected) fail_msg("case %zu: %s", i, b->reject_reason);
+        assert_true(b->n_logs > cases[i].index);
+        const struct access_log *l = &b->logs[cases[i].index];
+        if (l->time_unix_nano != cases[i].time_ns)
+            fail_msg("case %zu: time %llu", i, (unsigned long long)l->time_unix_nano);
+        if (l->response_code != cases[i].code || l->duration_ms != cases[i].duration ||
+            l->upstream_service_time_ms != cases[i].upstream ||
+            l->bytes_received != cases[i].received || l->bytes_sent != cases[i].sent)
+            fail_msg("case %zu: code %lld duration %lld upstream %lld received %lld sent %lld", i,
+                     (long long)l->response_code, (long long)l->duration_ms,
+                     (long long)l->upstream_service_time_ms, (long long)l->bytes_received,
+                     (long long)l->bytes_sent);
+        assert_str(l, ALOG_SERVICE, cases[i].service);
+        assert_str(l, ALOG_DESTINATION_SERVICE, cases[i].dest);
+        assert_str(l, ALOG_RESPONSE_FLAGS, cases[i].flags);
+        assert_str(l, ALOG_REQUEST_ID, cases[i].request_id);
+        assert_str(l, ALOG_X_FORWARDED_FOR, cases[i].xff);
+        if (l->direction != cases[i].dir) fail_msg("case %zu: direction %d", i, l->direction);
+        assert_int_equal(l->has_trace_id, cases[i].traced);
+        assert_int_equal(access_log_is_error(l), cases[i].error);
+        assert_non_null(l->str[ALOG_RAW].ptr);
+        span_batch_destroy(b);
+        free(body);
+    }
+}
+
+/* Decimal seconds and nginx's retry lists, and the field precedence rules. */
+static void test_nginx_times(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        uint64_t time_ns;
+        int64_t duration, upstream;
+    } cases[] = {
+        {"\"msec\":\"100.5\"", UINT64_C(100500000000), -1, -1},
+        {"\"msec\":\"100.5\",\"request_time\":\"0.0004\"", UINT64_C(100500000000), 0, -1},
+        {"\"msec\":\"100.5\",\"request_time\":\"0.0005\"", UINT64_C(100499000000), 1, -1},
+        {"\"msec\":100.5,\"request_time\":0.25", UINT64_C(100250000000), 250, -1},
+        /* msec wins over start_time; duration wins over request_time */
+        {"\"start_time\":\"2026-01-01T00:00:00Z\",\"msec\":\"10\",\"request_time\":\"1\","
+         "\"duration\":7",
+         UINT64_C(9000000000), 7, -1},
+        {"\"start_time\":\"1970-01-01T00:00:05Z\",\"start_time_ms\":1", UINT64_C(5000000000), -1,
+         -1},
+        {"\"start_time_ms\":\"1500\"", UINT64_C(1500000000), -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"0.010 : 0.020, -\"", 1000000, -1, 30},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"-, -\"", 1000000, -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"x\"", 1000000, -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"0.5\",\"upstream_service_time\":2",
+         1000000, -1, 2},
+        {"\"start_time_ms\":1,\"duration\":\"-1\",\"request_time\":\"1.5\"", 1000000, 1500, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s}", cases[i].fields);
+        struct span_batch *b;
+        char err[256];
+        assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+        if (b->n_logs != 1) fail_msg("case %zu: %s", i, b->reject_reason);
+        const struct access_log *l = &b->logs[0];
+        if (l->time_unix_nano != cases[i].time_ns || l->duration_ms != cases[i].duration ||
+            l->upstream_service_time_ms != cases[i].upstream)
+            fail_msg("case %zu: time %llu duration %lld upstream %lld", i,
+                     (unsigned long long)l->time_unix_nano, (long long)l->duration_ms,
+                     (long long)l->upstream_service_time_ms);
+        span_batch_destroy(b);
+    }
 }
 
 static void test_rfc3339(void **state)
@@ -797,6 +930,44 @@ static void test_red_logs(void **state)
     red_destroy(r);
 }
 
+/* nginx / HAProxy records: the proxy's service -> upstream_name / backend_name. */
+static void test_red_nginx_haproxy(void **state)
+{
+    (void)state;
+    struct red *r = red_create(NULL);
+    assert_non_null(r);
+    static const char *const fixtures[] = {"nginx.ndjson", "haproxy.ndjson"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", fixtures[i], &len);
+        struct alog_defaults d = {i == 0 ? "edge-nginx" : NULL, ALOG_DIRECTION_UNKNOWN};
+        struct span_batch *b = span_batch_create();
+        char err[256];
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b, err,
+                                                  sizeof err),
+                         0);
+        red_observe_batch(r, b);
+        span_batch_destroy(b);
+        free(body);
+    }
+    char *out;
+    size_t out_len;
+    assert_int_equal(red_render(r, false, &out, &out_len), 0);
+    static const char *const want[] = {
+        "reporter=\"source\",source_workload=\"edge-nginx\"",
+        "destination_service=\"backend\",destination_service_name=\"backend\"",
+        "destination_service=\"payments\"",
+        "response_code=\"502\"",
+        "reporter=\"source\",source_workload=\"fe_web\"",
+        "destination_service=\"be_app\"",
+        "response_code=\"503\",grpc_response_status=\"\",response_flags=\"sC\"",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i])) fail_msg("missing: %s\n%s", want[i], out);
+    free(out);
+    red_destroy(r);
+}
+
 int main(void)
 {
     log_min_level = LOG_ERROR;
@@ -808,6 +979,8 @@ int main(void)
         cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_body_shapes),
+        cmocka_unit_test(test_nginx_haproxy),
+        cmocka_unit_test(test_nginx_times),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_response_body),
         cmocka_unit_test_setup_teardown(test_store_put_find, sfix_setup, sfix_teardown),
@@ -815,6 +988,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
         cmocka_unit_test(test_red_logs),
+        cmocka_unit_test(test_red_nginx_haproxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
