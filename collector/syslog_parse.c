@@ -430,21 +430,8 @@ static int decode_body(const uint8_t *body, size_t len, const char *service,
                        const struct decode_limits *lim, struct span_batch *b, char *err,
                        size_t errlen)
 {
-    /* TEMPORARY until accesslog_decode_json_ex lands (ALOG_CONTRACT.md): the defaults applied
-     * after the fact. */
-    uint32_t first = b->n_logs;
-    int rc = accesslog_decode_json(body, len, lim, b, err, errlen);
-    for (uint32_t i = first; rc == 0 && i < b->n_logs; i++) {
-        struct access_log *l = &b->logs[i];
-        if (l->direction == ALOG_DIRECTION_UNKNOWN) l->direction = ALOG_DIRECTION_OUTBOUND;
-        if (service && strcmp(l->str[ALOG_SERVICE].ptr, "unknown_service") == 0)
-        {
-            char *copy = arena_strndup(b->arena, service, strlen(service));
-            if (!copy) return -ENOMEM;
-            l->str[ALOG_SERVICE] = (struct mstr){copy, (uint32_t)strlen(service)};
-        }
-    }
-    return rc;
+    struct alog_defaults d = {.service = service, .direction = ALOG_DIRECTION_OUTBOUND};
+    return accesslog_decode_json_ex(body, len, &d, lim, b, err, errlen);
 }
 
 static int decode_message(const uint8_t *m, size_t len, const char *service,

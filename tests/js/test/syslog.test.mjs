@@ -69,7 +69,7 @@ function nginxLine(id, { status = 200, upstream = 'reviews', path = '/reviews/1'
 }
 
 /** HAProxy 3's %{+json}o output for the README's log-format (numbers unquoted). */
-function haproxyLine(id, { status = 200, tsc = '----', tr = 7, frontend = 'web', backend = 'api' } = {}) {
+function haproxyLine(id, { status = 200, tsc = '--', tr = 7, frontend = 'web', backend = 'api' } = {}) {
   return JSON.stringify({
     start_time_ms: Date.now() - 20,
     frontend_name: frontend,
@@ -133,15 +133,19 @@ function metric(text, name, labels = []) {
     .reduce((s, l) => s + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
 }
 
-/** Polls /api/logs?requestId= until each id has its one record; resolves {id: record}. */
+/**
+ * Polls /api/logs until each id has its one record (by request_id); resolves {id: record}.
+ * (/api/logs has no requestId filter yet: the whole list is read; this file stores < 100.)
+ */
 async function records(ids) {
-  const out = {};
+  let out;
   await poll(`records ${ids.join(', ')}`, async () => {
-    for (const id of ids) {
-      if (out[id]) continue;
-      const json = await getJson(`${d.httpUrl}/api/logs?requestId=${encodeURIComponent(id)}`);
-      assert.ok(json.data.length <= 1, `${id}: ${json.data.length} records`);
-      if (json.data.length === 1) out[id] = json.data[0];
+    const json = await getJson(`${d.httpUrl}/api/logs?limit=10000`);
+    out = {};
+    for (const r of json.data) {
+      if (!ids.includes(r.request_id)) continue;
+      assert.ok(!out[r.request_id], `${r.request_id}: stored twice`);
+      out[r.request_id] = r;
     }
     return ids.every((id) => out[id]);
   });
@@ -179,8 +183,8 @@ test('HAProxy lines: RFC 3164 over UDP and RFC 5424 over TCP', async () => {
   const tcpIds = [newId('hap-tcp'), newId('hap-tcp')];
   await udpSend(plainPort, [
     `<134>${ts3164()} haproxy[1234]: ${haproxyLine(udpIds[0])}`,
-    `<134>${ts3164()} haproxy[1234]: ${haproxyLine(udpIds[1], { status: 503, tsc: 'SC--', tr: -1 })}`,
-    `<134>${ts3164()} lb-1 haproxy[1234]: ${haproxyLine(udpIds[2], { status: 200, tsc: 'CD--' })}`,
+    `<134>${ts3164()} haproxy[1234]: ${haproxyLine(udpIds[1], { status: 503, tsc: 'sC', tr: -1 })}`,
+    `<134>${ts3164()} lb-1 haproxy[1234]: ${haproxyLine(udpIds[2], { status: 200, tsc: 'CD' })}`,
   ]);
   await tcpSend(plainPort, [
     octet(`<134>1 ${ts5424()} lb-1 haproxy 1234 - - ${haproxyLine(tcpIds[0])}`),
@@ -192,7 +196,7 @@ test('HAProxy lines: RFC 3164 over UDP and RFC 5424 over TCP', async () => {
   assert.equal(r0.method, 'POST');
   assert.equal(r0.response_code, 200);
   assert.equal(r0.duration_ms, 9);
-  assert.equal(r0.response_flags, '----');
+  assert.equal(r0.response_flags, '-', 'HAProxy "--" is a normal end');
   assert.equal(r0.direction, 'outbound');
   assert.equal(got[udpIds[1]].response_code, 503);
   assert.equal(got[tcpIds[1]].service, 'admin');
@@ -203,7 +207,7 @@ test('HAProxy lines: RFC 3164 over UDP and RFC 5424 over TCP', async () => {
     1,
   );
   assert.equal(metric(m, 'istio_requests_total', ['source_workload="admin"', 'destination_service="ops"']), 1);
-  /* termination state other than "--" in its first two characters marks the record failed */
+  /* a termination state other than "--" marks the record failed */
   const errs = await getJson(`${d.httpUrl}/api/logs?errors=true&service=web&limit=1000`);
   const errIds = errs.data.map((r) => r.request_id).filter((id) => udpIds.includes(id));
   assert.deepEqual(errIds.sort(), [udpIds[1], udpIds[2]].sort());
