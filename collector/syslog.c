@@ -89,6 +89,7 @@ struct syslog_server {
     /* the batch being filled, and the accepted messages in it per transport */
     struct span_batch *pending;
     uint64_t pending_msgs[SYSLOG_TRANSPORT_COUNT];
+    uint64_t pending_rejects; /* refusals since the batch was started (their reasons in it) */
     int64_t pending_since_us;
     bool blocked; /* the queue refused the pending batch: TCP set out of the epoll set */
 };
@@ -153,6 +154,7 @@ static int flush(struct syslog_server *s)
     }
     if (rc != 0) span_batch_destroy(s->pending);
     s->pending = NULL;
+    s->pending_rejects = 0;
     set_blocked(s, false);
     return 0;
 }
@@ -177,7 +179,15 @@ static void handle_message(struct syslog_server *s, struct listener *l, enum sys
         return;
     }
     if (rc > 0) {
-        reject(l, t, rc, why);
+        reject(l, t, rc, why); /* why may live in the batch's arena: log it first */
+        /* A refusal leaves its reason in the batch's arena: a batch of refusals only is
+         * dropped, and refusals count towards the flush so the arena stays bounded. */
+        if (pending_total(s) == 0) {
+            span_batch_destroy(s->pending);
+            s->pending = NULL;
+        } else if (++s->pending_rejects >= FLUSH_MESSAGES) {
+            flush(s);
+        }
         return;
     }
     if (pending_total(s) == 0) s->pending_since_us = mono_us();
