@@ -278,3 +278,39 @@ test('--syslog values are checked at start', async () => {
     assert.match(r.stderr, /--syslog/);
   }
 });
+
+test('backpressure: a TCP burst into a 1 MiB queue is stored whole, nothing dropped', async (t) => {
+  const small = await startDaemon({ logLevel: 'info', args: ['--syslog', '127.0.0.1:0,service=burst', '--queue-size', '1MiB'] });
+  try {
+    const port = Number(/syslog: listening on \S+ \(port (\d+)/.exec(small.stderr())[1]);
+    const N = 20_000; /* ~30 MB of decoded records: many times the queue */
+    const frames = [];
+    for (let i = 0; i < N; i++) frames.push(octet(rfc5424(nginxLine(`burst-${run}-${i}`, { path: `/burst/${i}` }))));
+    await tcpSend(port, [Buffer.concat(frames)]);
+    const m = await poll(
+      `${N} accepted messages`,
+      async () => {
+        const text = (await request(`${small.httpUrl}/metrics`)).body.toString('utf8');
+        return metric(text, 'meshscope_syslog_messages_total', ['transport="tcp"', 'outcome="accepted"']) >= N ? text : null;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, attempts: 1000 },
+    );
+    assert.equal(metric(m, 'meshscope_syslog_messages_total', ['transport="tcp"', 'outcome="accepted"']), N);
+    assert.equal(metric(m, 'meshscope_syslog_messages_total', ['outcome="dropped"']), 0);
+    assert.equal(metric(m, 'meshscope_syslog_messages_total', ['outcome="rejected"']), 0);
+    const stored = await poll(
+      `${N} stored records`,
+      async () => {
+        const json = await getJson(`${small.httpUrl}/api/logs?limit=10000&service=burst`);
+        const text = (await request(`${small.httpUrl}/metrics`)).body.toString('utf8');
+        return json.data.length === 10000 && metric(text, 'istio_requests_total', ['source_workload="burst"']) === N ? json : null;
+      },
+      { timeoutMs: 60_000, intervalMs: 200, attempts: 1000 },
+    );
+    assert.equal(new Set(stored.data.map((r) => r.request_id)).size, 10000, 'no duplicate among the newest 10,000');
+    t.diagnostic(`the queue was full at times (TCP reading paused): ${/TCP reading paused/.test(small.stderr())}`);
+    await small.stop();
+  } finally {
+    await small.cleanup();
+  }
+});
