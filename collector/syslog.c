@@ -130,7 +130,8 @@ static void set_blocked(struct syslog_server *s, bool blocked)
         epoll_ctl(s->ep, EPOLL_CTL_ADD, s->tcp_ep, &ev);
         /* Unread while paused is not idle: the idle clock restarts. */
         int64_t now = mono_us();
-        for (struct conn *c = s->conns; c; c = c->next) c->last_us = now;
+        for (struct conn *c = s->conns; c; c = c->next)
+            c->last_us = now;
     }
 }
 
@@ -192,8 +193,7 @@ static void handle_message(struct syslog_server *s, struct listener *l, enum sys
     }
     if (pending_total(s) == 0) s->pending_since_us = mono_us();
     s->pending_msgs[t]++;
-    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= FLUSH_BYTES)
-        flush(s);
+    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= FLUSH_BYTES) flush(s);
 }
 
 static void read_udp(struct syslog_server *s, struct listener *l)
@@ -211,7 +211,8 @@ static void read_udp(struct syslog_server *s, struct listener *l)
         }
         /* One datagram, one message; a trailing LF (some senders add one) is not part of it. */
         size_t len = (size_t)n;
-        while (len && (s->dgram[len - 1] == '\n' || s->dgram[len - 1] == '\0')) len--;
+        while (len && (s->dgram[len - 1] == '\n' || s->dgram[len - 1] == '\0'))
+            len--;
         handle_message(s, l, SYSLOG_UDP, s->dgram, len);
     }
 }
@@ -305,8 +306,8 @@ static void accept_conns(struct syslog_server *s, struct listener *l)
             close(fd);
             COUNT(self_metrics.syslog_connections_refused);
             log_ratelimited(LOG_WARN, "syslog-conn",
-                            "syslog: %s: connection refused (limit %d connections)",
-                            l->spec.addr, SYSLOG_MAX_CONNECTIONS);
+                            "syslog: %s: connection refused (limit %d connections)", l->spec.addr,
+                            SYSLOG_MAX_CONNECTIONS);
             continue;
         }
         c->src = (struct src){SRC_CONN, l};
@@ -376,7 +377,8 @@ static void *loop(void *arg)
         }
     }
     /* Stop reading: every socket closes; what the connections still held is decoded. */
-    while (s->conns) conn_finish(s, s->conns);
+    while (s->conns)
+        conn_finish(s, s->conns);
     for (int64_t deadline = mono_us() + STOP_FLUSH_MS * 1000; flush(s) == -EBUSY;) {
         if (mono_us() >= deadline) {
             for (int t = 0; t < SYSLOG_TRANSPORT_COUNT; t++)
@@ -469,7 +471,8 @@ struct syslog_server *syslog_start(const char *spec, struct ingest_queue *q,
     struct syslog_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->ep = s->tcp_ep = s->wake_fd = -1;
-    for (size_t i = 0; i < SYSLOG_MAX_LISTENERS; i++) s->l[i].tcp_fd = s->l[i].udp_fd = -1;
+    for (size_t i = 0; i < SYSLOG_MAX_LISTENERS; i++)
+        s->l[i].tcp_fd = s->l[i].udp_fd = -1;
     s->q = q;
     s->observe = observe;
     s->observe_arg = observe_arg;

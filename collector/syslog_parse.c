@@ -30,7 +30,8 @@ int syslog_parse_spec(const char *value, struct syslog_listener_spec *out, size_
     if (!value || strcmp(value, "off") == 0) return 0;
     const char *p = value;
     for (;;) {
-        while (*p == ' ') p++;
+        while (*p == ' ')
+            p++;
         if (!*p) break;
         size_t len = strcspn(p, " ");
         if (*n == max) {
@@ -52,8 +53,7 @@ int syslog_parse_spec(const char *value, struct syslog_listener_spec *out, size_
         for (size_t i = alen; i < len;) {
             i++; /* the ',' */
             size_t olen = strcspn(p + i, ", ");
-            if (olen > 8 && strncmp(p + i, "service=", 8) == 0 &&
-                olen - 8 <= SYSLOG_MAX_SERVICE) {
+            if (olen > 8 && strncmp(p + i, "service=", 8) == 0 && olen - 8 <= SYSLOG_MAX_SERVICE) {
                 memcpy(s->service, p + i + 8, olen - 8);
                 s->service[olen - 8] = '\0';
             } else {
@@ -153,8 +153,7 @@ static int parse_5424(const uint8_t *m, size_t len, size_t i, struct syslog_head
         if (f[k]->len == 1 && f[k]->ptr[0] == '-') f[k]->len = 0;
         i = e + 1;
     }
-    if (h->timestamp.len &&
-        accesslog_parse_rfc3339(h->timestamp.ptr, h->timestamp.len) < 0) {
+    if (h->timestamp.len && accesslog_parse_rfc3339(h->timestamp.ptr, h->timestamp.len) < 0) {
         *why = "bad timestamp";
         return -EINVAL;
     }
@@ -175,7 +174,8 @@ static bool bsd_timestamp(const uint8_t *m, size_t len, size_t i)
     if (len - i < 16) return false;
     const uint8_t *t = m + i;
     bool month = false;
-    for (int k = 0; k < 12 && !month; k++) month = memcmp(t, months + 3 * k, 3) == 0;
+    for (int k = 0; k < 12 && !month; k++)
+        month = memcmp(t, months + 3 * k, 3) == 0;
     return month && t[3] == ' ' && (t[4] == ' ' || is_digit(t[4])) && is_digit(t[5]) &&
            t[6] == ' ' && is_digit(t[7]) && is_digit(t[8]) && t[9] == ':' && is_digit(t[10]) &&
            is_digit(t[11]) && t[12] == ':' && is_digit(t[13]) && is_digit(t[14]) && t[15] == ' ';
@@ -248,7 +248,8 @@ int syslog_parse_header(const uint8_t *m, size_t len, struct syslog_header *h, c
     }
     size_t i = 1;
     int pri = 0;
-    while (i < len && i <= 3 && is_digit(m[i])) pri = pri * 10 + (m[i++] - '0');
+    while (i < len && i <= 3 && is_digit(m[i]))
+        pri = pri * 10 + (m[i++] - '0');
     if (i == 1 || i >= len || m[i] != '>' || pri > 191) {
         *why = "bad PRI";
         return -EINVAL;
@@ -260,7 +261,8 @@ int syslog_parse_header(const uint8_t *m, size_t len, struct syslog_header *h, c
     if (i < len && m[i] >= '1' && m[i] <= '9') {
         size_t j = i;
         int v = 0;
-        while (j < len && j - i < 3 && is_digit(m[j])) v = v * 10 + (m[j++] - '0');
+        while (j < len && j - i < 3 && is_digit(m[j]))
+            v = v * 10 + (m[j++] - '0');
         if (j < len && m[j] == ' ') {
             h->version = v;
             if (v != 1) {
@@ -310,7 +312,8 @@ enum syslog_frame syslog_frame_next(struct syslog_framer *f, const uint8_t *buf,
         i = (size_t)(lf - buf) + 1;
         f->discard_to_lf = false;
     }
-    while (i < len && separator(buf[i])) i++;
+    while (i < len && separator(buf[i]))
+        i++;
     *used = i;
     if (i == len) return SYSLOG_FRAME_MORE;
     if (is_digit(buf[i])) {
@@ -318,7 +321,8 @@ enum syslog_frame syslog_frame_next(struct syslog_framer *f, const uint8_t *buf,
          * any accepted length; more means garbage. */
         size_t j = i;
         uint64_t n = 0;
-        while (j < len && is_digit(buf[j]) && j - i < 10) n = n * 10 + (uint64_t)(buf[j++] - '0');
+        while (j < len && is_digit(buf[j]) && j - i < 10)
+            n = n * 10 + (uint64_t)(buf[j++] - '0');
         if (j == len) return SYSLOG_FRAME_MORE;
         if (buf[j] != ' ' || buf[i] == '0') {
             f->discard_to_lf = true;
@@ -340,7 +344,8 @@ enum syslog_frame syslog_frame_next(struct syslog_framer *f, const uint8_t *buf,
     }
     /* Non-transparent framing: up to LF (or NUL); a CR before it is dropped. */
     size_t e = i;
-    while (e < len && buf[e] != '\n' && buf[e] != '\0') e++;
+    while (e < len && buf[e] != '\n' && buf[e] != '\0')
+        e++;
     if (e == len) {
         if (len - i > f->max + 1) {
             f->discard_to_lf = true;
@@ -358,18 +363,20 @@ enum syslog_frame syslog_frame_next(struct syslog_framer *f, const uint8_t *buf,
     return SYSLOG_FRAME_MESSAGE;
 }
 
-int syslog_frame_eof(struct syslog_framer *f, const uint8_t *buf, size_t len,
-                     const uint8_t **msg, size_t *msg_len)
+int syslog_frame_eof(struct syslog_framer *f, const uint8_t *buf, size_t len, const uint8_t **msg,
+                     size_t *msg_len)
 {
     *msg = NULL;
     *msg_len = 0;
     if (f->discard || f->discard_to_lf) return SYSLOG_FRAME_MORE;
     size_t i = 0;
-    while (i < len && separator(buf[i])) i++;
+    while (i < len && separator(buf[i]))
+        i++;
     if (i == len) return SYSLOG_FRAME_MORE;
     if (is_digit(buf[i])) return -1;
     size_t end = len;
-    while (end > i && (buf[end - 1] == '\r' || buf[end - 1] == ' ')) end--;
+    while (end > i && (buf[end - 1] == '\r' || buf[end - 1] == ' '))
+        end--;
     if (end - i > f->max) return SYSLOG_FRAME_TOO_LARGE;
     *msg = buf + i;
     *msg_len = end - i;
@@ -446,7 +453,8 @@ static int decode_message(const uint8_t *m, size_t len, const char *service,
     if (syslog_parse_header(m, len, &h, why) != 0) return SYSLOG_REJECT_BAD_HEADER;
     const uint8_t *body = h.msg;
     size_t n = h.msg_len;
-    while (n && (body[0] == ' ' || body[0] == '\t')) body++, n--;
+    while (n && (body[0] == ' ' || body[0] == '\t'))
+        body++, n--;
     while (n && (body[n - 1] == ' ' || body[n - 1] == '\t' || body[n - 1] == '\n' ||
                  body[n - 1] == '\r' || body[n - 1] == '\0'))
         n--;
@@ -471,7 +479,8 @@ static int decode_message(const uint8_t *m, size_t len, const char *service,
     if (rc == -ENOMEM) return -ENOMEM;
     if (rc == 0 && b->rejected == rejected && b->n_logs > logs) return 0;
     /* Refused, or a body that held a bad record beside good ones: nothing of it is kept. */
-    while (b->n_logs > logs) span_batch_drop_last_log(b);
+    while (b->n_logs > logs)
+        span_batch_drop_last_log(b);
     if (rc != 0) {
         *why = "message body is not a JSON object";
         return SYSLOG_REJECT_NOT_JSON;
@@ -479,7 +488,6 @@ static int decode_message(const uint8_t *m, size_t len, const char *service,
     *why = mine ? mine : "no record in the message";
     return classify(mine);
 }
-
 
 int syslog_decode_message(const uint8_t *m, size_t len, const char *service,
                           const struct decode_limits *lim, struct span_batch *b, const char **why)

@@ -91,28 +91,28 @@ static void test_headers(void **state)
          NULL, NULL, "[a@1 k=\"v\\\"]\" j=\"\"][b]", "{}"},
         {"<13>1 - h a p m -", 0, 13, 1, NULL, "h", "a", "p", "m", NULL, ""},
         {"<13>1 - h a p m [x]", 0, 13, 1, NULL, "h", "a", "p", "m", "[x]", ""},
-        {"<13>2 - h a p m - {}", -EINVAL},           /* unknown version */
-        {"<13>1 - h a p", -EINVAL},                  /* header cut short */
-        {"<13>1 - h a p m [x", -EINVAL},             /* SD not closed */
-        {"<13>1 - h a p m [x k=\"v]", -EINVAL},      /* value not closed */
-        {"<13>1 - h a p m [x k=v]", -EINVAL},        /* value not quoted */
-        {"<13>1 - h a p m []", -EINVAL},             /* empty SD-ID */
-        {"<13>1 - h a p m -x", -EINVAL},             /* no SP after SD */
-        {"<13>1 yesterday h a p m - {}", -EINVAL},   /* bad timestamp */
-        {"<13>1 - h\x01st a p m - {}", -EINVAL},     /* control byte in a field */
+        {"<13>2 - h a p m - {}", -EINVAL},         /* unknown version */
+        {"<13>1 - h a p", -EINVAL},                /* header cut short */
+        {"<13>1 - h a p m [x", -EINVAL},           /* SD not closed */
+        {"<13>1 - h a p m [x k=\"v]", -EINVAL},    /* value not closed */
+        {"<13>1 - h a p m [x k=v]", -EINVAL},      /* value not quoted */
+        {"<13>1 - h a p m []", -EINVAL},           /* empty SD-ID */
+        {"<13>1 - h a p m -x", -EINVAL},           /* no SP after SD */
+        {"<13>1 yesterday h a p m - {}", -EINVAL}, /* bad timestamp */
+        {"<13>1 - h\x01st a p m - {}", -EINVAL},   /* control byte in a field */
         /* RFC 3164 */
         {"<190>Nov 27 11:20:00 web-1 nginx: {\"a\":1}", 0, 190, 0, "Nov 27 11:20:00", "web-1",
          "nginx", NULL, NULL, NULL, "{\"a\":1}"},
-        {"<190>Nov  7 01:02:03 web-1 nginx[77]: {}", 0, 190, 0, "Nov  7 01:02:03", "web-1",
-         "nginx", "77", NULL, NULL, "{}"},
+        {"<190>Nov  7 01:02:03 web-1 nginx[77]: {}", 0, 190, 0, "Nov  7 01:02:03", "web-1", "nginx",
+         "77", NULL, NULL, "{}"},
         {"<134>Nov 27 11:20:00 haproxy[1234]: {}", 0, 134, 0, "Nov 27 11:20:00", NULL, "haproxy",
          "1234", NULL, NULL, "{}"},
-        {"<134>Nov 27 11:20:00 lb haproxy {}", 0, 134, 0, "Nov 27 11:20:00", "lb", "haproxy",
-         NULL, NULL, NULL, "{}"},
+        {"<134>Nov 27 11:20:00 lb haproxy {}", 0, 134, 0, "Nov 27 11:20:00", "lb", "haproxy", NULL,
+         NULL, NULL, "{}"},
         {"<134>Nov 27 11:20:00 {}", 0, 134, 0, "Nov 27 11:20:00", NULL, NULL, NULL, NULL, NULL,
          "{}"},
-        {"<134>2026-11-27T11:20:00Z host app: {}", 0, 134, 0, "2026-11-27T11:20:00Z", "host",
-         "app", NULL, NULL, NULL, "{}"},
+        {"<134>2026-11-27T11:20:00Z host app: {}", 0, 134, 0, "2026-11-27T11:20:00Z", "host", "app",
+         NULL, NULL, NULL, "{}"},
         {"<134>tag: hello", 0, 134, 0, NULL, NULL, "tag", NULL, NULL, NULL, "hello"},
         {"<134>2026-99-27T11:20:00Z host app: {}", -EINVAL},
         /* PRI */
@@ -218,7 +218,7 @@ static void test_framing(void **state)
         {"12x junk\n2 ok", 0, "L|M:ok|"},
         {"0 \n2 ok", 0, "L|M:ok|"},
         {"12345678901 x\n2 ok", 0, "L|M:ok|"},
-        {"17 01234567890123456\n2 ok", 0, "T|M:ok|"},           /* over MAXMSG, skipped */
+        {"17 01234567890123456\n2 ok", 0, "T|M:ok|"},               /* over MAXMSG, skipped */
         {"16 0123456789abcdef2 ok", 0, "M:0123456789abcdef|M:ok|"}, /* exactly MAXMSG */
         {"<1>0123456789abcdefghijklmnopqrstuvwxyz0123456789\n2 ok", 0, "T|M:ok|"},
         {"<1>0123456789abc\n", 0, "M:<1>0123456789abc|"},
@@ -255,13 +255,13 @@ static void test_utf8(void **state)
         {"plain", true},
         {"caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", true},
         {"\xFF", false},
-        {"\xC0\xAF", false},          /* overlong '/' */
-        {"\xE0\x80\xAF", false},      /* overlong */
-        {"\xED\xA0\x80", false},      /* surrogate */
-        {"\xF4\x90\x80\x80", false},  /* > U+10FFFF */
-        {"\xC3", false},              /* cut short */
+        {"\xC0\xAF", false},         /* overlong '/' */
+        {"\xE0\x80\xAF", false},     /* overlong */
+        {"\xED\xA0\x80", false},     /* surrogate */
+        {"\xF4\x90\x80\x80", false}, /* > U+10FFFF */
+        {"\xC3", false},             /* cut short */
         {"\xE2\x82", false},
-        {"\xC3\x28", false},          /* bad continuation */
+        {"\xC3\x28", false}, /* bad continuation */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (syslog_utf8_valid((const uint8_t *)cases[i].s, strlen(cases[i].s)) != cases[i].ok)
@@ -323,15 +323,14 @@ static void test_decode_message(void **state)
     const char *bad1 = "<1>1 - - - - - - {\"method\":\"GET\"}";
     const char *bad2 = "<1>1 - - - - - - {\"start_time\":\"x\"}";
     const char *good = "<1>1 - - - - - - {\"start_time\":\"2026-11-27T11:20:00Z\"}";
-    assert_int_equal(syslog_decode_message((const uint8_t *)bad1, strlen(bad1), NULL, NULL, b,
-                                           &why),
-                     SYSLOG_REJECT_MISSING_FIELD);
-    assert_int_equal(syslog_decode_message((const uint8_t *)good, strlen(good), NULL, NULL, b,
-                                           &why),
-                     0);
-    assert_int_equal(syslog_decode_message((const uint8_t *)bad2, strlen(bad2), NULL, NULL, b,
-                                           &why),
-                     SYSLOG_REJECT_INVALID_RECORD);
+    assert_int_equal(
+        syslog_decode_message((const uint8_t *)bad1, strlen(bad1), NULL, NULL, b, &why),
+        SYSLOG_REJECT_MISSING_FIELD);
+    assert_int_equal(
+        syslog_decode_message((const uint8_t *)good, strlen(good), NULL, NULL, b, &why), 0);
+    assert_int_equal(
+        syslog_decode_message((const uint8_t *)bad2, strlen(bad2), NULL, NULL, b, &why),
+        SYSLOG_REJECT_INVALID_RECORD);
     assert_non_null(strstr(why, "start_time"));
     assert_non_null(strstr(b->reject_reason, "missing"));
     assert_int_equal(b->n_logs, 1);
@@ -342,8 +341,8 @@ static void test_decode_message(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_spec),        cmocka_unit_test(test_headers),
-        cmocka_unit_test(test_framing),     cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_spec),           cmocka_unit_test(test_headers),
+        cmocka_unit_test(test_framing),        cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_decode_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

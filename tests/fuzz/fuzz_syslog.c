@@ -36,8 +36,8 @@ static void message(struct span_batch *b, const struct decode_limits *lim, const
     int rc = syslog_decode_message(m, len, "svc", lim, b, &why);
     if (rc < 0) return; /* -ENOMEM */
     if (rc == 0 && (b->n_logs < logs + 1 || b->rejected != rejected)) abort();
-    if (rc > 0 && (b->n_logs != logs || b->rejected != rejected + 1 || !why ||
-                   rc >= SYSLOG_REJECT_COUNT))
+    if (rc > 0 &&
+        (b->n_logs != logs || b->rejected != rejected + 1 || !why || rc >= SYSLOG_REJECT_COUNT))
         abort();
     for (uint32_t i = logs; i < b->n_logs; i++) {
         const struct access_log *l = &b->logs[i];
