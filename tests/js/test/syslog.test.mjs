@@ -277,6 +277,18 @@ test('--syslog values are checked at start', async () => {
     assert.equal(r.code, 2, `--syslog '${bad}': exit ${r.code}, ${r.stderr}`);
     assert.match(r.stderr, /--syslog/);
   }
+  /* A taken port fails the start (exit 1), naming the address. */
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = `127.0.0.1:${srv.address().port}`;
+  try {
+    const r = await runBinary(['--syslog', addr, '--db', `${d.dir}/taken.db`, '--http', 'off', '--otlp-http', 'off', '--zipkin', 'off']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`syslog: cannot bind ${addr}`));
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
 });
 
 test('backpressure: a TCP burst into a 1 MiB queue is stored whole, nothing dropped', async (t) => {
