@@ -1526,15 +1526,11 @@ static void forget_uncommitted(struct store *st)
     st->mark_minute = -1;
 }
 
-/* Writes the access-log records of the batches (store_put_batches' transaction). A record that
- * names the service it called (ALOG_DESTINATION_SERVICE: nginx upstream_name, HAProxy
- * backend_name) is also one call on the edge service -> that service, at its start time, with
- * its duration and error flag; Envoy's records do not count here (their proxies' spans do). */
+/* Writes the access-log records of the batches (store_put_batches' transaction). */
 static int write_logs(struct store *st, struct span_batch *const *batches, size_t n,
                       int64_t minute)
 {
     sqlite3_stmt *s = st->stmt[W_LOG_INSERT];
-    edges_reset(st);
     for (size_t b = 0; b < n; b++) {
         for (uint32_t i = 0; i < batches[b]->n_logs; i++) {
             const struct access_log *l = &batches[b]->logs[i];
@@ -1564,18 +1560,9 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
             sqlite3_bind_int(s, 6, access_log_is_error(l) ? 1 : 0);
             sqlite3_bind_blob(s, 7, st->comp.p, (int)clen, SQLITE_STATIC);
             if ((rc = step_done(st, s, "insert access log"))) return rc;
-            const struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
-            if (dst->ptr && dst->len) {
-                int64_t did, start_us = (int64_t)(l->time_unix_nano / 1000);
-                if ((rc = service_id(st, dst->ptr, &did))) return rc;
-                rc = add_edge(st, floor_div(start_us, ROLLUP_FINE_S * 1000000LL) * ROLLUP_FINE_S,
-                              sid, did, CONN_PLAIN, access_log_is_error(l),
-                              l->duration_ms > 0 ? l->duration_ms * 1000 : 0);
-                if (rc) return rc;
-            }
         }
     }
-    return st->n_edges ? write_edges(st, ROLLUP_FINE_S) : 0;
+    return 0;
 }
 
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n)
