@@ -25,9 +25,12 @@
  *   destination_workload destination_namespace (destination_workload_namespace)
  *                                                    Istio custom fields, strings
  *   upstream_name (nginx $proxy_host) / backend_name (HAProxy %b)
- *                                                    -> ALOG_DESTINATION_SERVICE: the called
- *                                                    service (RED destination_service, the
- *                                                    service graph's server node)
+ *                                                    -> ALOG_DESTINATION_SERVICE, ":port" cut:
+ *                                                    the called service (RED
+ *                                                    destination_service, the service graph's
+ *                                                    server node); without them, for an
+ *                                                    "outbound|" record, the service of
+ *                                                    upstream_cluster's host ("reviews")
  *   response_flags "--"                              HAProxy's normal termination state, stored
  *                                                    as "-"; any other value marks a failure
  *   response_code bytes_received bytes_sent duration   integers, as JSON numbers or digit

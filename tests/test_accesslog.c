@@ -263,6 +263,16 @@ static void test_bad_lines(void **state)
          "invalid JSON"}, /* NUL in a string: refused by the parser */
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"user_agent\":\"\xff\"}", 0, 0, 1,
          "invalid JSON"}, /* invalid UTF-8 */
+        /* numbers longer than the scanner's stack copy (found by fuzz_accesslog) */
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "2222222222222222222222222222253950e22222222222222122222222222222222}",
+         0, 0, 1, "line 1: invalid JSON"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "1.00000000000000000000000000000000000000000000000000000000000000000001e-5}",
+         0, 1, 0, NULL},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "100000000000000000000000000000000000000000000000000000000000000000000e300}",
+         0, 0, 1, "line 1: invalid JSON"},
         {"[{\"start_time\":\"2026-01-01T00:00:00Z\"},5,{\"x\":1}]", 0, 1, 2,
          "record 2: not a JSON object"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"a\":1}\n{\"start_time\":\"x\"}\n"
@@ -390,7 +400,7 @@ static void test_nginx_haproxy(void **state)
          512, "edge-nginx", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
          ALOG_DIRECTION_OUTBOUND, true, false},
         {"nginx.ndjson", 1, "edge-nginx", 0, UINT64_C(1795766402000000000), 502, 7, 6, 300, 150,
-         "edge-nginx", "payments:9000", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
+         "edge-nginx", "payments", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
          ALOG_DIRECTION_OUTBOUND, false, true},
         /* served by nginx itself: no upstream, direction unknown unless the transport says */
         {"nginx.ndjson", 2, "edge-nginx", 0, UINT64_C(1795766403000000000), 304, 0, -1, 90, 180,
@@ -718,6 +728,68 @@ static void test_store_retention(void **state)
     span_batch_destroy(young);
 }
 
+/* Records feed the service-graph rollups (/api/graph, /api/dependencies) as RED counts them. */
+static void test_store_graph(void **state)
+{
+    struct sfix *f = *state;
+    static const struct {
+        const char *fixture, *service;
+    } in[] = {{"istio_default.ndjson", NULL}, {"nginx.ndjson", "edge-nginx"}, {"haproxy.ndjson", NULL}};
+    struct span_batch *b[3];
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", in[i].fixture, &len);
+        struct alog_defaults d = {in[i].service, ALOG_DIRECTION_UNKNOWN};
+        char err[256];
+        b[i] = span_batch_create();
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b[i], err,
+                                                  sizeof err),
+                         0);
+        assert_int_equal(b[i]->rejected, 0);
+        free(body);
+    }
+    /* Two write calls: the rollup rows of the second merge into the first's. */
+    assert_int_equal(store_put_batches(f->st, b, 2), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 3600 * SEC, T0 + 3600 * SEC, NULL, &g), 0);
+    static const struct {
+        const char *client, *server, *conn;
+        uint64_t requests, errors;
+    } want[] = {
+        {"edge-nginx", "backend", "", 1, 0},
+        {"edge-nginx", "payments", "", 1, 1},
+        {"fe_web", "be_app", "", 4, 2},
+        {"unknown_service", "reviews", "", 1, 0},
+        {"unknown", "reviews", "virtual_node", 1, 1},
+    };
+    assert_int_equal(g->n_edges, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        bool found = false;
+        for (size_t e = 0; e < g->n_edges && !found; e++) {
+            const struct graph_edge *x = &g->edges[e];
+            if (strcmp(g->nodes[x->source].name, want[i].client) ||
+                strcmp(g->nodes[x->target].name, want[i].server))
+                continue;
+            found = true;
+            assert_string_equal(x->connection_type, want[i].conn);
+            if (x->red.requests != want[i].requests || x->red.errors != want[i].errors)
+                fail_msg("%s -> %s: %llu requests %llu errors", want[i].client, want[i].server,
+                         (unsigned long long)x->red.requests, (unsigned long long)x->red.errors);
+        }
+        if (!found) fail_msg("no edge %s -> %s", want[i].client, want[i].server);
+    }
+    /* fe_web -> be_app: 35 ms and 5002 ms, twice each: p50 within the rollup's ~19%. */
+    for (size_t e = 0; e < g->n_edges; e++)
+        if (!strcmp(g->nodes[g->edges[e].source].name, "fe_web")) {
+            assert_true(g->edges[e].red.p50_ms > 28 && g->edges[e].red.p50_ms < 42);
+            assert_true(g->edges[e].red.p99_ms > 4000);
+        }
+    store_free_graph(g);
+    for (size_t i = 0; i < 3; i++) span_batch_destroy(b[i]);
+}
+
 static int64_t sql_int(const char *path, const char *sql)
 {
     sqlite3 *db;
@@ -729,6 +801,92 @@ static int64_t sql_int(const char *path, const char *sql)
     sqlite3_finalize(s);
     sqlite3_close(db);
     return n;
+}
+
+/* n nginx-like lines, record i's request id and path carrying i (every line distinct). */
+static char *dict_lines(int first, int n, size_t *len)
+{
+    size_t cap = (size_t)n * 700 + 1, o = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = first; i < first + n; i++)
+        o += (size_t)snprintf(
+            body + o, cap - o,
+            "{\"msec\":\"1795766401.%03d\",\"request_time\":\"0.%03d\",\"method\":\"GET\","
+            "\"path\":\"/api/items/%d?page=%d\",\"protocol\":\"HTTP/1.1\",\"response_code\":"
+            "\"%d\",\"bytes_received\":\"%d\",\"bytes_sent\":\"%d\",\"upstream_name\":\"%s\","
+            "\"upstream_host\":\"10.0.%d.%d:8080\",\"request_id\":\"%08x%08x\",\"user_agent\":"
+            "\"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0\",\"authority\":\"shop.example\"}\n",
+            i % 1000, i % 400, i, i % 7, i % 50 ? 200 : 503, 100 + i % 300, 1000 + i * 7 % 5000,
+            i % 3 ? "backend" : "payments", i % 4, i % 250, (unsigned)i * 2654435761u,
+            (unsigned)i);
+    *len = o;
+    return body;
+}
+
+static void put_dict_lines(struct store *st, int first, int n)
+{
+    size_t len;
+    char *body = dict_lines(first, n, &len);
+    struct alog_defaults d = {"edge", ALOG_DIRECTION_UNKNOWN};
+    struct span_batch *b = span_batch_create();
+    char err[256];
+    assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b, err,
+                                              sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, (uint32_t)n);
+    assert_int_equal(store_put_batches(st, &b, 1), 0);
+    span_batch_destroy(b);
+    free(body);
+}
+
+/* Every stored line of service "edge" reads back verbatim (records compressed before and after
+ * the access-log dictionary, and after a reopen). */
+static void check_dict_lines(struct store *st, int n)
+{
+    size_t len;
+    char *want = dict_lines(0, n, &len);
+    struct log_query q = {.service = "edge", .limit = 10000};
+    struct span_batch *out;
+    assert_int_equal(store_find_logs(st, &q, &out), 0);
+    assert_int_equal(out->n_logs, (uint32_t)n);
+    for (uint32_t i = 0; i < out->n_logs; i++) {
+        const struct mstr *raw = &out->logs[i].str[ALOG_RAW];
+        char *hit = strstr(want, raw->ptr); /* newest first: find each line in the set */
+        if (!hit || hit[raw->len] != '\n') fail_msg("line not stored verbatim: %s", raw->ptr);
+    }
+    span_batch_destroy(out);
+    free(want);
+}
+
+/* Access-log records get their own zstd dictionary after the first 2,000; both kinds of row
+ * read back, the dictionary survives a reopen (no second one), span chunks ignore it. */
+static void test_store_log_dict(void **state)
+{
+    struct sfix *f = *state;
+    const char *count = "SELECT count(*) FROM dicts WHERE id BETWEEN 1280245760 AND 1280311295";
+    put_dict_lines(f->st, 0, 1000);
+    put_dict_lines(f->st, 1000, 900);
+    assert_int_equal(sql_int(f->path, count), 0);
+    put_dict_lines(f->st, 1900, 300); /* the 2,000th sample: trained after this commit */
+    assert_int_equal(sql_int(f->path, count), 1);
+    put_dict_lines(f->st, 2200, 300);
+    check_dict_lines(f->st, 2500);
+    /* Compressed with the dictionary: far smaller than the first rows. */
+    int64_t early = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                     "access_logs ORDER BY id LIMIT 300)");
+    int64_t late = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                    "access_logs ORDER BY id DESC LIMIT 300)");
+    if (late * 2 > early) fail_msg("dictionary rows %lld bytes, plain %lld", (long long)late,
+                                   (long long)early);
+    store_close(f->st);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    put_dict_lines(f->st, 2500, 100);
+    check_dict_lines(f->st, 2600);
+    assert_int_equal(sql_int(f->path, count), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM dicts"), 1);
 }
 
 /* A v2 file (this build's schema without access_logs) migrates to v3 and keeps its spans. */
@@ -922,12 +1080,37 @@ static void test_red_logs(void **state)
     const char *p = strstr(out, "istio_response_bytes_sum{reporter=\"source\"");
     const char *line_end = strchr(p, '\n');
     assert_true(line_end - p > 5 && memcmp(line_end - 4, " 295", 4) == 0);
-    /* Records feed neither span metrics nor the service graph. */
+    /* Records feed the service graph (outbound: service -> destination; inbound: "unknown" ->
+     * service), not span metrics. */
     assert_null(strstr(out, "traces_spanmetrics_calls_total{"));
-    assert_null(strstr(out, "traces_service_graph_request_total{"));
+    static const char *const graph[] = {
+        "traces_service_graph_request_total{client=\"unknown_service\",server=\"reviews\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        /* the outbound record's 12 ms as the client side, the inbound ones' as the server's */
+        "traces_service_graph_request_client_seconds_count{client=\"unknown_service\","
+        "server=\"reviews\",connection_type=\"\"} 1\n",
+        "traces_service_graph_request_server_seconds_count{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+    };
+    for (size_t i = 0; i < sizeof graph / sizeof graph[0]; i++)
+        if (!strstr(out, graph[i])) fail_msg("missing: %s", graph[i]);
+    assert_non_null(strstr(out, "traces_service_graph_request_failed_total{client=\"unknown_service\","
+                                "server=\"reviews\",connection_type=\"\"} 0\n"));
     free(out);
     free(body);
     red_destroy(r);
+}
+
+static int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, strlen(prefix)) == 0) n++;
+    return n;
 }
 
 /* nginx / HAProxy records: the proxy's service -> upstream_name / backend_name. */
@@ -961,9 +1144,20 @@ static void test_red_nginx_haproxy(void **state)
         "reporter=\"source\",source_workload=\"fe_web\"",
         "destination_service=\"be_app\"",
         "response_code=\"503\",grpc_response_status=\"\",response_flags=\"sC\"",
+        /* the service graph: the proxy -> its upstream */
+        "traces_service_graph_request_total{client=\"edge-nginx\",server=\"backend\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_failed_total{client=\"edge-nginx\",server=\"payments\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 1\n",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        if (!strstr(out, want[i])) fail_msg("missing: %s\n%s", want[i], out);
+        if (!strstr(out, want[i])) fail_msg("missing: %s", want[i]);
+    /* The record nginx served itself (no upstream) is no edge. */
+    assert_int_equal(count_lines(out, "traces_service_graph_request_total{"), 3);
     free(out);
     red_destroy(r);
 }
@@ -987,6 +1181,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_retention, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_graph, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_log_dict, sfix_setup, sfix_teardown),
         cmocka_unit_test(test_red_logs),
         cmocka_unit_test(test_red_nginx_haproxy),
     };
