@@ -811,7 +811,8 @@ static struct mstr cut_port(struct mstr m)
 
 /* Derived fields: direction, the destination service and, when no field named it, the
  * reporting service. */
-static int derive(struct line_ctx *c, struct access_log *l)
+static int derive_in(struct arena *a, const struct alog_defaults *d, struct mstr frontend,
+                     struct access_log *l)
 {
     const struct mstr *cl = &l->str[ALOG_UPSTREAM_CLUSTER];
     struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
@@ -820,8 +821,8 @@ static int derive(struct line_ctx *c, struct access_log *l)
     else if (has_prefix(cl, "outbound|") || has_prefix(cl, "PassthroughCluster") ||
              has_prefix(cl, "BlackHoleCluster"))
         l->direction = ALOG_DIRECTION_OUTBOUND;
-    else if (c->d->direction != ALOG_DIRECTION_UNKNOWN)
-        l->direction = c->d->direction;
+    else if (d->direction != ALOG_DIRECTION_UNKNOWN)
+        l->direction = d->direction;
     else if (dst->ptr)
         l->direction = ALOG_DIRECTION_OUTBOUND; /* nginx / HAProxy: the proxy calls upstream */
     if (dst->ptr) {
@@ -831,7 +832,7 @@ static int derive(struct line_ctx *c, struct access_log *l)
     } else if (has_prefix(cl, "outbound|")) {
         struct mstr svc = cluster_service(cl);
         if (svc.ptr) {
-            char *copy = arena_strndup(c->b->arena, svc.ptr, svc.len);
+            char *copy = arena_strndup(a, svc.ptr, svc.len);
             if (!copy) return -ENOMEM;
             *dst = (struct mstr){copy, svc.len};
         }
@@ -839,10 +840,10 @@ static int derive(struct line_ctx *c, struct access_log *l)
     if (!l->str[ALOG_RESPONSE_FLAGS].ptr) l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"-", 1};
     if (l->str[ALOG_SERVICE].ptr && l->str[ALOG_SERVICE].len) return 0;
     struct mstr svc = {NULL, 0};
-    if (c->d->service && c->d->service[0]) {
-        svc = (struct mstr){c->d->service, (uint32_t)strlen(c->d->service)};
-    } else if (c->frontend.ptr) {
-        svc = c->frontend;
+    if (d->service && d->service[0]) {
+        svc = (struct mstr){d->service, (uint32_t)strlen(d->service)};
+    } else if (frontend.ptr) {
+        svc = frontend;
     } else if (l->direction == ALOG_DIRECTION_INBOUND) {
         svc = l->str[ALOG_DESTINATION_WORKLOAD];
         if (!svc.ptr) svc = cluster_service(cl);
@@ -852,12 +853,57 @@ static int derive(struct line_ctx *c, struct access_log *l)
         svc = l->str[ALOG_SOURCE_WORKLOAD];
     }
     if (!svc.ptr || !svc.len) svc = (struct mstr){"unknown_service", 15};
-    char *copy = arena_strndup(c->b->arena, svc.ptr, svc.len);
+    char *copy = arena_strndup(a, svc.ptr, svc.len);
     if (!copy) return -ENOMEM;
     l->str[ALOG_SERVICE] = (struct mstr){copy, svc.len};
     return 0;
 }
 
+
+int accesslog_derive(struct arena *a, struct access_log *l)
+{
+    static const struct alog_defaults none;
+    return derive_in(a, &none, (struct mstr){NULL, 0}, l);
+}
+
+int accesslog_set_field(struct arena *a, struct access_log *l, const char *key, const char *val,
+                        size_t len)
+{
+    pthread_once(&keys_once, keys_init);
+    int k = key_index(key, strlen(key));
+    if (k < 0) return 0;
+    if (k < K_MSEC) {
+        struct mstr *slot = &l->str[str_fields[k].slot];
+        bool keep_dash = str_fields[k].slot == ALOG_RESPONSE_FLAGS;
+        if (slot->ptr || len == 0 || (is_dash(val, len) && !keep_dash)) return 1;
+        return decode_copy_utf8(a, val, len, slot) ? -ENOMEM : 1;
+    }
+    int64_t *num = NULL, max = INT64_MAX / 2;
+    switch (k) {
+    case K_RESPONSE_CODE: num = &l->response_code, max = 999; break;
+    case K_BYTES_RECEIVED: num = &l->bytes_received; break;
+    case K_BYTES_SENT: num = &l->bytes_sent; break;
+    case K_DURATION: num = &l->duration_ms; break;
+    case K_UPSTREAM_SERVICE_TIME: num = &l->upstream_service_time_ms; break;
+    case K_TRACEPARENT:
+        /* version "-" 32 hex "-" 16 hex "-" 2 hex; a malformed one leaves the ids absent */
+        if (!l->has_trace_id && len >= 55 && val[2] == '-' && val[35] == '-' && val[52] == '-' &&
+            parse_hex(val + 3, 32, l->trace_id, 16)) {
+            l->has_trace_id = true;
+            l->has_span_id = parse_hex(val + 36, 16, l->span_id, 8);
+            if (!l->has_span_id) memset(l->span_id, 0, 8);
+        }
+        return 1;
+    default:
+        return 0;
+    }
+    if (*num >= 0 || len == 0 || len > 18) return 1;
+    int64_t n = 0;
+    for (size_t i = 0; i < len && n >= 0; i++)
+        n = val[i] >= '0' && val[i] <= '9' ? n * 10 + (val[i] - '0') : -1;
+    if (n >= 0 && n <= max) *num = n;
+    return 1;
+}
 
 /* One record from its fields. raw/raw_len: its JSON text (valid UTF-8). Returns 0 (added),
  * DECODE_REFUSE (c->why) or -ENOMEM. */
@@ -927,7 +973,7 @@ static int add_record(struct line_ctx *c, const struct fields *f, const char *ra
     if (!rc && l->upstream_service_time_ms < 0)
         rc = get_seconds(c, f, K_UPSTREAM_RESPONSE_TIME, false, &l->upstream_service_time_ms);
     if (!rc) trace_context(f, l);
-    if (!rc) rc = derive(c, l);
+    if (!rc) rc = derive_in(c->b->arena, c->d, c->frontend, l);
     if (!rc) {
         char *p = arena_strndup(c->b->arena, raw, raw_len);
         if (!p) rc = -ENOMEM;

@@ -5,6 +5,7 @@
  * waits for its commit), let those answers go out, stop the listeners, close the database, free.
  */
 #include "collector_int.h"
+#include "otel_metrics.h"
 #include "red.h"
 #include "syslog.h"
 
@@ -52,6 +53,7 @@ static char *read_file(const char *path)
  *   sqlite       writer page cache 64 MiB, 2 MiB per read connection, WAL index: 8 MiB
  *   red          ~2.5 KiB per label set, --metrics-series-limit per family group (4 groups),
  *                plus the service-graph pending store (100k x 0.4 KiB)
+ *   otlp metrics --metrics-series-limit series in all, each at most OTEL_METRICS_SERIES_BYTES
  *   base         code, thread stacks, allocator slack: 64 MiB
  */
 static uint64_t memory_bound(const struct options *o)
@@ -74,7 +76,8 @@ static uint64_t memory_bound(const struct options *o)
         n_syslog = 0;
     uint64_t syslog = n_syslog * ((uint64_t)SYSLOG_MAX_CONNECTIONS * (SYSLOG_MAX_MESSAGE + 32) +
                                   SYSLOG_MAX_MESSAGE);
-    return queue + bodies + decoding + sqlite + red + syslog + 64 * MiB;
+    uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
+    return queue + bodies + decoding + sqlite + red + otlp_metrics + syslog + 64 * MiB;
 }
 
 int main(int argc, char **argv)
@@ -108,6 +111,7 @@ int main(int argc, char **argv)
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
+    struct otel_metrics *metrics = NULL;
     struct syslog_server *syslog = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
@@ -131,8 +135,12 @@ int main(int argc, char **argv)
             (unsigned long long)(memory_bound(&opts) >> 20));
     struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
     if (!(red = red_create(&ro))) goto out;
+    struct otel_metrics_options mo = {.max_series = (uint64_t)opts.metrics_series_limit,
+                                      .expiry_ns = opts.metrics_expiry_us * 1000};
+    if (!(metrics = otel_metrics_create(&mo))) goto out;
     struct http_context ctx = {.opts = &opts,
                                .red = red,
+                               .metrics = metrics,
                                .observe = red_observe_batch,
                                .observe_arg = red,
                                .queue = queue,
@@ -180,6 +188,7 @@ out:
     ingest_queue_destroy(queue);
     store_close(store);
     red_destroy(red); /* after the listeners: no HTTP thread observes or renders any more */
+    otel_metrics_destroy(metrics);
     auth_free(auth);
     free(tls_cert);
     if (tls_key) explicit_bzero(tls_key, strlen(tls_key));

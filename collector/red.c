@@ -815,9 +815,12 @@ void red_observe_batch(void *arg, const struct span_batch *b)
      * an inbound record on "unknown" -> its service (a virtual node: the caller is not in the
      * record), any other on its service -> its destination service when it has one (none:
      * nothing was called, no edge). No span metrics. A request that a proxy both traces and
-     * logs is counted by each: send one or the other per proxy (README "Access logs"). */
+     * logs is counted by each: send one or the other per proxy (README "Access logs").
+     * A record without a response code reports no request (an application log from POST
+     * /v1/logs, otlp_logs.c): it is stored, never counted. */
     for (uint32_t i = 0; i < b->n_logs; i++) {
         const struct access_log *l = &b->logs[i];
+        if (l->response_code < 0) continue;
         struct half *h = red_half_from_log(l, &scratch);
         bool server = h->kind == SPAN_KIND_SERVER;
         record_istio(r, h, server ? NULL : h, server ? h : NULL);
