@@ -350,19 +350,13 @@ static int scan_number(struct scan *sc, struct jval *out)
     }
     sc->p = p;
     if (real) {
-        char tmp[64];
+        char tmp[64], *t = tmp;
         size_t n = (size_t)(p - start);
-        double d;
-        if (n < sizeof tmp) {
-            memcpy(tmp, start, n);
-            tmp[n] = '\0';
-            d = strtod(tmp, NULL);
-        } else {
-            d = 1.0; /* a long mantissa: finite unless its exponent is huge (checked below) */
-            const unsigned char *e = start;
-            while (e < p && *e != 'e' && *e != 'E') e++;
-            if (e < p && strtol((const char *)e + 1, NULL, 10) > 300) d = INFINITY;
-        }
+        if (n >= sizeof tmp && !(t = malloc(n + 1))) return -ENOMEM; /* a long one: rare */
+        memcpy(t, start, n);
+        t[n] = '\0';
+        double d = strtod(t, NULL);
+        if (t != tmp) free(t);
         if (!isfinite(d)) return scan_fail(sc, "real number overflow");
         if (out) {
             out->type = V_REAL;

@@ -67,7 +67,6 @@ static uint64_t memory_bound(const struct options *o)
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
-    uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
     /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
      * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
     struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
@@ -77,6 +76,7 @@ static uint64_t memory_bound(const struct options *o)
         n_syslog = 0;
     uint64_t syslog = n_syslog * ((uint64_t)SYSLOG_MAX_CONNECTIONS * (SYSLOG_MAX_MESSAGE + 32) +
                                   SYSLOG_MAX_MESSAGE);
+    uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
     return queue + bodies + decoding + sqlite + red + otlp_metrics + syslog + 64 * MiB;
 }
 

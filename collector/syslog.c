@@ -460,8 +460,9 @@ static int bind_listener(struct listener *l)
         close(l->tcp_fd);
         close(l->udp_fd);
     }
-    log_msg(LOG_ERROR, "syslog: cannot bind %s (udp+tcp): %s", l->spec.addr, strerror(errno));
-    return -errno;
+    int err = errno ? errno : EINVAL;
+    log_msg(LOG_ERROR, "syslog: cannot bind %s (udp+tcp): %s", l->spec.addr, strerror(err));
+    return -err;
 }
 
 struct syslog_server *syslog_start(const char *spec, struct ingest_queue *q,

@@ -254,6 +254,16 @@ static void test_bad_lines(void **state)
          "invalid JSON"}, /* NUL in a string: refused by the parser */
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"user_agent\":\"\xff\"}", 0, 0, 1,
          "invalid JSON"}, /* invalid UTF-8 */
+        /* numbers longer than the scanner's stack copy (found by fuzz_accesslog) */
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "2222222222222222222222222222253950e22222222222222122222222222222222}",
+         0, 0, 1, "line 1: invalid JSON"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "1.00000000000000000000000000000000000000000000000000000000000000000001e-5}",
+         0, 1, 0, NULL},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "100000000000000000000000000000000000000000000000000000000000000000000e300}",
+         0, 0, 1, "line 1: invalid JSON"},
         {"[{\"start_time\":\"2026-01-01T00:00:00Z\"},5,{\"x\":1}]", 0, 1, 2,
          "record 2: not a JSON object"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"a\":1}\n{\"start_time\":\"x\"}\n"

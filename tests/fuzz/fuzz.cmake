@@ -1,4 +1,5 @@
-# libFuzzer targets for the OTLP (traces, logs, metrics), Zipkin and access-log decoders and the syslog parsers.
+# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders and the syslog
+# parsers.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -24,9 +25,9 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${PROJECT_SOURCE_DIR}/collector/accesslog.c
+    ${PROJECT_SOURCE_DIR}/collector/syslog_parse.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_logs.c
     ${PROJECT_SOURCE_DIR}/query/json_out.c
-    ${PROJECT_SOURCE_DIR}/collector/syslog_parse.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
     ${PROJECT_SOURCE_DIR}/collector/decode.c
     # OTLP metrics: decoders and store (whose text buffer is red_render.c's, hence RED's files)

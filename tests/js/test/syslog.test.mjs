@@ -9,6 +9,8 @@
  * 3. The bad-input table: each bad frame is refused with its reason counted in
  *    meshscope_syslog_rejected_total, and the good messages after it are stored; the daemon keeps
  *    serving.
+ * 4. Backpressure: a TCP burst into a 1 MiB ingest queue is stored whole (TCP waits, never drops).
+ * 5. --syslog validation, a taken port, and the idle timeout (an incomplete frame is truncated).
  * Two listeners: one with service=edge (nginx-style records), one without (HAProxy records name
  * their service through frontend_name).
  */
@@ -277,6 +279,18 @@ test('--syslog values are checked at start', async () => {
     assert.equal(r.code, 2, `--syslog '${bad}': exit ${r.code}, ${r.stderr}`);
     assert.match(r.stderr, /--syslog/);
   }
+  /* A taken port fails the start (exit 1), naming the address. */
+  const { createServer } = await import('node:net');
+  const srv = createServer();
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  const addr = `127.0.0.1:${srv.address().port}`;
+  try {
+    const r = await runBinary(['--syslog', addr, '--db', `${d.dir}/taken.db`, '--http', 'off', '--otlp-http', 'off', '--zipkin', 'off']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`syslog: cannot bind ${addr}`));
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
 });
 
 test('backpressure: a TCP burst into a 1 MiB queue is stored whole, nothing dropped', async (t) => {
@@ -312,5 +326,33 @@ test('backpressure: a TCP burst into a 1 MiB queue is stored whole, nothing drop
     await small.stop();
   } finally {
     await small.cleanup();
+  }
+});
+
+test('idle timeout: a silent connection is closed, its incomplete frame counted as truncated', async () => {
+  const idle = await startDaemon({ logLevel: 'info', args: ['--syslog', '127.0.0.1:0', '--idle-timeout', '1s'] });
+  try {
+    const port = Number(/syslog: listening on \S+ \(port (\d+)/.exec(idle.stderr())[1]);
+    const id = newId('idle');
+    const closed = new Promise((resolve, reject) => {
+      const s = connect({ host: '127.0.0.1', port }, () => {
+        s.write(octet(rfc5424(nginxLine(id)))); /* one whole frame, then half of one */
+        s.write('300 <190>1 - h nginx - - - {"start_time"');
+      });
+      s.on('error', reject);
+      s.on('close', resolve); /* the server closes it: this test never ends the socket */
+      s.resume();
+    });
+    await closed;
+    const m = await poll('the truncated count', async () => {
+      const text = (await request(`${idle.httpUrl}/metrics`)).body.toString('utf8');
+      return metric(text, 'meshscope_syslog_rejected_total', ['reason="truncated"']) === 1 ? text : null;
+    });
+    assert.equal(metric(m, 'meshscope_syslog_connections'), 0);
+    const logs = await getJson(`${idle.httpUrl}/api/logs?limit=10`);
+    assert.deepEqual(logs.data.map((r) => r.request_id), [id], 'the whole frame before it is stored');
+    await idle.stop();
+  } finally {
+    await idle.cleanup();
   }
 });
