@@ -427,6 +427,45 @@ static void test_decode_json(void **state)
     }
 }
 
+/* Non-string attribute values become label text as the attribute specification writes them. */
+static void test_attribute_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value_json, *want;
+    } cases[] = {
+        {"{\"stringValue\":\"a\\\"b\"}", "a\"b"},
+        {"{\"intValue\":\"-42\"}", "-42"},
+        {"{\"doubleValue\":0.1}", "0.1"},
+        {"{\"doubleValue\":\"NaN\"}", "NaN"},
+        {"{\"boolValue\":false}", "false"},
+        {"{\"bytesValue\":\"AQID\"}", "AQID"},
+        {"{\"arrayValue\":{\"values\":[{\"intValue\":1},{\"stringValue\":\"x\"},{\"bytesValue\":\"/w==\"}]}}",
+         "[1,\"x\",\"/w==\"]"},
+        {"{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":{\"boolValue\":true}}]}}",
+         "{\"k\":true}"},
+        {"{}", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"name\":\"g\","
+                 "\"gauge\":{\"dataPoints\":[{\"asInt\":1,\"attributes\":[{\"key\":\"a\","
+                 "\"value\":%s}]}]}}]}]}]}",
+                 cases[i].value_json);
+        struct om_batch *b = om_batch_create();
+        char err[256] = "";
+        int rc = otlp_decode_metrics_json((const uint8_t *)body, strlen(body), NULL, b, err,
+                                          sizeof err);
+        if (rc || b->n_metrics != 1 || b->metrics[0].points[0].n_labels != 1)
+            fail_msg("%s: rc %d %s", cases[i].value_json, rc, err);
+        const char *got = b->metrics[0].points[0].labels[0].value;
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].value_json, got, cases[i].want);
+        om_batch_destroy(b);
+    }
+}
+
 static void test_decode_json_point_cap(void **state)
 {
     (void)state;
@@ -567,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_series_limit_and_expiry),
         cmocka_unit_test(test_concurrent_apply_and_render),
         cmocka_unit_test(test_decode_json),
+        cmocka_unit_test(test_attribute_values),
         cmocka_unit_test(test_decode_json_point_cap),
         cmocka_unit_test(test_decode_proto),
     };
