@@ -156,11 +156,13 @@ static void put_u64(struct buf *b, uint64_t v)
 /* A label value, escaped for both exposition formats: \ " and newline. */
 static void put_escaped(struct buf *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\') put(b, "\\\\", 2);
-        else if (*s == '"') put(b, "\\\"", 2);
-        else if (*s == '\n') put(b, "\\n", 2);
-        else put(b, s, 1);
+    for (;;) {
+        size_t run = strcspn(s, "\\\"\n"); /* copied in runs: escapes are rare */
+        put(b, s, run);
+        s += run;
+        if (!*s) return;
+        put(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+        s++;
     }
 }
 
@@ -193,6 +195,18 @@ static void terminate(char *out, size_t n, size_t o)
 
 size_t otel_metrics_label_key(const char *key, char *out, size_t n)
 {
+    /* Fast path: a key that is already a valid label name (most are) is copied as it is. */
+    size_t len = 0;
+    bool plain = !(key[0] >= '0' && key[0] <= '9');
+    for (; plain && key[len]; len++) {
+        char c = key[len];
+        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                (c == '_' && (len == 0 || key[len - 1] != '_'));
+    }
+    if (plain && len && len < n) {
+        memcpy(out, key, len + 1);
+        return len;
+    }
     size_t o = 0;
     append_sanitised(out, n, &o, key, strlen(key), false);
     if (o == 0) {
