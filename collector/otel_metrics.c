@@ -550,8 +550,10 @@ static int add_lab(struct scratch *sc, size_t *n, const char *key, const char *v
         sc->labs = l;
         sc->cap = cap;
     }
-    struct lab *l = &sc->labs[(*n)++];
-    otel_metrics_label_key(key, l->key, sizeof l->key);
+    struct lab *l = &sc->labs[*n];
+    /* A longer key would be cut, and two keys differing past the cut merged: refused. */
+    if (otel_metrics_label_key(key, l->key, sizeof l->key) >= sizeof l->key) return -E2BIG;
+    (*n)++;
     /* le and quantile belong to the exposition of histograms and summaries. */
     if ((type == OM_HISTOGRAM && strcmp(l->key, "le") == 0) ||
         (type == OM_SUMMARY && strcmp(l->key, "quantile") == 0)) {
@@ -845,8 +847,13 @@ static int apply_family(struct apply_ctx *a, const char *name, const struct om_m
         if (mt->scope && mt->scope->version && mt->scope->version[0] &&
             (rc = add_lab(&a->sc, &n, "otel_scope_version", mt->scope->version, mt->type)))
             break;
-        for (uint32_t k = 0; k < p->n_labels; k++)
-            if ((rc = add_lab(&a->sc, &n, p->labels[k].key, p->labels[k].value, mt->type))) break;
+        for (uint32_t k = 0; k < p->n_labels && !rc; k++)
+            rc = add_lab(&a->sc, &n, p->labels[k].key, p->labels[k].value, mt->type);
+        if (rc == -E2BIG) {
+            rc = 0;
+            refuse(a, OM_REJECT_INVALID, 1, "metric %s: a label name over 127 bytes", name);
+            continue;
+        }
         if (rc) break;
         label_text(&a->sc, n);
         if (a->sc.text.oom) {

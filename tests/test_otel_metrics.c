@@ -241,6 +241,25 @@ static void test_target_info_and_escaping(void **state)
     otel_metrics_destroy(m);
 }
 
+static void test_long_label_key_refused(void **state)
+{
+    (void)state;
+    struct otel_metrics *m = store(100, 0);
+    char key[200];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    struct om_label l[2] = {{key, "v"}, {"ok", "v"}};
+    struct om_point p[2] = {{.labels = l, .n_labels = 2, .value = 1},
+                            {.labels = l + 1, .n_labels = 1, .value = 2}};
+    struct om_metric mt = {.name = "g", .type = OM_GAUGE, .points = p, .n_points = 2};
+    struct om_result r;
+    assert_int_equal(otel_metrics_apply(m, &mt, 1, &r), 0);
+    assert_int_equal(r.accepted, 1);
+    assert_int_equal(r.rejected, 1);
+    assert_non_null(strstr(r.reason, "label name over 127 bytes"));
+    otel_metrics_destroy(m);
+}
+
 static void test_clash_and_conflict(void **state)
 {
     (void)state;
@@ -602,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_temporality),
         cmocka_unit_test(test_histogram_delta),
         cmocka_unit_test(test_target_info_and_escaping),
+        cmocka_unit_test(test_long_label_key_refused),
         cmocka_unit_test(test_clash_and_conflict),
         cmocka_unit_test(test_series_limit_and_expiry),
         cmocka_unit_test(test_concurrent_apply_and_render),
