@@ -221,35 +221,46 @@ stop_daemon
 run_daemon ""
 "$loadgen" --target "127.0.0.1:$otlp" --protocol accesslog-ndjson --logs-file "$work/nginx.log" \
   --spans-per-request 1000 --threads 4 --duration "$secs" --json >"$work/alog_nginx.json"
+# the daemon's CPU seconds (utime + stime) for the run: less sensitive to a shared machine
+alog_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$pid/stat")
 stop_daemon
 alog_stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select count(*) from access_logs' 2>/dev/null || echo -1)
 "$build/tests/bench_accesslog" "$alog_lines" nginx "$work/alog-inproc.db" >"$work/alog_inproc.txt" 2>/dev/null
 mkdir -p "$work/mtail-progs"
 cp "$(dirname "$0")/nginx.mtail" "$work/mtail-progs/"
 head -1 "$work/nginx.log" >"$work/nginx-one.log"
-python3 - "$work" "$results" "$alog_lines" "$alog_stored" <<'PYEOF'
-import json, re, subprocess, sys, time
+python3 - "$work" "$results" "$alog_lines" "$alog_stored" "$alog_cpu" <<'PYEOF'
+import json, re, resource, subprocess, sys, time
 work, out, n, stored = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+daemon_cpu = float(sys.argv[5])
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 def mtail(log):
+    c0 = cpu()
     t0 = time.monotonic()
     p = subprocess.run(['mtail', '--one_shot', '--one_shot_format', 'prometheus', '--progs',
                         f'{work}/mtail-progs', '--logs', log, '--logtostderr'],
                        capture_output=True, text=True, timeout=600)
     dt = time.monotonic() - t0
     counted = sum(float(l.split()[-1]) for l in p.stdout.splitlines() if l.startswith('nginx_requests_total{'))
-    return dt, int(counted)
-t1, _ = mtail(f'{work}/nginx-one.log')
-tn, counted = mtail(f'{work}/nginx.log')
+    return dt, int(counted), cpu() - c0
+t1, _, c1 = mtail(f'{work}/nginx-one.log')
+tn, counted, cn = mtail(f'{work}/nginx.log')
+mtail_cpu_us = (cn - c1) * 1e6 / n
 mtail_lps = n / max(tn - t1, 1e-6)
 envoy, nginx = (json.load(open(f'{work}/alog_{k}.json')) for k in ('envoy', 'nginx'))
 inproc = open(f'{work}/alog_inproc.txt').read()
 stage = {k: float(v) for k, v in re.findall(r'^(decode|red|store): (\d+) ns/line', inproc, re.M)}
 res = json.load(open(out))
 res['access_logs'] = {
-    'envoy_ndjson_committed': envoy, 'nginx_ndjson_committed': dict(nginx, lines_stored=stored),
+    'envoy_ndjson_committed': envoy,
+    'nginx_ndjson_committed': dict(nginx, lines_stored=stored, daemon_cpu_seconds=daemon_cpu,
+                                   daemon_cpu_us_per_line=round(daemon_cpu * 1e6 / max(nginx['spans_accepted'], 1), 2)),
     'in_process_ns_per_line': stage,
     'mtail': {'lines': n, 'seconds': round(tn, 3), 'startup_seconds': round(t1, 3),
-              'lines_per_second': round(mtail_lps), 'requests_counted': counted},
+              'lines_per_second': round(mtail_lps), 'requests_counted': counted,
+              'cpu_us_per_line': round(mtail_cpu_us, 2)},
     'meshscope_to_mtail_ratio': round(nginx['spans_per_second'] / mtail_lps, 2),
 }
 json.dump(res, open(out, 'w'), indent=1)
@@ -261,4 +272,5 @@ if stage:
     print(f"| in process, one thread: decode / RED / store, ns per nginx line | {stage.get('decode', 0):,.0f} / {stage.get('red', 0):,.0f} / {stage.get('store', 0):,.0f} |")
 print(f"| mtail {n:,} nginx lines (--one_shot, start-up {t1:.2f} s subtracted): lines/s | {mtail_lps:,.0f} ({counted:,} counted) |")
 print(f"| meshscope / mtail (nginx lines/s) | {res['access_logs']['meshscope_to_mtail_ratio']:.2f} |")
+print(f"| CPU per nginx line: meshscope daemon (HTTP, decode, RED, SQLite) / mtail | {res['access_logs']['nginx_ndjson_committed']['daemon_cpu_us_per_line']:.1f} / {mtail_cpu_us:.1f} µs |")
 PYEOF
