@@ -11,11 +11,9 @@
  *   read and counted as dropped.
  * - Messages decode (accesslog_decode_json_ex) straight into one pending span batch, pushed with
  *   ingest_queue_push_observed (RED aggregation, as the HTTP threads do) once it holds
- *   FLUSH_MESSAGES messages or flush_bytes (FLUSH_BYTES, at most a quarter of the queue), or
- *   FLUSH_US after its first message. A refused push keeps the batch and is retried every
- *   RETRY_MS; meanwhile no TCP frame is decoded (a connection with frames left in its buffer is
- *   marked stalled and resumed first once the push succeeds), so the batch outgrows flush_bytes
- *   by one message at most and always fits an empty queue.
+ *   FLUSH_MESSAGES messages or FLUSH_BYTES bytes, or FLUSH_US after its first message. A refused
+ *   push keeps the batch (it only grows by what the current epoll round already read: at most
+ *   MAX_EVENTS buffers) and is retried every RETRY_MS.
  * - Threads: this thread only, beside syslog_start/syslog_stop on the main thread (which touch
  *   the server before the thread starts and after it is joined). Shared state: the queue and
  *   the self_metrics atomics.
@@ -71,7 +69,6 @@ struct conn {
     size_t len, cap;
     struct syslog_framer fr;
     int64_t last_us;
-    bool stalled; /* complete frames left in buf when the queue refused the batch */
     struct conn *prev, *next;
 };
 
@@ -94,8 +91,7 @@ struct syslog_server {
     uint64_t pending_msgs[SYSLOG_TRANSPORT_COUNT];
     uint64_t pending_rejects; /* refusals since the batch was started (their reasons in it) */
     int64_t pending_since_us;
-    bool blocked;       /* the queue refused the pending batch: TCP set out of the epoll set */
-    size_t flush_bytes; /* FLUSH_BYTES, or a quarter of the queue when that is smaller */
+    bool blocked; /* the queue refused the pending batch: TCP set out of the epoll set */
 };
 
 static int64_t mono_us(void)
@@ -139,20 +135,32 @@ static void set_blocked(struct syslog_server *s, bool blocked)
     }
 }
 
-/* Pushes the pending batch. Returns 0 (pushed or nothing to push) or -EBUSY (kept, blocked). */
+/* The pending batch's flush size: FLUSH_BYTES, or a quarter of the queue's byte bound when that
+ * is smaller, so that a batch (which grows past it by at most one connection buffer's records
+ * before the push) always fits into an empty queue. */
+static size_t flush_bytes(const struct syslog_server *s)
+{
+    size_t quarter = ingest_queue_capacity_bytes(s->q) / 4;
+    return quarter < FLUSH_BYTES ? quarter : FLUSH_BYTES;
+}
+
+/* Pushes the pending batch. Returns 0 (pushed, dropped or nothing to push) or -EBUSY (kept,
+ * blocked). A batch larger than the whole queue could never be pushed: it is dropped (counted)
+ * rather than blocking TCP forever. */
 static int flush(struct syslog_server *s)
 {
     if (!s->pending || pending_total(s) == 0) {
         set_blocked(s, false);
         return 0;
     }
-    int rc = -EPIPE;
-    /* A batch the queue could never take (it only outgrows flush_bytes by one message, so
-     * this takes a queue far smaller than the messages) is dropped rather than waited for. */
-    if (span_batch_bytes(s->pending) <= ingest_queue_capacity_bytes(s->q))
-        rc = ingest_queue_push_observed(s->q, s->pending, s->observe, s->observe_arg);
-    else
-        log_ratelimited(LOG_WARN, "syslog-big", "syslog: batch larger than the queue, dropped");
+    int rc = span_batch_bytes(s->pending) > ingest_queue_capacity_bytes(s->q)
+                 ? -E2BIG
+                 : ingest_queue_push_observed(s->q, s->pending, s->observe, s->observe_arg);
+    if (rc == -E2BIG)
+        log_ratelimited(LOG_WARN, "syslog-huge",
+                        "syslog: a batch of %zu bytes exceeds the whole ingest queue "
+                        "(--queue-size): dropped",
+                        span_batch_bytes(s->pending));
     if (rc == -EBUSY) {
         set_blocked(s, true);
         return -EBUSY;
@@ -203,7 +211,7 @@ static void handle_message(struct syslog_server *s, struct listener *l, enum sys
     }
     if (pending_total(s) == 0) s->pending_since_us = mono_us();
     s->pending_msgs[t]++;
-    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= s->flush_bytes)
+    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= flush_bytes(s))
         flush(s);
 }
 
@@ -243,12 +251,9 @@ static void conn_close(struct syslog_server *s, struct conn *c)
     free(c);
 }
 
-static void conn_process(struct syslog_server *s, struct conn *c, bool force);
-
 /* The end of a connection's stream (EOF, error or idle timeout): a last unterminated frame. */
 static void conn_finish(struct syslog_server *s, struct conn *c)
 {
-    if (c->buf) conn_process(s, c, true);
     const uint8_t *msg;
     size_t len;
     int r = syslog_frame_eof(&c->fr, c->buf, c->len, &msg, &len);
@@ -262,52 +267,8 @@ static void conn_finish(struct syslog_server *s, struct conn *c)
     conn_close(s, c);
 }
 
-/* Decodes the complete frames in c's buffer; stops (c->stalled) while the queue refuses the
- * batch, unless force (the connection ends: what it sent is decoded whatever the batch's size). */
-static void conn_process(struct syslog_server *s, struct conn *c, bool force)
-{
-    size_t off = 0;
-    c->stalled = false;
-    for (;;) {
-        if (s->blocked && !force) {
-            c->stalled = true;
-            break;
-        }
-        const uint8_t *msg;
-        size_t mlen, used;
-        enum syslog_frame r =
-            syslog_frame_next(&c->fr, c->buf + off, c->len - off, &msg, &mlen, &used);
-        off += used;
-        if (r == SYSLOG_FRAME_MORE) break;
-        if (r == SYSLOG_FRAME_MESSAGE)
-            handle_message(s, c->src.l, SYSLOG_TCP, msg, mlen);
-        else if (r == SYSLOG_FRAME_BAD_LENGTH)
-            reject(c->src.l, SYSLOG_TCP, SYSLOG_REJECT_BAD_LENGTH,
-                   "octet count is not a number followed by a space");
-        else
-            reject(c->src.l, SYSLOG_TCP, SYSLOG_REJECT_TOO_LARGE, "frame too large");
-    }
-    if (!c->buf) return;
-    memmove(c->buf, c->buf + off, c->len - off);
-    c->len -= off;
-    if (c->len == 0 && c->cap > CONN_BUF_MIN) { /* give a burst's buffer back */
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
-}
-
 static void conn_read(struct syslog_server *s, struct conn *c)
 {
-    /* Paused (the queue is full), or frames left from the last pause: those first. */
-    if (s->blocked) {
-        c->stalled = c->stalled || c->len > 0;
-        return;
-    }
-    if (c->stalled) {
-        conn_process(s, c, false);
-        if (c->stalled) return;
-    }
     const size_t cap_max = SYSLOG_MAX_MESSAGE + 32;
     if (c->len == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : CONN_BUF_MIN;
@@ -329,7 +290,29 @@ static void conn_read(struct syslog_server *s, struct conn *c)
     }
     c->len += (size_t)n;
     c->last_us = mono_us();
-    conn_process(s, c, false);
+    size_t off = 0;
+    for (;;) {
+        const uint8_t *msg;
+        size_t mlen, used;
+        enum syslog_frame r =
+            syslog_frame_next(&c->fr, c->buf + off, c->len - off, &msg, &mlen, &used);
+        off += used;
+        if (r == SYSLOG_FRAME_MORE) break;
+        if (r == SYSLOG_FRAME_MESSAGE)
+            handle_message(s, c->src.l, SYSLOG_TCP, msg, mlen);
+        else if (r == SYSLOG_FRAME_BAD_LENGTH)
+            reject(c->src.l, SYSLOG_TCP, SYSLOG_REJECT_BAD_LENGTH,
+                   "octet count is not a number followed by a space");
+        else
+            reject(c->src.l, SYSLOG_TCP, SYSLOG_REJECT_TOO_LARGE, "frame too large");
+    }
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+    if (c->len == 0 && c->cap > CONN_BUF_MIN) { /* give a burst's buffer back */
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
 }
 
 static void accept_conns(struct syslog_server *s, struct listener *l)
@@ -396,7 +379,7 @@ static void *loop(void *arg)
                 read_udp(s, src->l);
             } else if (src->kind == SRC_TCP_SET && !s->blocked) {
                 int tn = epoll_wait(s->tcp_ep, tevs, MAX_EVENTS, 0);
-                for (int k = 0; k < tn; k++) {
+                for (int k = 0; k < tn && !s->blocked; k++) { /* blocked: stop reading */
                     struct src *ts = tevs[k].data.ptr;
                     if (ts->kind == SRC_TCP_LISTEN)
                         accept_conns(s, ts->l);
@@ -407,8 +390,6 @@ static void *loop(void *arg)
         }
         now = mono_us();
         if (s->blocked || (pending_total(s) && now - s->pending_since_us >= FLUSH_US)) flush(s);
-        for (struct conn *c = s->conns; c && !s->blocked; c = c->next)
-            if (c->stalled) conn_process(s, c, false);
         if (now >= next_idle_check && !s->blocked) {
             close_idle(s, now);
             next_idle_check = now + 1000000;
@@ -517,8 +498,6 @@ struct syslog_server *syslog_start(const char *spec, struct ingest_queue *q,
     s->observe_arg = observe_arg;
     s->idle_us = idle_timeout_us;
     decode_limits_default(&s->lim);
-    s->flush_bytes = ingest_queue_capacity_bytes(q) / 4;
-    if (s->flush_bytes > FLUSH_BYTES) s->flush_bytes = FLUSH_BYTES;
     char why[160] = "no listener (\"off\")";
     struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
     if (syslog_parse_spec(spec, specs, SYSLOG_MAX_LISTENERS, &s->n, why, sizeof why) != 0 ||
