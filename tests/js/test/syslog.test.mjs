@@ -106,15 +106,26 @@ const octet = (msg) => {
   return Buffer.concat([Buffer.from(`${b.length} `), b]);
 };
 
-/** Writes chunks on one TCP connection (each a Buffer or string), then ends it. */
-function tcpSend(port, chunks) {
+/** Writes chunks on one TCP connection (each a Buffer or string), then ends it; resolves once
+ * the server has closed it too. Bounded: a server that stops reading fails the test. */
+function tcpSend(port, chunks, timeoutMs = 60_000) {
   return new Promise((resolve, reject) => {
-    const s = connect({ host: '127.0.0.1', port }, async () => {
+    const s = connect({ host: '127.0.0.1', port }, () => {
       for (const c of chunks) s.write(c);
       s.end();
     });
-    s.on('error', reject);
-    s.on('close', resolve);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`TCP send to ${port} not finished within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
     s.resume();
   });
 }
