@@ -20,9 +20,10 @@
  *
  * Dependencies and the service graph read the same edge rollups (store.c, EDGE ROLLUPS): every
  * row whose bucket [bucket, bucket + resolution) overlaps the window, at whichever resolution
- * it has now (each call lives in exactly one row). The graph sums them per edge in C (a 24 h
- * window is ~3,240 small rows per edge), merging the sparse histograms (rollup.c), and then
- * names the nodes: one lookup per distinct node.
+ * it has now (each call lives in exactly one fine row), the hour summaries standing in for the
+ * fine rows of the whole hours inside the window (EDGE_ROWS). The graph sums them per edge in C
+ * (a 24 h window is 24 hour rows and at most ~420 fine rows per edge), merging the sparse
+ * histograms (rollup.c), and then names the nodes: one lookup per distinct node.
  */
 #include "storage_int.h"
 
@@ -65,6 +66,18 @@ enum {
     "AND ?3 AND max_dur_us >= ?4 AND min_dur_us <= ?5 " extra "AND (?6 IS NULL OR op_id IN "       \
     "(SELECT id FROM operations WHERE service_id = ?1 AND name = ?6)) ORDER BY start_us DESC"
 
+/* The edge rollup rows (columns cols) that sum a window's calls: ?1, ?2 the window's start and
+ * end in whole seconds, ?3, ?4 the whole hours inside it [?3, ?4) (both end + 1 when there is
+ * none; see hour_span). Fine rows (10 s, 60 s) overlapping the window before ?3 and from ?4 on;
+ * hour summaries (store.c, HOUR SUMMARIES) for [?3, ?4). A fine bucket overlaps the window when
+ * it starts at or before the end and ends after the start (fine resolutions are at most 60 s).
+ * Three bucket ranges, so SQLite seeks each one instead of walking the whole window. */
+#define EDGE_ROWS(cols)                                                                            \
+    "SELECT " cols " FROM edge_rollup WHERE bucket > ?1 - 60 AND bucket < ?3 AND bucket <= ?2 "    \
+    "AND bucket + resolution > ?1 AND resolution < 3600 UNION ALL SELECT " cols " FROM "           \
+    "edge_rollup WHERE bucket >= ?3 AND bucket < ?4 AND resolution = 3600 UNION ALL SELECT " cols  \
+    " FROM edge_rollup WHERE bucket >= ?4 AND bucket <= ?2 AND resolution < 3600"
+
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
@@ -81,13 +94,12 @@ static const char *const reader_sql[R_COUNT] = {
      * starts at or before the end and ends after the start (resolutions are at most 60 s). */
     /* Summed first, named after: the joins then run once per edge, not once per row. */
     [R_DEPENDENCIES] = "SELECT p.name, c.name, e.calls, e.errors FROM (SELECT client_id, "
-                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM edge_rollup "
-                       "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1 "
-                       "AND client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
+                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM (" EDGE_ROWS(
+                           "client_id, server_id, calls, errors") ") "
+                       "WHERE client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
                        "JOIN services p ON p.id = e.client_id JOIN services c ON c.id = "
                        "e.server_id ORDER BY p.name, c.name",
-    [R_GRAPH] = ("SELECT client_id, server_id, conn, calls, errors, hist FROM edge_rollup "
-                 "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1"),
+    [R_GRAPH] = EDGE_ROWS("client_id, server_id, conn, calls, errors, hist"),
     [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
     [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
     [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
@@ -884,6 +896,26 @@ static int64_t second_of(int64_t us)
 /* Far enough in the past for "all time", with room for the "- 60" in the queries. */
 #define ALL_TIME_S (INT64_MIN / 4)
 
+static int64_t floor_hour(int64_t s)
+{
+    int64_t q = s / ROLLUP_HOUR_S;
+    return (s % ROLLUP_HOUR_S != 0 && s < 0 ? q - 1 : q) * ROLLUP_HOUR_S;
+}
+
+/* Binds EDGE_ROWS' parameters for the window [start_s, end_s] (seconds): the whole hours
+ * [first, last) with first >= start_s and last <= end_s, read from the hour summaries. */
+static void bind_edge_window(sqlite3_stmt *s, int64_t start_s, int64_t end_s)
+{
+    int64_t first = floor_hour(start_s);
+    if (first < start_s) first += ROLLUP_HOUR_S;
+    int64_t last = floor_hour(end_s);
+    if (first >= last) first = last = end_s + 1;
+    sqlite3_bind_int64(s, 1, start_s);
+    sqlite3_bind_int64(s, 2, end_s);
+    sqlite3_bind_int64(s, 3, first);
+    sqlite3_bind_int64(s, 4, last);
+}
+
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
                        struct dependency_link **out, size_t *n_out)
 {
@@ -895,8 +927,8 @@ int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
     struct dependency_link *deps = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *s = r->stmt[R_DEPENDENCIES];
-    sqlite3_bind_int64(s, 1, lookback_us > 0 ? second_of(end_us - lookback_us) : ALL_TIME_S);
-    sqlite3_bind_int64(s, 2, second_of(end_us));
+    bind_edge_window(s, lookback_us > 0 ? second_of(end_us - lookback_us) : ALL_TIME_S,
+                     second_of(end_us));
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == cap) {
@@ -1196,8 +1228,7 @@ int store_graph(struct store *st, int64_t start_us, int64_t end_us, const char *
     /* One read transaction: the rows and the names they refer to are one snapshot. */
     if ((rc = run_simple(r, R_BEGIN))) goto done;
     sqlite3_stmt *s = r->stmt[R_GRAPH];
-    sqlite3_bind_int64(s, 1, second_of(start_us));
-    sqlite3_bind_int64(s, 2, second_of(end_us));
+    bind_edge_window(s, second_of(start_us), second_of(end_us));
     int step;
     unsigned bad_blobs = 0;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
