@@ -84,7 +84,8 @@ struct read_pool *store_read_pool(struct store *st);
  * the traces), < 0 minus a virtual_nodes.id (an uninstrumented peer). */
 #define ROLLUP_FINE_S 10       /* resolution of fresh rollups */
 #define ROLLUP_COARSE_S 60     /* resolution after downsampling */
-#define ROLLUP_HOUR_S 3600     /* (v4) hour summaries: the exact sum of an hour's finer rows */
+#define ROLLUP_10MIN_S 600     /* (v4) summaries: the exact sum of the fine rows of 10 min */
+#define ROLLUP_HOUR_S 3600     /* (v4) summaries: the exact sum of the fine rows of an hour */
 #define ROLLUP_NODE_USER 0
 enum rollup_conn { CONN_PLAIN = 0, CONN_MESSAGING, CONN_DATABASE, CONN_VIRTUAL, CONN_TYPES };
 

@@ -19,8 +19,10 @@
  *   edge_rollup(bucket, resolution, client_id,      (v2) service-graph rollups: calls, errors,
  *               server_id, conn, calls, errors,     latency sum and sparse latency histogram
  *               dur_sum_us, hist)                   (rollup.c) per edge per time bucket; see
- *                                                   EDGE ROLLUPS below; (v4) plus one summary
- *                                                   row per edge per hour (resolution 3600)
+ *                                                   EDGE ROLLUPS below; (v4) plus summary rows
+ *                                                   per edge per 10 min and per hour
+ *                                                   (resolution 600, 3600), index on them by
+ *                                                   (resolution, bucket)
  *   virtual_nodes(id, name UNIQUE)                  (v2) uninstrumented peers named by CLIENT
  *                                                   spans (edge node id = -id)
  *   receive_marks(minute, first_chunk, first_index) first chunk / index row id written in each
@@ -75,14 +77,15 @@
  * ROLLUP_DOWNSAMPLE_AFTER (6 h, by the receive clock) are merged into 1 min rows, so a 24 h
  * graph would read 6*360 + 18*60 = 3,240 rows per edge; rows past the retention are deleted (by
  * bucket time). A reader sums both fine resolutions: each call lives in exactly one fine row.
- * HOUR SUMMARIES (v4): every upsert of a 10 s row also upserts the (hour, edge) row of
- * resolution ROLLUP_HOUR_S, so an hour row is always the exact sum of the fine rows of its hour
- * (downsampling moves calls between fine rows of the same hour and leaves it alone; the v4
- * migration built the rows of older data). A reader takes the hour rows for the whole hours
- * inside its window and fine rows only for the partial hours at its two ends: a 24 h graph
- * reads 24 + at most ~420 rows per edge instead of 3,240, with the same sums. Retention deletes
- * an hour row with the fine rows of its first minute (by bucket time), so a window reaching
- * into the retention cutoff's hour may miss that hour's remaining minutes.
+ * SUMMARIES (v4): every upsert of 10 s rows also upserts the (10 min, edge) and (hour, edge)
+ * rows (resolutions ROLLUP_10MIN_S, ROLLUP_HOUR_S), so a summary row is always the exact sum of
+ * the fine rows of its span of time (downsampling moves calls between fine rows of the same
+ * minute and leaves it alone; the v4 migration built the rows of older data). A reader takes
+ * hour rows for the whole hours inside its window, 10 min rows for the whole 10 minutes left
+ * at both ends, and fine rows only for what remains (store_read.c, EDGE_ROWS): a 24 h graph
+ * reads at most 24 + 10 + ~120 rows per edge instead of 3,240, with the same sums. Retention
+ * deletes a summary row with the fine rows of its first minute (by bucket time), so a window
+ * reaching into the retention cutoff's hour may miss that hour's remaining minutes.
  *
  * trace_key is the last 8 bytes of the trace id (its random low half); readers check the full id
  * after decoding.
@@ -484,12 +487,19 @@ static const char schema_v1[] =
     " first_index INTEGER NOT NULL);"
     "CREATE TABLE dicts(id INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
-/* v3 -> v4: hour summaries of the edge rollups (see EDGE ROLLUPS), built from the fine rows
- * (hist_sum is rollup.c's aggregate of hist_merge). */
+/* v3 -> v4: 10 min and hour summaries of the edge rollups (see EDGE ROLLUPS), built from the
+ * fine rows (hist_sum is rollup.c's aggregate of hist_merge). */
 static const char schema_v4[] =
+    /* The rows are keyed by bucket first: without this index a summary range would walk every
+     * finer row of its hours too. Partial: only summary rows are indexed (readers spell out
+     * "resolution >= 600" for SQLite to use it). */
+    "CREATE INDEX edge_rollup_summary ON edge_rollup(resolution, bucket) WHERE resolution >= 600;"
+    "INSERT INTO edge_rollup SELECT (bucket / 600) * 600, 600, client_id, server_id, conn,"
+    " sum(calls), sum(errors), sum(dur_sum_us), hist_sum(hist) FROM edge_rollup"
+    " WHERE resolution < 600 GROUP BY 1, 3, 4, 5;"
     "INSERT INTO edge_rollup SELECT (bucket / 3600) * 3600, 3600, client_id, server_id, conn,"
     " sum(calls), sum(errors), sum(dur_sum_us), hist_sum(hist) FROM edge_rollup"
-    " WHERE resolution < 3600 GROUP BY 1, 3, 4, 5;";
+    " WHERE resolution < 600 GROUP BY 1, 3, 4, 5;";
 
 /* v1 -> v2: the service namespace, the edge rollups (with latency, 10 s buckets) and virtual
  * nodes. dep_rollup's per-minute counts move into 1 min edge rows with no latency (an empty
@@ -738,7 +748,7 @@ static int migrate(sqlite3 *db)
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
         }
-        log_msg(LOG_INFO, "store: schema version %lld -> 4 (hourly edge rollups)",
+        log_msg(LOG_INFO, "store: schema version %lld -> 4 (edge rollup summaries)",
                 (long long)(version < 3 ? 3 : version));
     }
     /* Future versions: if (version < 5) { ALTER ...; PRAGMA user_version = 5 } */
@@ -1696,20 +1706,21 @@ static int find_edges(struct store *st, size_t total, int64_t now)
     return 0;
 }
 
-static int64_t hour_of(int64_t bucket)
-{
-    return floor_div(bucket, ROLLUP_HOUR_S) * ROLLUP_HOUR_S;
-}
+/* An edge and the start of the summary bucket it falls in (write_edges). */
+struct edge_tier {
+    const struct edge *e;
+    int64_t bucket;
+};
 
-/* Orders edges by (client, server, conn, hour): the rows one hour summary sums are adjacent. */
-static int edge_hour_cmp(const void *pa, const void *pb)
+/* Orders by (client, server, conn, summary bucket): the rows one summary sums are adjacent. */
+static int edge_tier_cmp(const void *pa, const void *pb)
 {
-    const struct edge *a = *(const struct edge *const *)pa, *b = *(const struct edge *const *)pb;
+    const struct edge_tier *x = pa, *y = pb;
+    const struct edge *a = x->e, *b = y->e;
     if (a->client_id != b->client_id) return a->client_id < b->client_id ? -1 : 1;
     if (a->server_id != b->server_id) return a->server_id < b->server_id ? -1 : 1;
     if (a->conn != b->conn) return a->conn < b->conn ? -1 : 1;
-    int64_t ha = hour_of(a->bucket), hb = hour_of(b->bucket);
-    return ha < hb ? -1 : ha > hb;
+    return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
 }
 
 static int upsert_edge(struct store *st, int64_t bucket, int resolution, const struct edge *e,
@@ -1733,8 +1744,8 @@ static int upsert_edge(struct store *st, int64_t bucket, int resolution, const s
 }
 
 /* Upserts st->edges as rows of the given resolution (hist_merge sums the histograms); fine
- * (10 s) rows also go into their hour's summary row (HOUR SUMMARIES), one upsert per (edge,
- * hour) of the call. */
+ * (10 s) rows also go into their 10 min and hour summary rows (SUMMARIES), one upsert per
+ * (edge, summary bucket) of the call. */
 static int write_edges(struct store *st, int resolution)
 {
     for (size_t i = 0; i < st->n_edges; i++) {
@@ -1744,25 +1755,31 @@ static int write_edges(struct store *st, int resolution)
         if (rc) return rc;
     }
     if (resolution != ROLLUP_FINE_S || !st->n_edges) return 0;
-    const struct edge **order = malloc(st->n_edges * sizeof *order);
+    static const int tiers[] = {ROLLUP_10MIN_S, ROLLUP_HOUR_S};
+    struct edge_tier *order = malloc(st->n_edges * sizeof *order);
     uint64_t *hist = malloc(HIST_BUCKETS * sizeof *hist);
     int rc = order && hist ? 0 : -ENOMEM;
-    for (size_t i = 0; !rc && i < st->n_edges; i++) order[i] = &st->edges[i];
-    if (!rc) qsort(order, st->n_edges, sizeof *order, edge_hour_cmp);
-    for (size_t i = 0; !rc && i < st->n_edges;) {
-        const struct edge *e = order[i];
-        uint64_t calls = 0, errors = 0;
-        int64_t dur_sum = 0;
-        memset(hist, 0, HIST_BUCKETS * sizeof *hist);
-        size_t j = i;
-        for (; j < st->n_edges && edge_hour_cmp(&order[i], &order[j]) == 0; j++) {
-            calls += order[j]->calls;
-            errors += order[j]->errors;
-            dur_sum += order[j]->dur_sum_us;
-            for (unsigned k = 0; k < HIST_BUCKETS; k++) hist[k] += order[j]->hist[k];
+    for (size_t t = 0; !rc && t < sizeof tiers / sizeof tiers[0]; t++) {
+        for (size_t i = 0; i < st->n_edges; i++)
+            order[i] = (struct edge_tier){&st->edges[i],
+                                          floor_div(st->edges[i].bucket, tiers[t]) * tiers[t]};
+        qsort(order, st->n_edges, sizeof *order, edge_tier_cmp);
+        for (size_t i = 0; !rc && i < st->n_edges;) {
+            uint64_t calls = 0, errors = 0;
+            int64_t dur_sum = 0;
+            memset(hist, 0, HIST_BUCKETS * sizeof *hist);
+            size_t j = i;
+            for (; j < st->n_edges && edge_tier_cmp(&order[i], &order[j]) == 0; j++) {
+                const struct edge *e = order[j].e;
+                calls += e->calls;
+                errors += e->errors;
+                dur_sum += e->dur_sum_us;
+                for (unsigned k = 0; k < HIST_BUCKETS; k++) hist[k] += e->hist[k];
+            }
+            rc = upsert_edge(st, order[i].bucket, tiers[t], order[i].e, calls, errors, dur_sum,
+                             hist);
+            i = j;
         }
-        rc = upsert_edge(st, hour_of(e->bucket), ROLLUP_HOUR_S, e, calls, errors, dur_sum, hist);
-        i = j;
     }
     free(order);
     free(hist);

@@ -20,9 +20,9 @@
  *
  * Dependencies and the service graph read the same edge rollups (store.c, EDGE ROLLUPS): every
  * row whose bucket [bucket, bucket + resolution) overlaps the window, at whichever resolution
- * it has now (each call lives in exactly one fine row), the hour summaries standing in for the
- * fine rows of the whole hours inside the window (EDGE_ROWS). The graph sums them per edge in C
- * (a 24 h window is 24 hour rows and at most ~420 fine rows per edge), merging the sparse
+ * it has now (each call lives in exactly one fine row), the 10 min and hour summaries standing in
+ * for the fine rows of the whole 10 minutes and hours inside the window (EDGE_ROWS). The graph
+ * sums them per edge in C (a 24 h window is at most ~154 rows per edge), merging the sparse
  * histograms (rollup.c), and then names the nodes: one lookup per distinct node.
  */
 #include "storage_int.h"
@@ -66,17 +66,23 @@ enum {
     "AND ?3 AND max_dur_us >= ?4 AND min_dur_us <= ?5 " extra "AND (?6 IS NULL OR op_id IN "       \
     "(SELECT id FROM operations WHERE service_id = ?1 AND name = ?6)) ORDER BY start_us DESC"
 
-/* The edge rollup rows (columns cols) that sum a window's calls: ?1, ?2 the window's start and
- * end in whole seconds, ?3, ?4 the whole hours inside it [?3, ?4) (both end + 1 when there is
- * none; see hour_span). Fine rows (10 s, 60 s) overlapping the window before ?3 and from ?4 on;
- * hour summaries (store.c, HOUR SUMMARIES) for [?3, ?4). A fine bucket overlaps the window when
- * it starts at or before the end and ends after the start (fine resolutions are at most 60 s).
- * Three bucket ranges, so SQLite seeks each one instead of walking the whole window. */
+/* The edge rollup rows (columns cols) that sum a window's calls. ?1, ?2: the window's start and
+ * end in whole seconds; ?3 <= ?4 <= ?5 <= ?6 (see bind_edge_window): whole 10 min blocks inside
+ * the window cover [?3, ?4) and [?5, ?6), whole hours [?4, ?5). Fine rows (10 s, 60 s) that
+ * overlap the window before ?3 and from ?6 on; summaries (store.c, SUMMARIES) in between. A
+ * fine bucket overlaps the window when it starts at or before the end and ends after the start
+ * (fine resolutions are at most 60 s, and divide 10 min). Five bucket ranges, each a seek (the
+ * summaries through the partial index edge_rollup_summary, whose WHERE term "resolution >= 600"
+ * is repeated so that SQLite sees it applies). */
 #define EDGE_ROWS(cols)                                                                            \
     "SELECT " cols " FROM edge_rollup WHERE bucket > ?1 - 60 AND bucket < ?3 AND bucket <= ?2 "    \
-    "AND bucket + resolution > ?1 AND resolution < 3600 UNION ALL SELECT " cols " FROM "           \
-    "edge_rollup WHERE bucket >= ?3 AND bucket < ?4 AND resolution = 3600 UNION ALL SELECT " cols  \
-    " FROM edge_rollup WHERE bucket >= ?4 AND bucket <= ?2 AND resolution < 3600"
+    "AND bucket + resolution > ?1 AND resolution < 600 UNION ALL SELECT " cols " FROM "            \
+    "edge_rollup WHERE resolution >= 600 AND resolution = 600 AND bucket >= ?3 AND bucket < ?4 "   \
+    "UNION ALL SELECT " cols " FROM edge_rollup WHERE resolution >= 600 AND resolution = 3600 "    \
+    "AND bucket >= ?4 AND bucket < ?5 UNION ALL SELECT " cols " FROM edge_rollup WHERE "           \
+    "resolution >= 600 AND resolution = 600 AND bucket >= ?5 AND bucket < ?6 "                     \
+    "UNION ALL SELECT " cols " FROM edge_rollup WHERE bucket >= ?6 AND bucket <= ?2 AND "          \
+    "resolution < 600"
 
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
@@ -896,24 +902,36 @@ static int64_t second_of(int64_t us)
 /* Far enough in the past for "all time", with room for the "- 60" in the queries. */
 #define ALL_TIME_S (INT64_MIN / 4)
 
-static int64_t floor_hour(int64_t s)
+static int64_t floor_to(int64_t s, int64_t unit)
 {
-    int64_t q = s / ROLLUP_HOUR_S;
-    return (s % ROLLUP_HOUR_S != 0 && s < 0 ? q - 1 : q) * ROLLUP_HOUR_S;
+    int64_t q = s / unit;
+    return (s % unit != 0 && s < 0 ? q - 1 : q) * unit;
 }
 
-/* Binds EDGE_ROWS' parameters for the window [start_s, end_s] (seconds): the whole hours
- * [first, last) with first >= start_s and last <= end_s, read from the hour summaries. */
+static int64_t ceil_to(int64_t s, int64_t unit)
+{
+    int64_t f = floor_to(s, unit);
+    return f < s ? f + unit : f;
+}
+
+/* Binds EDGE_ROWS' parameters for the window [start_s, end_s] (seconds). */
 static void bind_edge_window(sqlite3_stmt *s, int64_t start_s, int64_t end_s)
 {
-    int64_t first = floor_hour(start_s);
-    if (first < start_s) first += ROLLUP_HOUR_S;
-    int64_t last = floor_hour(end_s);
-    if (first >= last) first = last = end_s + 1;
+    int64_t a = ceil_to(start_s, ROLLUP_10MIN_S), d = floor_to(end_s, ROLLUP_10MIN_S);
+    int64_t b, c;
+    if (a >= d) { /* no whole 10 min: fine rows only */
+        a = b = c = d = end_s + 1;
+    } else {
+        b = ceil_to(a, ROLLUP_HOUR_S);
+        c = floor_to(d, ROLLUP_HOUR_S);
+        if (b >= c) b = c = d; /* no whole hour: 10 min rows for [a, d) */
+    }
     sqlite3_bind_int64(s, 1, start_s);
     sqlite3_bind_int64(s, 2, end_s);
-    sqlite3_bind_int64(s, 3, first);
-    sqlite3_bind_int64(s, 4, last);
+    sqlite3_bind_int64(s, 3, a);
+    sqlite3_bind_int64(s, 4, b);
+    sqlite3_bind_int64(s, 5, c);
+    sqlite3_bind_int64(s, 6, d);
 }
 
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,

@@ -1260,8 +1260,8 @@ static void test_graph_downsample(void **state)
     store_free_graph(g);
 }
 
-/* Hour summaries: windows over whole hours read them, partial hours the fine rows; the sums
- * are those of the fine rows, before and after downsampling. */
+/* Summaries: windows read hour rows for whole hours, 10 min rows for whole 10 minutes, fine rows
+ * for the rest; the sums are those of the fine rows, before and after downsampling. */
 static int64_t cart_calls(struct store *st, int64_t start, int64_t end, double *p99)
 {
     struct graph *g;
@@ -1290,6 +1290,10 @@ static void test_graph_hours(void **state)
     assert_int_equal(count_rows(f->path, "SELECT sum(calls) FROM edge_rollup WHERE resolution = "
                                          "3600 AND client_id > 0"),
                      105);
+    /* 10 min summaries: T0's, T0 + 1 h's, T0 + 2 h's, and one for both calls at T0 + 2 h 50. */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "600 AND client_id > 0"),
+                     4);
     const int64_t hour0 = T0 - 800 * SEC;
     struct {
         int64_t start, end, calls, calls_1min;
@@ -1302,8 +1306,10 @@ static void test_graph_hours(void **state)
         /* One whole hour; the ends miss the calls by 10 s, inside their 1 min rows once
          * downsampled (a 1 min row overlapping the window counts whole). */
         {T0 + 10 * SEC, T0 + 2 * H - 10 * SEC, 20, 60},
+        {T0 - 5 * 60 * SEC, T0 + 25 * 60 * SEC, 10, 10},    /* 10 min rows, no whole hour */
+        {T0 + 5 * 60 * SEC, T0 + H + 15 * 60 * SEC, 20, 20}, /* 10 min rows at both ends */
     };
-    double p99_before[6];
+    double p99_before[8];
     for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
         assert_int_equal(cart_calls(f->st, w[i].start, w[i].end, &p99_before[i]), w[i].calls);
     /* Downsampling moves calls between fine rows of the same hour: same sums, same quantiles. */
@@ -1392,6 +1398,9 @@ static void test_migrate_v1(void **state)
     assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 4);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
                                          "3600 AND calls = 7"),
+                     1);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "600 AND calls = 7"),
                      1);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
                                          "'dep_rollup'"),
