@@ -32,7 +32,10 @@ struct options {
     int64_t idle_timeout_us;     /* a connection silent this long is closed */
     int64_t request_timeout_us;  /* a request body still incomplete this long is cut off */
     enum log_level log_level;
-    int64_t metrics_series_limit; /* RED: label sets per metric family (red.h) */
+    int64_t metrics_series_limit; /* RED: label sets per metric family (red.h); OTLP metrics:
+                                     series in all (otel_metrics.h) */
+    int64_t metrics_expiry_us;    /* OTLP metrics: series not updated this long expire */
+    const char *syslog; /* --syslog listeners (syslog.h), "off" = none */
 };
 
 /* Parses argv (and MESHSCOPE_<NAME> environment overrides, argv winning) into *out.
@@ -112,7 +115,11 @@ enum ingest_protocol {
     PROTO_OTLP_HTTP_JSON,
     PROTO_ZIPKIN_JSON,
     PROTO_ZIPKIN_PROTOBUF,
-    PROTO_ACCESSLOG_JSON, /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_ACCESSLOG_JSON,     /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_OTLP_LOGS_PROTOBUF, /* POST /v1/logs; counters count log records */
+    PROTO_OTLP_LOGS_JSON,
+    PROTO_OTLP_METRICS_PROTOBUF, /* POST /v1/metrics; its counters count data points */
+    PROTO_OTLP_METRICS_JSON,
     PROTO_COUNT
 };
 
@@ -126,6 +133,29 @@ enum reject_reason {
     REJECT_TIMEOUT,        /* connection closed: body not complete within --request-timeout */
     REJECT_REASON_COUNT
 };
+
+/* Syslog receiver (syslog.c). Keep the syslog_*_label[] arrays in selfmetrics.c in step. */
+enum syslog_transport { SYSLOG_UDP, SYSLOG_TCP, SYSLOG_TRANSPORT_COUNT };
+enum syslog_outcome {
+    SYSLOG_ACCEPTED, /* its record went into the ingest queue */
+    SYSLOG_REJECTED, /* bad input (a reason below) */
+    SYSLOG_DROPPED,  /* the ingest queue was full (UDP; TCP waits instead) or closed */
+    SYSLOG_OUTCOME_COUNT
+};
+enum syslog_reject {
+    SYSLOG_REJECT_NONE,
+    SYSLOG_REJECT_BAD_LENGTH,     /* TCP octet count that is not a number */
+    SYSLOG_REJECT_TRUNCATED,      /* TCP frame cut by the end of the connection or idle timeout */
+    SYSLOG_REJECT_TOO_LARGE,      /* over SYSLOG_MAX_MESSAGE */
+    SYSLOG_REJECT_BAD_HEADER,     /* PRI, version, header fields, structured data */
+    SYSLOG_REJECT_INVALID_UTF8,   /* the body is not UTF-8 */
+    SYSLOG_REJECT_NOT_JSON,       /* the body is not one JSON object */
+    SYSLOG_REJECT_MISSING_FIELD,  /* a required field (start_time / msec) is missing */
+    SYSLOG_REJECT_INVALID_RECORD, /* the decoder refused a field */
+    SYSLOG_REJECT_COUNT
+};
+extern const char *const syslog_transport_label[SYSLOG_TRANSPORT_COUNT];
+extern const char *const syslog_reject_label[SYSLOG_REJECT_COUNT];
 
 /* Counters shared by HTTP threads and the writer: all _Atomic, relaxed. */
 struct self_metrics {
@@ -142,6 +172,11 @@ struct self_metrics {
     _Atomic uint64_t commit_buckets[12];
     _Atomic uint64_t commit_count;
     _Atomic uint64_t commit_sum_us;
+    /* syslog receiver (its event-loop thread) */
+    _Atomic uint64_t syslog_messages[SYSLOG_TRANSPORT_COUNT][SYSLOG_OUTCOME_COUNT];
+    _Atomic uint64_t syslog_rejected[SYSLOG_REJECT_COUNT];
+    _Atomic uint64_t syslog_connections;         /* open TCP connections (gauge) */
+    _Atomic uint64_t syslog_connections_refused; /* closed at once: over the connection limit */
 };
 
 extern struct self_metrics self_metrics;
@@ -154,10 +189,17 @@ void selfmetrics_observe_commit(int64_t micros);
 
 /* ----- OTLP responses (otlp_response.c) ------------------------------------------------------ */
 
+/* ExportMetricsServiceResponse: the same wire bytes; in JSON "rejectedDataPoints". */
+int otlp_encode_metrics_response(bool json, uint64_t rejected, const char *message, char **out,
+                                 size_t *out_len);
 /* ExportTraceServiceResponse, with partial_success when rejected > 0. json selects OTLP/JSON,
  * otherwise protobuf. malloc'd into *out. Returns 0 or -ENOMEM. */
 int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
                                 size_t *out_len);
+/* ExportLogsServiceResponse: the same bytes in protobuf (partial_success = 1 {
+ * rejected_log_records = 1, error_message = 2 }); OTLP/JSON says "rejectedLogRecords". */
+int otlp_encode_export_logs_response(bool json, uint64_t rejected, const char *message, char **out,
+                                     size_t *out_len);
 /* google.rpc.Status {code, message}. */
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,
                        size_t *out_len);
@@ -189,6 +231,7 @@ struct http_context {
     /* TLS: PEM contents (not paths) of --tls-cert / --tls-key, or NULL for plain HTTP. */
     const char *tls_cert_pem, *tls_key_pem;
     struct red *red; /* RED metrics rendered on /metrics (red.h); NULL = self metrics only */
+    struct otel_metrics *metrics; /* POST /v1/metrics store (otel_metrics.h); NULL = 404 */
     _Atomic bool ready;
 };
 

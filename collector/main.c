@@ -5,7 +5,9 @@
  * waits for its commit), let those answers go out, stop the listeners, close the database, free.
  */
 #include "collector_int.h"
+#include "otel_metrics.h"
 #include "red.h"
+#include "syslog.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -51,6 +53,7 @@ static char *read_file(const char *path)
  *   sqlite       writer page cache 64 MiB, 2 MiB per read connection, WAL index: 8 MiB
  *   red          ~2.5 KiB per label set, --metrics-series-limit per family group (4 groups),
  *                plus the service-graph pending store (100k x 0.4 KiB)
+ *   otlp metrics --metrics-series-limit series in all, each at most OTEL_METRICS_SERIES_BYTES
  *   base         code, thread stacks, allocator slack: 64 MiB
  */
 static uint64_t memory_bound(const struct options *o)
@@ -64,7 +67,17 @@ static uint64_t memory_bound(const struct options *o)
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
-    return queue + bodies + decoding + sqlite + red + 64 * MiB;
+    /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
+     * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
+    struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
+    size_t n_syslog = 0;
+    char why[160];
+    if (syslog_parse_spec(o->syslog, specs, SYSLOG_MAX_LISTENERS, &n_syslog, why, sizeof why))
+        n_syslog = 0;
+    uint64_t syslog = n_syslog * ((uint64_t)SYSLOG_MAX_CONNECTIONS * (SYSLOG_MAX_MESSAGE + 32) +
+                                  SYSLOG_MAX_MESSAGE);
+    uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
+    return queue + bodies + decoding + sqlite + red + otlp_metrics + syslog + 64 * MiB;
 }
 
 int main(int argc, char **argv)
@@ -98,6 +111,8 @@ int main(int argc, char **argv)
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
+    struct otel_metrics *metrics = NULL;
+    struct syslog_server *syslog = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
@@ -120,8 +135,12 @@ int main(int argc, char **argv)
             (unsigned long long)(memory_bound(&opts) >> 20));
     struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
     if (!(red = red_create(&ro))) goto out;
+    struct otel_metrics_options mo = {.max_series = (uint64_t)opts.metrics_series_limit,
+                                      .expiry_ns = opts.metrics_expiry_us * 1000};
+    if (!(metrics = otel_metrics_create(&mo))) goto out;
     struct http_context ctx = {.opts = &opts,
                                .red = red,
+                               .metrics = metrics,
                                .observe = red_observe_batch,
                                .observe_arg = red,
                                .queue = queue,
@@ -136,6 +155,9 @@ int main(int argc, char **argv)
         servers[i] = http_server_start(names[i], addrs[i], &ctx);
         if (!servers[i]) goto out;
     }
+    if (strcmp(opts.syslog, "off") != 0 &&
+        !(syslog = syslog_start(opts.syslog, queue, red_observe_batch, red, opts.idle_timeout_us)))
+        goto out;
     atomic_store(&ctx.ready, true);
     log_msg(LOG_INFO, "meshscope: ready (db %s, retention %llds)", opts.db_path,
             (long long)(opts.retention_us / 1000000));
@@ -149,6 +171,7 @@ int main(int argc, char **argv)
 out:
     for (int i = 0; i < 3; i++)
         http_server_quiesce(servers[i]);
+    syslog_stop(syslog); /* stops reading, pushes its pending batch: before the queue closes */
     if (queue) ingest_queue_close(queue);
     writer_stop(writer);
     /* Every waiting request has its answer; give the HTTP threads a moment to send them (a
@@ -165,6 +188,7 @@ out:
     ingest_queue_destroy(queue);
     store_close(store);
     red_destroy(red); /* after the listeners: no HTTP thread observes or renders any more */
+    otel_metrics_destroy(metrics);
     auth_free(auth);
     free(tls_cert);
     if (tls_key) explicit_bzero(tls_key, strlen(tls_key));
