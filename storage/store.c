@@ -1935,6 +1935,7 @@ static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
     int64_t client, server, conn = CONN_PLAIN;
     const struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
     int rc;
+    if (l->response_code < 0) return 0; /* not a request (an OTLP application log): no call */
     if (l->direction == ALOG_DIRECTION_INBOUND) {
         if ((rc = vnode_id(st, (struct mstr){"unknown", 7}, &client))) return rc;
         server = sid;
