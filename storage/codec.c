@@ -69,7 +69,8 @@ struct enc {
     bool oom;
 };
 
-static void put_bytes(struct enc *e, const void *p, size_t n)
+/* Out-of-line path: grows the buffer, then writes. */
+static void put_bytes_slow(struct enc *e, const void *p, size_t n)
 {
     if (e->oom || buf_reserve(e->b, n) != 0) {
         e->oom = true;
@@ -79,8 +80,32 @@ static void put_bytes(struct enc *e, const void *p, size_t n)
     e->b->len += n;
 }
 
-static void put_v(struct enc *e, uint64_t v)
+/* The small writes below check the room they need inline and take the slow path only to grow
+ * (the encoder's hottest code: a span is ~60 small writes). */
+static inline void put_bytes(struct enc *e, const void *p, size_t n)
 {
+    struct buf *b = e->b;
+    if (__builtin_expect(e->oom || b->cap - b->len < n, 0)) {
+        put_bytes_slow(e, p, n);
+        return;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+}
+
+static inline void put_v(struct enc *e, uint64_t v)
+{
+    struct buf *b = e->b;
+    if (__builtin_expect(!e->oom && b->cap - b->len >= 10, 1)) {
+        uint8_t *q = b->p + b->len;
+        while (v >= 0x80) {
+            *q++ = (uint8_t)(v | 0x80);
+            v >>= 7;
+        }
+        *q++ = (uint8_t)v;
+        b->len = (size_t)(q - b->p);
+        return;
+    }
     uint8_t tmp[10];
     size_t n = 0;
     while (v >= 0x80) {
@@ -88,17 +113,22 @@ static void put_v(struct enc *e, uint64_t v)
         v >>= 7;
     }
     tmp[n++] = (uint8_t)v;
-    put_bytes(e, tmp, n);
+    put_bytes_slow(e, tmp, n);
 }
 
-static void put_z(struct enc *e, int64_t v)
+static inline void put_z(struct enc *e, int64_t v)
 {
     put_v(e, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
 }
 
-static void put_byte(struct enc *e, uint8_t v)
+static inline void put_byte(struct enc *e, uint8_t v)
 {
-    put_bytes(e, &v, 1);
+    struct buf *b = e->b;
+    if (__builtin_expect(!e->oom && b->cap > b->len, 1)) {
+        b->p[b->len++] = v;
+        return;
+    }
+    put_bytes_slow(e, &v, 1);
 }
 
 static void put_str(struct enc *e, struct mstr s)

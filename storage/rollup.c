@@ -1,7 +1,8 @@
 /*
  * rollup.c: the latency histogram of the edge rollups (store.c writes them, store_read.c sums
  * them): bucket bounds, the sparse blob encoding stored in edge_rollup.hist, merging (also as
- * the SQL function hist_merge(a, b) the writer's upsert uses) and quantiles.
+ * the SQL function hist_merge(a, b) the writer's upsert uses, and the aggregate hist_sum(x) of
+ * the v4 migration) and quantiles.
  *
  * Bounds: 102 log-spaced upper bounds, 0.1 ms * 2^(i/4) for i = 0..101 (0.1 ms to ~66 min),
  * rounded to whole microseconds, plus one bucket above the largest. A quarter-octave bucket is
@@ -147,10 +148,48 @@ static void sql_hist_merge(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     buf_free(&out);
 }
 
+/* hist_sum(x): aggregate, the blob of the sum of a group's histograms (malformed ones count as
+ * empty, as in hist_merge). The state is the counts array in SQLite's aggregate context. */
+static void sql_hist_sum_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    uint64_t *counts = sqlite3_aggregate_context(ctx, (int)(HIST_BUCKETS * sizeof *counts));
+    if (!counts) {
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    const uint8_t *p = sqlite3_value_blob(argv[0]);
+    int n = sqlite3_value_bytes(argv[0]);
+    if (p && n > 0) {
+        uint64_t one[HIST_BUCKETS] = {0};
+        if (hist_decode_add(p, (size_t)n, one) == 0)
+            for (unsigned i = 0; i < HIST_BUCKETS; i++)
+                counts[i] += one[i];
+    }
+}
+
+static void sql_hist_sum_final(sqlite3_context *ctx)
+{
+    uint64_t none[HIST_BUCKETS] = {0};
+    uint64_t *counts = sqlite3_aggregate_context(ctx, 0);
+    struct buf out = {0};
+    if (hist_encode(&out, counts ? counts : none) != 0) {
+        buf_free(&out);
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    sqlite3_result_blob(ctx, out.len ? (const void *)out.p : "", (int)out.len, SQLITE_TRANSIENT);
+    buf_free(&out);
+}
+
 int rollup_register_functions(sqlite3 *db)
 {
     int rc = sqlite3_create_function(db, "hist_merge", 2,
                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL,
                                      sql_hist_merge, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : store_sqlite_err(db, rc, "register hist_merge");
+    if (rc != SQLITE_OK) return store_sqlite_err(db, rc, "register hist_merge");
+    rc = sqlite3_create_function(db, "hist_sum", 1,
+                                 SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY, NULL, NULL,
+                                 sql_hist_sum_step, sql_hist_sum_final);
+    return rc == SQLITE_OK ? 0 : store_sqlite_err(db, rc, "register hist_sum");
 }

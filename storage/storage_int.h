@@ -84,6 +84,8 @@ struct read_pool *store_read_pool(struct store *st);
  * the traces), < 0 minus a virtual_nodes.id (an uninstrumented peer). */
 #define ROLLUP_FINE_S 10       /* resolution of fresh rollups */
 #define ROLLUP_COARSE_S 60     /* resolution after downsampling */
+#define ROLLUP_10MIN_S 600     /* (v4) summaries: the exact sum of the fine rows of 10 min */
+#define ROLLUP_HOUR_S 3600     /* (v4) summaries: the exact sum of the fine rows of an hour */
 #define ROLLUP_NODE_USER 0
 enum rollup_conn { CONN_PLAIN = 0, CONN_MESSAGING, CONN_DATABASE, CONN_VIRTUAL, CONN_TYPES };
 
@@ -101,7 +103,8 @@ int hist_decode_add(const uint8_t *p, size_t len, uint64_t counts[HIST_BUCKETS])
 /* The q-quantile in milliseconds, interpolated as Prometheus' histogram_quantile; NaN when the
  * histogram is empty. */
 double hist_quantile(const uint64_t counts[HIST_BUCKETS], double q);
-/* Registers hist_merge(a, b) (the blob of the sum) on a connection. 0 or a negative errno. */
+/* Registers hist_merge(a, b) (the blob of the sum) and the aggregate hist_sum(x) (the blob of
+ * the sum over the group) on a connection. 0 or a negative errno. */
 int rollup_register_functions(sqlite3 *db);
 
 /* ----- test hooks (tests/test_storage.c only) ---------------------------------------------- */

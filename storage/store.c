@@ -2,7 +2,7 @@
  * store.c: the trace store's write side: opening and migrating the database, storing batches of
  * spans (chunks, search index, dictionaries, edge rollups), retention, statistics.
  *
- * Schema (PRAGMA user_version 3; migrate() brings older files forward):
+ * Schema (PRAGMA user_version 4; migrate() brings older files forward):
  *
  *   services(id, name UNIQUE, namespace)            service dictionary; namespace (v2) is the
  *                                                   last k8s.namespace.name / service.namespace /
@@ -19,7 +19,10 @@
  *   edge_rollup(bucket, resolution, client_id,      (v2) service-graph rollups: calls, errors,
  *               server_id, conn, calls, errors,     latency sum and sparse latency histogram
  *               dur_sum_us, hist)                   (rollup.c) per edge per time bucket; see
- *                                                   EDGE ROLLUPS below
+ *                                                   EDGE ROLLUPS below; (v4) plus summary rows
+ *                                                   per edge per 10 min and per hour
+ *                                                   (resolution 600, 3600), index on them by
+ *                                                   (resolution, bucket)
  *   virtual_nodes(id, name UNIQUE)                  (v2) uninstrumented peers named by CLIENT
  *                                                   spans (edge node id = -id)
  *   receive_marks(minute, first_chunk, first_index) first chunk / index row id written in each
@@ -75,8 +78,17 @@
  * Each write call upserts one row per (10 s bucket, edge) it touched, merging histograms with
  * the SQL function hist_merge. Retention downsamples: rows of 10 s buckets older than
  * ROLLUP_DOWNSAMPLE_AFTER (6 h, by the receive clock) are merged into 1 min rows, so a 24 h
- * graph reads 6*360 + 18*60 = 3,240 rows per edge; rows past the retention are deleted (by
- * bucket time). A reader sums both resolutions: each call lives in exactly one row.
+ * graph would read 6*360 + 18*60 = 3,240 rows per edge; rows past the retention are deleted (by
+ * bucket time). A reader sums both fine resolutions: each call lives in exactly one fine row.
+ * SUMMARIES (v4): every upsert of 10 s rows also upserts the (10 min, edge) and (hour, edge)
+ * rows (resolutions ROLLUP_10MIN_S, ROLLUP_HOUR_S), so a summary row is always the exact sum of
+ * the fine rows of its span of time (downsampling moves calls between fine rows of the same
+ * minute and leaves it alone; the v4 migration built the rows of older data). A reader takes
+ * hour rows for the whole hours inside its window, 10 min rows for the whole 10 minutes left
+ * at both ends, and fine rows only for what remains (store_read.c, EDGE_ROWS): a 24 h graph
+ * reads at most 24 + 10 + ~120 rows per edge instead of 3,240, with the same sums. Retention
+ * deletes a summary row with the fine rows of its first minute (by bucket time), so a window
+ * reaching into the retention cutoff's hour may miss that hour's remaining minutes.
  *
  * trace_key is the last 8 bytes of the trace id (its random low half); readers check the full id
  * after decoding.
@@ -97,6 +109,16 @@
  *  - Any thread calls the read functions (store_read.c). They use only st->pool, whose
  *    connections are read-only and checked out under the pool's mutex; WAL lets them read a
  *    consistent snapshot while the writer commits.
+ *  - The dictionary trainer (one thread, once per process, while the database has no
+ *    dictionary): the writer moves its samples to it and joins it after it set dict_ready, then
+ *    stores the dictionary itself; it touches nothing else. Training takes ~0.3 s of CPU, which
+ *    on the writer thread was a stall that every request waiting for a commit shared.
+ *  - The checkpointer thread owns a connection of its own (ckpt_db) and only checkpoints
+ *    (PASSIVE) when the writer's WAL hook says the WAL passed CKPT_PAGES. A checkpoint (page
+ *    copies and the fsync of the database file) in the writer's COMMIT delayed every request
+ *    waiting for that commit by 50-150 ms on the bench machine; in WAL mode it runs beside the
+ *    writer's commits instead. Past CKPT_FORCE_PAGES the writer checkpoints itself (bounded
+ *    WAL). Its mutex and condition variable are the only locks in the write side.
  *  - Statistics are _Atomic and written by the writer only; store_get_stats reads them from any
  *    thread.
  *  - store_open and store_close run while no other thread is inside the store.
@@ -119,7 +141,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -136,6 +158,12 @@
 #define DICT_SAMPLE_BYTES (4u << 20)
 #define DICT_MAX_SAMPLES 20000u
 #define DICT_BYTES (64u << 10)
+/* The checkpointer is woken once the WAL holds this many pages (~16 MiB at 4 KiB pages: fewer,
+ * larger checkpoints copy each hot page once instead of several times); past CKPT_FORCE_PAGES
+ * the writer checkpoints itself, which bounds the WAL when the checkpointer falls behind. */
+#define CKPT_PAGES 4096
+#define CKPT_FORCE_PAGES 65536
+#define CKPT_TAIL_PAGES 2048
 /* Access-log records get a dictionary of their own (they share little with span chunks): one
  * record is ~0.5-1 KiB, and zstd alone on that spends most of its time building per-frame
  * tables for a ratio of ~1.4; with a dictionary trained on the first records a frame costs a
@@ -478,6 +506,23 @@ static const char schema_v1[] =
     " first_index INTEGER NOT NULL);"
     "CREATE TABLE dicts(id INTEGER PRIMARY KEY, data BLOB NOT NULL);";
 
+/* v3 -> v4: 10 min and hour summaries of the edge rollups (see EDGE ROLLUPS), built from the
+ * fine rows (hist_sum is rollup.c's aggregate of hist_merge). */
+static const char schema_v4[] =
+    /* The rows are keyed by bucket first: without this index a summary range would walk every
+     * finer row of its hours too. Partial: only summary rows are indexed (readers spell out
+     * "resolution >= 600" for SQLite to use it). */
+    "CREATE INDEX IF NOT EXISTS edge_rollup_summary ON edge_rollup(resolution, bucket)"
+    " WHERE resolution >= 600;"
+    /* Idempotent: a file whose version was set back (tests do) gets its summaries rebuilt. */
+    "DELETE FROM edge_rollup WHERE resolution >= 600;"
+    "INSERT INTO edge_rollup SELECT (bucket / 600) * 600, 600, client_id, server_id, conn,"
+    " sum(calls), sum(errors), sum(dur_sum_us), hist_sum(hist) FROM edge_rollup"
+    " WHERE resolution < 600 GROUP BY 1, 3, 4, 5;"
+    "INSERT INTO edge_rollup SELECT (bucket / 3600) * 3600, 3600, client_id, server_id, conn,"
+    " sum(calls), sum(errors), sum(dur_sum_us), hist_sum(hist) FROM edge_rollup"
+    " WHERE resolution < 600 GROUP BY 1, 3, 4, 5;";
+
 /* v1 -> v2: the service namespace, the edge rollups (with latency, 10 s buckets) and virtual
  * nodes. dep_rollup's per-minute counts move into 1 min edge rows with no latency (an empty
  * histogram), so graphs and dependencies of old data survive the upgrade. */
@@ -573,6 +618,24 @@ struct store {
     size_t n_samples, cap_samples;
     size_t dict_threshold;  /* sample bytes that trigger training (DICT_SAMPLE_BYTES) */
     bool dict_failed;       /* training failed once: do not retry in this process */
+    /* Dictionary training off the writer thread (see DESIGN): the samples move to the trainer,
+     * which sets dict_ready when train_len holds the result (a size or a ZDICT error code). */
+    bool dict_training;
+    pthread_t dict_thread;
+    struct buf train_samples;
+    size_t *train_sizes, train_n;
+    void *train_dict;
+    size_t train_len;
+    atomic_bool dict_ready;
+    /* WAL checkpoints off the writer thread (see DESIGN): the writer's WAL hook wakes the
+     * checkpointer, which checkpoints PASSIVE through its own connection. */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    bool ckpt_started;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    bool ckpt_want, ckpt_stop, ckpt_busy; /* under ckpt_mu */
+    int ckpt_done_frames;                 /* under ckpt_mu: WAL frames its last run copied */
     ZSTD_CCtx *log_cctx;    /* access-log records (their own dictionary, LOG_DICT_*) */
     ZSTD_CDict *log_cdict;  /* NULL until the database has an access-log dictionary */
     struct buf log_samples; /* raw record encodings kept for training */
@@ -704,7 +767,19 @@ static int migrate(sqlite3 *db)
         log_msg(LOG_INFO, "store: schema version %lld -> 3 (access logs)",
                 (long long)(version < 2 ? 2 : version));
     }
-    /* Future versions: if (version < 4) { ALTER ...; PRAGMA user_version = 4 } */
+    if (version < 4) {
+        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
+        if (!rc) rc = exec_sql(db, schema_v4, "migrate schema to v4");
+        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 4", "migrate");
+        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        log_msg(LOG_INFO, "store: schema version %lld -> 4 (edge rollup summaries)",
+                (long long)(version < 3 ? 3 : version));
+    }
+    /* Future versions: if (version < 5) { ALTER ...; PRAGMA user_version = 5 } */
     return 0;
 }
 
@@ -753,7 +828,7 @@ static int load_dict(struct store *st)
  * be committed before any chunk uses it). Failures only mean no dictionary. */
 static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
 {
-    if (st->cdict || st->dict_failed) return;
+    if (st->cdict || st->dict_failed || st->dict_training) return;
     if (st->n_samples < DICT_MAX_SAMPLES && buf_reserve(&st->samples, len) == 0 &&
         grow((void **)&st->sample_sizes, &st->cap_samples, st->n_samples + 1,
              sizeof *st->sample_sizes) == 0) {
@@ -763,14 +838,26 @@ static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
     }
 }
 
-static void maybe_train_dict(struct store *st)
+static void *train_dict_main(void *arg)
 {
-    if (st->cdict || st->dict_failed) return;
-    if (st->samples.len < st->dict_threshold && st->n_samples < DICT_MAX_SAMPLES) return;
-    void *dict = malloc(DICT_BYTES);
-    size_t len = dict ? ZDICT_trainFromBuffer(dict, DICT_BYTES, st->samples.p, st->sample_sizes,
-                                              (unsigned)st->n_samples)
-                      : 0;
+    struct store *st = arg;
+    st->train_dict = malloc(DICT_BYTES);
+    st->train_len = st->train_dict ? ZDICT_trainFromBuffer(st->train_dict, DICT_BYTES,
+                                                           st->train_samples.p, st->train_sizes,
+                                                           (unsigned)st->train_n)
+                                   : 0;
+    atomic_store(&st->dict_ready, true);
+    return NULL;
+}
+
+/* Writer thread, once the trainer is done (joined): stores the dictionary in its own
+ * transaction and starts using it. */
+static void finish_dict(struct store *st)
+{
+    void *dict = st->train_dict;
+    size_t len = st->train_len;
+    st->dict_training = false;
+    atomic_store(&st->dict_ready, false);
     if (!dict || ZDICT_isError(len)) {
         log_msg(LOG_WARN, "store: no compression dictionary: %s",
                 dict ? ZDICT_getErrorName(len) : "out of memory");
@@ -787,11 +874,141 @@ static void maybe_train_dict(struct store *st)
     }
     if (use_dict(st, dict, len) != 0) st->dict_failed = true;
     else log_msg(LOG_INFO, "store: compression dictionary %u (%zu bytes) from %zu samples", id,
-                 len, st->n_samples);
+                 len, st->train_n);
 done:
     free(dict);
-    buf_free(&st->samples);
-    st->n_samples = 0;
+    st->train_dict = NULL;
+    buf_free(&st->train_samples);
+    free(st->train_sizes);
+    st->train_sizes = NULL;
+    st->train_n = 0;
+}
+
+/* Starts training once there are enough samples (on a thread of its own: training takes a
+ * few hundred ms of CPU, which would stall every request waiting for the writer's next
+ * commit), and picks the result up on a later call. wait: block for a running trainer
+ * (store_close). */
+static void maybe_train_dict(struct store *st, bool wait)
+{
+    if (st->dict_training) {
+        if (!wait && !atomic_load(&st->dict_ready)) return;
+        pthread_join(st->dict_thread, NULL);
+        finish_dict(st);
+        return;
+    }
+    if (wait || st->cdict || st->dict_failed) return;
+    if (st->samples.len < st->dict_threshold && st->n_samples < DICT_MAX_SAMPLES) return;
+    st->train_samples = st->samples;
+    st->train_sizes = st->sample_sizes;
+    st->train_n = st->n_samples;
+    st->samples = (struct buf){0};
+    st->sample_sizes = NULL;
+    st->n_samples = st->cap_samples = 0;
+    st->dict_training = true;
+    if (pthread_create(&st->dict_thread, NULL, train_dict_main, st) != 0) {
+        train_dict_main(st); /* no thread: train here */
+        finish_dict(st);
+    }
+}
+
+/* ----- checkpointer ------------------------------------------------------------------------ */
+
+/* The writer's WAL hook, after each commit (pages: frames in the WAL). Past CKPT_PAGES it wakes
+ * the checkpointer, which copies the frames while the writer goes on committing. The WAL only
+ * starts over from its beginning when a write transaction begins with every frame copied,
+ * which a busy writer never sees after the checkpointer's run (it has committed more frames
+ * meanwhile); so once the checkpointer has copied all but the last CKPT_TAIL_PAGES, the writer
+ * checkpoints that tail itself (a few pages), and its next transaction restarts the WAL. Past
+ * CKPT_FORCE_PAGES (the checkpointer cannot keep up, or is not running) it checkpoints here
+ * as SQLite's autocheckpoint would. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    struct store *st = arg;
+    if (pages < CKPT_PAGES) return SQLITE_OK;
+    bool here = !st->ckpt_started || pages >= CKPT_FORCE_PAGES;
+    if (!here) {
+        pthread_mutex_lock(&st->ckpt_mu);
+        if (!st->ckpt_busy && !st->ckpt_want && st->ckpt_done_frames > 0 &&
+            st->ckpt_done_frames >= pages - CKPT_TAIL_PAGES) {
+            here = true;
+            st->ckpt_done_frames = 0;
+        } else if (!st->ckpt_busy) {
+            st->ckpt_want = true;
+            pthread_cond_signal(&st->ckpt_cv);
+        }
+        pthread_mutex_unlock(&st->ckpt_mu);
+    }
+    if (here) sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    struct store *st = arg;
+    pthread_mutex_lock(&st->ckpt_mu);
+    for (;;) {
+        while (!st->ckpt_want && !st->ckpt_stop)
+            pthread_cond_wait(&st->ckpt_cv, &st->ckpt_mu);
+        if (st->ckpt_stop) break;
+        st->ckpt_want = false;
+        st->ckpt_busy = true;
+        pthread_mutex_unlock(&st->ckpt_mu);
+        /* PASSIVE: copies what no reader still needs, never waits for the writer or readers;
+         * the writer restarts the WAL from its start once everything was copied. */
+        int frames = 0, copied = 0;
+        int rc = sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
+                                           &copied);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_ratelimited(LOG_WARN, "store-checkpoint", "store: checkpoint: %s",
+                            sqlite3_errmsg(st->ckpt_db));
+        pthread_mutex_lock(&st->ckpt_mu);
+        st->ckpt_busy = false;
+        st->ckpt_done_frames = rc == SQLITE_OK ? copied : 0;
+    }
+    pthread_mutex_unlock(&st->ckpt_mu);
+    return NULL;
+}
+
+/* Opens the checkpointer's connection and starts it; on failure the writer checkpoints itself
+ * (wal_hook), so this only logs. */
+static void start_checkpointer(struct store *st)
+{
+    if (pthread_mutex_init(&st->ckpt_mu, NULL) != 0) return;
+    if (pthread_cond_init(&st->ckpt_cv, NULL) != 0) {
+        pthread_mutex_destroy(&st->ckpt_mu);
+        return;
+    }
+    int rc = sqlite3_open_v2(st->path, &st->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    /* A first read makes the connection see the WAL (a checkpoint on a connection that has
+     * not read the database yet does nothing). */
+    if (rc == SQLITE_OK) rc = sqlite3_exec(st->ckpt_db, "SELECT count(*) FROM sqlite_master",
+                                           NULL, NULL, NULL);
+    if (rc == SQLITE_OK && pthread_create(&st->ckpt_thread, NULL, checkpointer_main, st) == 0) {
+        st->ckpt_started = true;
+        return;
+    }
+    log_msg(LOG_WARN, "store: no checkpointer thread (%s): the writer checkpoints",
+            st->ckpt_db ? sqlite3_errmsg(st->ckpt_db) : sqlite3_errstr(rc));
+    sqlite3_close(st->ckpt_db);
+    st->ckpt_db = NULL;
+    pthread_cond_destroy(&st->ckpt_cv);
+    pthread_mutex_destroy(&st->ckpt_mu);
+}
+
+static void stop_checkpointer(struct store *st)
+{
+    if (!st->ckpt_started) return;
+    pthread_mutex_lock(&st->ckpt_mu);
+    st->ckpt_stop = true;
+    pthread_cond_signal(&st->ckpt_cv);
+    pthread_mutex_unlock(&st->ckpt_mu);
+    pthread_join(st->ckpt_thread, NULL);
+    st->ckpt_started = false;
+    sqlite3_close(st->ckpt_db);
+    st->ckpt_db = NULL;
+    pthread_cond_destroy(&st->ckpt_cv);
+    pthread_mutex_destroy(&st->ckpt_mu);
 }
 
 /* Makes dict (borrowed) the dictionary of later access-log records. */
@@ -936,14 +1153,14 @@ struct store *store_open(const struct store_options *opts)
                  "PRAGMA synchronous = NORMAL; PRAGMA temp_store = MEMORY;"
                  /* 64 MiB of page cache keeps the random-key index pages the writer touches
                   * in memory (16 MiB re-read them from the OS on every commit). */
-                 "PRAGMA cache_size = -65536; PRAGMA foreign_keys = OFF;"
-                 /* Checkpoint every ~16 MiB of WAL instead of 4 MiB: fewer, larger
-                  * checkpoints copy each hot page once instead of several times. */
-                 "PRAGMA wal_autocheckpoint = 4096",
+                 "PRAGMA cache_size = -65536; PRAGMA foreign_keys = OFF",
                  "pragmas") != 0)
         goto fail;
+    /* Replaces SQLite's autocheckpoint: the checkpointer thread does it (started below, once
+     * the schema exists). */
+    sqlite3_wal_hook(st->db, wal_hook, st);
+    if (rollup_register_functions(st->db) != 0) goto fail; /* the v4 migration uses hist_sum */
     if (migrate(st->db) != 0) goto fail;
-    if (rollup_register_functions(st->db) != 0) goto fail;
     if (query_int(st->db, "PRAGMA page_size", &st->page_size) != 0) goto fail;
     for (int i = 0; i < W_COUNT; i++) {
         rc = sqlite3_prepare_v3(st->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
@@ -978,6 +1195,7 @@ struct store *store_open(const struct store_options *opts)
     if (pending_init(&st->pending) != 0) goto oom;
     st->pool = read_pool_create(st->path, st->opts.read_pool);
     if (!st->pool) goto oom;
+    start_checkpointer(st);
     update_db_bytes(st);
     return st;
 
@@ -991,6 +1209,8 @@ fail:
 void store_close(struct store *st)
 {
     if (!st) return;
+    if (st->db) maybe_train_dict(st, true); /* a running trainer's dictionary is kept */
+    stop_checkpointer(st);
     read_pool_destroy(st->pool);
     for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(st->stmt[i]);
     if (st->db) {
@@ -1003,6 +1223,9 @@ void store_close(struct store *st)
     ZSTD_freeCDict(st->cdict);
     buf_free(&st->samples);
     free(st->sample_sizes);
+    buf_free(&st->train_samples);
+    free(st->train_sizes);
+    free(st->train_dict);
     ZSTD_freeCCtx(st->log_cctx);
     ZSTD_freeCDict(st->log_cdict);
     buf_free(&st->log_samples);
@@ -1611,28 +1834,84 @@ static int find_edges(struct store *st, size_t total, int64_t now)
     return 0;
 }
 
-/* Upserts st->edges as rows of the given resolution (hist_merge sums the histograms). */
-static int write_edges(struct store *st, int resolution)
+/* An edge and the start of the summary bucket it falls in (write_edges). */
+struct edge_tier {
+    const struct edge *e;
+    int64_t bucket;
+};
+
+/* Orders by (client, server, conn, summary bucket): the rows one summary sums are adjacent. */
+static int edge_tier_cmp(const void *pa, const void *pb)
+{
+    const struct edge_tier *x = pa, *y = pb;
+    const struct edge *a = x->e, *b = y->e;
+    if (a->client_id != b->client_id) return a->client_id < b->client_id ? -1 : 1;
+    if (a->server_id != b->server_id) return a->server_id < b->server_id ? -1 : 1;
+    if (a->conn != b->conn) return a->conn < b->conn ? -1 : 1;
+    return x->bucket < y->bucket ? -1 : x->bucket > y->bucket;
+}
+
+static int upsert_edge(struct store *st, int64_t bucket, int resolution, const struct edge *e,
+                       uint64_t calls, uint64_t errors, int64_t dur_sum_us,
+                       const uint64_t hist[HIST_BUCKETS])
 {
     sqlite3_stmt *s = st->stmt[W_EDGE_UPSERT];
+    st->hist_blob.len = 0;
+    if (hist_encode(&st->hist_blob, hist) != 0) return -ENOMEM;
+    sqlite3_bind_int64(s, 1, bucket);
+    sqlite3_bind_int(s, 2, resolution);
+    sqlite3_bind_int64(s, 3, e->client_id);
+    sqlite3_bind_int64(s, 4, e->server_id);
+    sqlite3_bind_int(s, 5, e->conn);
+    sqlite3_bind_int64(s, 6, (int64_t)calls);
+    sqlite3_bind_int64(s, 7, (int64_t)errors);
+    sqlite3_bind_int64(s, 8, dur_sum_us);
+    sqlite3_bind_blob(s, 9, st->hist_blob.len ? (const void *)st->hist_blob.p : "",
+                      (int)st->hist_blob.len, SQLITE_STATIC);
+    return step_done(st, s, "upsert edge rollup");
+}
+
+/* Upserts st->edges as rows of the given resolution (hist_merge sums the histograms); fine
+ * (10 s) rows also go into their 10 min and hour summary rows (SUMMARIES), one upsert per
+ * (edge, summary bucket) of the call. */
+static int write_edges(struct store *st, int resolution)
+{
     for (size_t i = 0; i < st->n_edges; i++) {
         const struct edge *e = &st->edges[i];
-        st->hist_blob.len = 0;
-        if (hist_encode(&st->hist_blob, e->hist) != 0) return -ENOMEM;
-        sqlite3_bind_int64(s, 1, e->bucket);
-        sqlite3_bind_int(s, 2, resolution);
-        sqlite3_bind_int64(s, 3, e->client_id);
-        sqlite3_bind_int64(s, 4, e->server_id);
-        sqlite3_bind_int(s, 5, e->conn);
-        sqlite3_bind_int64(s, 6, (int64_t)e->calls);
-        sqlite3_bind_int64(s, 7, (int64_t)e->errors);
-        sqlite3_bind_int64(s, 8, e->dur_sum_us);
-        sqlite3_bind_blob(s, 9, st->hist_blob.len ? (const void *)st->hist_blob.p : "",
-                          (int)st->hist_blob.len, SQLITE_STATIC);
-        int rc = step_done(st, s, "upsert edge rollup");
+        int rc = upsert_edge(st, e->bucket, resolution, e, e->calls, e->errors, e->dur_sum_us,
+                             e->hist);
         if (rc) return rc;
     }
-    return 0;
+    if (resolution != ROLLUP_FINE_S || !st->n_edges) return 0;
+    static const int tiers[] = {ROLLUP_10MIN_S, ROLLUP_HOUR_S};
+    struct edge_tier *order = malloc(st->n_edges * sizeof *order);
+    uint64_t *hist = malloc(HIST_BUCKETS * sizeof *hist);
+    int rc = order && hist ? 0 : -ENOMEM;
+    for (size_t t = 0; !rc && t < sizeof tiers / sizeof tiers[0]; t++) {
+        for (size_t i = 0; i < st->n_edges; i++)
+            order[i] = (struct edge_tier){&st->edges[i],
+                                          floor_div(st->edges[i].bucket, tiers[t]) * tiers[t]};
+        qsort(order, st->n_edges, sizeof *order, edge_tier_cmp);
+        for (size_t i = 0; !rc && i < st->n_edges;) {
+            uint64_t calls = 0, errors = 0;
+            int64_t dur_sum = 0;
+            memset(hist, 0, HIST_BUCKETS * sizeof *hist);
+            size_t j = i;
+            for (; j < st->n_edges && edge_tier_cmp(&order[i], &order[j]) == 0; j++) {
+                const struct edge *e = order[j].e;
+                calls += e->calls;
+                errors += e->errors;
+                dur_sum += e->dur_sum_us;
+                for (unsigned k = 0; k < HIST_BUCKETS; k++) hist[k] += e->hist[k];
+            }
+            rc = upsert_edge(st, order[i].bucket, tiers[t], order[i].e, calls, errors, dur_sum,
+                             hist);
+            i = j;
+        }
+    }
+    free(order);
+    free(hist);
+    return rc;
 }
 
 static void apply_pending(struct store *st, int64_t now)
@@ -1780,7 +2059,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
     st->mark_minute = minute;
     apply_pending(st, now);
-    maybe_train_dict(st);
+    maybe_train_dict(st, false);
     maybe_train_log_dict(st);
     atomic_fetch_add(&st->spans_stored, total);
     atomic_fetch_add(&st->logs_stored, total_logs);

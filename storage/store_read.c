@@ -20,9 +20,10 @@
  *
  * Dependencies and the service graph read the same edge rollups (store.c, EDGE ROLLUPS): every
  * row whose bucket [bucket, bucket + resolution) overlaps the window, at whichever resolution
- * it has now (each call lives in exactly one row). The graph sums them per edge in C (a 24 h
- * window is ~3,240 small rows per edge), merging the sparse histograms (rollup.c), and then
- * names the nodes: one lookup per distinct node.
+ * it has now (each call lives in exactly one fine row), the 10 min and hour summaries standing in
+ * for the fine rows of the whole 10 minutes and hours inside the window (EDGE_ROWS). The graph
+ * sums them per edge in C (a 24 h window is at most ~154 rows per edge), merging the sparse
+ * histograms (rollup.c), and then names the nodes: one lookup per distinct node.
  */
 #include "storage_int.h"
 
@@ -65,6 +66,24 @@ enum {
     "AND ?3 AND max_dur_us >= ?4 AND min_dur_us <= ?5 " extra "AND (?6 IS NULL OR op_id IN "       \
     "(SELECT id FROM operations WHERE service_id = ?1 AND name = ?6)) ORDER BY start_us DESC"
 
+/* The edge rollup rows (columns cols) that sum a window's calls. ?1, ?2: the window's start and
+ * end in whole seconds; ?3 <= ?4 <= ?5 <= ?6 (see bind_edge_window): whole 10 min blocks inside
+ * the window cover [?3, ?4) and [?5, ?6), whole hours [?4, ?5). Fine rows (10 s, 60 s) that
+ * overlap the window before ?3 and from ?6 on; summaries (store.c, SUMMARIES) in between. A
+ * fine bucket overlaps the window when it starts at or before the end and ends after the start
+ * (fine resolutions are at most 60 s, and divide 10 min). Five bucket ranges, each a seek (the
+ * summaries through the partial index edge_rollup_summary, whose WHERE term "resolution >= 600"
+ * is repeated so that SQLite sees it applies). */
+#define EDGE_ROWS(cols)                                                                            \
+    "SELECT " cols " FROM edge_rollup WHERE bucket > ?1 - 60 AND bucket < ?3 AND bucket <= ?2 "    \
+    "AND bucket + resolution > ?1 AND resolution < 600 UNION ALL SELECT " cols " FROM "            \
+    "edge_rollup WHERE resolution >= 600 AND resolution = 600 AND bucket >= ?3 AND bucket < ?4 "   \
+    "UNION ALL SELECT " cols " FROM edge_rollup WHERE resolution >= 600 AND resolution = 3600 "    \
+    "AND bucket >= ?4 AND bucket < ?5 UNION ALL SELECT " cols " FROM edge_rollup WHERE "           \
+    "resolution >= 600 AND resolution = 600 AND bucket >= ?5 AND bucket < ?6 "                     \
+    "UNION ALL SELECT " cols " FROM edge_rollup WHERE bucket >= ?6 AND bucket <= ?2 AND "          \
+    "resolution < 600"
+
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
@@ -81,13 +100,12 @@ static const char *const reader_sql[R_COUNT] = {
      * starts at or before the end and ends after the start (resolutions are at most 60 s). */
     /* Summed first, named after: the joins then run once per edge, not once per row. */
     [R_DEPENDENCIES] = "SELECT p.name, c.name, e.calls, e.errors FROM (SELECT client_id, "
-                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM edge_rollup "
-                       "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1 "
-                       "AND client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
+                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM (" EDGE_ROWS(
+                           "client_id, server_id, calls, errors") ") "
+                       "WHERE client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
                        "JOIN services p ON p.id = e.client_id JOIN services c ON c.id = "
                        "e.server_id ORDER BY p.name, c.name",
-    [R_GRAPH] = ("SELECT client_id, server_id, conn, calls, errors, hist FROM edge_rollup "
-                 "WHERE bucket > ?1 - 60 AND bucket <= ?2 AND bucket + resolution > ?1"),
+    [R_GRAPH] = EDGE_ROWS("client_id, server_id, conn, calls, errors, hist"),
     [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
     [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
     [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
@@ -884,6 +902,38 @@ static int64_t second_of(int64_t us)
 /* Far enough in the past for "all time", with room for the "- 60" in the queries. */
 #define ALL_TIME_S (INT64_MIN / 4)
 
+static int64_t floor_to(int64_t s, int64_t unit)
+{
+    int64_t q = s / unit;
+    return (s % unit != 0 && s < 0 ? q - 1 : q) * unit;
+}
+
+static int64_t ceil_to(int64_t s, int64_t unit)
+{
+    int64_t f = floor_to(s, unit);
+    return f < s ? f + unit : f;
+}
+
+/* Binds EDGE_ROWS' parameters for the window [start_s, end_s] (seconds). */
+static void bind_edge_window(sqlite3_stmt *s, int64_t start_s, int64_t end_s)
+{
+    int64_t a = ceil_to(start_s, ROLLUP_10MIN_S), d = floor_to(end_s, ROLLUP_10MIN_S);
+    int64_t b, c;
+    if (a >= d) { /* no whole 10 min: fine rows only */
+        a = b = c = d = end_s + 1;
+    } else {
+        b = ceil_to(a, ROLLUP_HOUR_S);
+        c = floor_to(d, ROLLUP_HOUR_S);
+        if (b >= c) b = c = d; /* no whole hour: 10 min rows for [a, d) */
+    }
+    sqlite3_bind_int64(s, 1, start_s);
+    sqlite3_bind_int64(s, 2, end_s);
+    sqlite3_bind_int64(s, 3, a);
+    sqlite3_bind_int64(s, 4, b);
+    sqlite3_bind_int64(s, 5, c);
+    sqlite3_bind_int64(s, 6, d);
+}
+
 int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
                        struct dependency_link **out, size_t *n_out)
 {
@@ -895,8 +945,8 @@ int store_dependencies(struct store *st, int64_t end_us, int64_t lookback_us,
     struct dependency_link *deps = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *s = r->stmt[R_DEPENDENCIES];
-    sqlite3_bind_int64(s, 1, lookback_us > 0 ? second_of(end_us - lookback_us) : ALL_TIME_S);
-    sqlite3_bind_int64(s, 2, second_of(end_us));
+    bind_edge_window(s, lookback_us > 0 ? second_of(end_us - lookback_us) : ALL_TIME_S,
+                     second_of(end_us));
     int step;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         if (n == cap) {
@@ -1196,8 +1246,7 @@ int store_graph(struct store *st, int64_t start_us, int64_t end_us, const char *
     /* One read transaction: the rows and the names they refer to are one snapshot. */
     if ((rc = run_simple(r, R_BEGIN))) goto done;
     sqlite3_stmt *s = r->stmt[R_GRAPH];
-    sqlite3_bind_int64(s, 1, second_of(start_us));
-    sqlite3_bind_int64(s, 2, second_of(end_us));
+    bind_edge_window(s, second_of(start_us), second_of(end_us));
     int step;
     unsigned bad_blobs = 0;
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {

@@ -903,7 +903,7 @@ static void test_store_migrate_v2(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 4); /* v4: edge summaries */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('access_logs', 'access_logs_service', "
                                       "'access_logs_trace')"),

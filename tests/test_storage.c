@@ -1260,6 +1260,78 @@ static void test_graph_downsample(void **state)
     store_free_graph(g);
 }
 
+/* Summaries: windows read hour rows for whole hours, 10 min rows for whole 10 minutes, fine rows
+ * for the rest; the sums are those of the fine rows, before and after downsampling. */
+static int64_t cart_calls(struct store *st, int64_t start, int64_t end, double *p99)
+{
+    struct graph *g;
+    assert_int_equal(store_graph(st, start, end, NULL, &g), 0);
+    const struct graph_edge *e = graph_find_edge(g, "frontend", "cart");
+    int64_t n = e ? (int64_t)e->red.requests : 0;
+    if (p99) *p99 = e ? e->red.p99_ms : NAN;
+    store_free_graph(g);
+    return n;
+}
+
+static void test_graph_hours(void **state)
+{
+    struct fixture *f = *state; /* no retention */
+    const int64_t H = 3600 * SEC;
+    /* T0 is 800 s into its hour. Calls at T0, T0 + 1 h, T0 + 2 h, T0 + 2 h 50 min. */
+    store_test_set_clock(f->st, T0);
+    put_cart_calls(f->st, T0, 10, 0);
+    put_cart_calls(f->st, T0 + H, 20, 100);
+    put_cart_calls(f->st, T0 + 2 * H, 30, 200);
+    put_cart_calls(f->st, T0 + 2 * H + 50 * 60 * SEC, 40, 300);
+    put_cart_calls(f->st, T0 + 2 * H + 50 * 60 * SEC + 15 * SEC, 5, 400); /* same hour, 2nd call */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "3600 AND client_id > 0"),
+                     4);
+    assert_int_equal(count_rows(f->path, "SELECT sum(calls) FROM edge_rollup WHERE resolution = "
+                                         "3600 AND client_id > 0"),
+                     105);
+    /* 10 min summaries: T0's, T0 + 1 h's, T0 + 2 h's, and one for both calls at T0 + 2 h 50. */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "600 AND client_id > 0"),
+                     4);
+    const int64_t hour0 = T0 - 800 * SEC;
+    struct {
+        int64_t start, end, calls, calls_1min;
+    } w[] = {
+        {T0 - 3 * H, T0 + 4 * H, 105, 105},          /* all whole hours */
+        {T0 - 10 * SEC, T0 + 2 * H + SEC, 60, 60},   /* partial, whole, partial */
+        {T0 + H + 5 * 60 * SEC, T0 + 3 * H, 75, 75}, /* T0 + 1 h left out */
+        {hour0 + H, hour0 + 2 * H, 20, 20},          /* exactly one hour */
+        {hour0 + H, hour0 + 2 * H - SEC, 20, 20},    /* no whole hour */
+        /* One whole hour; the ends miss the calls by 10 s, inside their 1 min rows once
+         * downsampled (a 1 min row overlapping the window counts whole). */
+        {T0 + 10 * SEC, T0 + 2 * H - 10 * SEC, 20, 60},
+        {T0 - 5 * 60 * SEC, T0 + 25 * 60 * SEC, 10, 10},    /* 10 min rows, no whole hour */
+        {T0 + 5 * 60 * SEC, T0 + H + 15 * 60 * SEC, 20, 20}, /* 10 min rows at both ends */
+    };
+    double p99_before[8];
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        assert_int_equal(cart_calls(f->st, w[i].start, w[i].end, &p99_before[i]), w[i].calls);
+    /* Downsampling moves calls between fine rows of the same hour: same sums, same quantiles. */
+    uint64_t deleted;
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(store_retention_step(f->st, T0 + 12 * H, 1000, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = 10"),
+                     0);
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++) {
+        double p99;
+        assert_int_equal(cart_calls(f->st, w[i].start, w[i].end, &p99), w[i].calls_1min);
+        if (w[i].calls_1min == w[i].calls) assert_true(p99 == p99_before[i]);
+    }
+    struct dependency_link *deps;
+    size_t nd;
+    assert_int_equal(store_dependencies(f->st, T0 + 4 * H, 0 /* all time */, &deps, &nd), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(deps[0].call_count, 105);
+    assert_int_equal(deps[0].error_count, 1 + 2 + 3 + 4);
+    store_free_dependencies(deps, nd);
+}
+
 /* Rollups past the retention are deleted. */
 static void test_graph_retention(void **state)
 {
@@ -1322,8 +1394,14 @@ static void test_migrate_v1(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    /* v1 -> v2 -> v3 (access logs) in one open. */
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 3);
+    /* v1 -> v2 -> v3 (access logs) -> v4 (hour summaries) in one open. */
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 4);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "3600 AND calls = 7"),
+                     1);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
+                                         "600 AND calls = 7"),
+                     1);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM sqlite_master WHERE name = "
                                          "'dep_rollup'"),
                      0);
@@ -1353,11 +1431,16 @@ static void test_migrate_v1(void **state)
     assert_false(isnan(e->red.p50_ms));
     assert_string_equal(graph_find_node(g, "cart")->namespace, "shop");
     store_free_graph(g);
-    /* Reopening a v3 file migrates nothing more. */
+    /* The migrated hour summary and the new calls' both count over whole hours. */
+    assert_int_equal(store_dependencies(f->st, T0 + 3 * 3600 * SEC, 6 * 3600 * SEC, &deps, &nd), 0);
+    assert_int_equal(nd, 1);
+    assert_int_equal(deps[0].call_count, 17);
+    store_free_dependencies(deps, nd);
+    /* Reopening a v4 file migrates nothing more. */
     store_close(f->st);
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 3);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 4);
 }
 
 int main(void)
@@ -1382,6 +1465,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_graph_percentiles, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_graph_pending, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_graph_downsample, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_hours, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_graph_retention, fixture_setup_retention,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, fixture_setup, fixture_teardown),
