@@ -243,7 +243,7 @@ static struct mstr service_of_host(const char *h, size_t n)
 }
 
 /* Derived fields: direction and, when no field named it, the reporting service. */
-static int derive(struct line_ctx *c, struct access_log *l)
+int accesslog_derive(struct arena *arena, struct access_log *l)
 {
     const struct mstr *cl = &l->str[ALOG_UPSTREAM_CLUSTER];
     if (has_prefix(cl, "inbound|") || has_prefix(cl, "InboundPassthroughCluster"))
@@ -269,7 +269,7 @@ static int derive(struct line_ctx *c, struct access_log *l)
         svc = l->str[ALOG_SOURCE_WORKLOAD];
     }
     if (!svc.ptr || !svc.len) svc = (struct mstr){"unknown_service", 15};
-    char *copy = arena_strndup(c->b->arena, svc.ptr, svc.len);
+    char *copy = arena_strndup(arena, svc.ptr, svc.len);
     if (!copy) return -ENOMEM;
     l->str[ALOG_SERVICE] = (struct mstr){copy, svc.len};
     return 0;
@@ -320,7 +320,7 @@ static int add_record(struct line_ctx *c, json_t *obj, const char *raw, size_t r
         rc = get_int(c, obj, "upstream_service_time", INT64_MAX / 2, false,
                      &l->upstream_service_time_ms);
     if (!rc) trace_context(obj, l);
-    if (!rc) rc = derive(c, l);
+    if (!rc) rc = accesslog_derive(c->b->arena, l);
     if (!rc) rc = decode_copy_utf8(c->b->arena, raw, raw_len, &l->str[ALOG_RAW]);
     if (rc) span_batch_drop_last_log(c->b);
     return rc;

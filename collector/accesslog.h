@@ -64,6 +64,11 @@
 int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
                           struct span_batch *out, char *err, size_t errlen);
 
+/* The derived fields of a record whose other fields are set: direction (upstream_cluster's
+ * prefix), response_flags "-" when absent and, when ALOG_SERVICE is absent, the reporting service
+ * (MAPPING above), copied into arena. Shared with the gRPC access-log decoder. 0 or -ENOMEM. */
+int accesslog_derive(struct arena *arena, struct access_log *l);
+
 /* RFC 3339 time (start_time) to ns since the epoch; -1 when malformed or before 1970. Exposed
  * for tests. */
 int64_t accesslog_parse_rfc3339(const char *s, size_t n);

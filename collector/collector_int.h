@@ -19,6 +19,7 @@ struct options {
     const char *http_addr;      /* dashboard, query API, /metrics */
     const char *otlp_http_addr; /* OTLP/HTTP */
     const char *zipkin_addr;    /* Zipkin (later issue); serves the whole route table meanwhile */
+    const char *otlp_grpc_addr; /* gRPC ingest (grpc.h) */
     int64_t retention_us;
     int64_t max_db_bytes;
     int64_t max_body_bytes;  /* request body cap, measured after decompression */
@@ -92,6 +93,11 @@ size_t ingest_queue_capacity_bytes(struct ingest_queue *q);
 
 struct writer;
 
+/* The `user` of a batch whose producer waits for its commit points to a struct whose first member
+ * is this tag, so the one batch_done callback (main.c) can tell an HTTP request (http.c, 0 as
+ * calloc leaves it) from a gRPC call (grpc.c). */
+enum batch_owner { BATCH_OWNER_HTTP = 0, BATCH_OWNER_GRPC };
+
 /* Called by the writer thread once per committed (rc 0) or failed (negative errno) batch whose
  * `user` field is set, before the batch is freed. Must not block. */
 typedef void (*batch_done_fn)(void *user, int rc);
@@ -113,6 +119,8 @@ enum ingest_protocol {
     PROTO_ZIPKIN_JSON,
     PROTO_ZIPKIN_PROTOBUF,
     PROTO_ACCESSLOG_JSON, /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_OTLP_GRPC,      /* TraceService/Export over gRPC */
+    PROTO_ENVOY_ALS_GRPC, /* AccessLogService/StreamAccessLogs: requests count streams */
     PROTO_COUNT
 };
 
