@@ -221,8 +221,9 @@ static void mark_answering(struct call *c)
     }
 }
 
-/* Trailers-only error answer; the rest of the request is dropped (RST_STREAM NO_ERROR when the
- * client has not finished sending, as gRPC servers do). http_status is 200 but for a wrong
+/* Trailers-only error answer; the rest of the request is dropped (RST_STREAM NO_ERROR once the
+ * answer is out when the client has not finished sending, as gRPC servers do: on_frame_send).
+ * http_status is 200 but for a wrong
  * content type (415, PROTOCOL-HTTP2.md). */
 static void respond_error(struct call *c, int http_status, enum grpc_code code, const char *msg,
                           bool pushback)
@@ -243,7 +244,6 @@ static void respond_error(struct call *c, int http_status, enum grpc_code code, 
         return;
     }
     mark_answering(c);
-    if (!c->half_closed) nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, c->id, NGHTTP2_NO_ERROR);
     if (c->m)
         log_ratelimited(LOG_INFO, "grpc-status", "grpc: %s answered status %d: %s", c->path,
                         (int)code, msg);
@@ -410,6 +410,8 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
         if (atomic_fetch_add(&buffered_bytes, bytes) + bytes <= budget(ctx->opts)) {
             c->held = b;
             c->conn->loop->n_held++;
+            log_ratelimited(LOG_DEBUG, "grpc-hold",
+                            "grpc: %s: ingest queue full; stream held by flow control", c->path);
             return HOLD;
         }
         atomic_fetch_sub(&buffered_bytes, bytes);
@@ -724,6 +726,20 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error_code, 
     return 0;
 }
 
+/* After the frame that ends our side of a call the client is still sending on: RST_STREAM
+ * NO_ERROR (PROTOCOL-HTTP2.md), so it stops sending what nobody will read. */
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
+    (void)user;
+    if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    struct call *c = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (c && !c->half_closed)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, c->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *user)
 {
     (void)s;
@@ -768,6 +784,7 @@ static struct conn *conn_create(struct loop *l, int fd)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_outbound_ack(opt, 1000); /* a PING/SETTINGS flood that never reads */
     int rc = nghttp2_session_server_new2(&k->s, cb, k, opt);

@@ -175,3 +175,245 @@ describe('Envoy access-log service: a Bookinfo mesh', () => {
     await d.stop();
   });
 });
+
+describe('bad input and hostile clients', () => {
+  let d;
+  let token;
+  before(async () => {
+    token = randomBytes(24).toString('hex');
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(path.join(tmpdir(), 'meshscope-grpc-'));
+    const file = path.join(dir, 'tokens');
+    await writeFile(file, `ingest=${token}\n`);
+    d = await startDaemon({ dir, logLevel: 'info', args: ['--auth-token-file', file, '--max-body', '64KiB', '--idle-timeout', '4s'] });
+    daemons.push(d);
+  });
+  const auth = (t = token) => {
+    const m = new grpc.Metadata();
+    m.set('authorization', `Bearer ${t}`);
+    return m;
+  };
+  const it = (name, fn) => test(name, () => withStderr(() => d, fn));
+
+  it('unknown method: UNIMPLEMENTED', async () => {
+    const c = client(TraceService, d.grpcAddr);
+    try {
+      const r = await rawUnary(c, '/opentelemetry.proto.collector.trace.v1.TraceService/Nope', oneSpan(), auth());
+      assert.equal(r.err?.code, grpc.status.UNIMPLEMENTED, r.err?.message);
+      assert.match(r.err.details, /unknown method/);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('wrong or missing token: UNAUTHENTICATED; the right one: OK', async () => {
+    const c = client(TraceService, d.grpcAddr);
+    try {
+      let r = await rawUnary(c, EXPORT, oneSpan(), auth('x'.repeat(48)));
+      assert.equal(r.err?.code, grpc.status.UNAUTHENTICATED, r.err?.message);
+      r = await rawUnary(c, EXPORT, oneSpan());
+      assert.equal(r.err?.code, grpc.status.UNAUTHENTICATED, r.err?.message);
+      r = await rawUnary(c, EXPORT, oneSpan('authed'), auth());
+      assert.equal(r.err, null, r.err?.message);
+      assert.equal(r.resp.length, 0, 'ExportTraceServiceResponse without partial_success');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('garbage message: INVALID_ARGUMENT naming the problem', async () => {
+    const c = client(TraceService, d.grpcAddr);
+    try {
+      const r = await rawUnary(c, EXPORT, Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]), auth());
+      assert.equal(r.err?.code, grpc.status.INVALID_ARGUMENT, r.err?.message);
+      assert.match(r.err.details, /ExportTraceServiceRequest|protobuf|truncated|length/i);
+      const als = client(AccessLogService, d.grpcAddr);
+      const { call, done } = openAccessLogStream(als, auth());
+      call.write({ http_logs: { log_entry: [{ common_properties: {} }] } }); /* no start_time: refused alone */
+      call.end();
+      const rs = await done;
+      assert.equal(rs.err, null, 'a refused entry does not fail the stream');
+      als.close();
+      const bad = await rawUnary(c, '/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs', Buffer.from([0x12, 0x05, 0x0a]), auth());
+      assert.equal(bad.err?.code, grpc.status.INVALID_ARGUMENT, bad.err?.message);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('oversize message: RESOURCE_EXHAUSTED before it is read', async () => {
+    const c = client(TraceService, d.grpcAddr);
+    try {
+      const r = await rawUnary(c, EXPORT, Buffer.alloc(100 * 1024, 0x0a), auth());
+      assert.equal(r.err?.code, grpc.status.RESOURCE_EXHAUSTED, r.err?.message);
+      assert.match(r.err.details, /--max-body/);
+      await healthyAuthed();
+    } finally {
+      c.close();
+    }
+  });
+
+  it('unsupported grpc-encoding: UNIMPLEMENTED', async () => {
+    const c = client(TraceService, d.grpcAddr, { 'grpc.default_compression_algorithm': 2 /* gzip */ });
+    try {
+      /* gzip works ... */
+      const r = await rawUnary(c, EXPORT, oneSpan(), auth());
+      assert.equal(r.err, null, r.err?.message);
+    } finally {
+      c.close();
+    }
+    /* ... an unknown encoding does not: a raw HTTP/2 request */
+    const http2 = await import('node:http2');
+    const session = http2.connect(`http://${d.grpcAddr}`);
+    try {
+      const body = oneSpan();
+      const frame = Buffer.concat([Buffer.from([1, 0, 0, 0, 0]), body]);
+      frame.writeUInt32BE(body.length, 1);
+      const req = session.request({ ':method': 'POST', ':path': EXPORT, 'content-type': 'application/grpc', te: 'trailers',
+        'grpc-encoding': 'snappy', authorization: `Bearer ${token}` });
+      const headers = await new Promise((resolve, reject) => {
+        req.on('response', resolve);
+        req.on('error', reject);
+        req.end(frame);
+      });
+      assert.equal(headers['grpc-status'], String(grpc.status.UNIMPLEMENTED));
+      assert.match(decodeURIComponent(headers['grpc-message']), /grpc-encoding 'snappy'/);
+      /* A wrong content type is HTTP 415. */
+      const req2 = session.request({ ':method': 'POST', ':path': EXPORT, 'content-type': 'application/json' });
+      const h2 = await new Promise((resolve, reject) => {
+        req2.on('response', resolve);
+        req2.on('error', reject);
+        req2.end('{}');
+      });
+      assert.equal(h2[':status'], 415);
+    } finally {
+      session.close();
+    }
+  });
+
+  async function healthyAuthed() {
+    assert.ok(d.alive(), 'daemon still running');
+    assert.equal((await request(`${d.httpUrl}/readyz`)).status, 200);
+    const c = client(TraceService, d.grpcAddr);
+    try {
+      const r = await rawUnary(c, EXPORT, oneSpan(), auth());
+      assert.equal(r.err, null, `a valid Export still succeeds: ${r.err?.message}`);
+    } finally {
+      c.close();
+    }
+  }
+
+  it('garbage bytes on the port: connection closed, daemon healthy', async () => {
+    for (const junk of [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), randomBytes(4096),
+      Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), randomBytes(512)])]) {
+      const closed = await new Promise((resolve) => {
+        const s = net.connect(Number(d.grpcAddr.split(':')[1]), '127.0.0.1', () => s.write(junk));
+        const timer = setTimeout(() => {
+          s.destroy();
+          resolve(false);
+        }, 5000);
+        s.on('data', () => {});
+        s.on('error', () => {});
+        s.on('close', () => {
+          clearTimeout(timer);
+          resolve(true);
+        });
+      });
+      assert.ok(closed, 'the server closed the connection');
+    }
+    await healthyAuthed();
+  });
+
+  it('a client that sends and never reads: cut off, daemon healthy', async () => {
+    /* Preface, SETTINGS, then PINGs (each owes an ACK) while never reading the answers. */
+    const ping = Buffer.from([0, 0, 8, 6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+    const s = net.connect(Number(d.grpcAddr.split(':')[1]), '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise((r) => s.on('connect', r));
+    s.pause();
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), settings]));
+    let closedEarly = false;
+    s.on('close', () => (closedEarly = true));
+    const rss0 = rssKiB(d.pid);
+    for (let i = 0; i < 200 && !closedEarly; i++) {
+      s.write(Buffer.concat(Array(1000).fill(ping)));
+      await sleep(5);
+    }
+    await healthyAuthed();
+    assert.ok(rssKiB(d.pid) - rss0 < 64 * 1024, 'RSS grew by less than 64 MiB');
+    s.destroy();
+  });
+  after(async () => {
+    await d.stop();
+  });
+});
+
+describe('a stream faster than storage (--queue-size 1MiB)', () => {
+  let d;
+  before(async () => {
+    d = await startDaemon({ logLevel: 'debug', args: ['--queue-size', '1MiB', '--flush-interval', '50ms'] });
+    daemons.push(d);
+  });
+  test('bounded: flow control stalls the client or UNAVAILABLE; whatever was acknowledged is stored', () => withStderr(() => d, async () => {
+    const als = client(AccessLogService, d.grpcAddr);
+    const N = 100; /* messages of 200 entries (~25 MiB decoded): 25 times what the queue holds */
+    const start = Date.now() - 3_600_000; /* message m's entries start at start + m s + k ms */
+    const msgs = [];
+    for (let m = 0; m < N; m++) {
+      msgs.push({ http_logs: { log_entry: Array.from({ length: 200 }, (_, k) => httpEntry({
+        start: start + m * 1000 + k, ms: 3, code: 200, inbound: true, self: 'flood', ns: NS, path: `/flood/${m}/${k}`.padEnd(200, 'x'),
+        requestId: `f-${m}-${k}`, received: 1, sent: 2 })) } });
+    }
+    const { call, done } = openAccessLogStream(als);
+    let stalls = 0;
+    let maxRss = 0;
+    let i = 0;
+    const node = { identifier: { node: istioNode('flood', NS, '10.9.9.9') } };
+    await new Promise((resolve) => {
+      const pump = () => {
+        while (i < N) {
+          const ok = call.write(i === 0 ? { ...node, ...msgs[i] } : msgs[i]);
+          i++;
+          if (!ok) {
+            stalls++;
+            maxRss = Math.max(maxRss, rssKiB(d.pid));
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+        resolve();
+      };
+      call.on('error', () => resolve());
+      pump();
+    });
+    const r = await done;
+    als.close();
+    maxRss = Math.max(maxRss, rssKiB(d.pid));
+    /* The server held the stream (debug log) or refused it as UNAVAILABLE; either way the client
+     * was held back (grpc-js buffers writes it cannot send: write() returned false). */
+    const held = /stream held by flow control/.test(d.stderr());
+    assert.ok(held || r.err?.code === grpc.status.UNAVAILABLE, `the server held the stream back (status ${r.err?.code})`);
+    assert.ok(stalls > 0, 'the client saw backpressure');
+    assert.ok(r.err === null || r.err.code === grpc.status.UNAVAILABLE, `status: ${r.err?.message}`);
+    assert.ok(maxRss < 512 * 1024, `RSS stayed bounded: ${maxRss} KiB`);
+    if (r.err === null) {
+      /* Acknowledged (OK) means every entry was taken: all of them end up stored. Counted in
+       * windows of 50 messages (10,000 entries, /api/logs's largest page). */
+      for (let w = 0; w < N / 50; w++) {
+        const from = (start + w * 50_000) * 1000;
+        const to = (start + (w + 1) * 50_000) * 1000 - 1;
+        await poll(`flood window ${w} stored`, async () => {
+          const got = await getJson(`${d.httpUrl}/api/logs?service=flood&start=${from}&end=${to}&limit=10000`);
+          return got.total === 50 * 200 ? got : null;
+        }, { timeoutMs: 30_000, attempts: 300, intervalMs: 100 });
+      }
+    }
+    await healthy(d);
+  }));
+  after(async () => {
+    await d.stop();
+  });
+});
