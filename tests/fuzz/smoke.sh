@@ -43,15 +43,16 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
     exit 1
 }
 cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
-    fuzz_accesslog -j2
+    fuzz_accesslog fuzz_grpc -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
-for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog; do
+for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog grpc; do
     case $kind in
     accesslog) pattern='*.ndjson' ;;
+    grpc) pattern='*.h2' ;;
     *_proto) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
     query) pattern='*.txt' ;;
