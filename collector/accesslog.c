@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,17 @@ static int get_str(struct line_ctx *c, json_t *obj, const char *key, bool keep_d
     return decode_copy_utf8(c->b->arena, s, n, out);
 }
 
+/* A string of up to 18 digits as a count; -2 for "" and "-" (absent), -1 for anything else. */
+static int64_t parse_count(const char *s, size_t len)
+{
+    if (len == 0 || is_dash(s, len)) return -2;
+    if (len > 18) return -1;
+    int64_t n = 0;
+    for (size_t i = 0; i < len && n >= 0; i++)
+        n = s[i] >= '0' && s[i] <= '9' ? n * 10 + (s[i] - '0') : -1;
+    return n;
+}
+
 /* Integer field: a JSON integer >= 0 or a string of digits; null, "" and "-" are absent.
  * strict: anything else refuses the record; lenient: absent. */
 static int get_int(struct line_ctx *c, json_t *obj, const char *key, int64_t max, bool strict,
@@ -100,14 +112,8 @@ static int get_int(struct line_ctx *c, json_t *obj, const char *key, int64_t max
     if (json_is_integer(v)) {
         n = json_integer_value(v);
     } else if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        if (len == 0 || is_dash(s, len)) return 0;
-        if (len <= 18) {
-            n = 0;
-            for (size_t i = 0; i < len && n >= 0; i++)
-                n = s[i] >= '0' && s[i] <= '9' ? n * 10 + (s[i] - '0') : -1;
-        }
+        n = parse_count(json_string_value(v), json_string_length(v));
+        if (n == -2) return 0;
     }
     if (n < 0 || n > max) {
         if (!strict) return 0;
@@ -199,19 +205,25 @@ static const char *first_string(json_t *obj, const char *const *keys, size_t n_k
     return NULL;
 }
 
+/* W3C traceparent: version "-" 32 hex "-" 16 hex "-" 2 hex (longer future versions: the same
+ * prefix) -> l's ids. False (l's trace id untouched) when malformed. */
+static bool traceparent(struct access_log *l, const char *tp, size_t n)
+{
+    if (n < 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-' ||
+        !parse_hex(tp + 3, 32, l->trace_id, 16))
+        return false;
+    l->has_trace_id = true;
+    l->has_span_id = parse_hex(tp + 36, 16, l->span_id, 8);
+    return true;
+}
+
 /* Trace context: traceparent first, then the B3 / plain id fields. Bad ids are ignored. */
 static void trace_context(json_t *obj, struct access_log *l)
 {
     size_t n;
     static const char *const tp_keys[] = {"traceparent"};
     const char *tp = first_string(obj, tp_keys, 1, &n);
-    /* version "-" 32 hex "-" 16 hex "-" 2 hex (longer future versions: the same prefix) */
-    if (tp && n >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' &&
-        parse_hex(tp + 3, 32, l->trace_id, 16)) {
-        l->has_trace_id = true;
-        l->has_span_id = parse_hex(tp + 36, 16, l->span_id, 8);
-        return;
-    }
+    if (tp && traceparent(l, tp, n)) return;
     static const char *const tid_keys[] = {"trace_id", "traceId", "x-b3-traceid", "x_b3_traceid"};
     static const char *const sid_keys[] = {"span_id", "spanId", "x-b3-spanid", "x_b3_spanid"};
     const char *t = first_string(obj, tid_keys, 4, &n);
@@ -242,8 +254,7 @@ static struct mstr service_of_host(const char *h, size_t n)
     return (struct mstr){h, (uint32_t)end};
 }
 
-/* Derived fields: direction and, when no field named it, the reporting service. */
-int accesslog_derive(struct arena *arena, struct access_log *l)
+int accesslog_derive(struct arena *a, struct access_log *l)
 {
     const struct mstr *cl = &l->str[ALOG_UPSTREAM_CLUSTER];
     if (has_prefix(cl, "inbound|") || has_prefix(cl, "InboundPassthroughCluster"))
@@ -269,9 +280,44 @@ int accesslog_derive(struct arena *arena, struct access_log *l)
         svc = l->str[ALOG_SOURCE_WORKLOAD];
     }
     if (!svc.ptr || !svc.len) svc = (struct mstr){"unknown_service", 15};
-    char *copy = arena_strndup(arena, svc.ptr, svc.len);
+    char *copy = arena_strndup(a, svc.ptr, svc.len);
     if (!copy) return -ENOMEM;
     l->str[ALOG_SERVICE] = (struct mstr){copy, svc.len};
+    return 0;
+}
+
+int accesslog_set_field(struct arena *a, struct access_log *l, const char *key, const char *val,
+                        size_t len)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        int64_t max;
+    } int_fields[] = {
+        {"response_code", offsetof(struct access_log, response_code), 999},
+        {"bytes_received", offsetof(struct access_log, bytes_received), INT64_MAX / 2},
+        {"bytes_sent", offsetof(struct access_log, bytes_sent), INT64_MAX / 2},
+        {"duration", offsetof(struct access_log, duration_ms), INT64_MAX / 2},
+        {"upstream_service_time", offsetof(struct access_log, upstream_service_time_ms),
+         INT64_MAX / 2},
+    };
+    for (size_t i = 0; i < sizeof str_fields / sizeof str_fields[0]; i++) {
+        if (strcmp(key, str_fields[i].key) != 0) continue;
+        struct mstr *slot = &l->str[str_fields[i].slot];
+        if (slot->ptr || (is_dash(val, len) && str_fields[i].slot != ALOG_RESPONSE_FLAGS)) return 1;
+        return decode_copy_utf8(a, val, len, slot) ? -ENOMEM : 1;
+    }
+    for (size_t i = 0; i < sizeof int_fields / sizeof int_fields[0]; i++) {
+        if (strcmp(key, int_fields[i].key) != 0) continue;
+        int64_t *slot = (int64_t *)(void *)((char *)l + int_fields[i].off),
+                n = parse_count(val, len);
+        if (*slot < 0 && n >= 0 && n <= int_fields[i].max) *slot = n;
+        return 1;
+    }
+    if (strcmp(key, "traceparent") == 0) {
+        if (!l->has_trace_id) traceparent(l, val, len);
+        return 1;
+    }
     return 0;
 }
 

@@ -64,10 +64,21 @@
 int accesslog_decode_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
                           struct span_batch *out, char *err, size_t errlen);
 
-/* The derived fields of a record whose other fields are set: direction (upstream_cluster's
- * prefix), response_flags "-" when absent and, when ALOG_SERVICE is absent, the reporting service
- * (MAPPING above), copied into arena. Shared with the gRPC access-log decoder. 0 or -ENOMEM. */
-int accesslog_derive(struct arena *arena, struct access_log *l);
+/* For decoders of other encodings (OTLP logs, otlp_logs.c): sets the field of l that the JSON key
+ * `key` names in MAPPING above (a string field, response_code, bytes_received, bytes_sent,
+ * duration, upstream_service_time or traceparent) from its text val[0..len) (borrowed; copied
+ * into a, the record's batch arena, with invalid UTF-8 replaced), by the rules above for a JSON
+ * string: "-" is absent (but for response_flags); integers are digit strings, in range or absent;
+ * a field already set is kept (the first present wins; traceparent only fills absent ids). The
+ * caller bounds len. Returns 1 when key names a field, 0 when it does not (l untouched), -ENOMEM.
+ */
+int accesslog_set_field(struct arena *a, struct access_log *l, const char *key, const char *val,
+                        size_t len);
+
+/* Completes a record once its fields are set: direction from upstream_cluster, response_flags
+ * "-" when absent, and the reporting service when no field named it (MAPPING above). Copies into
+ * a (the record's batch arena). Returns 0 or -ENOMEM. */
+int accesslog_derive(struct arena *a, struct access_log *l);
 
 /* RFC 3339 time (start_time) to ns since the epoch; -1 when malformed or before 1970. Exposed
  * for tests. */

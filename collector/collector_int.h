@@ -33,7 +33,9 @@ struct options {
     int64_t idle_timeout_us;     /* a connection silent this long is closed */
     int64_t request_timeout_us;  /* a request body still incomplete this long is cut off */
     enum log_level log_level;
-    int64_t metrics_series_limit; /* RED: label sets per metric family (red.h) */
+    int64_t metrics_series_limit; /* RED: label sets per metric family (red.h); OTLP metrics:
+                                     series in all (otel_metrics.h) */
+    int64_t metrics_expiry_us;    /* OTLP metrics: series not updated this long expire */
 };
 
 /* Parses argv (and MESHSCOPE_<NAME> environment overrides, argv winning) into *out.
@@ -118,9 +120,13 @@ enum ingest_protocol {
     PROTO_OTLP_HTTP_JSON,
     PROTO_ZIPKIN_JSON,
     PROTO_ZIPKIN_PROTOBUF,
-    PROTO_ACCESSLOG_JSON, /* POST /api/v1/accesslogs; its counters count records, not spans */
-    PROTO_OTLP_GRPC,      /* TraceService/Export over gRPC */
-    PROTO_ENVOY_ALS_GRPC, /* AccessLogService/StreamAccessLogs: requests count streams */
+    PROTO_ACCESSLOG_JSON,     /* POST /api/v1/accesslogs; its counters count records, not spans */
+    PROTO_OTLP_LOGS_PROTOBUF, /* POST /v1/logs; counters count log records */
+    PROTO_OTLP_LOGS_JSON,
+    PROTO_OTLP_METRICS_PROTOBUF, /* POST /v1/metrics; its counters count data points */
+    PROTO_OTLP_METRICS_JSON,
+    PROTO_OTLP_GRPC,             /* TraceService/Export over gRPC */
+    PROTO_ENVOY_ALS_GRPC,        /* AccessLogService/StreamAccessLogs: requests count streams */
     PROTO_COUNT
 };
 
@@ -162,10 +168,17 @@ void selfmetrics_observe_commit(int64_t micros);
 
 /* ----- OTLP responses (otlp_response.c) ------------------------------------------------------ */
 
+/* ExportMetricsServiceResponse: the same wire bytes; in JSON "rejectedDataPoints". */
+int otlp_encode_metrics_response(bool json, uint64_t rejected, const char *message, char **out,
+                                 size_t *out_len);
 /* ExportTraceServiceResponse, with partial_success when rejected > 0. json selects OTLP/JSON,
  * otherwise protobuf. malloc'd into *out. Returns 0 or -ENOMEM. */
 int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
                                 size_t *out_len);
+/* ExportLogsServiceResponse: the same bytes in protobuf (partial_success = 1 {
+ * rejected_log_records = 1, error_message = 2 }); OTLP/JSON says "rejectedLogRecords". */
+int otlp_encode_export_logs_response(bool json, uint64_t rejected, const char *message, char **out,
+                                     size_t *out_len);
 /* google.rpc.Status {code, message}. */
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,
                        size_t *out_len);
@@ -197,6 +210,7 @@ struct http_context {
     /* TLS: PEM contents (not paths) of --tls-cert / --tls-key, or NULL for plain HTTP. */
     const char *tls_cert_pem, *tls_key_pem;
     struct red *red; /* RED metrics rendered on /metrics (red.h); NULL = self metrics only */
+    struct otel_metrics *metrics; /* POST /v1/metrics store (otel_metrics.h); NULL = 404 */
     _Atomic bool ready;
 };
 

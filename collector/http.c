@@ -15,6 +15,7 @@
  */
 #include "accesslog.h"
 #include "collector_int.h"
+#include "otel_metrics.h"
 #include "otlp.h"
 #include "query.h"
 #include "red.h"
@@ -44,10 +45,10 @@ struct http_server {
 typedef int (*decode_fn)(const uint8_t *body, size_t len, const struct decode_limits *lim,
                          struct span_batch *out, char *err, size_t errlen);
 
-/* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, errors as
- * google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
+/* How a protocol answers: OTLP/HTTP (200 + ExportTraceServiceResponse, or for logs
+ * ExportLogsServiceResponse; errors as google.rpc.Status), Zipkin (202, errors as plain text) or counts (200 +
  * {"accepted":N,"rejected":M,"error":...}, errors as plain text; access logs). */
-enum answer_style { ANSWER_OTLP, ANSWER_ZIPKIN, ANSWER_COUNTS };
+enum answer_style { ANSWER_OTLP, ANSWER_OTLP_LOGS, ANSWER_ZIPKIN, ANSWER_COUNTS };
 
 /* One span-ingest endpoint. Adding a protocol is one row here plus its decoders. */
 struct ingest_route {
@@ -57,6 +58,8 @@ struct ingest_route {
     enum ingest_protocol proto_label, json_label;
     enum answer_style style;
     bool ndjson_ok; /* application/x-ndjson is accepted too, and goes to decode_json */
+    bool metrics;   /* OTLP metrics: decoded and applied to the metric store (handle_metrics),
+                       not queued; decode_* are NULL */
 };
 
 static int64_t mono_us(void)
@@ -77,6 +80,10 @@ static const struct ingest_route ingest_routes[] = {
      PROTO_ZIPKIN_JSON, ANSWER_ZIPKIN},
     {"/api/v1/accesslogs", NULL, accesslog_decode_json, PROTO_ACCESSLOG_JSON, PROTO_ACCESSLOG_JSON,
      ANSWER_COUNTS, true},
+    {"/v1/logs", otlp_decode_logs_proto, otlp_decode_logs_json, PROTO_OTLP_LOGS_PROTOBUF,
+     PROTO_OTLP_LOGS_JSON, ANSWER_OTLP_LOGS},
+    {"/v1/metrics", NULL, NULL, PROTO_OTLP_METRICS_PROTOBUF, PROTO_OTLP_METRICS_JSON, ANSWER_OTLP,
+     false, true},
 };
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
@@ -185,7 +192,8 @@ static void count_reject(enum ingest_protocol p, enum reject_reason r)
 /* gRPC status code for an OTLP answer, or -1 (plain text) for Zipkin. */
 static int code_for(const struct request *req, int grpc_code)
 {
-    return req->route->style == ANSWER_OTLP ? grpc_code : -1;
+    return req->route->style == ANSWER_OTLP || req->route->style == ANSWER_OTLP_LOGS ? grpc_code
+                                                                                     : -1;
 }
 
 /* The answer to an ingest request whose batch was pushed (or refused by the queue, or committed
@@ -213,9 +221,69 @@ static enum MHD_Result answer_ingest(struct MHD_Connection *conn, struct request
         return send_response(conn, 202, NULL, NULL, 0, 0); /* Zipkin: accepted, empty body */
     char *out;
     size_t out_len;
+    bool logs = req->route->style == ANSWER_OTLP_LOGS;
     if (req->rejected && !req->reason[0])
-        snprintf(req->reason, sizeof req->reason, "%u spans rejected", req->rejected);
-    if (otlp_encode_export_response(req->json, req->rejected, req->reason, &out, &out_len) != 0)
+        snprintf(req->reason, sizeof req->reason, "%u %s rejected", req->rejected,
+                 logs ? "log records" : "spans");
+    if ((logs ? otlp_encode_export_logs_response : otlp_encode_export_response)(
+            req->json, req->rejected, req->reason, &out, &out_len) != 0)
+        return send_text(conn, 500, "out of memory");
+    return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
+                         out_len, 0);
+}
+
+/* POST /v1/metrics, once the body is whole and inflated: decode, apply to the metric store,
+ * answer 200 with partial success. No queue, no SQLite: metrics live in memory (README).
+ * Consumes inflated (may be NULL) and the request body on every path. */
+static enum MHD_Result handle_metrics(struct http_context *ctx, struct MHD_Connection *conn,
+                                      struct request *req, enum ingest_protocol proto,
+                                      const uint8_t *body, size_t len, uint8_t *inflated)
+{
+    char msg[512] = "";
+    struct om_batch *batch = ctx->metrics ? om_batch_create() : NULL;
+    int rc = !ctx->metrics ? -ENOTSUP : !batch ? -ENOMEM : 0;
+    if (!rc) {
+        struct decode_limits lim;
+        decode_limits_default(&lim);
+        rc = (req->json ? otlp_decode_metrics_json : otlp_decode_metrics_proto)(body, len, &lim,
+                                                                                batch, msg,
+                                                                                sizeof msg);
+    }
+    free(inflated);
+    release_body(req);
+    struct om_result res = {0};
+    if (!rc) {
+        otel_metrics_count_rejected(ctx->metrics, OM_REJECT_DECODE, batch->rejected);
+        rc = otel_metrics_apply(ctx->metrics, batch->metrics, batch->n_metrics, &res);
+        res.rejected += batch->rejected;
+        if (batch->reason[0]) snprintf(res.reason, sizeof res.reason, "%s", batch->reason);
+    }
+    om_batch_destroy(batch);
+    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], res.accepted + res.rejected,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], res.accepted,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
+                              res.rejected, memory_order_relaxed);
+    if (rc == -ENOTSUP) return send_text(conn, 404, "not found\n");
+    if (rc == -E2BIG) {
+        count_reject(proto, REJECT_TOO_LARGE);
+        return respond_status(conn, 413, req->json, 3, msg[0] ? msg : "request too large", 0);
+    }
+    if (rc == -ENOMEM)
+        return respond_status(conn, 503, req->json, 14, "out of memory", 1);
+    if (rc) {
+        count_reject(proto, REJECT_DECODE_ERROR);
+        log_ratelimited(LOG_INFO, "http-decode", "http: /v1/metrics (%s) request refused: %s",
+                        req->json ? "JSON" : "protobuf", msg);
+        return respond_status(conn, 400, req->json, 3, msg[0] ? msg : "undecodable request", 0);
+    }
+    if (res.rejected && !res.reason[0])
+        snprintf(res.reason, sizeof res.reason, "%llu data points rejected",
+                 (unsigned long long)res.rejected);
+    char *out;
+    size_t out_len;
+    if (otlp_encode_metrics_response(req->json, res.rejected, res.reason, &out, &out_len) != 0)
         return send_text(conn, 500, "out of memory");
     return send_response(conn, 200, req->json ? "application/json" : "application/x-protobuf", out,
                          out_len, 0);
@@ -262,6 +330,8 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
         }
         body = inflated;
     }
+
+    if (route->metrics) return handle_metrics(ctx, conn, req, proto, body, len, inflated);
 
     struct span_batch *batch = span_batch_create();
     if (!batch) {
@@ -404,6 +474,26 @@ static enum MHD_Result handle_get(struct http_context *ctx, struct MHD_Connectio
         size_t self_len;
         if (selfmetrics_render(ctx->queue, ctx->store, &self, &self_len) != 0)
             return send_text(conn, 500, "out of memory");
+        if (ctx->metrics) {
+            /* OTLP metric families follow the self metrics: same text format, so red_expose's
+             * OpenMetrics conversion of counter families covers them too. */
+            char *om;
+            size_t om_len;
+            char *joined = NULL;
+            if (otel_metrics_render(ctx->metrics, &om, &om_len) == 0) {
+                joined = realloc(self, self_len + om_len + 1);
+                if (joined) {
+                    memcpy(joined + self_len, om, om_len + 1);
+                    self = joined;
+                    self_len += om_len;
+                }
+                free(om);
+            }
+            if (!joined) {
+                free(self);
+                return send_text(conn, 500, "out of memory");
+            }
+        }
         struct red_exposition ex;
         int rc = red_expose(ctx->red, MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept"),
                             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Accept-Encoding"),
@@ -503,9 +593,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
                 return ret;
             }
             const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
-            if (ct && media_type_is(ct, "application/x-protobuf") && req->route->decode_proto)
+            bool metrics = req->route->metrics;
+            if (ct && media_type_is(ct, "application/x-protobuf") &&
+                (req->route->decode_proto || metrics))
                 req->json = false;
-            else if (ct && req->route->decode_json &&
+            else if (ct && (req->route->decode_json || metrics) &&
                      (media_type_is(ct, "application/json") ||
                       (req->route->ndjson_ok && media_type_is(ct, "application/x-ndjson"))))
                 req->json = true;

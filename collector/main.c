@@ -6,6 +6,7 @@
  */
 #include "collector_int.h"
 #include "grpc.h"
+#include "otel_metrics.h"
 #include "red.h"
 
 #include <errno.h>
@@ -53,6 +54,7 @@ static char *read_file(const char *path)
  *   sqlite       writer page cache 64 MiB, 2 MiB per read connection, WAL index: 8 MiB
  *   red          ~2.5 KiB per label set, --metrics-series-limit per family group (4 groups),
  *                plus the service-graph pending store (100k x 0.4 KiB)
+ *   otlp metrics --metrics-series-limit series in all, each at most OTEL_METRICS_SERIES_BYTES
  *   base         code, thread stacks, allocator slack: 64 MiB
  */
 static uint64_t memory_bound(const struct options *o)
@@ -67,7 +69,8 @@ static uint64_t memory_bound(const struct options *o)
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
-    return queue + bodies + decoding + sqlite + red + 64 * MiB;
+    uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
+    return queue + bodies + decoding + sqlite + red + otlp_metrics + 64 * MiB;
 }
 
 /* The writer's one batch_done: a waiting batch's `user` begins with its owner's tag. */
@@ -111,6 +114,7 @@ int main(int argc, char **argv)
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
+    struct otel_metrics *metrics = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
@@ -133,8 +137,12 @@ int main(int argc, char **argv)
             (unsigned long long)(memory_bound(&opts) >> 20));
     struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
     if (!(red = red_create(&ro))) goto out;
+    struct otel_metrics_options mo = {.max_series = (uint64_t)opts.metrics_series_limit,
+                                      .expiry_ns = opts.metrics_expiry_us * 1000};
+    if (!(metrics = otel_metrics_create(&mo))) goto out;
     struct http_context ctx = {.opts = &opts,
                                .red = red,
+                               .metrics = metrics,
                                .observe = red_observe_batch,
                                .observe_arg = red,
                                .queue = queue,
@@ -187,6 +195,7 @@ out:
     ingest_queue_destroy(queue);
     store_close(store);
     red_destroy(red); /* after the listeners: no HTTP thread observes or renders any more */
+    otel_metrics_destroy(metrics);
     auth_free(auth);
     free(tls_cert);
     if (tls_key) explicit_bzero(tls_key, strlen(tls_key));

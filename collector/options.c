@@ -93,6 +93,10 @@ static const struct opt_row opt_table[] = {
      * one scrape target should ever carry. */
     {"metrics-series-limit", OPT_INT, "10000", 1, 1000000, OFF(metrics_series_limit),
      "label sets per RED metric family; beyond it they fold into otel_metric_overflow=\"true\""},
+    /* OTLP metrics (POST /v1/metrics): a series whose sender stopped disappears after this;
+     * 5m outlives a few missed exports of the usual 10-60 s intervals. */
+    {"metrics-expiry", OPT_DURATION, "5m", 1000000, 7 * 24 * 3600 * INT64_C(1000000),
+     OFF(metrics_expiry_us), "OTLP metric series not updated this long disappear from /metrics"},
     {"log-level", OPT_LOGLEVEL, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])

@@ -1,6 +1,7 @@
 /*
- * otlp.h: OTLP trace decoders (protobuf and JSON) into the span model, and the encoders of the
- * OTLP/HTTP responses (ExportTraceServiceResponse, google.rpc.Status).
+ * otlp.h: OTLP trace decoders (protobuf and JSON) into the span model, OTLP log decoders into the
+ * access-log model, and the encoders of the OTLP/HTTP responses (ExportTraceServiceResponse,
+ * google.rpc.Status).
  *
  * Decoders run on HTTP threads, one request at a time per call, no shared state: thread-safe.
  */
@@ -48,5 +49,41 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
  * unknown fields ignored). */
 int otlp_decode_traces_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
                             struct span_batch *out, char *err, size_t errlen);
+
+/* Decodes an ExportLogsServiceRequest (POST /v1/logs; otlp_logs.c), protobuf or OTLP/JSON (the
+ * JSON rules of otlp_decode_traces_json; severityNumber as an integer or its enum name), into
+ * out->logs, with the contract of the trace decoders: lim->max_spans bounds the log records of
+ * one request (-E2BIG), the other caps apply per record; 0 with out->rejected counting refused
+ * records (a trace_id not 16 bytes / span_id not 8 bytes or not hex, a cap exceeded; reason in
+ * out->reject_reason), -EINVAL (err says why), -ENOMEM.
+ *
+ * MAPPING (every record is stored, as one access-log record):
+ *   time            time_unix_nano, else observed_time_unix_nano, else the time received
+ *   trace / span id trace_id / span_id (empty or all zero: none; a span id only with a trace id)
+ *   severity        severity_text, else severity_number's short name ("INFO", "WARN2", ...)
+ *   severity_number 1..24, else absent
+ *   body            a string as is; any other AnyValue as JSON (kvlist -> object)
+ *   attributes      the record's attributes as one JSON object
+ *   service         resource service.name, unless it is an SDK's "unknown_service..." default
+ *                   and a field below names one
+ * Access-log fields are then read, by accesslog.h's MAPPING (same keys, same rules), from the
+ * attributes, then from a kvlist body, then from a string body holding one JSON object; the
+ * first present wins. Values: strings; integers (and integral doubles) as their digits; a string
+ * array by its first item. These OTel semantic-convention names stand for the JSON key beside:
+ *   http.request.method method | url.path path | http.response.status_code response_code |
+ *   user_agent.original user_agent | server.address authority | client.address
+ *   downstream_remote_address | http.request.header.x-request-id (or x-request-id) request_id |
+ *   http.request.header.x-forwarded-for x_forwarded_for | http.request.body.size
+ *   bytes_received | http.response.body.size bytes_sent
+ * A record with a response code and a method or an upstream_cluster is an access-log record (as
+ * Envoy's OpenTelemetry access logger sends them with the attributes operators configure,
+ * Istio's envoyOtelAls provider likewise): it gets accesslog.h's derived fields (direction,
+ * response_flags "-", the service from the fields, else from the resource's cluster_name, Envoy's
+ * node cluster, up to its first '.', else as accesslog.h derives it) and feeds RED like a JSON
+ * access-log line. Any other record is an application log: response_code -1 (absent), no RED. */
+int otlp_decode_logs_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                           struct span_batch *out, char *err, size_t errlen);
+int otlp_decode_logs_json(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                          struct span_batch *out, char *err, size_t errlen);
 
 #endif

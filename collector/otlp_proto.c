@@ -1,6 +1,7 @@
 /*
- * otlp_proto.c: the OTLP/protobuf trace decoder (ExportTraceServiceRequest -> span model), and
- * decode_limits_default, shared with the JSON decoder.
+ * otlp_proto.c: the OTLP/protobuf trace decoder (ExportTraceServiceRequest -> span model), the
+ * request walk and conversions it shares with the log decoder (otlp_int.h, otlp_logs.c), and
+ * decode_limits_default, shared with the JSON decoders.
  *
  * Three steps, each bounded before it allocates (style rule 7):
  *
@@ -31,6 +32,7 @@
  *  - A resource or scope over a cap rejects all the spans under it.
  */
 #include "otlp.h"
+#include "otlp_int.h"
 #include "decode.h"
 #include "pbwire.h"
 
@@ -42,9 +44,6 @@
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 
-typedef Opentelemetry__Proto__Collector__Trace__V1__ExportTraceServiceRequest pb_request;
-typedef Opentelemetry__Proto__Trace__V1__ResourceSpans pb_resource_spans;
-typedef Opentelemetry__Proto__Trace__V1__ScopeSpans pb_scope_spans;
 typedef Opentelemetry__Proto__Trace__V1__Span pb_span;
 typedef Opentelemetry__Proto__Trace__V1__Span__Event pb_event;
 typedef Opentelemetry__Proto__Trace__V1__Span__Link pb_link;
@@ -85,16 +84,7 @@ static unsigned wire_depth_limit(const struct decode_limits *lim)
 
 /* ----- step 3: conversion (steps 1 and 2 are pbwire.c's) ------------------------------------ */
 
-struct conv {
-    struct span_batch *b;
-    const struct decode_limits *lim;
-    char why[160]; /* detail of the current refusal, relative to the object being converted */
-};
-
-/* Conversion helpers return 0, DECODE_REFUSE (the object breaks a cap: c->why says how) or
- * -ENOMEM. */
-static int refuse(struct conv *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int refuse(struct conv *c, const char *fmt, ...)
+int otlp_pb_refuse(struct otlp_pbconv *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -105,20 +95,20 @@ static int refuse(struct conv *c, const char *fmt, ...)
 
 /* Copies a NUL-terminated protobuf-c string into the arena, replacing invalid UTF-8 with
  * U+FFFD. A string over max_string bytes is refused. */
-static int copy_str(struct conv *c, const char *s, struct mstr *out, const char *what)
+int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, const char *what)
 {
     size_t len = s ? strlen(s) : 0;
     if (len > c->lim->max_string)
-        return refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
+        return otlp_pb_refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
     return decode_copy_utf8(c->b->arena, s, len, out);
 }
 
-static int convert_kvs(struct conv *c, pb_kv *const *kvs, size_t n, struct attr **items,
+static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struct attr **items,
                        uint32_t *n_out, unsigned depth, const char *what);
 
 /* depth = number of arrays/kvlists around this value. */
-static int convert_value(struct conv *c, const pb_any *in, struct value *out, unsigned depth,
-                         const char *what)
+int otlp_pb_convert_value(struct otlp_pbconv *c, const pb_any *in, struct value *out,
+                          unsigned depth, const char *what)
 {
     if (!in) {
         out->type = VALUE_EMPTY;
@@ -127,7 +117,7 @@ static int convert_value(struct conv *c, const pb_any *in, struct value *out, un
     switch (in->value_case) {
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_STRING_VALUE:
         out->type = VALUE_STRING;
-        return copy_str(c, in->string_value, &out->u.str, what);
+        return otlp_pb_copy_str(c, in->string_value, &out->u.str, what);
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_BOOL_VALUE:
         out->type = VALUE_BOOL;
         out->u.b = in->bool_value != 0;
@@ -144,8 +134,8 @@ static int convert_value(struct conv *c, const pb_any *in, struct value *out, un
         out->type = VALUE_BYTES;
         size_t len = in->bytes_value.len;
         if (len > c->lim->max_string)
-            return refuse(c, "%s: bytes value of %zu bytes, max %u", what, len,
-                          c->lim->max_string);
+            return otlp_pb_refuse(c, "%s: bytes value of %zu bytes, max %u", what, len,
+                                  c->lim->max_string);
         char *p = arena_strndup(c->b->arena, len ? (const char *)in->bytes_value.data : "", len);
         if (!p) return -ENOMEM;
         out->u.str.ptr = p;
@@ -155,16 +145,16 @@ static int convert_value(struct conv *c, const pb_any *in, struct value *out, un
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE: {
         out->type = VALUE_ARRAY;
         if (depth + 1 > c->lim->max_depth)
-            return refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
+            return otlp_pb_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         const Opentelemetry__Proto__Common__V1__ArrayValue *a = in->array_value;
         size_t n = a ? a->n_values : 0;
         if (n > c->lim->max_attrs)
-            return refuse(c, "%s: array of %zu values, max %u", what, n, c->lim->max_attrs);
+            return otlp_pb_refuse(c, "%s: array of %zu values, max %u", what, n, c->lim->max_attrs);
         if (!n) return 0;
         struct value *items = arena_alloc(c->b->arena, n * sizeof *items);
         if (!items) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-            int rc = convert_value(c, a->values[i], &items[i], depth + 1, what);
+            int rc = otlp_pb_convert_value(c, a->values[i], &items[i], depth + 1, what);
             if (rc) return rc;
         }
         out->u.array.items = items;
@@ -174,7 +164,7 @@ static int convert_value(struct conv *c, const pb_any *in, struct value *out, un
     case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_KVLIST_VALUE: {
         out->type = VALUE_KVLIST;
         if (depth + 1 > c->lim->max_depth)
-            return refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
+            return otlp_pb_refuse(c, "%s: values nested deeper than %u", what, c->lim->max_depth);
         const Opentelemetry__Proto__Common__V1__KeyValueList *l = in->kvlist_value;
         if (!l) return 0;
         return convert_kvs(c, l->values, l->n_values, &out->u.kvlist.items, &out->u.kvlist.n,
@@ -186,21 +176,21 @@ static int convert_value(struct conv *c, const pb_any *in, struct value *out, un
     }
 }
 
-static int convert_kvs(struct conv *c, pb_kv *const *kvs, size_t n, struct attr **items,
+static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struct attr **items,
                        uint32_t *n_out, unsigned depth, const char *what)
 {
     *items = NULL;
     *n_out = 0;
     if (n > c->lim->max_attrs)
-        return refuse(c, "%s: %zu attributes, max %u", what, n, c->lim->max_attrs);
+        return otlp_pb_refuse(c, "%s: %zu attributes, max %u", what, n, c->lim->max_attrs);
     if (!n) return 0;
     struct attr *a = arena_alloc(c->b->arena, n * sizeof *a);
     if (!a) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         /* The path names the attribute only when a refusal needs it: formatting it for every
          * attribute was a measurable share of ingest CPU. */
-        int rc = copy_str(c, kvs[i]->key, &a[i].key, what);
-        if (!rc) rc = convert_value(c, kvs[i]->value, &a[i].value, depth, what);
+        int rc = otlp_pb_copy_str(c, kvs[i]->key, &a[i].key, what);
+        if (!rc) rc = otlp_pb_convert_value(c, kvs[i]->value, &a[i].value, depth, what);
         if (rc == DECODE_REFUSE) {
             size_t wlen = strlen(what);
             char rest[sizeof c->why];
@@ -214,33 +204,33 @@ static int convert_kvs(struct conv *c, pb_kv *const *kvs, size_t n, struct attr 
     return 0;
 }
 
-static int convert_attrs(struct conv *c, pb_kv *const *kvs, size_t n, uint32_t dropped,
-                         struct attrs *out, const char *what)
+int otlp_pb_convert_attrs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, uint32_t dropped,
+                          struct attrs *out, const char *what)
 {
     out->dropped = dropped;
     return convert_kvs(c, kvs, n, &out->items, &out->n, 0, what);
 }
 
-static int check_id(struct conv *c, const ProtobufCBinaryData *id, size_t want, bool zero_ok,
-                    const char *what)
+int otlp_pb_check_id(struct otlp_pbconv *c, const ProtobufCBinaryData *id, size_t want,
+                     bool zero_ok, const char *what)
 {
-    if (id->len != want) return refuse(c, "%s: length %zu, want %zu", what, id->len, want);
-    if (!zero_ok && id_is_zero(id->data, want)) return refuse(c, "%s: all zero", what);
+    if (id->len != want) return otlp_pb_refuse(c, "%s: length %zu, want %zu", what, id->len, want);
+    if (!zero_ok && id_is_zero(id->data, want)) return otlp_pb_refuse(c, "%s: all zero", what);
     return 0;
 }
 
-static int convert_span(struct conv *c, const pb_span *in, struct span *s)
+static int convert_span(struct otlp_pbconv *c, const pb_span *in, struct span *s)
 {
     int rc;
-    if ((rc = check_id(c, &in->trace_id, 16, false, "trace_id"))) return rc;
-    if ((rc = check_id(c, &in->span_id, 8, false, "span_id"))) return rc;
+    if ((rc = otlp_pb_check_id(c, &in->trace_id, 16, false, "trace_id"))) return rc;
+    if ((rc = otlp_pb_check_id(c, &in->span_id, 8, false, "span_id"))) return rc;
     if (in->parent_span_id.len != 0 &&
-        (rc = check_id(c, &in->parent_span_id, 8, true, "parent_span_id")))
+        (rc = otlp_pb_check_id(c, &in->parent_span_id, 8, true, "parent_span_id")))
         return rc;
     if (in->n_events > c->lim->max_events)
-        return refuse(c, "events: %zu events, max %u", in->n_events, c->lim->max_events);
+        return otlp_pb_refuse(c, "events: %zu events, max %u", in->n_events, c->lim->max_events);
     if (in->n_links > c->lim->max_links)
-        return refuse(c, "links: %zu links, max %u", in->n_links, c->lim->max_links);
+        return otlp_pb_refuse(c, "links: %zu links, max %u", in->n_links, c->lim->max_links);
 
     memcpy(s->trace_id, in->trace_id.data, 16);
     memcpy(s->span_id, in->span_id.data, 8);
@@ -256,16 +246,16 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
     s->end_unix_nano = in->end_time_unix_nano;
     s->dropped_events = in->dropped_events_count;
     s->dropped_links = in->dropped_links_count;
-    if ((rc = copy_str(c, in->trace_state, &s->trace_state, "trace_state"))) return rc;
-    if ((rc = copy_str(c, in->name, &s->name, "name"))) return rc;
-    if ((rc = convert_attrs(c, in->attributes, in->n_attributes, in->dropped_attributes_count,
-                            &s->attrs, "attributes")))
+    if ((rc = otlp_pb_copy_str(c, in->trace_state, &s->trace_state, "trace_state"))) return rc;
+    if ((rc = otlp_pb_copy_str(c, in->name, &s->name, "name"))) return rc;
+    if ((rc = otlp_pb_convert_attrs(c, in->attributes, in->n_attributes,
+                                    in->dropped_attributes_count, &s->attrs, "attributes")))
         return rc;
 
     const char *status_msg = in->status ? in->status->message : "";
     int code = in->status ? (int)in->status->code : 0;
     s->status_code = code >= 0 && code <= STATUS_ERROR ? (enum status_code)code : STATUS_UNSET;
-    if ((rc = copy_str(c, status_msg, &s->status_message, "status.message"))) return rc;
+    if ((rc = otlp_pb_copy_str(c, status_msg, &s->status_message, "status.message"))) return rc;
 
     if (in->n_events) {
         s->events = arena_alloc(c->b->arena, in->n_events * sizeof *s->events);
@@ -276,10 +266,10 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
             char where[64];
             se->time_unix_nano = e->time_unix_nano;
             decode_pathf(where, sizeof where, "events[%zu].name", i);
-            if ((rc = copy_str(c, e->name, &se->name, where))) return rc;
+            if ((rc = otlp_pb_copy_str(c, e->name, &se->name, where))) return rc;
             decode_pathf(where, sizeof where, "events[%zu].attributes", i);
-            if ((rc = convert_attrs(c, e->attributes, e->n_attributes,
-                                    e->dropped_attributes_count, &se->attrs, where)))
+            if ((rc = otlp_pb_convert_attrs(c, e->attributes, e->n_attributes,
+                                            e->dropped_attributes_count, &se->attrs, where)))
                 return rc;
         }
         s->n_events = (uint32_t)in->n_events;
@@ -292,17 +282,17 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
             struct span_link *sl = &s->links[i];
             char where[64];
             decode_pathf(where, sizeof where, "links[%zu].trace_id", i);
-            if ((rc = check_id(c, &l->trace_id, 16, true, where))) return rc;
+            if ((rc = otlp_pb_check_id(c, &l->trace_id, 16, true, where))) return rc;
             decode_pathf(where, sizeof where, "links[%zu].span_id", i);
-            if ((rc = check_id(c, &l->span_id, 8, true, where))) return rc;
+            if ((rc = otlp_pb_check_id(c, &l->span_id, 8, true, where))) return rc;
             memcpy(sl->trace_id, l->trace_id.data, 16);
             memcpy(sl->span_id, l->span_id.data, 8);
             sl->flags = l->flags;
             decode_pathf(where, sizeof where, "links[%zu].trace_state", i);
-            if ((rc = copy_str(c, l->trace_state, &sl->trace_state, where))) return rc;
+            if ((rc = otlp_pb_copy_str(c, l->trace_state, &sl->trace_state, where))) return rc;
             decode_pathf(where, sizeof where, "links[%zu].attributes", i);
-            if ((rc = convert_attrs(c, l->attributes, l->n_attributes,
-                                    l->dropped_attributes_count, &sl->attrs, where)))
+            if ((rc = otlp_pb_convert_attrs(c, l->attributes, l->n_attributes,
+                                            l->dropped_attributes_count, &sl->attrs, where)))
                 return rc;
         }
         s->n_links = (uint32_t)in->n_links;
@@ -310,93 +300,125 @@ static int convert_span(struct conv *c, const pb_span *in, struct span *s)
     return 0;
 }
 
-static uint32_t count_spans(const pb_resource_spans *rs)
+/* ----- the request walk, shared by every signal (otlp_int.h) -------------------------------
+ * Resource<X> and Scope<X> differ in C type between signals but not in field numbers, so the walk
+ * reaches their fields through the descriptors. */
+
+static const ProtobufCFieldDescriptor *pb_field(const ProtobufCMessage *m, unsigned id)
 {
-    uint64_t n = 0;
-    for (size_t i = 0; i < rs->n_scope_spans; i++) n += rs->scope_spans[i]->n_spans;
-    return (uint32_t)n; /* bounded by max_spans (checked by the scan) */
+    return protobuf_c_message_descriptor_get_field(m->descriptor, id);
 }
 
-static int convert_scope_spans(struct conv *c, const pb_scope_spans *ss,
-                               const struct resource *res, size_t ri, size_t si)
+/* Repeated message field id of m: its items (*n of them). */
+static ProtobufCMessage *const *pb_repeated(const ProtobufCMessage *m, unsigned id, size_t *n)
+{
+    const ProtobufCFieldDescriptor *f = pb_field(m, id);
+    *n = *(const size_t *)(const void *)((const char *)m + f->quantifier_offset);
+    return *(ProtobufCMessage *const *const *)(const void *)((const char *)m + f->offset);
+}
+
+/* Singular message (NULL when absent) or string field id of m. */
+static const void *pb_pointer(const ProtobufCMessage *m, unsigned id)
+{
+    return *(const void *const *)(const void *)((const char *)m + pb_field(m, id)->offset);
+}
+
+/* Items under one Resource<X> (bounded by max_spans, checked by the scan). */
+static uint32_t count_items(const ProtobufCMessage *rx)
+{
+    size_t n_sx, n = 0, k;
+    ProtobufCMessage *const *sx = pb_repeated(rx, 2, &n_sx);
+    for (size_t i = 0; i < n_sx; i++) {
+        pb_repeated(sx[i], 2, &k);
+        n += k;
+    }
+    return (uint32_t)n;
+}
+
+static int convert_scope_items(struct otlp_pbconv *c, const struct otlp_pb_signal *sig,
+                               const ProtobufCMessage *sx, const struct resource *res, size_t ri,
+                               size_t si)
 {
     struct scope *sc = arena_alloc(c->b->arena, sizeof *sc);
     if (!sc) return -ENOMEM;
-    const Opentelemetry__Proto__Common__V1__InstrumentationScope *in = ss->scope;
-    int rc = copy_str(c, ss->schema_url, &sc->schema_url, "schema_url");
-    if (!rc) rc = copy_str(c, in ? in->name : "", &sc->name, "scope.name");
-    if (!rc) rc = copy_str(c, in ? in->version : "", &sc->version, "scope.version");
+    const Opentelemetry__Proto__Common__V1__InstrumentationScope *in = pb_pointer(sx, 1);
+    size_t n;
+    ProtobufCMessage *const *items = pb_repeated(sx, 2, &n);
+    int rc = otlp_pb_copy_str(c, pb_pointer(sx, 3), &sc->schema_url, "schema_url");
+    if (!rc) rc = otlp_pb_copy_str(c, in ? in->name : "", &sc->name, "scope.name");
+    if (!rc) rc = otlp_pb_copy_str(c, in ? in->version : "", &sc->version, "scope.version");
     if (!rc && in)
-        rc = convert_attrs(c, in->attributes, in->n_attributes, in->dropped_attributes_count,
-                           &sc->attrs, "scope.attributes");
+        rc = otlp_pb_convert_attrs(c, in->attributes, in->n_attributes,
+                                   in->dropped_attributes_count, &sc->attrs, "scope.attributes");
     if (rc == DECODE_REFUSE)
-        return decode_reject(c->b, (uint32_t)ss->n_spans, "resource_spans[%zu].scope_spans[%zu].%s",
-                             ri, si, c->why);
+        return decode_reject(c->b, (uint32_t)n, "%s[%zu].%s[%zu].%s", sig->resource_field, ri,
+                             sig->scope_field, si, c->why);
     if (rc) return rc;
 
-    for (size_t i = 0; i < ss->n_spans; i++) {
-        struct span *s = span_batch_add(c->b);
-        if (!s) return -ENOMEM;
-        s->resource = res;
-        s->scope = sc;
-        rc = convert_span(c, ss->spans[i], s);
-        if (rc == DECODE_REFUSE) {
-            span_batch_drop_last(c->b);
-            rc = decode_reject(c->b, 1, "resource_spans[%zu].scope_spans[%zu].spans[%zu].%s", ri,
-                               si, i, c->why);
-        }
+    for (size_t i = 0; i < n; i++) {
+        rc = sig->convert_item(c, items[i], res, sc);
+        if (rc == DECODE_REFUSE)
+            rc = decode_reject(c->b, 1, "%s[%zu].%s[%zu].%s[%zu].%s", sig->resource_field, ri,
+                               sig->scope_field, si, sig->items_field, i, c->why);
         if (rc) return rc;
     }
     return 0;
 }
 
-static int convert_request(struct conv *c, const pb_request *req)
+static int convert_request(struct otlp_pbconv *c, const struct otlp_pb_signal *sig,
+                           const ProtobufCMessage *req)
 {
-    for (size_t ri = 0; ri < req->n_resource_spans; ri++) {
-        const pb_resource_spans *rs = req->resource_spans[ri];
+    size_t n_rx;
+    ProtobufCMessage *const *rxs = pb_repeated(req, 1, &n_rx);
+    for (size_t ri = 0; ri < n_rx; ri++) {
+        const ProtobufCMessage *rx = rxs[ri];
+        const Opentelemetry__Proto__Resource__V1__Resource *r = pb_pointer(rx, 1);
         struct resource *res = arena_alloc(c->b->arena, sizeof *res);
         if (!res) return -ENOMEM;
-        int rc = copy_str(c, rs->schema_url, &res->schema_url, "schema_url");
-        if (!rc && rs->resource)
-            rc = convert_attrs(c, rs->resource->attributes, rs->resource->n_attributes,
-                               rs->resource->dropped_attributes_count, &res->attrs,
-                               "resource.attributes");
+        int rc = otlp_pb_copy_str(c, pb_pointer(rx, 3), &res->schema_url, "schema_url");
+        if (!rc && r)
+            rc = otlp_pb_convert_attrs(c, r->attributes, r->n_attributes,
+                                       r->dropped_attributes_count, &res->attrs,
+                                       "resource.attributes");
         if (rc == DECODE_REFUSE) {
-            rc = decode_reject(c->b, count_spans(rs), "resource_spans[%zu].%s", ri, c->why);
+            rc =
+                decode_reject(c->b, count_items(rx), "%s[%zu].%s", sig->resource_field, ri, c->why);
             if (rc) return rc;
             continue;
         }
         if (rc) return rc;
-        for (size_t si = 0; si < rs->n_scope_spans; si++) {
-            rc = convert_scope_spans(c, rs->scope_spans[si], res, ri, si);
+        size_t n_sx;
+        ProtobufCMessage *const *sxs = pb_repeated(rx, 2, &n_sx);
+        for (size_t si = 0; si < n_sx; si++) {
+            rc = convert_scope_items(c, sig, sxs[si], res, ri, si);
             if (rc) return rc;
         }
     }
     return 0;
 }
 
-int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
-                             struct span_batch *out, char *err, size_t errlen)
+int otlp_pb_decode(const struct otlp_pb_signal *sig, const uint8_t *body, size_t len,
+                   const struct decode_limits *lim, struct span_batch *out, char *err,
+                   size_t errlen)
 {
     struct decode_limits defaults;
     lim = decode_limits_or_default(lim, &defaults);
     if (len && !body) return -EINVAL;
 
     struct pbwire_scan sc = {
-        .root =
-            &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
-        .span = &opentelemetry__proto__trace__v1__span__descriptor,
+        .root = sig->request,
+        .span = sig->item,
         .max_spans = lim->max_spans,
         .max_depth = wire_depth_limit(lim),
     };
     int rc = pbwire_scan(&sc, body, len, err, errlen);
     if (rc) return rc;
     /* protobuf-c cuts a string at its first NUL: sc.patched, when set, is the body with those
-     * NULs made 0xFF, which copy_str turns into U+FFFD (pbwire.h). */
+     * NULs made 0xFF, which otlp_pb_copy_str turns into U+FFFD (pbwire.h). */
     if (sc.patched) body = sc.patched;
 
     /* The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
-     * up to ~200 bytes (Span) plus a pointer once unpacked. Spans are counted and bounded by the
+     * up to ~200 bytes (Span) plus a pointer once unpacked. Items are counted and bounded by the
      * scan, so charge them apart; 16 per byte covers every other honest message (real requests
      * unpack to 3-5 times their size) and bounds what one request can take (README: memory). */
     struct pbwire_budget bd;
@@ -404,19 +426,42 @@ int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decod
                             (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
                                 (size_t)sc.spans * 256 + (1u << 20));
     if (rc) goto out;
-    pb_request *req =
-        opentelemetry__proto__collector__trace__v1__export_trace_service_request__unpack(&bd.alloc,
-                                                                                         len, body);
+    ProtobufCMessage *req = protobuf_c_message_unpack(sig->request, &bd.alloc, len, body);
     if (!req) {
-        rc = pbwire_unpack_failed(&bd, "ExportTraceServiceRequest", err, errlen);
+        rc = pbwire_unpack_failed(&bd, sig->request_name, err, errlen);
         goto out;
     }
-    struct conv c = {.b = out, .lim = lim};
-    rc = convert_request(&c, req);
+    struct otlp_pbconv c = {.b = out, .lim = lim};
+    rc = convert_request(&c, sig, req);
     /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
 out:
     pbwire_budget_close(&bd);
     free(sc.patched);
     if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
+}
+
+/* ----- traces ------------------------------------------------------------------------------ */
+
+static int convert_span_item(struct otlp_pbconv *c, const ProtobufCMessage *item,
+                             const struct resource *res, const struct scope *sc)
+{
+    struct span *s = span_batch_add(c->b);
+    if (!s) return -ENOMEM;
+    s->resource = res;
+    s->scope = sc;
+    int rc = convert_span(c, (const pb_span *)item, s);
+    if (rc == DECODE_REFUSE) span_batch_drop_last(c->b);
+    return rc;
+}
+
+static const struct otlp_pb_signal trace_signal = {
+    &opentelemetry__proto__collector__trace__v1__export_trace_service_request__descriptor,
+    &opentelemetry__proto__trace__v1__span__descriptor, "ExportTraceServiceRequest",
+    "resource_spans", "scope_spans", "spans", convert_span_item};
+
+int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                             struct span_batch *out, char *err, size_t errlen)
+{
+    return otlp_pb_decode(&trace_signal, body, len, lim, out, err, errlen);
 }

@@ -2,6 +2,9 @@
  * otlp_response.c: the two response bodies OTLP/HTTP defines, in protobuf or OTLP/JSON:
  *   ExportTraceServiceResponse { ExportTracePartialSuccess partial_success = 1; }
  *   ExportTracePartialSuccess  { int64 rejected_spans = 1; string error_message = 2; }
+ *   ExportLogsServiceResponse / ExportLogsPartialSuccess: the same with rejected_log_records
+ *   ExportMetricsServiceResponse, ExportMetricsPartialSuccess: the same fields and numbers
+ *     (rejected_data_points = 1), so the same bytes; only the JSON key differs
  *   google.rpc.Status          { int32 code = 1; string message = 2; }
  * They are tiny, so they are written by hand here rather than through generated pack code.
  */
@@ -53,8 +56,10 @@ static json_t *json_text(const char *m)
     return s ? s : json_string("(message not valid UTF-8)");
 }
 
-int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
-                                size_t *out_len)
+/* rejected_key: the JSON name of partial_success field 1, the one thing the signals' responses
+ * differ in ("rejectedSpans", "rejectedLogRecords"). */
+static int export_response(bool json, const char *rejected_key, uint64_t rejected,
+                           const char *message, char **out, size_t *out_len)
 {
     if (json) {
         json_t *o = json_object();
@@ -63,7 +68,7 @@ int otlp_encode_export_response(bool json, uint64_t rejected, const char *messag
             /* OTLP/JSON writes int64 as a decimal string. */
             char num[32];
             snprintf(num, sizeof num, "%llu", (unsigned long long)rejected);
-            json_object_set_new(ps, "rejectedSpans", json_string(num));
+            json_object_set_new(ps, rejected_key, json_string(num));
             json_object_set_new(ps, "errorMessage", json_text(message));
             json_object_set_new(o, "partialSuccess", ps);
         }
@@ -92,6 +97,24 @@ int otlp_encode_export_response(bool json, uint64_t rejected, const char *messag
     *out = (char *)p;
     *out_len = n;
     return 0;
+}
+
+int otlp_encode_export_response(bool json, uint64_t rejected, const char *message, char **out,
+                                size_t *out_len)
+{
+    return export_response(json, "rejectedSpans", rejected, message, out, out_len);
+}
+
+int otlp_encode_export_logs_response(bool json, uint64_t rejected, const char *message, char **out,
+                                     size_t *out_len)
+{
+    return export_response(json, "rejectedLogRecords", rejected, message, out, out_len);
+}
+
+int otlp_encode_metrics_response(bool json, uint64_t rejected, const char *message, char **out,
+                                 size_t *out_len)
+{
+    return export_response(json, "rejectedDataPoints", rejected, message, out, out_len);
 }
 
 int otlp_encode_status(bool json, int grpc_code, const char *message, char **out,

@@ -812,11 +812,11 @@ void red_observe_batch(void *arg, const struct span_batch *b)
      * reporter="destination" with unknown source_* labels, any other as reporter="source" with
      * unknown destination_* identity (destination_service from upstream_cluster / :authority).
      * They do not feed span metrics or the service graph. A request that a proxy both traces
-     * and logs is counted by each: send one or the other per proxy (README "Access logs"). */
+     * and logs is counted by each: send one or the other per proxy (README "Access logs").
+     * A record without a response code reports no request (an application log from POST
+     * /v1/logs, otlp_logs.c): it is stored, never counted. */
     for (uint32_t i = 0; i < b->n_logs; i++) {
-        /* A TCP connection's record (gRPC access-log service) is no HTTP request. */
-        const struct mstr *proto = &b->logs[i].str[ALOG_PROTOCOL];
-        if (proto->len == 3 && memcmp(proto->ptr, "TCP", 3) == 0) continue;
+        if (b->logs[i].response_code < 0) continue;
         struct half *h = red_half_from_log(&b->logs[i], &scratch);
         bool server = h->kind == SPAN_KIND_SERVER;
         record_istio(r, h, server ? NULL : h, server ? h : NULL);

@@ -40,6 +40,11 @@
  *   process        {"serviceName": service.name (or "unknown_service", as the store lists it),
  *                  "tags": resource attributes except service.name, in order}.
  *   warnings       null (trace and span).
+ *   accessLogs     (meshscope's extension, GET /api/traces/{id} only; clients ignore unknown
+ *                  members) the trace's access-log and OTLP log records, as /api/logs renders
+ *                  them, in time order: those with the trace id, and those of the trace's
+ *                  services whose request_id is an x-request-id of its spans (see
+ *                  trace_logs_find). Absent when there are none.
  *
  *   KeyValue       {"key","type","value"}. The type round-trips what the client sent:
  *                    string -> "string"  JSON string
@@ -497,7 +502,12 @@ static int span_cmp(const void *x, const void *y)
     return memcmp(a->span_id, b->span_id, 8);
 }
 
-static void render_trace(struct render *r, struct sbuf *b, struct span_batch *t)
+struct trace_logs;
+static void render_access_logs(struct sbuf *b, const struct trace_logs *tl);
+
+/* tl: the trace's access-log records for the "accessLogs" extension, or NULL (no member). */
+static void render_trace(struct render *r, struct sbuf *b, struct span_batch *t,
+                         const struct trace_logs *tl)
 {
     render_reset(r);
     if (t->n_spans > 1) qsort(t->spans, t->n_spans, sizeof *t->spans, span_cmp);
@@ -521,15 +531,145 @@ static void render_trace(struct render *r, struct sbuf *b, struct span_batch *t)
         sb_puts(b, "\":");
         sb_put(b, r->procs[i].json, r->procs[i].len);
     }
-    sb_puts(b, "},\"warnings\":null}");
+    sb_puts(b, "},\"warnings\":null");
+    if (tl) render_access_logs(b, tl);
+    sb_putc(b, '}');
 }
 
 void jaeger_render_trace(struct sbuf *b, struct span_batch *trace)
 {
     struct render r;
     render_init(&r);
-    render_trace(&r, b, trace);
+    render_trace(&r, b, trace, NULL);
     render_free(&r);
+}
+
+/* ----- access logs of a trace (the "accessLogs" extension of GET /api/traces/{id}) ----------
+ * The records with the trace's id (store_find_logs by trace id, an index lookup), plus the
+ * records of the trace's services, within its time window, whose request_id is an x-request-id
+ * one of its spans carries (Envoy's guid:x-request-id tag, the semantic conventions'
+ * http.request.header.x-request-id): one indexed (service, time) range per service, at most
+ * TRACE_LOG_SERVICES of them, so a proxy's access log joins a trace it did not tag. */
+
+#define TRACE_LOG_SERVICES 16    /* services of one trace searched by request id */
+#define TRACE_LOG_REQUEST_IDS 64 /* distinct request ids of one trace matched */
+#define TRACE_LOG_MARGIN_US (60 * INT64_C(1000000)) /* a proxy's clock and queueing vs spans' */
+
+struct trace_logs {
+    struct span_batch *batches[1 + TRACE_LOG_SERVICES];
+    size_t n_batches;
+    const uint8_t *trace_id;
+    const char *request_ids[TRACE_LOG_REQUEST_IDS]; /* borrowed from the trace's spans */
+    size_t n_request_ids;
+};
+
+static bool request_id_wanted(const struct trace_logs *tl, const struct access_log *l)
+{
+    const struct mstr *rid = &l->str[ALOG_REQUEST_ID];
+    if (!rid->ptr || (l->has_trace_id && memcmp(l->trace_id, tl->trace_id, 16) == 0))
+        return false; /* no id, or already listed by trace id */
+    for (size_t i = 0; i < tl->n_request_ids; i++)
+        if (strcmp(tl->request_ids[i], rid->ptr) == 0) return true;
+    return false;
+}
+
+static void add_request_id(struct trace_logs *tl, const struct value *v)
+{
+    if (v && v->type == VALUE_ARRAY && v->u.array.n) v = &v->u.array.items[0];
+    if (!v || v->type != VALUE_STRING || !v->u.str.len) return;
+    for (size_t i = 0; i < tl->n_request_ids; i++)
+        if (strcmp(tl->request_ids[i], v->u.str.ptr) == 0) return;
+    if (tl->n_request_ids < TRACE_LOG_REQUEST_IDS)
+        tl->request_ids[tl->n_request_ids++] = v->u.str.ptr;
+}
+
+static void trace_logs_free(struct trace_logs *tl)
+{
+    for (size_t i = 0; i < tl->n_batches; i++)
+        span_batch_destroy(tl->batches[i]);
+    tl->n_batches = 0;
+}
+
+/* Fills tl for trace t (borrowed; tl borrows it). Returns 0 or a store error. */
+static int trace_logs_find(struct store *st, const uint8_t id[16], const struct span_batch *t,
+                           struct trace_logs *tl)
+{
+    memset(tl, 0, sizeof *tl);
+    tl->trace_id = id;
+    struct log_query q = {.trace_id = id, .limit = LOG_QUERY_MAX_LIMIT};
+    int rc = store_find_logs(st, &q, &tl->batches[0]);
+    if (rc) return rc;
+    tl->n_batches = 1;
+    const char *services[TRACE_LOG_SERVICES];
+    size_t n_services = 0;
+    uint64_t first = UINT64_MAX, last = 0;
+    for (uint32_t i = 0; i < t->n_spans; i++) {
+        const struct span *s = &t->spans[i];
+        add_request_id(tl, span_attr(s, "guid:x-request-id"));
+        add_request_id(tl, span_attr(s, "http.request.header.x-request-id"));
+        add_request_id(tl, span_attr(s, "x-request-id"));
+        if (s->start_unix_nano < first) first = s->start_unix_nano;
+        if (s->end_unix_nano > last) last = s->end_unix_nano;
+        const char *svc = span_service_name(s);
+        size_t k = 0;
+        while (k < n_services && strcmp(services[k], svc) != 0)
+            k++;
+        if (k == n_services && n_services < TRACE_LOG_SERVICES) services[n_services++] = svc;
+    }
+    if (!tl->n_request_ids) return 0;
+    if (last < first) last = first;
+    for (size_t k = 0; k < n_services; k++) {
+        struct log_query sq = {
+            .service = services[k],
+            .start_us = (int64_t)(first / 1000) - TRACE_LOG_MARGIN_US,
+            .end_us = (int64_t)(last / 1000) + TRACE_LOG_MARGIN_US,
+            .limit = LOG_QUERY_MAX_LIMIT,
+        };
+        if (sq.start_us < 0) sq.start_us = 0;
+        struct span_batch *found = NULL;
+        if ((rc = store_find_logs(st, &sq, &found))) return rc;
+        tl->batches[tl->n_batches++] = found;
+    }
+    return 0;
+}
+
+static int log_time_cmp(const void *x, const void *y)
+{
+    const struct access_log *a = *(const struct access_log *const *)x,
+                            *b = *(const struct access_log *const *)y;
+    return a->time_unix_nano < b->time_unix_nano ? -1 : a->time_unix_nano > b->time_unix_nano;
+}
+
+/* ,"accessLogs":[record...] in time order, records as /api/logs renders them; nothing when the
+ * trace has none. */
+static void render_access_logs(struct sbuf *b, const struct trace_logs *tl)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < tl->n_batches; i++)
+        n += tl->batches[i]->n_logs;
+    const struct access_log **list = n ? malloc(n * sizeof *list) : NULL;
+    if (n && !list) {
+        b->error = b->error ? b->error : -ENOMEM;
+        return;
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < tl->n_batches; i++)
+        for (uint32_t j = 0; j < tl->batches[i]->n_logs; j++) {
+            const struct access_log *l = &tl->batches[i]->logs[j];
+            if (i == 0 || request_id_wanted(tl, l)) list[m++] = l;
+        }
+    if (m > 1) qsort(list, m, sizeof *list, log_time_cmp);
+    if (m == 0) { /* none: the trace keeps Jaeger's exact shape */
+        free(list);
+        return;
+    }
+    sb_puts(b, ",\"accessLogs\":[");
+    for (size_t i = 0; i < m; i++) {
+        if (i) sb_putc(b, ',');
+        logs_render_record(b, list[i]);
+    }
+    sb_putc(b, ']');
+    free(list);
 }
 
 /* ----- handlers --------------------------------------------------------------------------- */
@@ -660,7 +800,7 @@ static void search_by_ids(struct store *st, const struct trace_params *p,
             goto out;
         } else {
             if (found++) sb_putc(&b, ',');
-            render_trace(&r, &b, t);
+            render_trace(&r, &b, t, NULL);
         }
         span_batch_destroy(t);
     }
@@ -717,7 +857,7 @@ static void handle_search(struct store *st, const struct query_arg *args, size_t
     for (size_t i = 0; i < n && !b.error; i++) {
         if (!traces[i] || traces[i]->n_spans == 0) continue;
         if (shown++) sb_putc(&b, ',');
-        render_trace(&r, &b, traces[i]);
+        render_trace(&r, &b, traces[i], NULL);
     }
     sb_putc(&b, ']');
     response_tail(&b, 0); /* jaeger-query leaves total 0 on searches */
@@ -759,12 +899,24 @@ static void handle_trace(struct store *st, const char *id, const struct query_ar
             respond_store_error(resp, "trace", rc);
         return;
     }
+    struct trace_logs tl;
+    rc = trace_logs_find(st, trace_id, t, &tl);
+    if (rc) {
+        trace_logs_free(&tl);
+        span_batch_destroy(t);
+        respond_store_error(resp, "trace access logs", rc);
+        return;
+    }
     struct sbuf b;
+    struct render r;
     sb_init(&b, QUERY_MAX_BODY);
+    render_init(&r);
     sb_puts(&b, "{\"data\":[");
-    jaeger_render_trace(&b, t);
+    render_trace(&r, &b, t, &tl);
     sb_putc(&b, ']');
     response_tail(&b, 0);
+    render_free(&r);
+    trace_logs_free(&tl);
     span_batch_destroy(t);
     query_respond_json(resp, &b);
 }

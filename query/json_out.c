@@ -430,6 +430,15 @@ void sb_json_value(struct sbuf *b, const struct value *v, bool go_map)
     json_value(b, v, go_map, 0);
 }
 
+int query_value_json(const struct value *v, char **out, size_t *out_len)
+{
+    struct sbuf b;
+    sb_init(&b, QUERY_MAX_BODY);
+    sb_json_value(&b, v, false);
+    *out = sb_take(&b, out_len);
+    return *out ? 0 : -ENOMEM;
+}
+
 /* ----- store errors ----------------------------------------------------------------------- */
 
 int query_store_error(const char *log_key, const char *what, int rc, char msg[QUERY_ERRMSG])

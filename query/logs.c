@@ -1,5 +1,5 @@
 /*
- * logs.c: GET /api/logs, the access-log records stored from POST /api/v1/accesslogs.
+ * logs.c: GET /api/logs, the records stored from POST /api/v1/accesslogs and POST /v1/logs.
  *
  * Parameters (all optional; a bad one is a 400 naming it, in Jaeger's error body):
  *   traceID (or traceId)  1..32 hex digits: the records of that trace, oldest first
@@ -13,8 +13,13 @@
  *   {"time":µs,"service":..,"traceID":hex|null,"spanID":hex|null,"response_code":n|null,
  *    "response_flags":..,"method":..,"path":..,"authority":..,"upstream_cluster":..,
  *    "request_id":..,"direction":"inbound"|"outbound"|"unknown","duration_ms":n|null,
- *    "line":"<the record's JSON text>"}
- * with absent strings as null. The dashboard shows "line" (web/js/api.js logLine).
+ *    "line":"<the record's JSON text>","severity":..,"severity_number":n|null,"body":..,
+ *    "attributes":{..}|null}
+ * with absent strings as null. The dashboard shows "line" (web/js/api.js logLine): for an OTLP
+ * log record (POST /v1/logs), which has no JSON line, its body. severity, severity_number,
+ * body and attributes (the record's attributes as a JSON object, keys in the order sent) are
+ * those of OTLP log records, null for JSON access-log lines; an OTLP record that is no access
+ * log (an application log) has response_code null.
  */
 #include "query_int.h"
 
@@ -82,7 +87,20 @@ void logs_render_record(struct sbuf *b, const struct access_log *l)
     sb_puts(b, dir[(unsigned)l->direction < 3 ? l->direction : 0]);
     sb_putc(b, '"');
     put_num(b, "duration_ms", l->duration_ms);
-    put_str(b, "line", &l->str[ALOG_RAW]);
+    put_str(b, "line", l->str[ALOG_RAW].ptr ? &l->str[ALOG_RAW] : &l->str[ALOG_BODY]);
+    put_str(b, "severity", &l->str[ALOG_SEVERITY]);
+    /* Stored as 1 or 2 decimal digits (otlp_logs.c); anything else reads as absent. */
+    const struct mstr *sn = &l->str[ALOG_SEVERITY_NUMBER];
+    bool sn_ok = sn->ptr && sn->len > 0 && sn->len < 3 && strspn(sn->ptr, "0123456789") == sn->len;
+    put_num(b, "severity_number", sn_ok ? strtol(sn->ptr, NULL, 10) : -1);
+    put_str(b, "body", &l->str[ALOG_BODY]);
+    /* Stored as the JSON object the decoder rendered (query_value_json): embedded as is. */
+    const struct mstr *at = &l->str[ALOG_ATTRIBUTES];
+    sb_puts(b, ",\"attributes\":");
+    if (at->ptr && at->len >= 2 && at->ptr[0] == '{' && at->ptr[at->len - 1] == '}')
+        sb_put(b, at->ptr, at->len);
+    else
+        sb_puts(b, "null");
     sb_putc(b, '}');
 }
 

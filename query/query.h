@@ -40,4 +40,10 @@ int query_handle(struct store *st, const char *path, const struct query_arg *arg
  * (rounded down). Returns 0, or -EINVAL for anything else (negative, empty, unknown unit). */
 int query_parse_duration(const char *s, int64_t *out_us /* OUT */);
 
+/* The JSON text of an OTLP AnyValue as /api/logs shows a log body or attributes: strings,
+ * numbers, booleans, bytes as base64, arrays, kvlists as objects (keys in stored order), empty
+ * as null; always valid JSON (invalid UTF-8 as U+FFFD). malloc'd into *out (NUL-terminated;
+ * caller frees). Returns 0 or -ENOMEM. Borrows v. Thread-safe. */
+int query_value_json(const struct value *v, char **out /* OUT */, size_t *out_len /* OUT */);
+
 #endif

@@ -182,10 +182,10 @@ struct span {
  * renderer in step). Append new fields before ALOG_STR_COUNT only: stored records carry their
  * field count, so older rows read back with the new fields absent. */
 enum alog_str {
-    ALOG_SERVICE,       /* reporting service (see accesslog.h for where it comes from) */
+    ALOG_SERVICE, /* reporting service (see accesslog.h for where it comes from) */
     ALOG_METHOD,
-    ALOG_PATH,          /* as given, query string included; never a metric label */
-    ALOG_PROTOCOL,      /* "HTTP/1.1", "HTTP/2", ... */
+    ALOG_PATH,           /* as given, query string included; never a metric label */
+    ALOG_PROTOCOL,       /* "HTTP/1.1", "HTTP/2", ... */
     ALOG_RESPONSE_FLAGS, /* Envoy's flags, "-" for none */
     ALOG_RESPONSE_CODE_DETAILS,
     ALOG_CONNECTION_TERMINATION_DETAILS,
@@ -201,12 +201,17 @@ enum alog_str {
     ALOG_DOWNSTREAM_REMOTE_ADDRESS,
     ALOG_REQUESTED_SERVER_NAME,
     ALOG_ROUTE_NAME,
-    ALOG_SOURCE_WORKLOAD,  /* Istio custom fields, when an operator adds them to the format */
+    ALOG_SOURCE_WORKLOAD, /* Istio custom fields, when an operator adds them to the format */
     ALOG_SOURCE_NAMESPACE,
     ALOG_SOURCE_PRINCIPAL,
     ALOG_DESTINATION_WORKLOAD,
     ALOG_DESTINATION_NAMESPACE,
-    ALOG_RAW,           /* the record's JSON text, verbatim (one line) */
+    ALOG_RAW, /* the record's JSON text, verbatim (one line); absent from OTLP logs */
+    /* OTLP log records (POST /v1/logs, collector/otlp_logs.c) */
+    ALOG_SEVERITY,        /* severity_text, else the short name of severity_number ("WARN2") */
+    ALOG_SEVERITY_NUMBER, /* severity_number 1..24 in decimal; absent when unspecified */
+    ALOG_BODY,            /* the body: a string as is, any other AnyValue as JSON */
+    ALOG_ATTRIBUTES,      /* the record's attributes as one JSON object (absent when none) */
     ALOG_STR_COUNT
 };
 
@@ -219,7 +224,7 @@ enum alog_direction {
 
 struct access_log {
     uint64_t time_unix_nano; /* start_time */
-    int64_t response_code;   /* -1 = absent; 0 = no response (Envoy's 0) */
+    int64_t response_code;   /* -1 = absent (not a request: feeds no RED); 0 = no response */
     int64_t bytes_received;  /* -1 = absent */
     int64_t bytes_sent;      /* -1 = absent */
     int64_t duration_ms;     /* -1 = absent */

@@ -35,16 +35,7 @@ static int decode(const char *body, const struct decode_limits *lim, struct span
     return test_decode(accesslog_decode_json, body, strlen(body), lim, out, err, errlen);
 }
 
-static void assert_str(const struct access_log *l, enum alog_str f, const char *want)
-{
-    if (!want) {
-        if (l->str[f].ptr) fail_msg("field %d: want absent, got '%s'", f, l->str[f].ptr);
-        return;
-    }
-    if (!l->str[f].ptr) fail_msg("field %d: want '%s', got absent", f, want);
-    assert_string_equal(l->str[f].ptr, want);
-    assert_int_equal(l->str[f].len, strlen(want));
-}
+#define assert_str assert_alog_str /* test_util.h */
 
 static void hex_to(const char *hex, uint8_t *out, size_t n)
 {

@@ -44,6 +44,18 @@ static inline void mstr_eq(struct mstr a, struct mstr b)
     assert_int_equal(b.ptr[b.len], '\0');
 }
 
+/* String field f of an access-log record is want (NULL: absent). */
+static inline void assert_alog_str(const struct access_log *l, enum alog_str f, const char *want)
+{
+    if (!want) {
+        if (l->str[f].ptr) fail_msg("field %d: want absent, got '%s'", f, l->str[f].ptr);
+        return;
+    }
+    if (!l->str[f].ptr) fail_msg("field %d: want '%s', got absent", f, want);
+    assert_string_equal(l->str[f].ptr, want);
+    assert_int_equal(l->str[f].len, strlen(want));
+}
+
 #ifdef MESHSCOPE_OTLP_H
 
 /* Runs decode (any span decoder of otlp.h / zipkin.h) on body into a fresh batch (*out, caller

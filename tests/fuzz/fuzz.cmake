@@ -1,4 +1,5 @@
-# libFuzzer targets for the OTLP, Zipkin and access-log decoders and the gRPC framing layer.
+# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders and the gRPC
+# framing layer.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -24,19 +25,30 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${PROJECT_SOURCE_DIR}/collector/accesslog.c
+    ${PROJECT_SOURCE_DIR}/collector/otlp_logs.c
+    ${PROJECT_SOURCE_DIR}/query/json_out.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
     ${PROJECT_SOURCE_DIR}/collector/decode.c
+    # OTLP metrics: decoders and store (whose text buffer is red_render.c's, hence RED's files)
+    ${PROJECT_SOURCE_DIR}/collector/otlp_metrics.c
+    ${PROJECT_SOURCE_DIR}/collector/otel_metrics.c
+    ${PROJECT_SOURCE_DIR}/collector/red.c
+    ${PROJECT_SOURCE_DIR}/collector/red_labels.c
+    ${PROJECT_SOURCE_DIR}/collector/red_render.c
     ${fuzz_proto_srcs})
-  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog)
+  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
+      fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE
-      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_BINARY_DIR}/proto)
+      ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_SOURCE_DIR}/query
+      ${PROJECT_BINARY_DIR}/proto)
     target_compile_options(${t} PRIVATE
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
       -fno-omit-frame-pointer -g)
     target_link_options(${t} PRIVATE -fsanitize=fuzzer,address,undefined)
-    target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC Threads::Threads)
+    target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::ZLIB
+      Threads::Threads m)
   endforeach()
 
   # The gRPC framing layer: grpc.c on a real nghttp2 session, with everything it calls.

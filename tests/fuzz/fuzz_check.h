@@ -52,9 +52,29 @@ static void fuzz_check_value(const struct value *v, const struct decode_limits *
     }
 }
 
+/* Access-log records of the OTLP log decoders (otlp_logs.c): strings NUL-terminated within their
+ * bounds (body and attributes are JSON renderings: escaping may take 6 bytes per input byte),
+ * a service on each, numbers -1 or in range, a span id only with a trace id. */
+static void fuzz_check_logs(const struct span_batch *b, size_t input_size)
+{
+    for (uint32_t i = 0; i < b->n_logs; i++) {
+        const struct access_log *l = &b->logs[i];
+        for (int f = 0; f < ALOG_STR_COUNT; f++)
+            if (l->str[f].ptr) fuzz_check_str(l->str[f], (uint32_t)(6 * input_size + 64));
+        if (!l->str[ALOG_SERVICE].ptr || l->str[ALOG_RAW].ptr) abort();
+        if (l->response_code < -1 || l->response_code > 999 || l->bytes_sent < -1 ||
+            l->bytes_received < -1 || l->duration_ms < -1 || l->upstream_service_time_ms < -1)
+            abort();
+        if (l->response_code < 0 && l->direction != ALOG_DIRECTION_UNKNOWN) abort();
+        if (l->has_span_id && !l->has_trace_id) abort();
+        if (l->has_trace_id && id_is_zero(l->trace_id, 16)) abort();
+        if ((unsigned)l->direction > ALOG_DIRECTION_OUTBOUND) abort();
+    }
+}
+
 static void fuzz_check_batch(const struct span_batch *b, const struct decode_limits *lim)
 {
-    if (b->n_spans + (uint64_t)b->rejected > lim->max_spans) abort();
+    if (b->n_spans + b->n_logs + (uint64_t)b->rejected > lim->max_spans) abort();
     if (b->rejected && !b->reject_reason) abort();
     for (uint32_t i = 0; i < b->n_spans; i++) {
         const struct span *s = &b->spans[i];
@@ -86,7 +106,7 @@ static void fuzz_check_batch(const struct span_batch *b, const struct decode_lim
     }
 }
 
-/* Runs decode (any of the four span decoders, all with the same contract) on one input with
+/* Runs decode (any of the span and OTLP log decoders, all with the same contract) on one input with
  * default limits and a fresh batch: the decoder must not crash, leak or overrun, what it keeps
  * must hold the invariants above, and every failure must explain itself. */
 static int fuzz_decode(int (*decode)(const uint8_t *body, size_t len,
@@ -101,9 +121,10 @@ static int fuzz_decode(int (*decode)(const uint8_t *body, size_t len,
     if (!b) return 0;
     err[0] = '\0';
     int rc = decode(data, size, &lim, b, err, sizeof err);
-    if (rc == 0)
+    if (rc == 0) {
         fuzz_check_batch(b, &lim);
-    else if (err[0] == '\0')
+        fuzz_check_logs(b, size);
+    } else if (err[0] == '\0')
         abort(); /* every failure explains itself */
     span_batch_destroy(b);
     return 0;
