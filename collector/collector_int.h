@@ -127,6 +127,9 @@ enum ingest_protocol {
     PROTO_OTLP_METRICS_JSON,
     PROTO_OTLP_GRPC,             /* TraceService/Export over gRPC */
     PROTO_ENVOY_ALS_GRPC,        /* AccessLogService/StreamAccessLogs: requests count streams */
+    PROTO_OTLP_LOGS_GRPC,        /* LogsService/Export over gRPC */
+    PROTO_OTLP_METRICS_GRPC,     /* MetricsService/Export over gRPC: counts data points */
+    PROTO_ENVOY_METRICS_GRPC,    /* Envoy MetricsService/StreamMetrics: counts metrics */
     PROTO_COUNT
 };
 

@@ -31,6 +31,8 @@
  */
 #include "grpc.h"
 #include "envoy_als.h"
+#include "envoy_metrics.h"
+#include "otel_metrics.h"
 #include "otlp.h"
 
 #include <errno.h>
@@ -89,21 +91,37 @@ struct pending {
 #define HOLD 1
 typedef int (*message_fn)(struct call *c, const uint8_t *msg, size_t len);
 
+/* A unary method's answer: the OTLP Export*ServiceResponse encoders (collector_int.h). */
+typedef int (*encode_fn)(bool json, uint64_t rejected, const char *message, char **out,
+                         size_t *out_len);
+
 struct method {
     const char *path;
     bool streaming;
     message_fn on_message;
     enum ingest_protocol proto;
+    encode_fn encode; /* unary: the response; streaming: NULL (empty response message) */
+    const char *items; /* what partial_success counts */
 };
 
 static int trace_export(struct call *c, const uint8_t *msg, size_t len);
+static int logs_export(struct call *c, const uint8_t *msg, size_t len);
+static int metrics_export(struct call *c, const uint8_t *msg, size_t len);
 static int als_message(struct call *c, const uint8_t *msg, size_t len);
+static int envoy_metrics_message(struct call *c, const uint8_t *msg, size_t len);
 
+/* Adding a service is one row here plus its message function. */
 static const struct method methods[] = {
     {"/opentelemetry.proto.collector.trace.v1.TraceService/Export", false, trace_export,
-     PROTO_OTLP_GRPC},
+     PROTO_OTLP_GRPC, otlp_encode_export_response, "spans"},
+    {"/opentelemetry.proto.collector.logs.v1.LogsService/Export", false, logs_export,
+     PROTO_OTLP_LOGS_GRPC, otlp_encode_export_logs_response, "log records"},
+    {"/opentelemetry.proto.collector.metrics.v1.MetricsService/Export", false, metrics_export,
+     PROTO_OTLP_METRICS_GRPC, otlp_encode_metrics_response, "data points"},
     {"/envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs", true, als_message,
-     PROTO_ENVOY_ALS_GRPC},
+     PROTO_ENVOY_ALS_GRPC, NULL, "entries"},
+    {"/envoy.service.metrics.v3.MetricsService/StreamMetrics", true, envoy_metrics_message,
+     PROTO_ENVOY_METRICS_GRPC, NULL, "metrics"},
 };
 
 struct call {
@@ -129,7 +147,8 @@ struct call {
     bool committed;
     uint32_t messages, accepted, rejected;
     char reason[256];
-    struct als_node node;
+    struct als_node node;               /* StreamAccessLogs: the reporting proxy */
+    struct envoy_metrics_node mnode;    /* StreamMetrics: the reporting proxy */
     uint8_t *out; /* response message, 5-byte prefix included */
     size_t out_len, out_off;
 };
@@ -319,8 +338,8 @@ static void finish_if_ready(struct call *c)
         char *out;
         size_t out_len;
         if (c->rejected && !c->reason[0])
-            snprintf(c->reason, sizeof c->reason, "%u spans rejected", c->rejected);
-        if (otlp_encode_export_response(false, c->rejected, c->reason, &out, &out_len) != 0) {
+            snprintf(c->reason, sizeof c->reason, "%u %s rejected", c->rejected, c->m->items);
+        if (c->m->encode(false, c->rejected, c->reason, &out, &out_len) != 0) {
             respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
             return;
         }
@@ -452,6 +471,110 @@ static int trace_export(struct call *c, const uint8_t *msg, size_t len)
 static int als_message(struct call *c, const uint8_t *msg, size_t len)
 {
     return decode_and_push(c, msg, len, dec_als);
+}
+
+static int dec_logs(struct call *c, const uint8_t *msg, size_t len,
+                    const struct decode_limits *lim, struct span_batch *b, char *err, size_t errlen)
+{
+    (void)c;
+    return otlp_decode_logs_proto(msg, len, lim, b, err, errlen);
+}
+
+static int logs_export(struct call *c, const uint8_t *msg, size_t len)
+{
+    if (c->messages > 1) {
+        respond_error(c, 200, GRPC_INVALID_ARGUMENT,
+                      "more than one request message on a unary call", false);
+        return -EINVAL;
+    }
+    return decode_and_push(c, msg, len, dec_logs);
+}
+
+typedef int (*metrics_decode_fn)(struct call *c, const uint8_t *msg, size_t len,
+                                 const struct decode_limits *lim, struct om_batch *b, char *err,
+                                 size_t errlen);
+
+/* Metrics are not queued (otel_metrics.h): decode, apply to the store, count. 0 or an error
+ * already answered. */
+static int decode_and_apply(struct call *c, const uint8_t *msg, size_t len, metrics_decode_fn dec)
+{
+    struct otel_metrics *store = c->conn->loop->ctx->metrics;
+    enum ingest_protocol proto = c->m->proto;
+    if (!store) {
+        respond_error(c, 200, GRPC_UNIMPLEMENTED, "no metrics store", false);
+        return -ENOTSUP;
+    }
+    struct om_batch *b = om_batch_create();
+    if (!b) {
+        respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
+        return -ENOMEM;
+    }
+    struct decode_limits lim;
+    decode_limits_default(&lim);
+    char err[512] = "";
+    int rc = dec(c, msg, len, &lim, b, err, sizeof err);
+    struct om_result res = {0};
+    if (!rc) {
+        otel_metrics_count_rejected(store, OM_REJECT_DECODE, b->rejected);
+        rc = otel_metrics_apply(store, b->metrics, b->n_metrics, &res);
+        res.rejected += b->rejected;
+        if (b->reason[0]) snprintf(res.reason, sizeof res.reason, "%s", b->reason);
+    }
+    om_batch_destroy(b);
+    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], res.accepted + res.rejected,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], res.accepted,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
+                              res.rejected, memory_order_relaxed);
+    if (rc == -E2BIG) {
+        count_reject(proto, REJECT_TOO_LARGE);
+        respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED, err[0] ? err : "message too large", false);
+        return rc;
+    }
+    if (rc == -ENOMEM) {
+        respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
+        return rc;
+    }
+    if (rc) {
+        count_reject(proto, REJECT_DECODE_ERROR);
+        respond_error(c, 200, GRPC_INVALID_ARGUMENT, err[0] ? err : "undecodable message", false);
+        return rc;
+    }
+    c->accepted += (uint32_t)res.accepted;
+    c->rejected += (uint32_t)res.rejected;
+    if (res.rejected && !c->reason[0]) snprintf(c->reason, sizeof c->reason, "%s", res.reason);
+    return 0;
+}
+
+static int dec_otlp_metrics(struct call *c, const uint8_t *msg, size_t len,
+                            const struct decode_limits *lim, struct om_batch *b, char *err,
+                            size_t errlen)
+{
+    (void)c;
+    return otlp_decode_metrics_proto(msg, len, lim, b, err, errlen);
+}
+
+static int metrics_export(struct call *c, const uint8_t *msg, size_t len)
+{
+    if (c->messages > 1) {
+        respond_error(c, 200, GRPC_INVALID_ARGUMENT,
+                      "more than one request message on a unary call", false);
+        return -EINVAL;
+    }
+    return decode_and_apply(c, msg, len, dec_otlp_metrics);
+}
+
+static int dec_envoy_metrics(struct call *c, const uint8_t *msg, size_t len,
+                             const struct decode_limits *lim, struct om_batch *b, char *err,
+                             size_t errlen)
+{
+    return envoy_metrics_decode(msg, len, lim, &c->mnode, b, err, errlen);
+}
+
+static int envoy_metrics_message(struct call *c, const uint8_t *msg, size_t len)
+{
+    return decode_and_apply(c, msg, len, dec_envoy_metrics);
 }
 
 /* ----- message framing ----------------------------------------------------------------------- */

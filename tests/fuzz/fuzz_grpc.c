@@ -3,7 +3,7 @@
  * stream a client sends after the HTTP/2 preface, fed into a real nghttp2 server session with
  * grpc.c's callbacks (no socket: grpc_conn_open_mem), split into reads where the first byte says,
  * so frame parsing, HPACK, header checks, 5-byte message framing, gzip, flow-control accounting,
- * the method dispatch (OTLP Export, Envoy ALS) and the commit answers all run. Batches that reach
+ * the method dispatch (OTLP traces, logs and metrics, Envoy access logs and metrics) and the commit answers all run. Batches that reach
  * the queue are "committed" (grpc_batch_done) and freed after each input, so nothing may leak.
  * Seeds: tests/data/grpc (made by tests/data/grpc/make_seeds.py). Built by tests/fuzz/fuzz.cmake.
  */
@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "grpc.h"
+#include "otel_metrics.h"
 
 /* grpc.c counts into these; selfmetrics.c (and the store it renders) is not linked here. */
 struct self_metrics self_metrics;
@@ -33,7 +34,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         opts.ack_received = false; /* exercise the commit path */
         ctx.opts = &opts;
         ctx.queue = ingest_queue_create(64, (size_t)opts.queue_bytes);
-        if (!ctx.queue) abort();
+        struct otel_metrics_options mo = {.max_series = 1000};
+        ctx.metrics = otel_metrics_create(&mo); /* series accumulate across inputs, capped */
+        if (!ctx.queue || !ctx.metrics) abort();
     }
     static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
                                      "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* empty SETTINGS */

@@ -62,13 +62,27 @@ response = field(1, vfield(1, 503))
 entry = field(1, common) + vfield(2, 2) + field(3, request) + field(4, response)
 als1 = field(1, field(1, node)) + field(2, field(1, entry))
 tcp = field(3, field(1, field(1, common) + field(2, vfield(1, 10) + vfield(2, 20))))
+EMETRICS = b"/envoy.service.metrics.v3.MetricsService/StreamMetrics"
+LOGS = b"/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+def fixed64(no, v):
+    return varint(no << 3 | 1) + struct.pack("<d", v)
+label = field(1, field(1, b"envoy_cluster_name") + field(2, b"outbound|9080||ratings"))
+counter = field(4, label + field(3, fixed64(1, 42.0)) + vfield(6, 1700000000000))
+hist = field(4, field(7, vfield(1, 10) + fixed64(2, 123.0) + field(3, vfield(1, 2) + fixed64(2, 5.0)) +
+                     field(3, vfield(1, 10) + fixed64(2, float("inf")))))
+families = field(2, field(1, b"envoy_cluster_upstream_rq") + vfield(3, 0) + counter) + \
+    field(2, field(1, b"envoy_cluster_upstream_rq_time") + vfield(3, 4) + hist)
+emetrics = field(1, field(1, node)) + families
+logs = open(os.path.join(here, "../otlp_logs/sdk.pb"), "rb").read()
 seeds = {
     "export.h2": headers(1, EXPORT) + data(1, message(otlp)),
     "export_gzip.h2": headers(1, EXPORT, [(b"grpc-encoding", b"gzip")]) + data(1, message(gzip.compress(otlp), True)),
     "als_stream.h2": headers(1, ALS) + data(1, message(als1), end=False) + data(1, message(tcp) + message(als1)),
     "unknown_method.h2": headers(1, b"/x.Y/Z") + data(1, message(b"")),
     "two_calls.h2": headers(1, EXPORT) + headers(3, ALS) + data(3, message(als1)) + data(1, message(otlp)),
+    "envoy_metrics.h2": headers(1, EMETRICS) + data(1, message(emetrics), end=False) + data(1, message(families)),
+    "logs.h2": headers(1, LOGS) + data(1, message(logs)),
 }
 for i, (name, content) in enumerate(seeds.items()):
     with open(os.path.join(here, name), "wb") as f:
-        f.write(bytes([(0, 13, 1, 0, 100)[i]]) + content)
+        f.write(bytes([(0, 13, 1, 0, 100, 7, 0)[i]]) + content)

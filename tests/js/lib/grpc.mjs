@@ -14,15 +14,17 @@ export { grpc };
 
 const LOAD = { keepCase: true, longs: String, enums: String, defaults: false, oneofs: true, includeDirs: [PROTO_DIR] };
 
-/** The AccessLogService and TraceService client constructors. */
+/** The AccessLogService, Envoy MetricsService and TraceService client constructors. */
 export function services() {
   const def = protoLoader.loadSync(
-    ['envoy/service/accesslog/v3/als.proto', 'opentelemetry/proto/collector/trace/v1/trace_service.proto'],
+    ['envoy/service/accesslog/v3/als.proto', 'envoy/service/metrics/v3/metrics_service.proto',
+      'opentelemetry/proto/collector/trace/v1/trace_service.proto'],
     LOAD,
   );
   const pkg = grpc.loadPackageDefinition(def);
   return {
     AccessLogService: pkg.envoy.service.accesslog.v3.AccessLogService,
+    EnvoyMetricsService: pkg.envoy.service.metrics.v3.MetricsService,
     TraceService: pkg.opentelemetry.proto.collector.trace.v1.TraceService,
   };
 }
@@ -38,6 +40,15 @@ export function openAccessLogStream(als, metadata = new grpc.Metadata()) {
   let call;
   const done = new Promise((resolve) => {
     call = als.StreamAccessLogs(metadata, (err, resp) => resolve({ err, resp }));
+  });
+  return { call, done };
+}
+
+/** Opens a StreamMetrics call (Envoy's metrics service); same shape as openAccessLogStream. */
+export function openMetricsStream(ms, metadata = new grpc.Metadata()) {
+  let call;
+  const done = new Promise((resolve) => {
+    call = ms.StreamMetrics(metadata, (err, resp) => resolve({ err, resp }));
   });
   return { call, done };
 }

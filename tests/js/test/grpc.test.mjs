@@ -6,6 +6,8 @@
  *    /api/logs holds every entry; istio_requests_total on /metrics matches the stream exactly;
  *    TCP entries are stored but are not HTTP requests.
  *    (The OTLP/gRPC SDK exporter round trip is in otlp_roundtrip.test.mjs.)
+ *    OTLP logs and metrics through the SDK's gRPC exporters, and Envoy's metrics service stream
+ *    (Prometheus-model families) re-exposed on /metrics with the node as job/instance.
  * 2. Bad cases: unknown method, garbage message, oversize message, wrong token, garbage bytes on
  *    the port, a client that sends and never reads, a stream faster than storage (tiny queue):
  *    the documented status codes, and the daemon stays up, bounded and answering.
@@ -21,9 +23,17 @@ import { bookinfoSpans } from '../lib/bookinfo.mjs';
 import { startDaemon, withStderr, sleep } from '../lib/daemon.mjs';
 import { getJson, poll, request } from '../lib/http.mjs';
 import { pbRequest } from '../lib/proto.mjs';
-import { client, grpc, httpEntry, istioNode, openAccessLogStream, rawUnary, services, tcpEntry } from '../lib/grpc.mjs';
+import { spawnSync } from 'node:child_process';
+import { SeverityNumber } from '@opentelemetry/api-logs';
+import { ExportResultCode } from '@opentelemetry/core';
+import { OTLPLogExporter } from '@opentelemetry/exporter-logs-otlp-grpc';
+import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchLogRecordProcessor, LoggerProvider } from '@opentelemetry/sdk-logs';
+import { MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
+import { client, grpc, httpEntry, istioNode, openAccessLogStream, openMetricsStream, rawUnary, services, tcpEntry } from '../lib/grpc.mjs';
 
-const { AccessLogService, TraceService } = services();
+const { AccessLogService, EnvoyMetricsService, TraceService } = services();
 const EXPORT = '/opentelemetry.proto.collector.trace.v1.TraceService/Export';
 const NS = 'bookinfo';
 const IP = { productpage: '10.1.0.1', details: '10.1.0.2', reviews: '10.1.0.3', ratings: '10.1.0.4' };
@@ -413,6 +423,95 @@ describe('a stream faster than storage (--queue-size 1MiB)', () => {
     }
     await healthy(d);
   }));
+  after(async () => {
+    await d.stop();
+  });
+});
+
+describe('OTLP logs and metrics over gRPC; Envoy metrics service', () => {
+  let d;
+  before(async () => {
+    d = await startDaemon({ logLevel: 'info' });
+    daemons.push(d);
+  });
+  const it = (name, fn) => test(name, () => withStderr(() => d, fn));
+  const metricsText = async () => (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+
+  it('OTLP logs through the gRPC log exporter land in /api/logs', async () => {
+    const results = [];
+    const inner = new OTLPLogExporter({ url: `http://${d.grpcAddr}`, timeoutMillis: 10_000 });
+    const exporter = { export: (r, cb) => inner.export(r, (x) => { results.push(x); cb(x); }), shutdown: () => inner.shutdown(), forceFlush: () => inner.forceFlush() };
+    const svc = `logsvc-${randomBytes(3).toString('hex')}`;
+    const provider = new LoggerProvider({ resource: resourceFromAttributes({ 'service.name': svc }),
+      processors: [new BatchLogRecordProcessor({ exporter, scheduledDelayMillis: 600_000 })] });
+    const logger = provider.getLogger('grpc-test');
+    for (let i = 0; i < 5; i++) logger.emit({ severityNumber: SeverityNumber.WARN, severityText: 'WARN', body: `line ${i}`, attributes: { i } });
+    await provider.forceFlush();
+    await provider.shutdown();
+    assert.ok(results.length > 0 && results.every((r) => r.code === ExportResultCode.SUCCESS), JSON.stringify(results));
+    const got = await getJson(`${d.httpUrl}/api/logs?service=${svc}`);
+    assert.equal(got.total, 5, 'acknowledged means committed: all five at once');
+    assert.deepEqual(got.data.map((x) => x.body).sort(), [0, 1, 2, 3, 4].map((i) => `line ${i}`));
+  });
+
+  it('OTLP metrics through the gRPC metric exporter appear on /metrics', async () => {
+    const results = [];
+    const inner = new OTLPMetricExporter({ url: `http://${d.grpcAddr}`, timeoutMillis: 10_000 });
+    const exporter = {
+      export: (m, cb) => inner.export(m, (x) => { results.push(x); cb(x); }),
+      forceFlush: () => inner.forceFlush(),
+      shutdown: () => inner.shutdown(),
+      selectAggregationTemporality: (k) => inner.selectAggregationTemporality(k),
+    };
+    const provider = new MeterProvider({ resource: resourceFromAttributes({ 'service.name': 'grpcmeter' }),
+      readers: [new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000 })] });
+    const counter = provider.getMeter('grpc-test').createCounter('grpc.test.requests', { description: 'test requests' });
+    counter.add(7, { route: '/x' });
+    await provider.forceFlush();
+    await provider.shutdown();
+    assert.ok(results.length > 0 && results.every((r) => r.code === ExportResultCode.SUCCESS), JSON.stringify(results));
+    const text = await metricsText();
+    assert.equal(sample(text, 'grpc_test_requests_total', ['job="grpcmeter"', 'route="/x"']), 7, text.split('\n').filter((l) => l.includes('grpc_test')).join('\n'));
+  });
+
+  it('Envoy StreamMetrics families are re-exposed with the node as job/instance, and pass promtool', async () => {
+    const ms = client(EnvoyMetricsService, d.grpcAddr);
+    const node = istioNode('reviews', NS, IP.reviews);
+    const now = String(Date.now());
+    const families = (rq) => [
+      { name: 'envoy_cluster_upstream_rq', help: 'upstream requests', type: 'COUNTER',
+        metric: [{ label: [{ name: 'envoy_cluster_name', value: 'outbound|9080||ratings' }, { name: 'envoy_response_code', value: '200' }], counter: { value: rq }, timestamp_ms: now }] },
+      { name: 'envoy_server_live', type: 'GAUGE', metric: [{ gauge: { value: 1 } }] },
+      { name: 'envoy_cluster_upstream_rq_time', help: 'upstream latency', type: 'HISTOGRAM',
+        metric: [{ label: [{ name: 'envoy_cluster_name', value: 'outbound|9080||ratings' }],
+          histogram: { sample_count: '10', sample_sum: 123, bucket: [{ cumulative_count: '2', upper_bound: 5 }, { cumulative_count: '9', upper_bound: 25 }, { cumulative_count: '10', upper_bound: Infinity }] } }] },
+      { name: 'envoy_bad', type: 'GAUGE_HISTOGRAM', metric: [{}] },
+    ];
+    try {
+      const { call, done } = openMetricsStream(ms);
+      call.write({ identifier: { node }, envoy_metrics: families(41) });
+      call.write({ envoy_metrics: families(42) }); /* the next flush: cumulative, the latest wins */
+      call.end();
+      const r = await done;
+      assert.equal(r.err, null, r.err?.message);
+    } finally {
+      ms.close();
+    }
+    const text = await metricsText();
+    const envoy = text.split('\n').filter((l) => l.startsWith('envoy_')).join('\n');
+    const who = [`job="${node.cluster}"`, `instance="${node.id}"`];
+    assert.equal(sample(text, 'envoy_cluster_upstream_rq_total', [...who, 'envoy_response_code="200"']), 42, envoy);
+    assert.equal(sample(text, 'envoy_server_live', who), 1, envoy);
+    assert.equal(sample(text, 'envoy_cluster_upstream_rq_time_bucket', [...who, 'le="25"']), 9, envoy);
+    assert.equal(sample(text, 'envoy_cluster_upstream_rq_time_bucket', [...who, 'le="+Inf"']), 10, envoy);
+    assert.equal(sample(text, 'envoy_cluster_upstream_rq_time_count', who), 10, envoy);
+    assert.ok(!/envoy_bad/.test(text), 'a GAUGE_HISTOGRAM family is refused');
+    assert.equal(sample(text, 'meshscope_spans_rejected_total', ['protocol="envoy_metrics_grpc"']), 2, 'one refused metric per message');
+    const pt = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    const findings = `${pt.stdout}\n${pt.stderr}`.split('\n').map((l) => l.trim()).filter(Boolean);
+    const other = findings.filter((l) => !/use base unit "seconds" instead of "milliseconds"$/.test(l));
+    assert.deepEqual(other, [], `promtool findings:\n${findings.join('\n')}`);
+  });
   after(async () => {
     await d.stop();
   });
