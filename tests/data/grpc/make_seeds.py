@@ -76,7 +76,7 @@ emetrics = field(1, field(1, node)) + families
 logs = open(os.path.join(here, "../otlp_logs/sdk.pb"), "rb").read()
 seeds = {
     "export.h2": headers(1, EXPORT) + data(1, message(otlp)),
-    "export_gzip.h2": headers(1, EXPORT, [(b"grpc-encoding", b"gzip")]) + data(1, message(gzip.compress(otlp), True)),
+    "export_gzip.h2": headers(1, EXPORT, [(b"grpc-encoding", b"gzip")]) + data(1, message(gzip.compress(otlp, mtime=0), True)),
     "als_stream.h2": headers(1, ALS) + data(1, message(als1), end=False) + data(1, message(tcp) + message(als1)),
     "unknown_method.h2": headers(1, b"/x.Y/Z") + data(1, message(b"")),
     "two_calls.h2": headers(1, EXPORT) + headers(3, ALS) + data(3, message(als1)) + data(1, message(otlp)),
