@@ -26,6 +26,8 @@
  * - Keepalive: nghttp2 answers PINGs; a connection silent for half --idle-timeout gets a PING,
  *   one silent for --idle-timeout (or whose output has not moved for that long: a client that
  *   never reads) is closed.
+ * - TLS (--tls-cert/--tls-key): GnuTLS, non-blocking, ALPN "h2" mandatory; the handshake runs on
+ *   the loop like any other I/O and nghttp2's bytes go through gnutls_record_send/recv.
  * - Shutdown (main.c): quiesce = stop accepting + graceful GOAWAY; the writer drains and answers
  *   every waiting call; grpc_wait_idle lets the answers go out; stop joins the loops.
  */
@@ -50,6 +52,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
 #include <nghttp2/nghttp2.h>
 
 #define GRPC_LOOPS_MAX 4
@@ -155,6 +158,9 @@ struct call {
 
 struct conn {
     int fd; /* -1: in-memory (fuzz) */
+    gnutls_session_t tls;      /* NULL: cleartext */
+    bool handshake_done;
+    bool tls_send_again;       /* the last gnutls_record_send said AGAIN: resume it */
     nghttp2_session *s;
     struct loop *loop;
     struct conn *prev, *next;
@@ -179,6 +185,7 @@ struct loop {
 
 struct grpc_server {
     struct http_context *ctx;
+    gnutls_certificate_credentials_t cred; /* NULL: cleartext */
     int lfd;
     unsigned port;
     int n_loops;
@@ -869,7 +876,23 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     (void)flags;
     struct conn *k = user;
     if (k->fd < 0) return (ssize_t)len; /* in-memory connection: output discarded */
-    ssize_t n = send(k->fd, data, len, MSG_NOSIGNAL);
+    ssize_t n;
+    if (k->tls) {
+        if (!k->handshake_done) return NGHTTP2_ERR_WOULDBLOCK; /* SETTINGS wait for it */
+        /* After AGAIN GnuTLS wants the same call again; nghttp2 offers the same bytes again, so
+         * resuming with (NULL, 0) sends the rest of them. */
+        n = k->tls_send_again ? gnutls_record_send(k->tls, NULL, 0)
+                              : gnutls_record_send(k->tls, data, len);
+        k->tls_send_again = n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED;
+        if (k->tls_send_again) {
+            n = -1;
+            errno = EAGAIN;
+        } else if (n < 0) {
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+    } else {
+        n = send(k->fd, data, len, MSG_NOSIGNAL);
+    }
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (!k->out_blocked) {
@@ -893,6 +916,19 @@ static struct conn *conn_create(struct loop *l, int fd)
     if (!k) return NULL;
     k->fd = fd;
     k->loop = l;
+    if (fd >= 0 && l->srv->cred) {
+        static const gnutls_datum_t h2 = {(unsigned char *)"h2", 2};
+        if (gnutls_init(&k->tls, GNUTLS_SERVER | GNUTLS_NONBLOCK) != GNUTLS_E_SUCCESS) {
+            k->tls = NULL;
+            goto fail;
+        }
+        if (gnutls_set_default_priority(k->tls) != GNUTLS_E_SUCCESS ||
+            gnutls_credentials_set(k->tls, GNUTLS_CRD_CERTIFICATE, l->srv->cred) !=
+                GNUTLS_E_SUCCESS ||
+            gnutls_alpn_set_protocols(k->tls, &h2, 1, GNUTLS_ALPN_MANDATORY) != GNUTLS_E_SUCCESS)
+            goto fail;
+        gnutls_transport_set_int(k->tls, fd);
+    }
     k->last_rx_us = k->last_tx_us = mono_us();
     nghttp2_session_callbacks *cb;
     nghttp2_option *opt;
@@ -932,6 +968,7 @@ static struct conn *conn_create(struct loop *l, int fd)
     return k;
 fail:
     if (k->s) nghttp2_session_del(k->s);
+    if (k->tls) gnutls_deinit(k->tls);
     free(k);
     return NULL;
 }
@@ -947,6 +984,10 @@ static void conn_destroy(struct conn *k)
     while (k->calls)
         call_free(k->calls);
     nghttp2_session_del(k->s); /* calls no callback */
+    if (k->tls) {
+        if (k->handshake_done) gnutls_bye(k->tls, GNUTLS_SHUT_WR); /* best effort, no wait */
+        gnutls_deinit(k->tls);
+    }
     if (k->fd >= 0) {
         close(k->fd);
         atomic_fetch_sub(&l->srv->conns, 1);
@@ -978,11 +1019,46 @@ static bool conn_feed(struct conn *k, const uint8_t *data, size_t len)
     return conn_flush(k);
 }
 
+/* One step of the TLS handshake; true once it is done (and the session's first frames sent). */
+static bool tls_handshake(struct conn *k)
+{
+    int rc = gnutls_handshake(k->tls);
+    if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
+        bool out = gnutls_record_get_direction(k->tls) == 1;
+        if (out != k->out_blocked) {
+            k->out_blocked = out;
+            struct epoll_event ev = {.events = EPOLLIN | (out ? EPOLLOUT : 0), .data.ptr = k};
+            epoll_ctl(k->loop->epfd, EPOLL_CTL_MOD, k->fd, &ev);
+        }
+        return false;
+    }
+    if (rc < 0) {
+        log_ratelimited(LOG_INFO, "grpc-tls", "grpc: TLS handshake failed: %s",
+                        gnutls_strerror(rc));
+        k->dead = true;
+        return false;
+    }
+    k->handshake_done = true;
+    k->last_rx_us = mono_us();
+    if (!conn_flush(k)) k->dead = true;
+    return !k->dead;
+}
+
 static void conn_readable(struct conn *k)
 {
     uint8_t buf[16384];
-    for (int i = 0; i < 64; i++) { /* bounded: let the other connections of the loop run */
-        ssize_t n = recv(k->fd, buf, sizeof buf, 0);
+    if (k->tls && !k->handshake_done && !tls_handshake(k)) return;
+    /* Bounded (let the other connections of the loop run), but for bytes GnuTLS has already
+     * taken off the socket: epoll would not report those again. */
+    for (int i = 0; i < 64 || (k->tls && gnutls_record_check_pending(k->tls)); i++) {
+        ssize_t n;
+        if (k->tls) {
+            n = gnutls_record_recv(k->tls, buf, sizeof buf);
+            if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) return;
+            if (n < 0) n = 0; /* any other error ends the connection */
+        } else {
+            n = recv(k->fd, buf, sizeof buf, 0);
+        }
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
             k->dead = true;
             return;
@@ -1108,7 +1184,9 @@ static void *loop_main(void *arg)
                     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = k};
                     epoll_ctl(l->epfd, EPOLL_CTL_MOD, k->fd, &ev);
                 }
-                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) conn_readable(k);
+                if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR) ||
+                    (k->tls && !k->handshake_done))
+                    conn_readable(k);
                 if (k->dead || !conn_flush(k)) {
                     epoll_ctl(l->epfd, EPOLL_CTL_DEL, k->fd, NULL);
                     /* Later events of this batch may name k: mark them stale. */
@@ -1187,17 +1265,27 @@ static int listen_on(const char *addr)
 
 struct grpc_server *grpc_server_start(const char *addr, struct http_context *ctx)
 {
-    if (ctx->tls_cert_pem) {
-        log_msg(LOG_ERROR, "grpc: TLS is not supported on --otlp-grpc yet: run it with "
-                           "--otlp-grpc off, or without --tls-cert (README: gRPC)");
-        return NULL;
-    }
     struct grpc_server *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->ctx = ctx;
+    if (ctx->tls_cert_pem) {
+        gnutls_datum_t cert = {(unsigned char *)ctx->tls_cert_pem,
+                               (unsigned)strlen(ctx->tls_cert_pem)};
+        gnutls_datum_t key = {(unsigned char *)ctx->tls_key_pem, (unsigned)strlen(ctx->tls_key_pem)};
+        int rc = gnutls_certificate_allocate_credentials(&s->cred);
+        if (rc == GNUTLS_E_SUCCESS)
+            rc = gnutls_certificate_set_x509_key_mem(s->cred, &cert, &key, GNUTLS_X509_FMT_PEM);
+        if (rc != GNUTLS_E_SUCCESS) {
+            log_msg(LOG_ERROR, "grpc: --tls-cert/--tls-key: %s", gnutls_strerror(rc));
+            if (s->cred) gnutls_certificate_free_credentials(s->cred);
+            free(s);
+            return NULL;
+        }
+    }
     s->lfd = listen_on(addr);
     if (s->lfd < 0) {
         log_msg(LOG_ERROR, "grpc: cannot listen on %s: %s", addr, strerror(errno));
+        if (s->cred) gnutls_certificate_free_credentials(s->cred);
         free(s);
         return NULL;
     }
@@ -1226,8 +1314,8 @@ struct grpc_server *grpc_server_start(const char *addr, struct http_context *ctx
         }
         l->started = true;
     }
-    log_msg(LOG_INFO, "grpc: otlp-grpc listening on %s (port %u, %d event loops)", addr, s->port,
-            s->n_loops);
+    log_msg(LOG_INFO, "grpc: otlp-grpc listening on %s (port %u, %d event loops%s)", addr, s->port,
+            s->n_loops, s->cred ? ", TLS" : "");
     return s;
 }
 
@@ -1267,6 +1355,7 @@ void grpc_server_stop(struct grpc_server *s)
         if (l->evfd > 0) close(l->evfd);
     }
     close(s->lfd);
+    if (s->cred) gnutls_certificate_free_credentials(s->cred);
     free(s);
 }
 

@@ -1,8 +1,9 @@
 /*
- * grpc.h: the gRPC ingest listener (--otlp-grpc): HTTP/2 cleartext with prior knowledge, on
+ * grpc.h: the gRPC ingest listener (--otlp-grpc): HTTP/2 (h2c with prior knowledge, or TLS), on
  * libnghttp2's server session API, serving
- *   /opentelemetry.proto.collector.trace.v1.TraceService/Export          (unary)
- *   /envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs         (client streaming)
+ *   /opentelemetry.proto.collector.{trace,logs,metrics}.v1.*Service/Export   (unary)
+ *   /envoy.service.accesslog.v3.AccessLogService/StreamAccessLogs            (client streaming)
+ *   /envoy.service.metrics.v3.MetricsService/StreamMetrics                   (client streaming)
  * into the same decoders, ingest queue and writer as the HTTP listeners (README "gRPC").
  */
 #ifndef MESHSCOPE_GRPC_H
@@ -16,8 +17,8 @@
 struct grpc_server;
 
 /* Binds addr ("host:port", port 0 picks one) and starts the event-loop threads. Borrows ctx
- * (outlives the server). NULL (logged) on failure, and when ctx has TLS configured (not
- * supported on this listener yet: README). */
+ * (outlives the server). With ctx's TLS PEMs set the listener speaks TLS (ALPN h2). NULL
+ * (logged) on failure. */
 struct grpc_server *grpc_server_start(const char *addr, struct http_context *ctx);
 /* Stops accepting and sends every connection a graceful GOAWAY (calls already started go on).
  * Accepts NULL. Any thread. */

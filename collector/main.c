@@ -157,11 +157,8 @@ int main(int argc, char **argv)
         servers[i] = http_server_start(names[i], addrs[i], &ctx);
         if (!servers[i]) goto out;
     }
-    if (strcmp(opts.otlp_grpc_addr, "off") != 0 && tls_cert)
-        log_msg(LOG_WARN, "meshscope: the gRPC listener has no TLS yet: not started while "
-                          "--tls-cert is set (README: gRPC)");
-    else if (strcmp(opts.otlp_grpc_addr, "off") != 0 &&
-             !(grpc = grpc_server_start(opts.otlp_grpc_addr, &ctx)))
+    if (strcmp(opts.otlp_grpc_addr, "off") != 0 &&
+        !(grpc = grpc_server_start(opts.otlp_grpc_addr, &ctx)))
         goto out;
     atomic_store(&ctx.ready, true);
     log_msg(LOG_INFO, "meshscope: ready (db %s, retention %llds)", opts.db_path,

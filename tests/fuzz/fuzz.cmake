@@ -65,6 +65,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
   target_link_options(fuzz_grpc PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_grpc PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::NGHTTP2
+    PkgConfig::GNUTLS
     PkgConfig::ZSTD PkgConfig::ZLIB Threads::Threads m)
 
   # The query APIs' parameter parsing and rendering, against a small real store: every source

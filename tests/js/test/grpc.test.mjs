@@ -516,3 +516,37 @@ describe('OTLP logs and metrics over gRPC; Envoy metrics service', () => {
     await d.stop();
   });
 });
+
+test('TLS (--tls-cert/--tls-key): ALPN h2, a grpc-js TLS client exports; a cleartext one cannot', async () => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { execFileSync, spawn } = await import('node:child_process');
+  const { freePorts, MESHSCOPE_BIN } = await import('../lib/daemon.mjs');
+  const dir = await mkdtemp(path.join(tmpdir(), 'meshscope-grpc-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
+    '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' });
+  const [port] = await freePorts(1);
+  const child = spawn(MESHSCOPE_BIN, ['--db', path.join(dir, 'db'), '--http', 'off', '--otlp-http', 'off', '--zipkin', 'off',
+    '--otlp-grpc', `127.0.0.1:${port}`, '--tls-cert', cert, '--tls-key', key], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (b) => (stderr += b));
+  const exited = new Promise((r) => child.on('exit', (code) => r(code)));
+  try {
+    await poll('TLS listener up', () => /otlp-grpc listening on .* TLS/.test(stderr), { timeoutMs: 10_000, intervalMs: 50 });
+    const tls = new TraceService(`127.0.0.1:${port}`, grpc.credentials.createSsl(readFileSync(cert)));
+    const r = await rawUnary(tls, EXPORT, oneSpan('tls-client'));
+    tls.close();
+    assert.equal(r.err, null, `${r.err?.message}\n${stderr}`);
+    const plain = client(TraceService, `127.0.0.1:${port}`);
+    const p = await rawUnary(plain, EXPORT, oneSpan(), new grpc.Metadata(), { deadline: Date.now() + 3000 });
+    plain.close();
+    assert.notEqual(p.err, null, 'a cleartext client gets no answer');
+    process.kill(child.pid, 'SIGTERM');
+    assert.equal(await exited, 0, stderr);
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+});
