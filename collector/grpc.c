@@ -167,6 +167,8 @@ struct conn {
     struct call *calls;
     int64_t last_rx_us, last_tx_us, ping_us;
     bool out_blocked; /* the socket refused bytes: EPOLLOUT armed */
+    grpc_output_fn sink; /* in-memory connection: where the output goes (may be NULL) */
+    void *sink_arg;
     bool goaway_sent;
     bool dead;
 };
@@ -431,6 +433,14 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
     }
     b->user = NULL;
     free(p);
+    if (rc == -EBUSY && span_batch_bytes(b) > ingest_queue_capacity_bytes(ctx->queue)) {
+        /* It would never fit: holding it would hold the stream forever. */
+        span_batch_destroy(b);
+        count_reject(proto, REJECT_TOO_LARGE);
+        respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED,
+                      "message decodes to more than --queue-size holds", false);
+        return -E2BIG;
+    }
     if (rc == -EBUSY && c->m->streaming) {
         size_t bytes = span_batch_bytes(b);
         if (atomic_fetch_add(&buffered_bytes, bytes) + bytes <= budget(ctx->opts)) {
@@ -875,7 +885,10 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     (void)s;
     (void)flags;
     struct conn *k = user;
-    if (k->fd < 0) return (ssize_t)len; /* in-memory connection: output discarded */
+    if (k->fd < 0) { /* in-memory connection */
+        if (k->sink) k->sink(k->sink_arg, data, len);
+        return (ssize_t)len;
+    }
     ssize_t n;
     if (k->tls) {
         if (!k->handshake_done) return NGHTTP2_ERR_WOULDBLOCK; /* SETTINGS wait for it */
@@ -1371,7 +1384,7 @@ struct grpc_conn {
     struct conn *k;
 };
 
-struct grpc_conn *grpc_conn_open_mem(struct http_context *ctx)
+struct grpc_conn *grpc_conn_open_mem(struct http_context *ctx, grpc_output_fn out, void *arg)
 {
     struct grpc_conn *g = calloc(1, sizeof *g);
     if (!g) return NULL;
@@ -1386,7 +1399,25 @@ struct grpc_conn *grpc_conn_open_mem(struct http_context *ctx)
         free(g);
         return NULL;
     }
+    g->k->sink = out;
+    g->k->sink_arg = arg;
     return g;
+}
+
+size_t grpc_conn_unconsumed(const struct grpc_conn *g)
+{
+    size_t n = 0;
+    for (const struct call *c = g->k->calls; c; c = c->next)
+        n += c->unconsumed;
+    return n;
+}
+
+unsigned grpc_conn_held(const struct grpc_conn *g)
+{
+    unsigned n = 0;
+    for (const struct call *c = g->k->calls; c; c = c->next)
+        n += c->held != NULL;
+    return n;
 }
 
 int grpc_conn_feed(struct grpc_conn *g, const uint8_t *data, size_t len)

@@ -34,11 +34,18 @@ unsigned grpc_server_port(const struct grpc_server *s);
  * outcome back to the event loop that owns the call. Writer thread; never blocks. */
 void grpc_batch_done(void *user, int rc);
 
-/* ----- for the fuzz target: one connection without a socket -------------------------------- */
+/* ----- for tests and the fuzz target: one connection without a socket ---------------------- */
 
 struct grpc_conn;
-/* A server session whose output is discarded. Borrows ctx. NULL on out of memory. */
-struct grpc_conn *grpc_conn_open_mem(struct http_context *ctx);
+/* Receives what the server session sends (borrowed for the call). */
+typedef void (*grpc_output_fn)(void *arg, const uint8_t *data, size_t len);
+/* A server session on no socket: its output goes to out(arg, ...) (NULL: discarded). Borrows
+ * ctx. NULL on out of memory. Retries of held batches run on each grpc_conn_feed. */
+struct grpc_conn *grpc_conn_open_mem(struct http_context *ctx, grpc_output_fn out, void *arg);
+/* Calls of c holding a batch that the full queue refused (flow control holds their streams). */
+unsigned grpc_conn_held(const struct grpc_conn *c);
+/* Bytes c's calls have received but not given back as HTTP/2 window (nghttp2_session_consume). */
+size_t grpc_conn_unconsumed(const struct grpc_conn *c);
 /* Feeds bytes as if read from the socket and runs the session. 0, or -EPROTO once the session
  * has failed (the real listener closes the connection then). */
 int grpc_conn_feed(struct grpc_conn *c, const uint8_t *data, size_t len);

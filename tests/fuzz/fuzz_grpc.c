@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
                                      "\x00\x00\x00\x04\x00\x00\x00\x00\x00"; /* empty SETTINGS */
-    struct grpc_conn *c = grpc_conn_open_mem(&ctx);
+    struct grpc_conn *c = grpc_conn_open_mem(&ctx, NULL, NULL);
     if (!c) return 0;
     int rc = grpc_conn_feed(c, preface, sizeof preface - 1);
     /* Reads of 1..256 bytes, as chosen by the first byte (0: the rest in one read). */
