@@ -647,9 +647,6 @@ static void process(struct call *c)
         size_t mlen = len;
         uint8_t *inflated = NULL;
         c->messages++;
-        if (c->messages == 1 || c->m->streaming)
-            atomic_fetch_add_explicit(&self_metrics.requests[c->m->proto], c->messages == 1,
-                                      memory_order_relaxed);
         if (h[0] == 1) {
             if (c->enc == ENCODING_IDENTITY) {
                 count_reject(c->m->proto, REJECT_DECODE_ERROR);
@@ -794,6 +791,7 @@ static void on_request(struct call *c)
         return;
     }
     c->m = m;
+    atomic_fetch_add_explicit(&self_metrics.requests[m->proto], 1, memory_order_relaxed);
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)

@@ -49,7 +49,8 @@ size_t grpc_conn_unconsumed(const struct grpc_conn *c);
 /* Feeds bytes as if read from the socket and runs the session. 0, or -EPROTO once the session
  * has failed (the real listener closes the connection then). */
 int grpc_conn_feed(struct grpc_conn *c, const uint8_t *data, size_t len);
-/* Accepts NULL. */
+/* Accepts NULL. Every batch c pushed with a `user` must have been returned (grpc_batch_done)
+ * first: the completion goes to c's own loop state. */
 void grpc_conn_close_mem(struct grpc_conn *c);
 
 #endif

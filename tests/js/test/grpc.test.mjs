@@ -406,7 +406,7 @@ describe('a stream faster than storage (--queue-size 1MiB)', () => {
      * storage is on this machine (under ASan decoding is the slower side): reported, not
      * asserted. test_grpc holds a stream against a full queue deterministically. */
     const held = /stream held by flow control/.test(d.stderr());
-    console.log(`# flood: server held the stream: ${held}; client writes refused: ${stalls}; status ${r.err?.code ?? 'OK'}`);
+    console.log(`flood: server held the stream: ${held}; client writes refused: ${stalls}; status ${r.err?.code ?? 'OK'}`);
     assert.ok(r.err === null || r.err.code === grpc.status.UNAVAILABLE, `status: ${r.err?.message}`);
     assert.ok(maxRss < 512 * 1024, `RSS stayed bounded: ${maxRss} KiB`);
     if (r.err === null) {
