@@ -40,13 +40,13 @@ struct conv {
 };
 
 /* Envoy's short response-flag codes, in ResponseFlags field order (field number = index + 1). */
-static const char *const flag_codes[] = {
-    "LH",   "UH",  "UT",    "LR",   "UR", "UF", "UC",  "UO", "NR", "DI",
-    "FI",   "RL",  "UAEX",  "RLSE", "DC", "URX", "SI", "IH", "DPE", "UMSDR",
-    "RFCF", "NFCF", "DT",   "UPE",  "NC", "OM", "DF",  "DRR"};
+static const char *const flag_codes[] = {"LH",   "UH",  "UT",  "LR", "UR",  "UF",    "UC",
+                                         "UO",   "NR",  "DI",  "FI", "RL",  "UAEX",  "RLSE",
+                                         "DC",   "URX", "SI",  "IH", "DPE", "UMSDR", "RFCF",
+                                         "NFCF", "DT",  "UPE", "NC", "OM",  "DF",    "DRR"};
 
-static const char *const method_names[] = {NULL,      "GET",     "HEAD",  "POST", "PUT",
-                                           "DELETE",  "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+static const char *const method_names[] = {NULL,     "GET",     "HEAD",    "POST",  "PUT",
+                                           "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"};
 
 /* Copies a string field (empty = absent) into slot, refusing the entry over max_string. */
 static int put_str(struct conv *c, struct access_log *l, enum alog_str slot, const char *s,
@@ -283,8 +283,8 @@ static int finish(struct conv *c, struct access_log *l)
     if (!rc) rc = accesslog_derive(c->b->arena, l);
     if (!rc && n->known) {
         bool inbound = l->direction == ALOG_DIRECTION_INBOUND;
-        rc = put_str(c, l, inbound ? ALOG_DESTINATION_WORKLOAD : ALOG_SOURCE_WORKLOAD,
-                     n->workload, "node");
+        rc = put_str(c, l, inbound ? ALOG_DESTINATION_WORKLOAD : ALOG_SOURCE_WORKLOAD, n->workload,
+                     "node");
         if (!rc)
             rc = put_str(c, l, inbound ? ALOG_DESTINATION_NAMESPACE : ALOG_SOURCE_NAMESPACE, n->ns,
                          "node");
@@ -322,8 +322,8 @@ static int convert_http(struct conv *c, const pb_http *e)
         if (!rc) rc = put_str(c, l, ALOG_USER_AGENT, q->user_agent, "user_agent");
         if (!rc) rc = put_str(c, l, ALOG_X_FORWARDED_FOR, q->forwarded_for, "forwarded_for");
         if (!rc) rc = put_str(c, l, ALOG_REQUEST_ID, q->request_id, "request_id");
-        l->bytes_received = q->request_body_bytes <= INT64_MAX ? (int64_t)q->request_body_bytes
-                                                               : -1;
+        l->bytes_received =
+            q->request_body_bytes <= INT64_MAX ? (int64_t)q->request_body_bytes : -1;
     }
     const Envoy__Data__Accesslog__V3__HTTPResponseProperties *r = e->response;
     l->response_code = r && r->response_code ? (int64_t)r->response_code->value : 0;
@@ -428,7 +428,8 @@ static int convert_message(struct conv *c, const pb_message *m, struct als_node 
     if (m->identifier && m->identifier->node) read_node(node, m->identifier->node);
     c->node = node;
     size_t n = 0;
-    if (m->log_entries_case == ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS)
+    if (m->log_entries_case ==
+        ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_HTTP_LOGS)
         n = m->http_logs->n_log_entry;
     else if (m->log_entries_case ==
              ENVOY__SERVICE__ACCESSLOG__V3__STREAM_ACCESS_LOGS_MESSAGE__LOG_ENTRIES_TCP_LOGS)

@@ -78,8 +78,8 @@ static int convert_point(struct conv *c, const pb_family *f, const pb_metric *m,
         snprintf(c->why, sizeof c->why, "%zu labels, max %u", m->n_label, c->lim->max_attrs);
         return DECODE_REFUSE;
     }
-    struct om_label *labels = m->n_label ? arena_alloc(arena_of(c->b), m->n_label * sizeof *labels)
-                                         : NULL;
+    struct om_label *labels =
+        m->n_label ? arena_alloc(arena_of(c->b), m->n_label * sizeof *labels) : NULL;
     if (m->n_label && !labels) return -ENOMEM;
     for (size_t i = 0; i < m->n_label; i++) {
         const char *k = m->label[i]->name ? m->label[i]->name : "",
@@ -250,7 +250,8 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
                             (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
                                 (size_t)sc.spans * 512 + (1u << 20));
     if (rc) goto out;
-    pb_message *m = envoy__service__metrics__v3__stream_metrics_message__unpack(&bd.alloc, len, body);
+    pb_message *m =
+        envoy__service__metrics__v3__stream_metrics_message__unpack(&bd.alloc, len, body);
     if (!m) {
         rc = pbwire_unpack_failed(&bd, "StreamMetricsMessage", err, errlen);
         goto out;

@@ -103,7 +103,7 @@ struct method {
     bool streaming;
     message_fn on_message;
     enum ingest_protocol proto;
-    encode_fn encode; /* unary: the response; streaming: NULL (empty response message) */
+    encode_fn encode;  /* unary: the response; streaming: NULL (empty response message) */
     const char *items; /* what partial_success counts */
 };
 
@@ -143,30 +143,30 @@ struct call {
     bool counted;     /* in calls_answering */
     uint8_t *in;      /* received, not yet processed bytes */
     size_t in_len, in_cap;
-    size_t unconsumed; /* bytes received but not given back as window */
+    size_t unconsumed;       /* bytes received but not given back as window */
     struct span_batch *held; /* refused by a full queue, retried (streaming) */
     struct pending *pending; /* waiting for the writer's commit (unary) */
     int commit_rc;
     bool committed;
     uint32_t messages, accepted, rejected;
     char reason[256];
-    struct als_node node;               /* StreamAccessLogs: the reporting proxy */
-    struct envoy_metrics_node mnode;    /* StreamMetrics: the reporting proxy */
-    uint8_t *out; /* response message, 5-byte prefix included */
+    struct als_node node;            /* StreamAccessLogs: the reporting proxy */
+    struct envoy_metrics_node mnode; /* StreamMetrics: the reporting proxy */
+    uint8_t *out;                    /* response message, 5-byte prefix included */
     size_t out_len, out_off;
 };
 
 struct conn {
-    int fd; /* -1: in-memory (fuzz) */
-    gnutls_session_t tls;      /* NULL: cleartext */
+    int fd;               /* -1: in-memory (fuzz) */
+    gnutls_session_t tls; /* NULL: cleartext */
     bool handshake_done;
-    bool tls_send_again;       /* the last gnutls_record_send said AGAIN: resume it */
+    bool tls_send_again; /* the last gnutls_record_send said AGAIN: resume it */
     nghttp2_session *s;
     struct loop *loop;
     struct conn *prev, *next;
     struct call *calls;
     int64_t last_rx_us, last_tx_us, ping_us;
-    bool out_blocked; /* the socket refused bytes: EPOLLOUT armed */
+    bool out_blocked;    /* the socket refused bytes: EPOLLOUT armed */
     grpc_output_fn sink; /* in-memory connection: where the output goes (may be NULL) */
     void *sink_arg;
     bool goaway_sent;
@@ -222,7 +222,9 @@ static void count_reject(enum ingest_protocol p, enum reject_reason r)
 /* ----- answers ------------------------------------------------------------------------------- */
 
 #define NV(n, v)                                                                                   \
-    {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE             \
+    }
 
 /* grpc-message: percent-encoded UTF-8 (bytes outside 0x20..0x7e, and '%'). */
 static void percent_encode(const char *in, char *out, size_t cap)
@@ -262,9 +264,12 @@ static void respond_error(struct call *c, int http_status, enum grpc_code code, 
     snprintf(status, sizeof status, "%d", http_status);
     snprintf(codes, sizeof codes, "%d", (int)code);
     percent_encode(msg, enc, sizeof enc);
-    nghttp2_nv nv[] = {NV(":status", status), NV("content-type", "application/grpc"),
-                       NV("grpc-accept-encoding", "identity,gzip"), NV("grpc-status", codes),
-                       NV("grpc-message", enc), NV("grpc-retry-pushback-ms", "1000")};
+    nghttp2_nv nv[] = {NV(":status", status),
+                       NV("content-type", "application/grpc"),
+                       NV("grpc-accept-encoding", "identity,gzip"),
+                       NV("grpc-status", codes),
+                       NV("grpc-message", enc),
+                       NV("grpc-retry-pushback-ms", "1000")};
     size_t n = sizeof nv / sizeof nv[0] - (pushback ? 0 : 1);
     nghttp2_session *s = c->conn->s;
     if (nghttp2_submit_response(s, c->id, nv, n, NULL) != 0) {
@@ -277,8 +282,8 @@ static void respond_error(struct call *c, int http_status, enum grpc_code code, 
                         (int)code, msg);
 }
 
-static ssize_t read_out(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-                        uint32_t *flags, nghttp2_data_source *src, void *user)
+static ssize_t read_out(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                        nghttp2_data_source *src, void *user)
 {
     (void)user;
     struct call *c = src->ptr;
@@ -402,8 +407,8 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
         snprintf(c->reason, sizeof c->reason, "%s", b->reject_reason);
     atomic_fetch_add_explicit(&self_metrics.spans_received[proto], accepted + b->rejected,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
-                              b->rejected, memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN], b->rejected,
+                              memory_order_relaxed);
     if (accepted == 0) {
         span_batch_destroy(b);
         return 0;
@@ -490,8 +495,8 @@ static int als_message(struct call *c, const uint8_t *msg, size_t len)
     return decode_and_push(c, msg, len, dec_als);
 }
 
-static int dec_logs(struct call *c, const uint8_t *msg, size_t len,
-                    const struct decode_limits *lim, struct span_batch *b, char *err, size_t errlen)
+static int dec_logs(struct call *c, const uint8_t *msg, size_t len, const struct decode_limits *lim,
+                    struct span_batch *b, char *err, size_t errlen)
 {
     (void)c;
     return otlp_decode_logs_proto(msg, len, lim, b, err, errlen);
@@ -650,14 +655,13 @@ static void process(struct call *c)
         if (h[0] == 1) {
             if (c->enc == ENCODING_IDENTITY) {
                 count_reject(c->m->proto, REJECT_DECODE_ERROR);
-                respond_error(c, 200, GRPC_INTERNAL,
-                              "compressed message without a grpc-encoding", false);
+                respond_error(c, 200, GRPC_INTERNAL, "compressed message without a grpc-encoding",
+                              false);
                 break;
             }
             int rc = decompress(c->enc, msg, mlen, max, &inflated, &mlen);
             if (rc) {
-                count_reject(c->m->proto,
-                             rc == -E2BIG ? REJECT_TOO_LARGE : REJECT_DECODE_ERROR);
+                count_reject(c->m->proto, rc == -E2BIG ? REJECT_TOO_LARGE : REJECT_DECODE_ERROR);
                 respond_error(c, 200,
                               rc == -E2BIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
                               rc == -E2BIG ? "decompressed message exceeds --max-body"
@@ -830,8 +834,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         if (atomic_fetch_add(&buffered_bytes, grow) + grow > budget(ctx->opts)) {
             atomic_fetch_sub(&buffered_bytes, grow);
             count_reject(c->m->proto, REJECT_BODY_BUDGET);
-            respond_error(c, 200, GRPC_UNAVAILABLE,
-                          "too many messages in flight, retry later", true);
+            respond_error(c, 200, GRPC_UNAVAILABLE, "too many messages in flight, retry later",
+                          true);
             nghttp2_session_consume(s, id, len + c->unconsumed);
             c->unconsumed = 0;
             return 0;
@@ -1140,8 +1144,9 @@ static void quiesce_conns(struct loop *l)
     for (struct conn *k = l->conns; k; k = k->next) {
         if (k->goaway_sent) continue;
         k->goaway_sent = true;
-        nghttp2_submit_goaway(k->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(k->s),
-                              NGHTTP2_NO_ERROR, NULL, 0);
+        nghttp2_submit_goaway(k->s, NGHTTP2_FLAG_NONE,
+                              nghttp2_session_get_last_proc_stream_id(k->s), NGHTTP2_NO_ERROR, NULL,
+                              0);
     }
 }
 
@@ -1282,7 +1287,8 @@ struct grpc_server *grpc_server_start(const char *addr, struct http_context *ctx
     if (ctx->tls_cert_pem) {
         gnutls_datum_t cert = {(unsigned char *)ctx->tls_cert_pem,
                                (unsigned)strlen(ctx->tls_cert_pem)};
-        gnutls_datum_t key = {(unsigned char *)ctx->tls_key_pem, (unsigned)strlen(ctx->tls_key_pem)};
+        gnutls_datum_t key = {(unsigned char *)ctx->tls_key_pem,
+                              (unsigned)strlen(ctx->tls_key_pem)};
         int rc = gnutls_certificate_allocate_credentials(&s->cred);
         if (rc == GNUTLS_E_SUCCESS)
             rc = gnutls_certificate_set_x509_key_mem(s->cred, &cert, &key, GNUTLS_X509_FMT_PEM);
@@ -1305,8 +1311,8 @@ struct grpc_server *grpc_server_start(const char *addr, struct http_context *ctx
     if (getsockname(s->lfd, (struct sockaddr *)&ss, &sl) == 0)
         s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                  : ((struct sockaddr_in *)&ss)->sin_port);
-    s->n_loops = ctx->opts->http_threads < GRPC_LOOPS_MAX ? (int)ctx->opts->http_threads
-                                                          : GRPC_LOOPS_MAX;
+    s->n_loops =
+        ctx->opts->http_threads < GRPC_LOOPS_MAX ? (int)ctx->opts->http_threads : GRPC_LOOPS_MAX;
     if (s->n_loops < 1) s->n_loops = 1;
     for (int i = 0; i < s->n_loops; i++) {
         struct loop *l = &s->loops[i];
@@ -1347,8 +1353,7 @@ void grpc_server_quiesce(struct grpc_server *s)
 
 void grpc_wait_idle(int timeout_ms)
 {
-    for (int waited = 0; waited < timeout_ms && atomic_load(&calls_answering) > 0;
-         waited += 10) {
+    for (int waited = 0; waited < timeout_ms && atomic_load(&calls_answering) > 0; waited += 10) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -57,8 +57,8 @@ static ssize_t client_send(nghttp2_session *s, const uint8_t *data, size_t len, 
     return (ssize_t)len;
 }
 
-static int client_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-                         size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *user)
+static int client_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                         const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
     (void)s;
     (void)flags;
@@ -214,7 +214,8 @@ static uint8_t *als_message(unsigned n, bool with_node, size_t *len)
     Google__Protobuf__Duration dur = GOOGLE__PROTOBUF__DURATION__INIT;
     dur.seconds = 1;
     dur.nanos = 500000000;
-    Envoy__Data__Accesslog__V3__ResponseFlags flags = ENVOY__DATA__ACCESSLOG__V3__RESPONSE_FLAGS__INIT;
+    Envoy__Data__Accesslog__V3__ResponseFlags flags =
+        ENVOY__DATA__ACCESSLOG__V3__RESPONSE_FLAGS__INIT;
     flags.upstream_connection_failure = 1;
     flags.upstream_retry_limit_exceeded = 1;
     Envoy__Data__Accesslog__V3__AccessLogCommon common =

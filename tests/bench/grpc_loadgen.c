@@ -116,8 +116,11 @@ static int submit(struct worker *w)
     c->status = -1;
     static const char path[] = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 #define NV(n, v) {(uint8_t *)n, (uint8_t *)v, sizeof n - 1, sizeof v - 1, NGHTTP2_NV_FLAG_NONE}
-    nghttp2_nv nv[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":path", path),
-                       NV(":authority", "meshscope"), NV("content-type", "application/grpc"),
+    nghttp2_nv nv[] = {NV(":method", "POST"),
+                       NV(":scheme", "http"),
+                       NV(":path", path),
+                       NV(":authority", "meshscope"),
+                       NV("content-type", "application/grpc"),
                        NV("te", "trailers")};
     nghttp2_data_provider dp = {.source.ptr = c, .read_callback = read_cb};
     if (nghttp2_submit_request(w->s, NULL, nv, 6, &dp, c) < 0) return -1;

@@ -3,9 +3,10 @@
  * stream a client sends after the HTTP/2 preface, fed into a real nghttp2 server session with
  * grpc.c's callbacks (no socket: grpc_conn_open_mem), split into reads where the first byte says,
  * so frame parsing, HPACK, header checks, 5-byte message framing, gzip, flow-control accounting,
- * the method dispatch (OTLP traces, logs and metrics, Envoy access logs and metrics) and the commit answers all run. Batches that reach
- * the queue are "committed" (grpc_batch_done) and freed after each input, so nothing may leak.
- * Seeds: tests/data/grpc (made by tests/data/grpc/make_seeds.py). Built by tests/fuzz/fuzz.cmake.
+ * the method dispatch (OTLP traces, logs and metrics, Envoy access logs and metrics) and the commit
+ * answers all run. Batches that reach the queue are "committed" (grpc_batch_done) and freed after
+ * each input, so nothing may leak. Seeds: tests/data/grpc (made by tests/data/grpc/make_seeds.py).
+ * Built by tests/fuzz/fuzz.cmake.
  */
 #include <errno.h>
 #include <stddef.h>
