@@ -36,6 +36,7 @@ struct options {
     int64_t metrics_series_limit; /* RED: label sets per metric family (red.h); OTLP metrics:
                                      series in all (otel_metrics.h) */
     int64_t metrics_expiry_us;    /* OTLP metrics: series not updated this long expire */
+    const char *syslog; /* --syslog listeners (syslog.h), "off" = none */
 };
 
 /* Parses argv (and MESHSCOPE_<NAME> environment overrides, argv winning) into *out.
@@ -144,6 +145,29 @@ enum reject_reason {
     REJECT_REASON_COUNT
 };
 
+/* Syslog receiver (syslog.c). Keep the syslog_*_label[] arrays in selfmetrics.c in step. */
+enum syslog_transport { SYSLOG_UDP, SYSLOG_TCP, SYSLOG_TRANSPORT_COUNT };
+enum syslog_outcome {
+    SYSLOG_ACCEPTED, /* its record went into the ingest queue */
+    SYSLOG_REJECTED, /* bad input (a reason below) */
+    SYSLOG_DROPPED,  /* the ingest queue was full (UDP; TCP waits instead) or closed */
+    SYSLOG_OUTCOME_COUNT
+};
+enum syslog_reject {
+    SYSLOG_REJECT_NONE,
+    SYSLOG_REJECT_BAD_LENGTH,     /* TCP octet count that is not a number */
+    SYSLOG_REJECT_TRUNCATED,      /* TCP frame cut by the end of the connection or idle timeout */
+    SYSLOG_REJECT_TOO_LARGE,      /* over SYSLOG_MAX_MESSAGE */
+    SYSLOG_REJECT_BAD_HEADER,     /* PRI, version, header fields, structured data */
+    SYSLOG_REJECT_INVALID_UTF8,   /* the body is not UTF-8 */
+    SYSLOG_REJECT_NOT_JSON,       /* the body is not one JSON object */
+    SYSLOG_REJECT_MISSING_FIELD,  /* a required field (start_time / msec) is missing */
+    SYSLOG_REJECT_INVALID_RECORD, /* the decoder refused a field */
+    SYSLOG_REJECT_COUNT
+};
+extern const char *const syslog_transport_label[SYSLOG_TRANSPORT_COUNT];
+extern const char *const syslog_reject_label[SYSLOG_REJECT_COUNT];
+
 /* Counters shared by HTTP threads and the writer: all _Atomic, relaxed. */
 struct self_metrics {
     _Atomic uint64_t requests[PROTO_COUNT];
@@ -159,6 +183,11 @@ struct self_metrics {
     _Atomic uint64_t commit_buckets[12];
     _Atomic uint64_t commit_count;
     _Atomic uint64_t commit_sum_us;
+    /* syslog receiver (its event-loop thread) */
+    _Atomic uint64_t syslog_messages[SYSLOG_TRANSPORT_COUNT][SYSLOG_OUTCOME_COUNT];
+    _Atomic uint64_t syslog_rejected[SYSLOG_REJECT_COUNT];
+    _Atomic uint64_t syslog_connections;         /* open TCP connections (gauge) */
+    _Atomic uint64_t syslog_connections_refused; /* closed at once: over the connection limit */
 };
 
 extern struct self_metrics self_metrics;

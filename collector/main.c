@@ -8,6 +8,7 @@
 #include "grpc.h"
 #include "otel_metrics.h"
 #include "red.h"
+#include "syslog.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -69,8 +70,17 @@ static uint64_t memory_bound(const struct options *o)
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
+    /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
+     * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
+    struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
+    size_t n_syslog = 0;
+    char why[160];
+    if (syslog_parse_spec(o->syslog, specs, SYSLOG_MAX_LISTENERS, &n_syslog, why, sizeof why))
+        n_syslog = 0;
+    uint64_t syslog = n_syslog * ((uint64_t)SYSLOG_MAX_CONNECTIONS * (SYSLOG_MAX_MESSAGE + 32) +
+                                  SYSLOG_MAX_MESSAGE);
     uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
-    return queue + bodies + decoding + sqlite + red + otlp_metrics + 64 * MiB;
+    return queue + bodies + decoding + sqlite + red + otlp_metrics + syslog + 64 * MiB;
 }
 
 /* The writer's one batch_done: a waiting batch's `user` begins with its owner's tag. */
@@ -115,6 +125,7 @@ int main(int argc, char **argv)
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
     struct otel_metrics *metrics = NULL;
+    struct syslog_server *syslog = NULL;
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
@@ -157,6 +168,9 @@ int main(int argc, char **argv)
         servers[i] = http_server_start(names[i], addrs[i], &ctx);
         if (!servers[i]) goto out;
     }
+    if (strcmp(opts.syslog, "off") != 0 &&
+        !(syslog = syslog_start(opts.syslog, queue, red_observe_batch, red, opts.idle_timeout_us)))
+        goto out;
     if (strcmp(opts.otlp_grpc_addr, "off") != 0 &&
         !(grpc = grpc_server_start(opts.otlp_grpc_addr, &ctx)))
         goto out;
@@ -174,6 +188,7 @@ out:
     for (int i = 0; i < 3; i++)
         http_server_quiesce(servers[i]);
     grpc_server_quiesce(grpc);
+    syslog_stop(syslog); /* stops reading, pushes its pending batch: before the queue closes */
     if (queue) ingest_queue_close(queue);
     writer_stop(writer);
     /* Every waiting request has its answer; give the HTTP threads a moment to send them (a

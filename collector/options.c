@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "query.h"
+#include "syslog.h"
 
 enum opt_type {
     OPT_STRING,
@@ -23,7 +24,8 @@ enum opt_type {
     OPT_SIZE,
     OPT_INT,
     OPT_LOGLEVEL,
-    OPT_ACK
+    OPT_ACK,
+    OPT_SYSLOG
 };
 
 struct opt_row {
@@ -97,6 +99,9 @@ static const struct opt_row opt_table[] = {
      * 5m outlives a few missed exports of the usual 10-60 s intervals. */
     {"metrics-expiry", OPT_DURATION, "5m", 1000000, 7 * 24 * 3600 * INT64_C(1000000),
      OFF(metrics_expiry_us), "OTLP metric series not updated this long disappear from /metrics"},
+    {"syslog", OPT_SYSLOG, "off", 0, 0, OFF(syslog),
+     "syslog receiver (nginx, HAProxy JSON access logs) on UDP and TCP: \"ADDR[,service=NAME]\", "
+     "several separated by spaces (\"off\" disables; README: Syslog)"},
     {"log-level", OPT_LOGLEVEL, "info", 0, 0, OFF(log_level), "debug, info, warn or error"},
 };
 #define N_OPTS (sizeof opt_table / sizeof opt_table[0])
@@ -223,6 +228,17 @@ static int set_option(const struct opt_row *o, const char *value, struct options
         else
             rc = -EINVAL;
         break;
+    case OPT_SYSLOG: {
+        struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
+        size_t count;
+        char why[160];
+        rc = syslog_parse_spec(value, specs, SYSLOG_MAX_LISTENERS, &count, why, sizeof why);
+        if (rc == 0)
+            *(const char **)field = value;
+        else
+            fprintf(stderr, "meshscope: %s--%s: %s\n", origin, o->name, why);
+        break;
+    }
     case OPT_LOGLEVEL: {
         enum log_level lvl;
         rc = log_level_parse(value, &lvl);

@@ -156,11 +156,13 @@ static void put_u64(struct buf *b, uint64_t v)
 /* A label value, escaped for both exposition formats: \ " and newline. */
 static void put_escaped(struct buf *b, const char *s)
 {
-    for (; *s; s++) {
-        if (*s == '\\') put(b, "\\\\", 2);
-        else if (*s == '"') put(b, "\\\"", 2);
-        else if (*s == '\n') put(b, "\\n", 2);
-        else put(b, s, 1);
+    for (;;) {
+        size_t run = strcspn(s, "\\\"\n"); /* copied in runs: escapes are rare */
+        put(b, s, run);
+        s += run;
+        if (!*s) return;
+        put(b, *s == '\n' ? "\\n" : *s == '"' ? "\\\"" : "\\\\", 2);
+        s++;
     }
 }
 
@@ -193,6 +195,18 @@ static void terminate(char *out, size_t n, size_t o)
 
 size_t otel_metrics_label_key(const char *key, char *out, size_t n)
 {
+    /* Fast path: a key that is already a valid label name (most are) is copied as it is. */
+    size_t len = 0;
+    bool plain = !(key[0] >= '0' && key[0] <= '9');
+    for (; plain && key[len]; len++) {
+        char c = key[len];
+        plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                (c == '_' && (len == 0 || key[len - 1] != '_'));
+    }
+    if (plain && len && len < n) {
+        memcpy(out, key, len + 1);
+        return len;
+    }
     size_t o = 0;
     append_sanitised(out, n, &o, key, strlen(key), false);
     if (o == 0) {
@@ -536,8 +550,10 @@ static int add_lab(struct scratch *sc, size_t *n, const char *key, const char *v
         sc->labs = l;
         sc->cap = cap;
     }
-    struct lab *l = &sc->labs[(*n)++];
-    otel_metrics_label_key(key, l->key, sizeof l->key);
+    struct lab *l = &sc->labs[*n];
+    /* A longer key would be cut, and two keys differing past the cut merged: refused. */
+    if (otel_metrics_label_key(key, l->key, sizeof l->key) >= sizeof l->key) return -E2BIG;
+    (*n)++;
     /* le and quantile belong to the exposition of histograms and summaries. */
     if ((type == OM_HISTOGRAM && strcmp(l->key, "le") == 0) ||
         (type == OM_SUMMARY && strcmp(l->key, "quantile") == 0)) {
@@ -831,8 +847,13 @@ static int apply_family(struct apply_ctx *a, const char *name, const struct om_m
         if (mt->scope && mt->scope->version && mt->scope->version[0] &&
             (rc = add_lab(&a->sc, &n, "otel_scope_version", mt->scope->version, mt->type)))
             break;
-        for (uint32_t k = 0; k < p->n_labels; k++)
-            if ((rc = add_lab(&a->sc, &n, p->labels[k].key, p->labels[k].value, mt->type))) break;
+        for (uint32_t k = 0; k < p->n_labels && !rc; k++)
+            rc = add_lab(&a->sc, &n, p->labels[k].key, p->labels[k].value, mt->type);
+        if (rc == -E2BIG) {
+            rc = 0;
+            refuse(a, OM_REJECT_INVALID, 1, "metric %s: a label name over 127 bytes", name);
+            continue;
+        }
         if (rc) break;
         label_text(&a->sc, n);
         if (a->sc.text.oom) {

@@ -84,18 +84,38 @@ static struct arena *arena_of(struct om_batch *b)
 
 /* ----- attributes to labels ---------------------------------------------------------------- */
 
-static json_t *value_json(const struct value *v);
+/* Bytes as standard base64, NUL-terminated, in arena a. NULL on -ENOMEM. */
+static char *base64(struct arena *a, const uint8_t *p, size_t n)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+    char *out = arena_alloc(a, (n + 2) / 3 * 4 + 1);
+    if (!out) return NULL;
+    for (size_t i = 0; i < n; i += 3) {
+        uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        out[o++] = b64[w >> 18 & 63];
+        out[o++] = b64[w >> 12 & 63];
+        out[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? b64[w & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
 
-static json_t *kvlist_json(const struct attr *items, uint32_t n)
+static json_t *value_json(struct om_batch *b, const struct value *v);
+
+static json_t *kvlist_json(struct om_batch *b, const struct attr *items, uint32_t n)
 {
     json_t *o = json_object();
     for (uint32_t i = 0; o && i < n; i++)
         json_object_setn_new_nocheck(o, items[i].key.ptr, items[i].key.len,
-                                     value_json(&items[i].value));
+                                     value_json(b, &items[i].value));
     return o;
 }
 
-static json_t *value_json(const struct value *v)
+/* A value inside an array or map, as JSON (NULL on -ENOMEM: jansson then drops the member). */
+static json_t *value_json(struct om_batch *b, const struct value *v)
 {
     switch (v->type) {
     case VALUE_STRING:
@@ -107,17 +127,17 @@ static json_t *value_json(const struct value *v)
     case VALUE_DOUBLE:
         return isfinite(v->u.d) ? json_real(v->u.d) : json_null();
     case VALUE_BYTES: {
-        json_t *s = json_string(""); /* bytes inside arrays: not worth base64 here */
-        return s;
+        const char *s = base64(arena_of(b), (const uint8_t *)v->u.str.ptr, v->u.str.len);
+        return s ? json_string(s) : NULL;
     }
     case VALUE_ARRAY: {
         json_t *a = json_array();
         for (uint32_t i = 0; a && i < v->u.array.n; i++)
-            json_array_append_new(a, value_json(&v->u.array.items[i]));
+            json_array_append_new(a, value_json(b, &v->u.array.items[i]));
         return a;
     }
     case VALUE_KVLIST:
-        return kvlist_json(v->u.kvlist.items, v->u.kvlist.n);
+        return kvlist_json(b, v->u.kvlist.items, v->u.kvlist.n);
     default:
         return json_null();
     }
@@ -139,27 +159,11 @@ static const char *value_text(struct om_batch *b, const struct value *v)
         if (isinf(v->u.d)) return v->u.d > 0 ? "Inf" : "-Inf";
         otel_metrics_format_number(tmp, sizeof tmp, v->u.d);
         return arena_strndup(arena_of(b), tmp, strlen(tmp));
-    case VALUE_BYTES: {
-        static const char b64[] =
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        const uint8_t *p = (const uint8_t *)v->u.str.ptr;
-        size_t n = v->u.str.len, o = 0;
-        char *out = arena_alloc(arena_of(b), (n + 2) / 3 * 4 + 1);
-        if (!out) return NULL;
-        for (size_t i = 0; i < n; i += 3) {
-            uint32_t w = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                         (i + 2 < n ? p[i + 2] : 0);
-            out[o++] = b64[w >> 18 & 63];
-            out[o++] = b64[w >> 12 & 63];
-            out[o++] = i + 1 < n ? b64[w >> 6 & 63] : '=';
-            out[o++] = i + 2 < n ? b64[w & 63] : '=';
-        }
-        out[o] = '\0';
-        return out;
-    }
+    case VALUE_BYTES:
+        return base64(arena_of(b), (const uint8_t *)v->u.str.ptr, v->u.str.len);
     case VALUE_ARRAY:
     case VALUE_KVLIST: {
-        json_t *j = value_json(v);
+        json_t *j = value_json(b, v);
         char *s = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
         json_decref(j);
         if (!s) return NULL;

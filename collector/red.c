@@ -810,16 +810,29 @@ void red_observe_batch(void *arg, const struct span_batch *b)
     /* Access-log records: one Istio sample each, at once (a record is one proxy's complete
      * report of one request; there is no other half to wait for). An inbound record reports as
      * reporter="destination" with unknown source_* labels, any other as reporter="source" with
-     * unknown destination_* identity (destination_service from upstream_cluster / :authority).
-     * They do not feed span metrics or the service graph. A request that a proxy both traces
-     * and logs is counted by each: send one or the other per proxy (README "Access logs").
+     * unknown destination_* identity (destination_service from upstream_cluster, nginx's /
+     * HAProxy's upstream name, or :authority). Each is also one service-graph request at once:
+     * an inbound record on "unknown" -> its service (a virtual node: the caller is not in the
+     * record), any other on its service -> its destination service when it has one (none:
+     * nothing was called, no edge). No span metrics. A request that a proxy both traces and
+     * logs is counted by each: send one or the other per proxy (README "Access logs").
      * A record without a response code reports no request (an application log from POST
      * /v1/logs, otlp_logs.c): it is stored, never counted. */
     for (uint32_t i = 0; i < b->n_logs; i++) {
-        if (b->logs[i].response_code < 0) continue;
-        struct half *h = red_half_from_log(&b->logs[i], &scratch);
+        const struct access_log *l = &b->logs[i];
+        if (l->response_code < 0) continue;
+        struct half *h = red_half_from_log(l, &scratch);
         bool server = h->kind == SPAN_KIND_SERVER;
         record_istio(r, h, server ? NULL : h, server ? h : NULL);
+        const char *svc = h->data + h->off[S_SERVICE];
+        if (server) {
+            record_edge(r, "unknown", 7, svc, h->len[S_SERVICE], CONN_VIRTUAL, NULL, h);
+        } else if (l->str[ALOG_DESTINATION_SERVICE].ptr) {
+            char dst[4 * RED_VALUE_MAX + 3];
+            size_t dn = red_escape(l->str[ALOG_DESTINATION_SERVICE].ptr,
+                                   l->str[ALOG_DESTINATION_SERVICE].len, dst);
+            record_edge(r, svc, h->len[S_SERVICE], dst, dn, CONN_NONE, h, NULL);
+        }
     }
 }
 

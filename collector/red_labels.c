@@ -459,12 +459,16 @@ static void put_or(struct half *h, enum slot s, struct sv v, struct sv dflt)
     else put_raw(h, s, dflt);
 }
 
+/* Envoy's flags (upper case, comma-separated) or HAProxy's termination state ("sC", "cD--"):
+ * letters from small fixed sets, so a bounded label. */
 static bool flags_ok(struct sv f)
 {
     if (!f.p || f.n > 64) return false;
     for (size_t i = 0; i < f.n; i++) {
         char c = f.p[i];
-        if (!((c >= 'A' && c <= 'Z') || c == ',' || c == '-' || c == '_')) return false;
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == ',' || c == '-' ||
+              c == '_'))
+            return false;
     }
     return true;
 }
@@ -704,8 +708,8 @@ size_t red_spanmetrics_labels(const struct span *s, const struct half *h, char *
 /* Builds the half of an access-log record by dressing it as the span Istio's Envoy would have
  * reported for the same request (same attribute names), so records and spans share one label
  * mapping: an inbound record is a SERVER span, any other a CLIENT span; service.name is the
- * record's service; upstream_cluster, response_flags, the status code, :authority (as
- * server.address, port cut) and the byte counts become the proxy tags red_half_build reads; the
+ * record's service; upstream_cluster, response_flags, the status code, the destination service
+ * (nginx / HAProxy) or else :authority (as server.address, port cut) and the byte counts become the proxy tags red_half_build reads; the
  * record's error flag (access_log_is_error) becomes status ERROR. The synthetic span lives on the
  * stack and is gone on return; the half is self-contained. */
 struct half *red_half_from_log(const struct access_log *l, void *buf)
@@ -729,7 +733,11 @@ struct half *red_half_from_log(const struct access_log *l, void *buf)
     STR_ATTR(res_attrs, nr, "k8s.namespace.name", ns);
     STR_ATTR(attrs, na, "upstream_cluster", l->str[ALOG_UPSTREAM_CLUSTER]);
     STR_ATTR(attrs, na, "response_flags", l->str[ALOG_RESPONSE_FLAGS]);
-    STR_ATTR(attrs, na, "server.address", l->str[ALOG_AUTHORITY]);
+    /* nginx / HAProxy name the called service (upstream_name, backend_name); Envoy's records
+     * say it in upstream_cluster, which red_half_build reads first. */
+    STR_ATTR(attrs, na, "server.address",
+             l->str[ALOG_DESTINATION_SERVICE].ptr ? l->str[ALOG_DESTINATION_SERVICE]
+                                                  : l->str[ALOG_AUTHORITY]);
     STR_ATTR(attrs, na, "http.request.method", l->str[ALOG_METHOD]);
     if (l->response_code > 0) INT_ATTR(attrs, na, "http.response.status_code", l->response_code);
     if (l->bytes_received >= 0) INT_ATTR(attrs, na, "request_size", l->bytes_received);

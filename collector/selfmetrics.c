@@ -24,6 +24,12 @@ static const char *const protocol_label[PROTO_COUNT] = {
 static const char *const reason_label[REJECT_REASON_COUNT] = {
     "invalid_span", "decode_error", "too_large", "queue_full", "store_failed", "body_budget",
     "timeout"};
+const char *const syslog_transport_label[SYSLOG_TRANSPORT_COUNT] = {"udp", "tcp"};
+static const char *const syslog_outcome_label[SYSLOG_OUTCOME_COUNT] = {"accepted", "rejected",
+                                                                        "dropped"};
+const char *const syslog_reject_label[SYSLOG_REJECT_COUNT] = {
+    "none",     "bad_length",   "truncated",     "too_large",     "bad_header",
+    "invalid_utf8", "not_json", "missing_field", "invalid_record"};
 /* Commit latency buckets, seconds: from sub-millisecond (a small batch) to seconds (a stalled
  * disk). The last slot of commit_buckets counts observations above the last bound. */
 static const double commit_bounds[11] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
@@ -163,6 +169,24 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
         header(&b, "meshscope_db_size_bytes", "gauge", "Database file size, WAL included.");
         put(&b, "meshscope_db_size_bytes %lld\n", (long long)ss.db_bytes);
     }
+    header(&b, "meshscope_syslog_messages_total", "counter",
+           "Syslog messages received (--syslog), by transport and outcome.");
+    for (int t = 0; t < SYSLOG_TRANSPORT_COUNT; t++)
+        for (int o = 0; o < SYSLOG_OUTCOME_COUNT; o++)
+            put(&b, "meshscope_syslog_messages_total{transport=\"%s\",outcome=\"%s\"} %llu\n",
+                syslog_transport_label[t], syslog_outcome_label[o],
+                LOAD(self_metrics.syslog_messages[t][o]));
+    header(&b, "meshscope_syslog_rejected_total", "counter",
+           "Syslog messages refused as bad input, by reason.");
+    for (int r = 1; r < SYSLOG_REJECT_COUNT; r++)
+        put(&b, "meshscope_syslog_rejected_total{reason=\"%s\"} %llu\n", syslog_reject_label[r],
+            LOAD(self_metrics.syslog_rejected[r]));
+    header(&b, "meshscope_syslog_connections", "gauge", "Open syslog TCP connections.");
+    put(&b, "meshscope_syslog_connections %llu\n", LOAD(self_metrics.syslog_connections));
+    header(&b, "meshscope_syslog_connections_refused_total", "counter",
+           "Syslog TCP connections closed at once: over the per-listener limit.");
+    put(&b, "meshscope_syslog_connections_refused_total %llu\n",
+        LOAD(self_metrics.syslog_connections_refused));
     header(&b, "meshscope_retention_runs_total", "counter", "Retention passes run.");
     put(&b, "meshscope_retention_runs_total %llu\n", LOAD(self_metrics.retention_runs));
     header(&b, "meshscope_memory_bound_bytes", "gauge",

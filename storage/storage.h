@@ -212,6 +212,7 @@ enum alog_str {
     ALOG_SEVERITY_NUMBER, /* severity_number 1..24 in decimal; absent when unspecified */
     ALOG_BODY,            /* the body: a string as is, any other AnyValue as JSON */
     ALOG_ATTRIBUTES,      /* the record's attributes as one JSON object (absent when none) */
+    ALOG_DESTINATION_SERVICE, /* nginx upstream_name, HAProxy backend_name: the called service */
     ALOG_STR_COUNT
 };
 

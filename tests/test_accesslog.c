@@ -234,7 +234,18 @@ static void test_bad_lines(void **state)
          "line 1: response_code: integer out of range or not an integer"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"response_code\":1000}", 0, 0, 1,
          "response_code"},
-        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":-1}", 0, 0, 1, "bytes_sent"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":\"1-\"}", 0, 0, 1, "bytes_sent"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_sent\":-1}", 0, 1, 0, NULL},
+        {"{\"msec\":\"soon\"}", 0, 0, 1, "line 1: msec: expected decimal seconds"},
+        {"{\"msec\":\"1.5\",\"request_time\":\"2.0\"}", 0, 0, 1, "msec: out of range"},
+        {"{\"msec\":\"1.5\",\"request_time\":\"0,1\"}", 0, 0, 1,
+         "request_time: expected decimal seconds"},
+        {"{\"start_time_ms\":\"12x\"}", 0, 0, 1, "start_time_ms: integer out of range"},
+        {"{\"start_time_ms\":1e3}", 0, 0, 1, "start_time_ms: expected an integer"},
+        {"{\"start_time_ms\":-1}", 0, 0, 1, "start_time: missing"},
+        {"{\"start_time_ms\":1,\"frontend_name\":7}", 0, 0, 1,
+         "frontend_name: expected a string"},
+        {"{\"start_time_ms\":1,\"backend_name\":[]}", 0, 0, 1, "backend_name: expected a string"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"duration\":1.5}", 0, 0, 1,
          "duration: expected an integer"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"bytes_received\":true}", 0, 0, 1,
@@ -243,6 +254,16 @@ static void test_bad_lines(void **state)
          "invalid JSON"}, /* NUL in a string: refused by the parser */
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"user_agent\":\"\xff\"}", 0, 0, 1,
          "invalid JSON"}, /* invalid UTF-8 */
+        /* numbers longer than the scanner's stack copy (found by fuzz_accesslog) */
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "2222222222222222222222222222253950e22222222222222122222222222222222}",
+         0, 0, 1, "line 1: invalid JSON"},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "1.00000000000000000000000000000000000000000000000000000000000000000001e-5}",
+         0, 1, 0, NULL},
+        {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"x\":"
+         "100000000000000000000000000000000000000000000000000000000000000000000e300}",
+         0, 0, 1, "line 1: invalid JSON"},
         {"[{\"start_time\":\"2026-01-01T00:00:00Z\"},5,{\"x\":1}]", 0, 1, 2,
          "record 2: not a JSON object"},
         {"{\"start_time\":\"2026-01-01T00:00:00Z\",\"a\":1}\n{\"start_time\":\"x\"}\n"
@@ -345,6 +366,128 @@ static void test_body_shapes(void **state)
     assert_int_equal(b->n_logs, 1);
     assert_int_equal(b->logs[0].duration_ms, 5);
     span_batch_destroy(b);
+}
+
+/* nginx (README log_format) and HAProxy (README log-format) lines, field by field. */
+static void test_nginx_haproxy(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fixture;
+        size_t index;
+        const char *def_service; /* alog_defaults.service (NULL: none) */
+        enum alog_direction def_dir;
+        uint64_t time_ns;
+        int64_t code, duration, upstream, received, sent;
+        const char *service, *dest, *flags, *request_id, *xff;
+        enum alog_direction dir;
+        bool traced, error;
+    } cases[] = {
+        /* msec 1795766401.250 - request_time 0.250; retries summed; "" absent */
+        {"nginx.ndjson", 0, NULL, 0, UINT64_C(1795766401000000000), 200, 250, 240, 120, 512,
+         "unknown_service", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
+         ALOG_DIRECTION_OUTBOUND, true, false},
+        {"nginx.ndjson", 0, "edge-nginx", 0, UINT64_C(1795766401000000000), 200, 250, 240, 120,
+         512, "edge-nginx", "backend", "-", "7d1c0a4e9b2f4e21a0c3d5e6f7a8b9c0", NULL,
+         ALOG_DIRECTION_OUTBOUND, true, false},
+        {"nginx.ndjson", 1, "edge-nginx", 0, UINT64_C(1795766402000000000), 502, 7, 6, 300, 150,
+         "edge-nginx", "payments", "-", "8e2d1b5f0c3a4f32b1d4e6f708192a3b", "10.1.1.1",
+         ALOG_DIRECTION_OUTBOUND, false, true},
+        /* served by nginx itself: no upstream, direction unknown unless the transport says */
+        {"nginx.ndjson", 2, "edge-nginx", 0, UINT64_C(1795766403000000000), 304, 0, -1, 90, 180,
+         "edge-nginx", NULL, "-", "9f3e2c6a1d4b5a43c2e5f7081a2b3c4d", NULL,
+         ALOG_DIRECTION_UNKNOWN, false, false},
+        {"nginx.ndjson", 2, "edge-nginx", ALOG_DIRECTION_OUTBOUND, UINT64_C(1795766403000000000),
+         304, 0, -1, 90, 180, "edge-nginx", NULL, "-", "9f3e2c6a1d4b5a43c2e5f7081a2b3c4d", NULL,
+         ALOG_DIRECTION_OUTBOUND, false, false},
+        /* HAProxy: frontend -> backend, "--" is a normal end */
+        {"haproxy.ndjson", 0, NULL, 0, UINT64_C(1795766404000000000), 200, 35, 30, 210, 4096,
+         "fe_web", "be_app", "-", "hap-1", NULL, ALOG_DIRECTION_OUTBOUND, true, false},
+        {"haproxy.ndjson", 0, "lb", 0, UINT64_C(1795766404000000000), 200, 35, 30, 210, 4096,
+         "lb", "be_app", "-", "hap-1", NULL, ALOG_DIRECTION_OUTBOUND, true, false},
+        /* -1 = not reached: absent; termination state sC: failed */
+        {"haproxy.ndjson", 1, NULL, 0, UINT64_C(1795766405000000000), 503, 5002, -1, 180, -1,
+         "fe_web", "be_app", "sC", "hap-2", NULL, ALOG_DIRECTION_OUTBOUND, false, true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", cases[i].fixture, &len);
+        struct alog_defaults d = {cases[i].def_service, cases[i].def_dir};
+        struct decode_limits lim;
+        decode_limits_default(&lim);
+        struct span_batch *b = span_batch_create();
+        char err[256];
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, &lim, b, err,
+                                                  sizeof err),
+                         0);
+        if (b->rejected) fail_msg("case %zu: %s", i, b->reject_reason);
+        assert_true(b->n_logs > cases[i].index);
+        const struct access_log *l = &b->logs[cases[i].index];
+        if (l->time_unix_nano != cases[i].time_ns)
+            fail_msg("case %zu: time %llu", i, (unsigned long long)l->time_unix_nano);
+        if (l->response_code != cases[i].code || l->duration_ms != cases[i].duration ||
+            l->upstream_service_time_ms != cases[i].upstream ||
+            l->bytes_received != cases[i].received || l->bytes_sent != cases[i].sent)
+            fail_msg("case %zu: code %lld duration %lld upstream %lld received %lld sent %lld", i,
+                     (long long)l->response_code, (long long)l->duration_ms,
+                     (long long)l->upstream_service_time_ms, (long long)l->bytes_received,
+                     (long long)l->bytes_sent);
+        assert_str(l, ALOG_SERVICE, cases[i].service);
+        assert_str(l, ALOG_DESTINATION_SERVICE, cases[i].dest);
+        assert_str(l, ALOG_RESPONSE_FLAGS, cases[i].flags);
+        assert_str(l, ALOG_REQUEST_ID, cases[i].request_id);
+        assert_str(l, ALOG_X_FORWARDED_FOR, cases[i].xff);
+        if (l->direction != cases[i].dir) fail_msg("case %zu: direction %d", i, l->direction);
+        assert_int_equal(l->has_trace_id, cases[i].traced);
+        assert_int_equal(access_log_is_error(l), cases[i].error);
+        assert_non_null(l->str[ALOG_RAW].ptr);
+        span_batch_destroy(b);
+        free(body);
+    }
+}
+
+/* Decimal seconds and nginx's retry lists, and the field precedence rules. */
+static void test_nginx_times(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *fields;
+        uint64_t time_ns;
+        int64_t duration, upstream;
+    } cases[] = {
+        {"\"msec\":\"100.5\"", UINT64_C(100500000000), -1, -1},
+        {"\"msec\":\"100.5\",\"request_time\":\"0.0004\"", UINT64_C(100500000000), 0, -1},
+        {"\"msec\":\"100.5\",\"request_time\":\"0.0005\"", UINT64_C(100499000000), 1, -1},
+        {"\"msec\":100.5,\"request_time\":0.25", UINT64_C(100250000000), 250, -1},
+        /* msec wins over start_time; duration wins over request_time */
+        {"\"start_time\":\"2026-01-01T00:00:00Z\",\"msec\":\"10\",\"request_time\":\"1\","
+         "\"duration\":7",
+         UINT64_C(9000000000), 7, -1},
+        {"\"start_time\":\"1970-01-01T00:00:05Z\",\"start_time_ms\":1", UINT64_C(5000000000), -1,
+         -1},
+        {"\"start_time_ms\":\"1500\"", UINT64_C(1500000000), -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"0.010 : 0.020, -\"", 1000000, -1, 30},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"-, -\"", 1000000, -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"x\"", 1000000, -1, -1},
+        {"\"start_time_ms\":1,\"upstream_response_time\":\"0.5\",\"upstream_service_time\":2",
+         1000000, -1, 2},
+        {"\"start_time_ms\":1,\"duration\":\"-1\",\"request_time\":\"1.5\"", 1000000, 1500, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body, "{%s}", cases[i].fields);
+        struct span_batch *b;
+        char err[256];
+        assert_int_equal(decode(body, NULL, &b, err, sizeof err), 0);
+        if (b->n_logs != 1) fail_msg("case %zu: %s", i, b->reject_reason);
+        const struct access_log *l = &b->logs[0];
+        if (l->time_unix_nano != cases[i].time_ns || l->duration_ms != cases[i].duration ||
+            l->upstream_service_time_ms != cases[i].upstream)
+            fail_msg("case %zu: time %llu duration %lld upstream %lld", i,
+                     (unsigned long long)l->time_unix_nano, (long long)l->duration_ms,
+                     (long long)l->upstream_service_time_ms);
+        span_batch_destroy(b);
+    }
 }
 
 static void test_rfc3339(void **state)
@@ -576,6 +719,68 @@ static void test_store_retention(void **state)
     span_batch_destroy(young);
 }
 
+/* Records feed the service-graph rollups (/api/graph, /api/dependencies) as RED counts them. */
+static void test_store_graph(void **state)
+{
+    struct sfix *f = *state;
+    static const struct {
+        const char *fixture, *service;
+    } in[] = {{"istio_default.ndjson", NULL}, {"nginx.ndjson", "edge-nginx"}, {"haproxy.ndjson", NULL}};
+    struct span_batch *b[3];
+    for (size_t i = 0; i < 3; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", in[i].fixture, &len);
+        struct alog_defaults d = {in[i].service, ALOG_DIRECTION_UNKNOWN};
+        char err[256];
+        b[i] = span_batch_create();
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b[i], err,
+                                                  sizeof err),
+                         0);
+        assert_int_equal(b[i]->rejected, 0);
+        free(body);
+    }
+    /* Two write calls: the rollup rows of the second merge into the first's. */
+    assert_int_equal(store_put_batches(f->st, b, 2), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    struct graph *g;
+    assert_int_equal(store_graph(f->st, T0 - 3600 * SEC, T0 + 3600 * SEC, NULL, &g), 0);
+    static const struct {
+        const char *client, *server, *conn;
+        uint64_t requests, errors;
+    } want[] = {
+        {"edge-nginx", "backend", "", 1, 0},
+        {"edge-nginx", "payments", "", 1, 1},
+        {"fe_web", "be_app", "", 4, 2},
+        {"unknown_service", "reviews", "", 1, 0},
+        {"unknown", "reviews", "virtual_node", 1, 1},
+    };
+    assert_int_equal(g->n_edges, sizeof want / sizeof want[0]);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        bool found = false;
+        for (size_t e = 0; e < g->n_edges && !found; e++) {
+            const struct graph_edge *x = &g->edges[e];
+            if (strcmp(g->nodes[x->source].name, want[i].client) ||
+                strcmp(g->nodes[x->target].name, want[i].server))
+                continue;
+            found = true;
+            assert_string_equal(x->connection_type, want[i].conn);
+            if (x->red.requests != want[i].requests || x->red.errors != want[i].errors)
+                fail_msg("%s -> %s: %llu requests %llu errors", want[i].client, want[i].server,
+                         (unsigned long long)x->red.requests, (unsigned long long)x->red.errors);
+        }
+        if (!found) fail_msg("no edge %s -> %s", want[i].client, want[i].server);
+    }
+    /* fe_web -> be_app: 35 ms and 5002 ms, twice each: p50 within the rollup's ~19%. */
+    for (size_t e = 0; e < g->n_edges; e++)
+        if (!strcmp(g->nodes[g->edges[e].source].name, "fe_web")) {
+            assert_true(g->edges[e].red.p50_ms > 28 && g->edges[e].red.p50_ms < 42);
+            assert_true(g->edges[e].red.p99_ms > 4000);
+        }
+    store_free_graph(g);
+    for (size_t i = 0; i < 3; i++) span_batch_destroy(b[i]);
+}
+
 static int64_t sql_int(const char *path, const char *sql)
 {
     sqlite3 *db;
@@ -587,6 +792,92 @@ static int64_t sql_int(const char *path, const char *sql)
     sqlite3_finalize(s);
     sqlite3_close(db);
     return n;
+}
+
+/* n nginx-like lines, record i's request id and path carrying i (every line distinct). */
+static char *dict_lines(int first, int n, size_t *len)
+{
+    size_t cap = (size_t)n * 700 + 1, o = 0;
+    char *body = malloc(cap);
+    assert_non_null(body);
+    for (int i = first; i < first + n; i++)
+        o += (size_t)snprintf(
+            body + o, cap - o,
+            "{\"msec\":\"1795766401.%03d\",\"request_time\":\"0.%03d\",\"method\":\"GET\","
+            "\"path\":\"/api/items/%d?page=%d\",\"protocol\":\"HTTP/1.1\",\"response_code\":"
+            "\"%d\",\"bytes_received\":\"%d\",\"bytes_sent\":\"%d\",\"upstream_name\":\"%s\","
+            "\"upstream_host\":\"10.0.%d.%d:8080\",\"request_id\":\"%08x%08x\",\"user_agent\":"
+            "\"Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0\",\"authority\":\"shop.example\"}\n",
+            i % 1000, i % 400, i, i % 7, i % 50 ? 200 : 503, 100 + i % 300, 1000 + i * 7 % 5000,
+            i % 3 ? "backend" : "payments", i % 4, i % 250, (unsigned)i * 2654435761u,
+            (unsigned)i);
+    *len = o;
+    return body;
+}
+
+static void put_dict_lines(struct store *st, int first, int n)
+{
+    size_t len;
+    char *body = dict_lines(first, n, &len);
+    struct alog_defaults d = {"edge", ALOG_DIRECTION_UNKNOWN};
+    struct span_batch *b = span_batch_create();
+    char err[256];
+    assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b, err,
+                                              sizeof err),
+                     0);
+    assert_int_equal(b->n_logs, (uint32_t)n);
+    assert_int_equal(store_put_batches(st, &b, 1), 0);
+    span_batch_destroy(b);
+    free(body);
+}
+
+/* Every stored line of service "edge" reads back verbatim (records compressed before and after
+ * the access-log dictionary, and after a reopen). */
+static void check_dict_lines(struct store *st, int n)
+{
+    size_t len;
+    char *want = dict_lines(0, n, &len);
+    struct log_query q = {.service = "edge", .limit = 10000};
+    struct span_batch *out;
+    assert_int_equal(store_find_logs(st, &q, &out), 0);
+    assert_int_equal(out->n_logs, (uint32_t)n);
+    for (uint32_t i = 0; i < out->n_logs; i++) {
+        const struct mstr *raw = &out->logs[i].str[ALOG_RAW];
+        char *hit = strstr(want, raw->ptr); /* newest first: find each line in the set */
+        if (!hit || hit[raw->len] != '\n') fail_msg("line not stored verbatim: %s", raw->ptr);
+    }
+    span_batch_destroy(out);
+    free(want);
+}
+
+/* Access-log records get their own zstd dictionary after the first 2,000; both kinds of row
+ * read back, the dictionary survives a reopen (no second one), span chunks ignore it. */
+static void test_store_log_dict(void **state)
+{
+    struct sfix *f = *state;
+    const char *count = "SELECT count(*) FROM dicts WHERE id BETWEEN 1280245760 AND 1280311295";
+    put_dict_lines(f->st, 0, 1000);
+    put_dict_lines(f->st, 1000, 900);
+    assert_int_equal(sql_int(f->path, count), 0);
+    put_dict_lines(f->st, 1900, 300); /* the 2,000th sample: trained after this commit */
+    assert_int_equal(sql_int(f->path, count), 1);
+    put_dict_lines(f->st, 2200, 300);
+    check_dict_lines(f->st, 2500);
+    /* Compressed with the dictionary: far smaller than the first rows. */
+    int64_t early = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                     "access_logs ORDER BY id LIMIT 300)");
+    int64_t late = sql_int(f->path, "SELECT sum(length(data)) FROM (SELECT data FROM "
+                                    "access_logs ORDER BY id DESC LIMIT 300)");
+    if (late * 2 > early) fail_msg("dictionary rows %lld bytes, plain %lld", (long long)late,
+                                   (long long)early);
+    store_close(f->st);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    put_dict_lines(f->st, 2500, 100);
+    check_dict_lines(f->st, 2600);
+    assert_int_equal(sql_int(f->path, count), 1);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM dicts"), 1);
 }
 
 /* A v2 file (this build's schema without access_logs) migrates to v3 and keeps its spans. */
@@ -780,11 +1071,85 @@ static void test_red_logs(void **state)
     const char *p = strstr(out, "istio_response_bytes_sum{reporter=\"source\"");
     const char *line_end = strchr(p, '\n');
     assert_true(line_end - p > 5 && memcmp(line_end - 4, " 295", 4) == 0);
-    /* Records feed neither span metrics nor the service graph. */
+    /* Records feed the service graph (outbound: service -> destination; inbound: "unknown" ->
+     * service), not span metrics. */
     assert_null(strstr(out, "traces_spanmetrics_calls_total{"));
-    assert_null(strstr(out, "traces_service_graph_request_total{"));
+    static const char *const graph[] = {
+        "traces_service_graph_request_total{client=\"unknown_service\",server=\"reviews\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+        /* the outbound record's 12 ms as the client side, the inbound ones' as the server's */
+        "traces_service_graph_request_client_seconds_count{client=\"unknown_service\","
+        "server=\"reviews\",connection_type=\"\"} 1\n",
+        "traces_service_graph_request_server_seconds_count{client=\"unknown\",server=\"reviews\","
+        "connection_type=\"virtual_node\"} 2\n",
+    };
+    for (size_t i = 0; i < sizeof graph / sizeof graph[0]; i++)
+        if (!strstr(out, graph[i])) fail_msg("missing: %s", graph[i]);
+    assert_non_null(strstr(out, "traces_service_graph_request_failed_total{client=\"unknown_service\","
+                                "server=\"reviews\",connection_type=\"\"} 0\n"));
     free(out);
     free(body);
+    red_destroy(r);
+}
+
+static int count_lines(const char *text, const char *prefix)
+{
+    int n = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, strlen(prefix)) == 0) n++;
+    return n;
+}
+
+/* nginx / HAProxy records: the proxy's service -> upstream_name / backend_name. */
+static void test_red_nginx_haproxy(void **state)
+{
+    (void)state;
+    struct red *r = red_create(NULL);
+    assert_non_null(r);
+    static const char *const fixtures[] = {"nginx.ndjson", "haproxy.ndjson"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        char *body = test_read_fixture("accesslog", fixtures[i], &len);
+        struct alog_defaults d = {i == 0 ? "edge-nginx" : NULL, ALOG_DIRECTION_UNKNOWN};
+        struct span_batch *b = span_batch_create();
+        char err[256];
+        assert_int_equal(accesslog_decode_json_ex((const uint8_t *)body, len, &d, NULL, b, err,
+                                                  sizeof err),
+                         0);
+        red_observe_batch(r, b);
+        span_batch_destroy(b);
+        free(body);
+    }
+    char *out;
+    size_t out_len;
+    assert_int_equal(red_render(r, false, &out, &out_len), 0);
+    static const char *const want[] = {
+        "reporter=\"source\",source_workload=\"edge-nginx\"",
+        "destination_service=\"backend\",destination_service_name=\"backend\"",
+        "destination_service=\"payments\"",
+        "response_code=\"502\"",
+        "reporter=\"source\",source_workload=\"fe_web\"",
+        "destination_service=\"be_app\"",
+        "response_code=\"503\",grpc_response_status=\"\",response_flags=\"sC\"",
+        /* the service graph: the proxy -> its upstream */
+        "traces_service_graph_request_total{client=\"edge-nginx\",server=\"backend\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_failed_total{client=\"edge-nginx\",server=\"payments\","
+        "connection_type=\"\"} 1\n",
+        "traces_service_graph_request_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 2\n",
+        "traces_service_graph_request_failed_total{client=\"fe_web\",server=\"be_app\","
+        "connection_type=\"\"} 1\n",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (!strstr(out, want[i])) fail_msg("missing: %s", want[i]);
+    /* The record nginx served itself (no upstream) is no edge. */
+    assert_int_equal(count_lines(out, "traces_service_graph_request_total{"), 3);
+    free(out);
     red_destroy(r);
 }
 
@@ -799,13 +1164,18 @@ int main(void)
         cmocka_unit_test(test_bad_lines),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_body_shapes),
+        cmocka_unit_test(test_nginx_haproxy),
+        cmocka_unit_test(test_nginx_times),
         cmocka_unit_test(test_rfc3339),
         cmocka_unit_test(test_response_body),
         cmocka_unit_test_setup_teardown(test_store_put_find, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_retention, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_graph, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_log_dict, sfix_setup, sfix_teardown),
         cmocka_unit_test(test_red_logs),
+        cmocka_unit_test(test_red_nginx_haproxy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -241,6 +241,25 @@ static void test_target_info_and_escaping(void **state)
     otel_metrics_destroy(m);
 }
 
+static void test_long_label_key_refused(void **state)
+{
+    (void)state;
+    struct otel_metrics *m = store(100, 0);
+    char key[200];
+    memset(key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    struct om_label l[2] = {{key, "v"}, {"ok", "v"}};
+    struct om_point p[2] = {{.labels = l, .n_labels = 2, .value = 1},
+                            {.labels = l + 1, .n_labels = 1, .value = 2}};
+    struct om_metric mt = {.name = "g", .type = OM_GAUGE, .points = p, .n_points = 2};
+    struct om_result r;
+    assert_int_equal(otel_metrics_apply(m, &mt, 1, &r), 0);
+    assert_int_equal(r.accepted, 1);
+    assert_int_equal(r.rejected, 1);
+    assert_non_null(strstr(r.reason, "label name over 127 bytes"));
+    otel_metrics_destroy(m);
+}
+
 static void test_clash_and_conflict(void **state)
 {
     (void)state;
@@ -427,6 +446,45 @@ static void test_decode_json(void **state)
     }
 }
 
+/* Non-string attribute values become label text as the attribute specification writes them. */
+static void test_attribute_values(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value_json, *want;
+    } cases[] = {
+        {"{\"stringValue\":\"a\\\"b\"}", "a\"b"},
+        {"{\"intValue\":\"-42\"}", "-42"},
+        {"{\"doubleValue\":0.1}", "0.1"},
+        {"{\"doubleValue\":\"NaN\"}", "NaN"},
+        {"{\"boolValue\":false}", "false"},
+        {"{\"bytesValue\":\"AQID\"}", "AQID"},
+        {"{\"arrayValue\":{\"values\":[{\"intValue\":1},{\"stringValue\":\"x\"},{\"bytesValue\":\"/w==\"}]}}",
+         "[1,\"x\",\"/w==\"]"},
+        {"{\"kvlistValue\":{\"values\":[{\"key\":\"k\",\"value\":{\"boolValue\":true}}]}}",
+         "{\"k\":true}"},
+        {"{}", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[512];
+        snprintf(body, sizeof body,
+                 "{\"resourceMetrics\":[{\"scopeMetrics\":[{\"metrics\":[{\"name\":\"g\","
+                 "\"gauge\":{\"dataPoints\":[{\"asInt\":1,\"attributes\":[{\"key\":\"a\","
+                 "\"value\":%s}]}]}}]}]}]}",
+                 cases[i].value_json);
+        struct om_batch *b = om_batch_create();
+        char err[256] = "";
+        int rc = otlp_decode_metrics_json((const uint8_t *)body, strlen(body), NULL, b, err,
+                                          sizeof err);
+        if (rc || b->n_metrics != 1 || b->metrics[0].points[0].n_labels != 1)
+            fail_msg("%s: rc %d %s", cases[i].value_json, rc, err);
+        const char *got = b->metrics[0].points[0].labels[0].value;
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].value_json, got, cases[i].want);
+        om_batch_destroy(b);
+    }
+}
+
 static void test_decode_json_point_cap(void **state)
 {
     (void)state;
@@ -563,10 +621,12 @@ int main(void)
         cmocka_unit_test(test_temporality),
         cmocka_unit_test(test_histogram_delta),
         cmocka_unit_test(test_target_info_and_escaping),
+        cmocka_unit_test(test_long_label_key_refused),
         cmocka_unit_test(test_clash_and_conflict),
         cmocka_unit_test(test_series_limit_and_expiry),
         cmocka_unit_test(test_concurrent_apply_and_render),
         cmocka_unit_test(test_decode_json),
+        cmocka_unit_test(test_attribute_values),
         cmocka_unit_test(test_decode_json_point_cap),
         cmocka_unit_test(test_decode_proto),
     };

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "collector_int.h"
 #include "otlp.h"
@@ -556,6 +557,93 @@ static void test_red_only_access_logs(void **state)
     red_destroy(r);
 }
 
+/* ----- the trace view (query/jaeger.c "accessLogs") -------------------------------------------- */
+
+#define T0 "1700000000000000000" /* the trace's first span starts here (ns) */
+
+static json_t *get_trace(struct store *st, const char *id)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/api/traces/%s", id);
+    struct query_response resp = {0};
+    assert_int_equal(query_handle(st, path, NULL, 0, &resp), 0);
+    assert_int_equal(resp.status, 200);
+    json_error_t jerr;
+    json_t *j = json_loadb(resp.body, resp.len, 0, &jerr);
+    free(resp.body);
+    assert_non_null(j);
+    json_t *t = json_incref(json_array_get(json_object_get(j, "data"), 0));
+    json_decref(j);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_trace_view(void **state)
+{
+    (void)state;
+    char dir[64], path[128];
+    struct store *st = test_store_create(dir, path, "otlp_logs_trace");
+    /* Trace TID: a span of "a", a span of "b" tagged with Envoy's guid:x-request-id. Trace
+     * 2...2: one span, no records. */
+    static const char traces[] =
+        "{\"resourceSpans\":[{\"resource\":{\"attributes\":[" KV("service.name", "a") "]},"
+        "\"scopeSpans\":[{\"spans\":[{\"traceId\":\"" TID "\",\"spanId\":\"" SID "\","
+        "\"name\":\"x\",\"startTimeUnixNano\":\"" T0 "\",\"endTimeUnixNano\":\"" T0 "\"},"
+        "{\"traceId\":\"22222222222222222222222222222222\",\"spanId\":\"" SID "\",\"name\":"
+        "\"y\",\"startTimeUnixNano\":\"" T0 "\"}]}]},"
+        "{\"resource\":{\"attributes\":[" KV("service.name", "b") "]},\"scopeSpans\":[{\"spans\":"
+        "[{\"traceId\":\"" TID "\",\"spanId\":\"2122232425262728\",\"name\":\"z\","
+        "\"startTimeUnixNano\":\"" T0 "\",\"attributes\":[" KV("guid:x-request-id", "rid-1")
+        "]}]}]}]}";
+    struct span_batch *b[3];
+    char err[512];
+    assert_int_equal(test_decode(otlp_decode_traces_json, traces, strlen(traces), NULL, &b[0], err,
+                                 sizeof err),
+                     0);
+    assert_int_equal(b[0]->n_spans, 3);
+    /* Records: by trace id (a); by request id (b, 1 ms after); not joined: another request id,
+     * a service not in the trace, outside the minute around the trace. */
+#define REC(t, rid) "{\"timeUnixNano\":\"" t "\",\"attributes\":[" KV("request_id", rid) "]}"
+    b[1] = decode_json_ok(SVC, "{\"timeUnixNano\":\"1700000000002000000\",\"traceId\":\"" TID
+                               "\",\"body\":{\"stringValue\":\"in trace\"}}");
+    char *body = request(KV("service.name", "b"),
+                         REC("1700000000001000000", "rid-1") "," REC("1700000000003000000", "x") ","
+                         REC("1700000200000000000", "rid-1"));
+    assert_int_equal(test_decode(otlp_decode_logs_json, body, strlen(body), NULL, &b[2], err,
+                                 sizeof err),
+                     0);
+    free(body);
+    struct span_batch *c;
+    body = request(KV("service.name", "c"), REC("1700000000001000000", "rid-1"));
+    assert_int_equal(test_decode(otlp_decode_logs_json, body, strlen(body), NULL, &c, err,
+                                 sizeof err),
+                     0);
+    free(body);
+#undef REC
+    struct span_batch *all[] = {b[0], b[1], b[2], c};
+    assert_int_equal(store_put_batches(st, all, 4), 0);
+
+    json_t *t = get_trace(st, TID);
+    json_t *logs = json_object_get(t, "accessLogs");
+    assert_int_equal(json_array_size(logs), 2);
+    json_t *first = json_array_get(logs, 0), *second = json_array_get(logs, 1);
+    assert_int_equal(json_integer_value(json_object_get(first, "time")), INT64_C(1700000000001000));
+    assert_string_equal(json_string_value(json_object_get(first, "service")), "b");
+    assert_string_equal(json_string_value(json_object_get(first, "request_id")), "rid-1");
+    assert_true(json_is_null(json_object_get(first, "traceID")));
+    assert_string_equal(json_string_value(json_object_get(second, "body")), "in trace");
+    assert_string_equal(json_string_value(json_object_get(second, "traceID")), TID);
+    json_decref(t);
+
+    t = get_trace(st, "22222222222222222222222222222222");
+    assert_null(json_object_get(t, "accessLogs"));
+    assert_int_equal(json_array_size(json_object_get(t, "spans")), 1);
+    json_decref(t);
+    for (int i = 0; i < 3; i++) span_batch_destroy(b[i]);
+    span_batch_destroy(c);
+    test_store_destroy(st, dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -567,6 +655,7 @@ int main(void)
         cmocka_unit_test(test_response),
         cmocka_unit_test(test_store_codec_and_render),
         cmocka_unit_test(test_red_only_access_logs),
+        cmocka_unit_test(test_trace_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,12 @@
  * accepted and request latency percentiles (p50/p99/p99.9). Paces to --rate spans/s in total,
  * or sends as fast as answers come. Every run is bounded by --duration (and --requests).
  *
+ * --protocol accesslog-ndjson (make bench's access-log figure): only access-log lines, POST
+ * /api/v1/accesslogs (application/x-ndjson): the template's Envoy/Istio lines (one per SERVER span
+ * of --spans-per-request spans, ids patched per send), or with --logs-file the lines of a file,
+ * --spans-per-request lines per request, each worker walking the file from its own offset. The
+ * "spans" figures of the report count lines then.
+ *
  * --access-logs (the dashboard demo; off for benchmarks): after each span request is answered,
  * the same connection also POSTs /api/v1/accesslogs with one Envoy/Istio JSON access-log line
  * (application/x-ndjson) per SERVER span of the body, carrying the same freshly patched trace and
@@ -55,12 +61,21 @@ static struct config {
     enum compress compress;
     bool json;
     bool access_logs;
+    const char *logs_file; /* accesslog-ndjson: lines to send instead of the template's */
 } cfg = {"127.0.0.1", "4318", 4, 200, 200, 10.0, 0, 0, LG_OTLP_PROTO, LG_BOOKINFO, COMPRESS_NONE,
-         false, false};
+         false, false, NULL};
+
+/* --logs-file, read once: the file and the offsets of its request-sized pieces. */
+static struct {
+    char *data;
+    size_t *cuts; /* piece k is data[cuts[k] .. cuts[k+1]) */
+    size_t n_pieces;
+    unsigned *lines; /* lines of piece k */
+} logs_file;
 
 /* ----- options: one table drives parsing and --help ------------------------------------------ */
 
-enum opt_type { OPT_UINT, OPT_DOUBLE, OPT_U64, OPT_TARGET, OPT_ENUM, OPT_FLAG };
+enum opt_type { OPT_UINT, OPT_DOUBLE, OPT_U64, OPT_TARGET, OPT_ENUM, OPT_FLAG, OPT_STRING };
 
 struct opt {
     const char *name, *arg;
@@ -71,7 +86,8 @@ struct opt {
     const char *help;
 };
 
-static const char *const protocols[] = {"otlp-proto", "otlp-json", "zipkin-json", NULL};
+static const char *const protocols[] = {"otlp-proto", "otlp-json", "zipkin-json",
+                                        "accesslog-ndjson", NULL};
 static const char *const scenarios[] = {"bookinfo", "wide", NULL};
 static const char *const compressions[] = {"none", "gzip", "zstd", NULL};
 
@@ -79,7 +95,10 @@ static const struct opt opts[] = {
     {"--target", "HOST:PORT", OPT_TARGET, NULL, 0, 0, NULL,
      "ingest listener (default 127.0.0.1:4318; every meshscope listener serves every route)"},
     {"--protocol", "P", OPT_ENUM, &cfg.proto, 0, 0, protocols,
-     "otlp-proto (default), otlp-json (POST /v1/traces) or zipkin-json (POST /api/v2/spans)"},
+     "otlp-proto (default), otlp-json (POST /v1/traces), zipkin-json (POST /api/v2/spans) or "
+     "accesslog-ndjson (access-log lines only, POST /api/v1/accesslogs)"},
+    {"--logs-file", "FILE", OPT_STRING, &cfg.logs_file, 0, 0, NULL,
+     "accesslog-ndjson: send this file's lines, --spans-per-request lines per request"},
     {"--scenario", "S", OPT_ENUM, &cfg.scenario, 0, 0, scenarios,
      "bookinfo (default: productpage -> details, reviews -> ratings) or wide (random mesh)"},
     {"--services", "N", OPT_UINT, &cfg.services, 2, 5000, NULL,
@@ -141,6 +160,10 @@ static int parse_args(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
+        if (o->type == OPT_STRING) {
+            *(const char **)o->ptr = v;
+            continue;
+        }
         char *end = NULL;
         double d = 0;
         switch (o->type) {
@@ -335,12 +358,14 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct lg_template t;
-    if (lg_template_build_ex(&t, cfg.proto, cfg.scenario, cfg.services, cfg.spans, w->id + 1,
-                             cfg.access_logs) != 0) {
+    bool alog = cfg.proto == LG_ACCESSLOG_NDJSON;
+    if (lg_template_build_ex(&t, alog ? LG_OTLP_JSON : cfg.proto, cfg.scenario, cfg.services,
+                             cfg.spans, w->id + 1, cfg.access_logs || alog) != 0) {
         w->failed = 1;
         return NULL;
     }
-    w->spans_per_request = t.spans;
+    w->spans_per_request = alog ? (logs_file.data ? logs_file.lines[0] : t.log_lines) : t.spans;
+    size_t piece = w->id; /* --logs-file: this worker's next piece */
     z_stream zs = {0};
     ZSTD_CCtx *zc = NULL;
     uint8_t *cbuf = NULL;
@@ -349,8 +374,12 @@ static void *worker_main(void *arg)
         deflateInit2(&zs, 1, Z_DEFLATED, 15 + 16 /* gzip wrapper */, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         w->failed = 1;
     if (cfg.compress == COMPRESS_ZSTD && !(zc = ZSTD_createCCtx())) w->failed = 1;
-    const char *path = cfg.proto == LG_ZIPKIN_JSON ? "/api/v2/spans" : "/v1/traces";
-    const char *ctype = cfg.proto == LG_OTLP_PROTO ? "application/x-protobuf" : "application/json";
+    const char *path = alog                         ? "/api/v1/accesslogs"
+                       : cfg.proto == LG_ZIPKIN_JSON ? "/api/v2/spans"
+                                                     : "/v1/traces";
+    const char *ctype = alog                        ? "application/x-ndjson"
+                        : cfg.proto == LG_OTLP_PROTO ? "application/x-protobuf"
+                                                     : "application/json";
     const char *cenc = cfg.compress == COMPRESS_GZIP   ? "Content-Encoding: gzip\r\n"
                        : cfg.compress == COMPRESS_ZSTD ? "Content-Encoding: zstd\r\n"
                                                        : "";
@@ -360,7 +389,7 @@ static void *worker_main(void *arg)
     double start = now_s(), end = start + cfg.duration_s, built_at = start;
     unsigned rebuilds = 0;
     /* Pacing: each worker sends its share of the rate at even intervals. */
-    double interval = cfg.rate > 0 ? (double)t.spans * cfg.threads / cfg.rate : 0;
+    double interval = cfg.rate > 0 ? (double)w->spans_per_request * cfg.threads / cfg.rate : 0;
     double next = start + interval * w->id / cfg.threads; /* staggered */
     while (!w->failed && now_s() < end) {
         if (cfg.max_requests && atomic_fetch_add(&requests_claimed, 1) >= cfg.max_requests) break;
@@ -392,15 +421,28 @@ static void *worker_main(void *arg)
         lg_template_patch(&t, &rng);
         const uint8_t *body = t.body;
         size_t len = t.len;
+        unsigned units = t.spans;
+        if (alog && logs_file.data) {
+            size_t k = piece % logs_file.n_pieces;
+            piece += cfg.threads;
+            body = (const uint8_t *)logs_file.data + logs_file.cuts[k];
+            len = logs_file.cuts[k + 1] - logs_file.cuts[k];
+            units = logs_file.lines[k];
+        } else if (alog) {
+            body = t.logs;
+            len = t.logs_len;
+            units = t.log_lines;
+        }
+        size_t raw_len = len;
         if (cfg.compress != COMPRESS_NONE) {
-            len = compress_body(&zs, zc, t.body, t.len, &cbuf, &ccap);
+            len = compress_body(&zs, zc, body, len, &cbuf, &ccap);
             if (!len) {
                 w->failed = 1;
                 break;
             }
             body = cbuf;
         }
-        w->raw_bytes = t.len;
+        w->raw_bytes = raw_len;
         w->wire_bytes = len;
         int hl = snprintf(head, sizeof head,
                           "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: %s\r\n%s"
@@ -408,7 +450,7 @@ static void *worker_main(void *arg)
                           path, cfg.host, cfg.port, ctype, cenc, len);
         double t0 = now_s();
         atomic_fetch_add(&n_sent, 1);
-        atomic_fetch_add(&spans_sent, t.spans);
+        atomic_fetch_add(&spans_sent, units);
         atomic_fetch_add(&bytes_sent, len);
         bool close_after = false;
         int status = -1;
@@ -428,14 +470,14 @@ static void *worker_main(void *arg)
         }
         if (status >= 200 && status < 300) {
             atomic_fetch_add(&n_ok, 1);
-            atomic_fetch_add(&spans_ok, t.spans);
+            atomic_fetch_add(&spans_ok, units);
         } else if (status == 429 || status == 503) {
             atomic_fetch_add(&n_retry, 1);
             usleep(20000); /* back off briefly, as an exporter would */
         } else {
             atomic_fetch_add(&n_rejected, 1);
         }
-        if (cfg.access_logs && fd >= 0 && t.logs_len)
+        if (cfg.access_logs && !alog && fd >= 0 && t.logs_len)
             send_logs(&fd, &t, head, sizeof head, resp, sizeof resp);
     }
     if (fd >= 0) close(fd);
@@ -444,6 +486,44 @@ static void *worker_main(void *arg)
     free(cbuf);
     lg_template_free(&t);
     return NULL;
+}
+
+/* --logs-file: reads the file and cuts it into pieces of --spans-per-request lines. */
+static int read_logs_file(void)
+{
+    FILE *f = fopen(cfg.logs_file, "rb");
+    if (!f) {
+        fprintf(stderr, "meshscope-loadgen: cannot open %s\n", cfg.logs_file);
+        return 2;
+    }
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    logs_file.data = size > 0 ? malloc((size_t)size) : NULL;
+    if (!logs_file.data || fread(logs_file.data, 1, (size_t)size, f) != (size_t)size) {
+        fprintf(stderr, "meshscope-loadgen: cannot read %s (or it is empty)\n", cfg.logs_file);
+        fclose(f);
+        return 2;
+    }
+    fclose(f);
+    size_t max_pieces = (size_t)size / 2 + 2;
+    logs_file.cuts = malloc((max_pieces + 1) * sizeof *logs_file.cuts);
+    logs_file.lines = malloc(max_pieces * sizeof *logs_file.lines);
+    if (!logs_file.cuts || !logs_file.lines) return 1;
+    size_t k = 0, pos = 0;
+    logs_file.cuts[0] = 0;
+    while (pos < (size_t)size) {
+        unsigned n = 0;
+        while (pos < (size_t)size && n < cfg.spans) {
+            char *nl = memchr(logs_file.data + pos, '\n', (size_t)size - pos);
+            pos = nl ? (size_t)(nl - logs_file.data) + 1 : (size_t)size;
+            n++;
+        }
+        logs_file.lines[k] = n;
+        logs_file.cuts[++k] = pos;
+    }
+    logs_file.n_pieces = k;
+    return 0;
 }
 
 static int cmp_u32(const void *a, const void *b)
@@ -463,6 +543,7 @@ int main(int argc, char **argv)
 {
     int rc = parse_args(argc, argv);
     if (rc) return rc;
+    if (cfg.logs_file && (rc = read_logs_file()) != 0) return rc;
     struct worker *ws = calloc(cfg.threads, sizeof *ws);
     if (!ws) return 1;
     double t0 = now_s();

@@ -14,7 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum lg_protocol { LG_OTLP_PROTO, LG_OTLP_JSON, LG_ZIPKIN_JSON };
+/* LG_ACCESSLOG_NDJSON: the driver sends only the template's access-log lines (its body is built as
+ * OTLP JSON and not sent). */
+enum lg_protocol { LG_OTLP_PROTO, LG_OTLP_JSON, LG_ZIPKIN_JSON, LG_ACCESSLOG_NDJSON };
 enum lg_scenario { LG_BOOKINFO, LG_WIDE };
 
 struct lg_slot;

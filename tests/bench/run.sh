@@ -204,3 +204,62 @@ print(f"| {'measure'.ljust(w)} | value |\n|{'-' * (w + 2)}|-------|")
 for k, v in rows: print(f'| {k.ljust(w)} | {v} |')
 print(f'\nmake bench took {elapsed} s; written: {out}')
 EOF
+
+# 7. Access logs over NDJSON (POST /api/v1/accesslogs, --ack=committed: decode, RED and storage
+# included): lines/s end to end for Envoy/Istio lines (loadgen's Bookinfo template, fresh ids per
+# request) and for nginx lines in the README log_format (a generated file, 1,000 lines per
+# request); the per-stage cost in process (bench_accesslog); and mtail (Debian's) turning the same
+# nginx file into request counts and a latency histogram (tests/bench/nginx.mtail, --one_shot;
+# its start-up, timed on a one-line file, is subtracted). Adds "access_logs" to the JSON.
+say "access logs: NDJSON end to end, in process, and mtail on the same nginx lines"
+alog_lines=300000
+[[ -n ${BENCH_SMOKE:-} ]] && alog_lines=5000
+"$build/tests/bench_accesslog" --gen "$work/nginx.log" "$alog_lines"
+run_daemon ""
+"$loadgen" --target "127.0.0.1:$otlp" --protocol accesslog-ndjson --spans-per-request 2000 \
+  --threads 4 --duration "$secs" --json >"$work/alog_envoy.json"
+stop_daemon
+run_daemon ""
+"$loadgen" --target "127.0.0.1:$otlp" --protocol accesslog-ndjson --logs-file "$work/nginx.log" \
+  --spans-per-request 1000 --threads 4 --duration "$secs" --json >"$work/alog_nginx.json"
+stop_daemon
+alog_stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select count(*) from access_logs' 2>/dev/null || echo -1)
+"$build/tests/bench_accesslog" "$alog_lines" nginx "$work/alog-inproc.db" >"$work/alog_inproc.txt" 2>/dev/null
+mkdir -p "$work/mtail-progs"
+cp "$(dirname "$0")/nginx.mtail" "$work/mtail-progs/"
+head -1 "$work/nginx.log" >"$work/nginx-one.log"
+python3 - "$work" "$results" "$alog_lines" "$alog_stored" <<'PYEOF'
+import json, re, subprocess, sys, time
+work, out, n, stored = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+def mtail(log):
+    t0 = time.monotonic()
+    p = subprocess.run(['mtail', '--one_shot', '--one_shot_format', 'prometheus', '--progs',
+                        f'{work}/mtail-progs', '--logs', log, '--logtostderr'],
+                       capture_output=True, text=True, timeout=600)
+    dt = time.monotonic() - t0
+    counted = sum(float(l.split()[-1]) for l in p.stdout.splitlines() if l.startswith('nginx_requests_total{'))
+    return dt, int(counted)
+t1, _ = mtail(f'{work}/nginx-one.log')
+tn, counted = mtail(f'{work}/nginx.log')
+mtail_lps = n / max(tn - t1, 1e-6)
+envoy, nginx = (json.load(open(f'{work}/alog_{k}.json')) for k in ('envoy', 'nginx'))
+inproc = open(f'{work}/alog_inproc.txt').read()
+stage = {k: float(v) for k, v in re.findall(r'^(decode|red|store): (\d+) ns/line', inproc, re.M)}
+res = json.load(open(out))
+res['access_logs'] = {
+    'envoy_ndjson_committed': envoy, 'nginx_ndjson_committed': dict(nginx, lines_stored=stored),
+    'in_process_ns_per_line': stage,
+    'mtail': {'lines': n, 'seconds': round(tn, 3), 'startup_seconds': round(t1, 3),
+              'lines_per_second': round(mtail_lps), 'requests_counted': counted},
+    'meshscope_to_mtail_ratio': round(nginx['spans_per_second'] / mtail_lps, 2),
+}
+json.dump(res, open(out, 'w'), indent=1)
+print('\naccess logs (NDJSON, --ack=committed, decode + RED + storage; 4 connections)')
+print('| measure | value |\n|---|---|')
+print(f"| Envoy/Istio JSON lines/s end to end ({envoy['spans_per_request']} lines/request) | {envoy['spans_per_second']:,.0f} |")
+print(f"| nginx JSON lines/s end to end (README log_format, 1,000 lines/request) | {nginx['spans_per_second']:,.0f} ({stored:,} stored) |")
+if stage:
+    print(f"| in process, one thread: decode / RED / store, ns per nginx line | {stage.get('decode', 0):,.0f} / {stage.get('red', 0):,.0f} / {stage.get('store', 0):,.0f} |")
+print(f"| mtail {n:,} nginx lines (--one_shot, start-up {t1:.2f} s subtracted): lines/s | {mtail_lps:,.0f} ({counted:,} counted) |")
+print(f"| meshscope / mtail (nginx lines/s) | {res['access_logs']['meshscope_to_mtail_ratio']:.2f} |")
+PYEOF

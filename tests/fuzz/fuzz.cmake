@@ -1,5 +1,5 @@
-# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders and the gRPC
-# framing layer.
+# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders, the syslog
+# parsers and the gRPC framing layer.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -25,6 +25,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
     ${PROJECT_SOURCE_DIR}/collector/accesslog.c
+    ${PROJECT_SOURCE_DIR}/collector/syslog_parse.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_logs.c
     ${PROJECT_SOURCE_DIR}/query/json_out.c
     ${PROJECT_SOURCE_DIR}/collector/pbwire.c
@@ -37,7 +38,8 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/red_render.c
     ${fuzz_proto_srcs})
   foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
-      fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json)
+      fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json
+      fuzz_syslog)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})
     add_dependencies(${t} meshscope_proto) # runs protoc-c first
     target_include_directories(${t} PRIVATE

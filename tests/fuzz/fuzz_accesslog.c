@@ -1,6 +1,8 @@
 /*
- * fuzz_accesslog.c: libFuzzer target for accesslog_decode_json (NDJSON, JSON array or object):
- * any input, default limits, a fresh batch; the decoder must not crash, leak or overrun, every
+ * fuzz_accesslog.c: libFuzzer target for accesslog_decode_json_ex (NDJSON, JSON array or object;
+ * the streaming line scanner and the jansson path): any input, default limits, a fresh batch,
+ * with a transport's defaults (a syslog listener's service and direction) when the input's
+ * length is odd; the decoder must not crash, leak or overrun, every
  * failure must explain itself, and what it keeps must hold the access-log model's invariants
  * (strings NUL-terminated within the caps, a service and the raw line on every record, numbers
  * -1 or in range). Seeds: tests/data/accesslog. Built by tests/fuzz/fuzz.cmake; see smoke.sh.
@@ -27,7 +29,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct span_batch *b = span_batch_create();
     if (!b) return 0;
     err[0] = '\0';
-    int rc = accesslog_decode_json(data, size, &lim, b, err, sizeof err);
+    static const struct alog_defaults syslog_like = {"edge-nginx", ALOG_DIRECTION_OUTBOUND};
+    int rc = accesslog_decode_json_ex(data, size, size % 2 ? &syslog_like : NULL, &lim, b, err,
+                                      sizeof err);
     if (rc == 0) {
         if (b->n_spans || b->n_logs > lim.max_spans) abort();
         if (b->rejected && !b->reject_reason) abort();
@@ -47,6 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 l->bytes_received < -1 || l->duration_ms < -1 || l->upstream_service_time_ms < -1)
                 abort();
             if (l->has_span_id && !l->has_trace_id) abort();
+            if (size % 2 && !l->str[ALOG_SERVICE].len) abort();
             if ((unsigned)l->direction > ALOG_DIRECTION_OUTBOUND) abort();
         }
     } else if (err[0] == '\0' && rc != -ENOMEM) {

@@ -6,6 +6,8 @@
  *    trace ids match spans sent over OTLP: /api/logs?traceID= returns each line verbatim, and
  *    /metrics istio_requests_total counts them with the labels the README maps (the spans are
  *    INTERNAL, so every Istio sample comes from the records).
+ * 1b. Records alone (Envoy, nginx and HAProxy fields, no spans) draw the service graph:
+ *    /api/graph edges, /api/dependencies links and the traces_service_graph_* metrics.
  * 2. A malformed-input table: the documented status and {"accepted","rejected","error"} body.
  * 3. --ack=committed: kill -9 right after the 200 keeps the lines.
  */
@@ -164,6 +166,59 @@ test('access logs join their trace, read back verbatim, and feed istio_requests_
   assert.equal(sample(metrics, 'istio_request_bytes_sum', ['reporter="destination"']), 2 * 17);
   assert.equal(sample(metrics, 'istio_request_duration_milliseconds_sum', ['reporter="destination"']), 2 * 3);
   assert.equal(sample(metrics, 'meshscope_spans_accepted_total', ['protocol="accesslog_json"']), 6);
+  await d.stop();
+});
+
+test('access logs alone draw the service graph: /api/graph, /api/dependencies, traces_service_graph_*', async () => {
+  const d = await startDaemon({ logLevel: 'info' });
+  daemons.push(d);
+  const now = Date.now();
+  const iso = (i) => new Date(now - 5000 + i).toISOString();
+  /* A mesh with no tracing: Envoy outbound productpage -> reviews (3, one 503), Envoy inbound at
+   * reviews (2), nginx "edge" -> upstream "shop:8080" (2, retries summed), HAProxy fe_web ->
+   * be_app (4, one sD), and an nginx line it served itself (no edge). */
+  const lines = [];
+  for (let i = 0; i < 3; i++)
+    lines.push({ start_time: iso(i), service: 'productpage', upstream_cluster: 'outbound|9080||reviews.default.svc.cluster.local', response_code: i === 2 ? 503 : 200, duration: 20 });
+  for (let i = 0; i < 2; i++)
+    lines.push({ start_time: iso(10 + i), upstream_cluster: 'inbound|9080||', authority: 'reviews:9080', response_code: 200, duration: 15 });
+  for (let i = 0; i < 2; i++)
+    lines.push({ msec: ((now - 4000 + i) / 1000).toFixed(3), request_time: '0.120', upstream_response_time: '0.050, 0.060', service: 'edge', upstream_name: 'shop:8080', response_code: '200' });
+  lines.push({ msec: ((now - 3000) / 1000).toFixed(3), request_time: '0.000', upstream_response_time: '', service: 'edge', upstream_name: '', response_code: '304' });
+  for (let i = 0; i < 4; i++)
+    lines.push({ start_time_ms: now - 2000 + i, frontend_name: 'fe_web', backend_name: 'be_app', duration: 40, upstream_service_time: i === 3 ? -1 : 30, response_code: i === 3 ? 504 : 200, response_flags: i === 3 ? 'sD' : '--' });
+  const r = await postLogs(d.otlpUrl, lines.map((l) => JSON.stringify(l)).join('\n'));
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { accepted: 12, rejected: 0, error: null });
+
+  const g = await getJson(`${d.httpUrl}/api/graph?start=${(now - 3600_000) * 1000}&end=${(now + 60_000) * 1000}`);
+  const edges = Object.fromEntries(g.edges.map((e) => [`${e.source} ${e.target} ${e.connection_type}`, [e.requests, e.errors]]));
+  assert.deepEqual(edges, {
+    'service:productpage service:reviews ': [3, 1],
+    'virtual:unknown service:reviews virtual_node': [2, 0],
+    'service:edge service:shop ': [2, 0],
+    'service:fe_web service:be_app ': [4, 1],
+  }, JSON.stringify(g.edges));
+  const p50 = g.edges.find((e) => e.source === 'service:edge').p50_ms;
+  assert.ok(p50 > 100 && p50 < 145, `nginx request_time 120 ms: p50 ${p50}`);
+
+  const deps = await getJson(`${d.httpUrl}/api/dependencies?endTs=${now + 60_000}&lookback=3600000`);
+  const links = Object.fromEntries(deps.data.map((x) => [`${x.parent} ${x.child}`, x.callCount]));
+  assert.equal(links['productpage reviews'], 3, JSON.stringify(deps.data));
+  assert.equal(links['fe_web be_app'], 4);
+  assert.equal(links['edge shop'], 2);
+
+  const metrics = (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+  const total = (labels) => sample(metrics, 'traces_service_graph_request_total', labels);
+  const failed = (labels) => sample(metrics, 'traces_service_graph_request_failed_total', labels);
+  assert.equal(total(['client="productpage"', 'server="reviews"', 'connection_type=""']), 3);
+  assert.equal(failed(['client="productpage"', 'server="reviews"']), 1);
+  assert.equal(total(['client="unknown"', 'server="reviews"', 'connection_type="virtual_node"']), 2);
+  assert.equal(total(['client="edge"', 'server="shop"']), 2);
+  assert.equal(total(['client="fe_web"', 'server="be_app"']), 4);
+  assert.equal(failed(['client="fe_web"', 'server="be_app"']), 1);
+  assert.equal(total([]), 11, 'one request per record that names both ends, none for the self-served line');
+  assert.equal(sample(metrics, 'traces_service_graph_request_client_seconds_count', ['client="fe_web"']), 4);
   await d.stop();
 });
 

@@ -150,7 +150,7 @@ test('OTLP logs from the JS SDK: stored field by field, joined to their trace, o
       timestamp: t0 + 2,
       severityNumber: SeverityNumber.ERROR,
       body: 'upstream said 500',
-      attributes: { 'http.response.status_code': 500, tag },
+      attributes: { 'http.response.status_code': 500, upstream_name: 'ghost', tag },
     });
     await appLogs.flush(`${what} app logs`);
 
@@ -232,7 +232,7 @@ test('OTLP logs from the JS SDK: stored field by field, joined to their trace, o
     const a2 = byBody('upstream said 500');
     assert.equal(a2.severity, 'ERROR');
     assert.equal(a2.response_code, null, 'a status code alone does not make an access log');
-    assert.deepEqual(a2.attributes, { 'http.response.status_code': 500, tag });
+    assert.deepEqual(a2.attributes, { 'http.response.status_code': 500, upstream_name: 'ghost', tag });
 
     for (const r of access) {
       const x = all.find((y) => y.request_id === r.requestId);
@@ -299,6 +299,11 @@ test('OTLP logs from the JS SDK: stored field by field, joined to their trace, o
   const metrics = await metricsText(d);
   assert.equal(sample(metrics, 'istio_requests_total', ['response_flags="UF"', 'response_code="503"', 'reporter="destination"']), COMBOS.length);
   assert.equal(sample(metrics, 'istio_requests_total'), accessSent);
+  /* Application logs draw no service-graph edge either (the third names an upstream). */
+  assert.ok(!metrics.includes('ghost'), 'no metric from an application log');
+  const now = Date.now();
+  const g = await getJson(`${d.httpUrl}/api/graph?start=${(now - 3600_000) * 1000}&end=${(now + 60_000) * 1000}`);
+  assert.ok(!JSON.stringify(g).includes('ghost'), `graph: ${JSON.stringify(g).slice(0, 500)}`);
   const received =
     sample(metrics, 'meshscope_spans_accepted_total', ['protocol="otlp_logs_http_protobuf"']) +
     sample(metrics, 'meshscope_spans_accepted_total', ['protocol="otlp_logs_http_json"']);

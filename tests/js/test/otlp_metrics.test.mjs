@@ -273,13 +273,19 @@ it('partial success for exponential histograms; malformed bodies get 400; the da
   assert.equal(res.status, 400);
   res = await request(`${d.otlpUrl}/v1/metrics`);
   assert.equal(res.status, 405);
+  /* More than 100,000 data points in one request: 413, nothing applied. */
+  const many = `{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"too.many","gauge":{"dataPoints":[${'{"asInt":1},'.repeat(100_000)}{"asInt":1}]}}]}]}]}`;
+  res = await post(many, 'application/json');
+  assert.equal(res.status, 413);
+  assert.match(JSON.parse(res.body.toString('utf8')).message, /more than 100000 data points/);
+  assert.equal(Object.keys(samples(await metricsText(), 'too_many')).length, 0);
   /* Nothing of the refused requests reached the store. */
   assert.equal(Object.keys(samples(await metricsText(), 'x_total')).length, 0);
   assert.equal((await request(`${d.httpUrl}/healthz`)).status, 200);
 });
 
 test('series not updated for --metrics-expiry disappear', async () => {
-  const short = await startDaemon({ args: ['--metrics-expiry', '2s'], logLevel: 'info' });
+  const short = await startDaemon({ args: ['--metrics-expiry', '2s', '--max-body', '4KiB'], logLevel: 'info' });
   try {
     await withStderr(() => short, async () => {
       const s = service({
@@ -293,6 +299,9 @@ test('series not updated for --metrics-expiry disappear', async () => {
       s.exporter.assertAllOk('brief');
       const text = (await request(`${short.httpUrl}/metrics`)).body.toString('utf8');
       assert.equal(samples(text, 'http_server_requests_total')[`{job="brief",${scope},route="/x"}`], 1);
+      /* --max-body holds for metrics too. */
+      const big = await request(`${short.otlpUrl}/v1/metrics`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: ' '.repeat(5000) });
+      assert.equal(big.status, 413);
       await poll('series expired', async () => {
         const t = (await request(`${short.httpUrl}/metrics`)).body.toString('utf8');
         return !t.includes('http_server_requests_total{') && !t.includes('target_info{') ? t : undefined;
