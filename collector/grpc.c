@@ -23,6 +23,9 @@
  *   retries every RETRY_MS: the client's window runs out and HTTP/2 holds it (memory per call:
  *   one batch, one --max-body message, one window). A unary call under a full queue answers
  *   UNAVAILABLE at once with grpc-retry-pushback-ms (clients retry it).
+ * - Metrics (OTLP MetricsService/Export, Envoy StreamMetrics) are not queued: the loop applies
+ *   them to the metric store (otel_metrics.h, its own shard locks) and answers, as POST
+ *   /v1/metrics does.
  * - Keepalive: nghttp2 answers PINGs; a connection silent for half --idle-timeout gets a PING,
  *   one silent for --idle-timeout (or whose output has not moved for that long: a client that
  *   never reads) is closed.
