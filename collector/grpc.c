@@ -766,9 +766,13 @@ static void on_request(struct call *c)
     struct http_context *ctx = c->conn->loop->ctx;
     c->headers_done = true;
     const char *ct = c->content_type;
-    if (strncmp(ct, "application/grpc", 16) != 0 || (ct[16] && ct[16] != '+' && ct[16] != ';')) {
+    /* application/grpc or application/grpc+proto, parameters allowed; +json and others are
+     * encodings we do not decode. */
+    const char *sub = ct + 16;
+    if (strncmp(sub, "+proto", 6) == 0) sub += 6;
+    if (strncmp(ct, "application/grpc", 16) != 0 || (*sub && *sub != ';' && *sub != ' ')) {
         char msg[128];
-        snprintf(msg, sizeof msg, "content-type '%s': want application/grpc", ct);
+        snprintf(msg, sizeof msg, "content-type '%s': want application/grpc or +proto", ct);
         respond_error(c, 415, GRPC_INTERNAL, msg, false);
         return;
     }
