@@ -135,14 +135,32 @@ static void set_blocked(struct syslog_server *s, bool blocked)
     }
 }
 
-/* Pushes the pending batch. Returns 0 (pushed or nothing to push) or -EBUSY (kept, blocked). */
+/* The pending batch's flush size: FLUSH_BYTES, or a quarter of the queue's byte bound when that
+ * is smaller, so that a batch (which grows past it by at most one connection buffer's records
+ * before the push) always fits into an empty queue. */
+static size_t flush_bytes(const struct syslog_server *s)
+{
+    size_t quarter = ingest_queue_capacity_bytes(s->q) / 4;
+    return quarter < FLUSH_BYTES ? quarter : FLUSH_BYTES;
+}
+
+/* Pushes the pending batch. Returns 0 (pushed, dropped or nothing to push) or -EBUSY (kept,
+ * blocked). A batch larger than the whole queue could never be pushed: it is dropped (counted)
+ * rather than blocking TCP forever. */
 static int flush(struct syslog_server *s)
 {
     if (!s->pending || pending_total(s) == 0) {
         set_blocked(s, false);
         return 0;
     }
-    int rc = ingest_queue_push_observed(s->q, s->pending, s->observe, s->observe_arg);
+    int rc = span_batch_bytes(s->pending) > ingest_queue_capacity_bytes(s->q)
+                 ? -E2BIG
+                 : ingest_queue_push_observed(s->q, s->pending, s->observe, s->observe_arg);
+    if (rc == -E2BIG)
+        log_ratelimited(LOG_WARN, "syslog-huge",
+                        "syslog: a batch of %zu bytes exceeds the whole ingest queue "
+                        "(--queue-size): dropped",
+                        span_batch_bytes(s->pending));
     if (rc == -EBUSY) {
         set_blocked(s, true);
         return -EBUSY;
@@ -193,7 +211,8 @@ static void handle_message(struct syslog_server *s, struct listener *l, enum sys
     }
     if (pending_total(s) == 0) s->pending_since_us = mono_us();
     s->pending_msgs[t]++;
-    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= FLUSH_BYTES) flush(s);
+    if (pending_total(s) >= FLUSH_MESSAGES || span_batch_bytes(s->pending) >= flush_bytes(s))
+        flush(s);
 }
 
 static void read_udp(struct syslog_server *s, struct listener *l)
@@ -360,7 +379,7 @@ static void *loop(void *arg)
                 read_udp(s, src->l);
             } else if (src->kind == SRC_TCP_SET && !s->blocked) {
                 int tn = epoll_wait(s->tcp_ep, tevs, MAX_EVENTS, 0);
-                for (int k = 0; k < tn; k++) {
+                for (int k = 0; k < tn && !s->blocked; k++) { /* blocked: stop reading */
                     struct src *ts = tevs[k].data.ptr;
                     if (ts->kind == SRC_TCP_LISTEN)
                         accept_conns(s, ts->l);
