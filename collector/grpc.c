@@ -263,6 +263,12 @@ static void respond_error(struct call *c, int http_status, enum grpc_code code, 
 {
     if (c->responded) return;
     c->responded = true;
+    if (c->held) { /* refused: the batch must not go in after the client was told so */
+        atomic_fetch_sub(&buffered_bytes, span_batch_bytes(c->held));
+        span_batch_destroy(c->held);
+        c->held = NULL;
+        c->conn->loop->n_held--;
+    }
     char status[8], codes[8], enc[1024];
     snprintf(status, sizeof status, "%d", http_status);
     snprintf(codes, sizeof codes, "%d", (int)code);
