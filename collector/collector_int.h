@@ -19,6 +19,7 @@ struct options {
     const char *http_addr;      /* dashboard, query API, /metrics */
     const char *otlp_http_addr; /* OTLP/HTTP */
     const char *zipkin_addr;    /* Zipkin (later issue); serves the whole route table meanwhile */
+    const char *otlp_grpc_addr; /* gRPC ingest (grpc.h) */
     int64_t retention_us;
     int64_t max_db_bytes;
     int64_t max_body_bytes;  /* request body cap, measured after decompression */
@@ -95,6 +96,11 @@ size_t ingest_queue_capacity_bytes(struct ingest_queue *q);
 
 struct writer;
 
+/* The `user` of a batch whose producer waits for its commit points to a struct whose first member
+ * is this tag, so the one batch_done callback (main.c) can tell an HTTP request (http.c, 0 as
+ * calloc leaves it) from a gRPC call (grpc.c). */
+enum batch_owner { BATCH_OWNER_HTTP = 0, BATCH_OWNER_GRPC };
+
 /* Called by the writer thread once per committed (rc 0) or failed (negative errno) batch whose
  * `user` field is set, before the batch is freed. Must not block. */
 typedef void (*batch_done_fn)(void *user, int rc);
@@ -120,6 +126,11 @@ enum ingest_protocol {
     PROTO_OTLP_LOGS_JSON,
     PROTO_OTLP_METRICS_PROTOBUF, /* POST /v1/metrics; its counters count data points */
     PROTO_OTLP_METRICS_JSON,
+    PROTO_OTLP_GRPC,             /* TraceService/Export over gRPC */
+    PROTO_ENVOY_ALS_GRPC,        /* AccessLogService/StreamAccessLogs: requests count streams */
+    PROTO_OTLP_LOGS_GRPC,        /* LogsService/Export over gRPC */
+    PROTO_OTLP_METRICS_GRPC,     /* MetricsService/Export over gRPC: counts data points */
+    PROTO_ENVOY_METRICS_GRPC,    /* Envoy MetricsService/StreamMetrics: counts metrics */
     PROTO_COUNT
 };
 

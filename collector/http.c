@@ -88,6 +88,7 @@ static const struct ingest_route ingest_routes[] = {
 
 /* Per-request state, from the first call of the access handler to the completion callback. */
 struct request {
+    enum batch_owner owner; /* first member: BATCH_OWNER_HTTP (see writer's batch_done) */
     const struct ingest_route *route; /* NULL: not an ingest request */
     bool json;                        /* request content type is JSON (answer in kind) */
     enum content_encoding encoding;

@@ -5,6 +5,7 @@
  * waits for its commit), let those answers go out, stop the listeners, close the database, free.
  */
 #include "collector_int.h"
+#include "grpc.h"
 #include "otel_metrics.h"
 #include "red.h"
 #include "syslog.h"
@@ -46,7 +47,8 @@ static char *read_file(const char *path)
  * The memory meshscope can use whatever the offered load, derived from the limits (README:
  * Guarantees and limits). Every term is enforced by a cap elsewhere:
  *   queue        --queue-size: decoded batches waiting for the writer (queue.c)
- *   bodies       max(--queue-size, 8 x --max-body): raw request bodies being received (http.c)
+ *   bodies       max(--queue-size, 8 x --max-body): raw request bodies being received (http.c),
+ *                and as much again for gRPC message buffers and held batches (grpc.c)
  *   decoding     per HTTP thread, one request at a time: its body inflated (1 x --max-body), the
  *                protobuf-c unpack arena (<= 16 x body + 256 B per span, i.e. < 26 x) and the
  *                decoded batch (< 8 x): 35 x --max-body per thread
@@ -60,10 +62,11 @@ static uint64_t memory_bound(const struct options *o)
 {
     const uint64_t MiB = 1 << 20;
     uint64_t listeners = 0;
-    const char *addrs[] = {o->http_addr, o->otlp_http_addr, o->zipkin_addr};
-    for (int i = 0; i < 3; i++) listeners += strcmp(addrs[i], "off") != 0;
+    const char *addrs[] = {o->http_addr, o->otlp_http_addr, o->zipkin_addr, o->otlp_grpc_addr};
+    for (int i = 0; i < 4; i++) listeners += strcmp(addrs[i], "off") != 0;
     uint64_t body = (uint64_t)o->max_body_bytes, queue = (uint64_t)o->queue_bytes;
     uint64_t bodies = queue > 8 * body ? queue : 8 * body;
+    if (strcmp(o->otlp_grpc_addr, "off") != 0) bodies *= 2; /* gRPC's message buffers: same cap */
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
     uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
@@ -78,6 +81,15 @@ static uint64_t memory_bound(const struct options *o)
                                   SYSLOG_MAX_MESSAGE);
     uint64_t otlp_metrics = (uint64_t)o->metrics_series_limit * OTEL_METRICS_SERIES_BYTES;
     return queue + bodies + decoding + sqlite + red + otlp_metrics + syslog + 64 * MiB;
+}
+
+/* The writer's one batch_done: a waiting batch's `user` begins with its owner's tag. */
+static void batch_done(void *user, int rc)
+{
+    if (*(const enum batch_owner *)user == BATCH_OWNER_GRPC)
+        grpc_batch_done(user, rc);
+    else
+        http_batch_done(user, rc);
 }
 
 int main(int argc, char **argv)
@@ -108,6 +120,7 @@ int main(int argc, char **argv)
     struct auth *auth = NULL;
     char *tls_cert = NULL, *tls_key = NULL;
     struct http_server *servers[3] = {NULL, NULL, NULL};
+    struct grpc_server *grpc = NULL;
     struct writer *writer = NULL;
     struct ingest_queue *queue = NULL;
     struct red *red = NULL;
@@ -121,7 +134,7 @@ int main(int argc, char **argv)
     if (!store) goto out;
     queue = ingest_queue_create(QUEUE_MAX_BATCHES, (size_t)opts.queue_bytes);
     if (!queue) goto out;
-    writer = writer_start(queue, store, (int)opts.flush_ms, http_batch_done);
+    writer = writer_start(queue, store, (int)opts.flush_ms, batch_done);
     if (!writer) goto out;
 
     if (*opts.auth_token_file && !(auth = auth_load(opts.auth_token_file))) goto out;
@@ -158,6 +171,9 @@ int main(int argc, char **argv)
     if (strcmp(opts.syslog, "off") != 0 &&
         !(syslog = syslog_start(opts.syslog, queue, red_observe_batch, red, opts.idle_timeout_us)))
         goto out;
+    if (strcmp(opts.otlp_grpc_addr, "off") != 0 &&
+        !(grpc = grpc_server_start(opts.otlp_grpc_addr, &ctx)))
+        goto out;
     atomic_store(&ctx.ready, true);
     log_msg(LOG_INFO, "meshscope: ready (db %s, retention %llds)", opts.db_path,
             (long long)(opts.retention_us / 1000000));
@@ -171,14 +187,17 @@ int main(int argc, char **argv)
 out:
     for (int i = 0; i < 3; i++)
         http_server_quiesce(servers[i]);
+    grpc_server_quiesce(grpc);
     syslog_stop(syslog); /* stops reading, pushes its pending batch: before the queue closes */
     if (queue) ingest_queue_close(queue);
     writer_stop(writer);
     /* Every waiting request has its answer; give the HTTP threads a moment to send them (a
      * client that stops reading cannot hold the shutdown longer than this). */
     http_wait_idle(5000);
+    grpc_wait_idle(5000);
     for (int i = 0; i < 3; i++)
         http_server_stop(servers[i]);
+    grpc_server_stop(grpc);
     if (store) {
         struct store_stats ss;
         store_get_stats(store, &ss);

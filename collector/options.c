@@ -49,6 +49,8 @@ static const struct opt_row opt_table[] = {
      "OTLP/HTTP listener (\"off\" disables)"},
     {"zipkin", OPT_ADDR, "127.0.0.1:9411", 0, 0, OFF(zipkin_addr),
      "Zipkin listener (\"off\" disables)"},
+    {"otlp-grpc", OPT_ADDR, "127.0.0.1:4317", 0, 0, OFF(otlp_grpc_addr),
+     "gRPC listener: OTLP traces, Envoy access-log service (h2c; \"off\" disables)"},
     /* 0 = keep forever; at most 10 years: beyond that the µs arithmetic stops being useful. */
     {"retention", OPT_DURATION, "72h", 0, 3650 * DAY_US, OFF(retention_us),
      "delete data older than this (0 keeps everything)"},

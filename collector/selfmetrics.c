@@ -19,7 +19,8 @@ struct self_metrics self_metrics;
 static const char *const protocol_label[PROTO_COUNT] = {
     "otlp_http_protobuf",      "otlp_http_json",      "zipkin_json",           "zipkin_protobuf",
     "accesslog_json",          "otlp_logs_http_protobuf", "otlp_logs_http_json",
-    "otlp_metrics_protobuf",   "otlp_metrics_json"};
+    "otlp_metrics_protobuf",   "otlp_metrics_json",   "otlp_grpc",             "envoy_als_grpc",
+    "otlp_logs_grpc",          "otlp_metrics_grpc",   "envoy_metrics_grpc"};
 static const char *const reason_label[REJECT_REASON_COUNT] = {
     "invalid_span", "decode_error", "too_large", "queue_full", "store_failed", "body_budget",
     "timeout"};

@@ -12,7 +12,7 @@ if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/js/node_modules)
 endif()
 
 foreach(name otlp_roundtrip malformed lifecycle durability security zipkin red_prometheus overload graph dashboards
-    accesslog demo otlp_logs)
+    accesslog demo otlp_logs grpc)
   meshscope_script_test(js_${name} integration
     ${MESHSCOPE_NODE} --test ${CMAKE_CURRENT_SOURCE_DIR}/js/test/${name}.test.mjs)
 endforeach()

@@ -5,6 +5,13 @@ add_executable(meshscope-loadgen
   ${CMAKE_CURRENT_SOURCE_DIR}/bench/loadgen_encode.c)
 target_link_libraries(meshscope-loadgen PRIVATE Threads::Threads PkgConfig::ZLIB PkgConfig::ZSTD)
 
+# meshscope-grpc-loadgen: OTLP/gRPC (TraceService/Export) load generator, same templates.
+add_executable(meshscope-grpc-loadgen
+  ${CMAKE_CURRENT_SOURCE_DIR}/bench/grpc_loadgen.c
+  ${CMAKE_CURRENT_SOURCE_DIR}/bench/loadgen_encode.c)
+target_link_libraries(meshscope-grpc-loadgen PRIVATE Threads::Threads PkgConfig::ZLIB PkgConfig::ZSTD
+  PkgConfig::NGHTTP2)
+
 # bench_query: fills a store with millions of spans (cached) and times queries through
 # query_handle.
 add_executable(bench_query ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_query.c)

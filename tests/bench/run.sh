@@ -66,7 +66,7 @@ run_daemon() { # $1 = extra flags; sets pid, http, otlp
   http=$(free_port); otlp=$(free_port)
   rm -f "$work"/e2e.db*
   # shellcheck disable=SC2086
-  "$bin" --db "$work/e2e.db" --http "127.0.0.1:$http" --otlp-http "127.0.0.1:$otlp" --zipkin off \
+  "$bin" --db "$work/e2e.db" --http "127.0.0.1:$http" --otlp-http "127.0.0.1:$otlp" --zipkin off --otlp-grpc off \
     --log-level warn $1 2>"$work/daemon.log" &
   pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && return 0; sleep 0.1; done
@@ -104,6 +104,7 @@ measure otlp_proto_committed "" "--protocol otlp-proto" "$sustained_secs"
 measure otlp_json_committed "" "--protocol otlp-json"
 measure zipkin_json_committed "" "--protocol zipkin-json"
 measure otlp_proto_received "--ack received" "--protocol otlp-proto"
+g=$(free_port); say "end to end: otlp_grpc_committed"; run_daemon "--otlp-grpc 127.0.0.1:$g"; grpc_res=$("$build/tests/meshscope-grpc-loadgen" --target "127.0.0.1:$g" --threads "$conns" --streams 4 --spans-per-request 200 --duration "$secs" --json); stop_daemon; say "otlp_grpc_committed: $(json_field "$grpc_res" spans_per_second) spans/s (${grpc_res})"
 max_sps=$(python3 -c "import json; print(json.load(open('$work/otlp_proto_committed.json'))['loadgen']['spans_per_second'])")
 half=$(python3 -c "print(max(int($max_sps/2), 1000))")
 measure otlp_proto_half_rate "" "--protocol otlp-proto --rate $half"

@@ -1,5 +1,5 @@
-# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders and the syslog
-# parsers.
+# libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders, the syslog
+# parsers and the gRPC framing layer.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -52,6 +52,23 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::ZLIB
       Threads::Threads m)
   endforeach()
+
+  # The gRPC framing layer: grpc.c on a real nghttp2 session, with everything it calls.
+  add_executable(fuzz_grpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_grpc.c ${fuzz_common_srcs}
+    ${PROJECT_SOURCE_DIR}/collector/grpc.c ${PROJECT_SOURCE_DIR}/collector/envoy_als.c
+    ${PROJECT_SOURCE_DIR}/collector/envoy_metrics.c
+    ${PROJECT_SOURCE_DIR}/collector/queue.c ${PROJECT_SOURCE_DIR}/collector/decompress.c
+    ${PROJECT_SOURCE_DIR}/collector/auth.c ${PROJECT_SOURCE_DIR}/collector/otlp_response.c)
+  add_dependencies(fuzz_grpc meshscope_proto)
+  target_include_directories(fuzz_grpc PRIVATE
+    ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_SOURCE_DIR}/query
+    ${PROJECT_BINARY_DIR}/proto)
+  target_compile_options(fuzz_grpc PRIVATE
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
+  target_link_options(fuzz_grpc PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_grpc PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::NGHTTP2
+    PkgConfig::GNUTLS
+    PkgConfig::ZSTD PkgConfig::ZLIB Threads::Threads m)
 
   # The query APIs' parameter parsing and rendering, against a small real store: every source
   # of storage/ and query/ compiled in, for the same reason as above.

@@ -44,17 +44,18 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
 }
 cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
     fuzz_accesslog fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto \
-    fuzz_otlp_metrics_json fuzz_syslog -j2
+    fuzz_otlp_metrics_json fuzz_syslog fuzz_grpc -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
 for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog otlp_logs_proto otlp_logs_json \
-    otlp_metrics_proto otlp_metrics_json syslog; do
+    otlp_metrics_proto otlp_metrics_json syslog grpc; do
     case $kind in
     accesslog) pattern='*.ndjson' ;;
     syslog) pattern='*.txt' ;;
+    grpc) pattern='*.h2' ;;
     *_proto) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
     query) pattern='*.txt' ;;

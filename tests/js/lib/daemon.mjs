@@ -82,7 +82,7 @@ export function runBinary(args, { timeoutMs = 10_000 } = {}) {
  * Starts meshscope and waits for GET /readyz == 200.
  * opts: {db?: path (reuse a database, e.g. after a restart), dir?: temp dir to reuse,
  *        args?: extra flags, logLevel?: default 'debug'}.
- * Returns {httpUrl, otlpUrl, zipkinUrl, dir, db, pid, stderr(), stop()}.
+ * Returns {httpUrl, otlpUrl, zipkinUrl, grpcAddr, dir, db, pid, stderr(), stop()}.
  * stop() sends SIGTERM and asserts exit code 0 within 10 s (throws with the stderr tail if not);
  * it removes the temp dir only when the caller asks (cleanup()) so a restart can reuse the db.
  */
@@ -91,9 +91,9 @@ export async function startDaemon(opts = {}) {
   const db = opts.db ?? path.join(dir, 'meshscope.db');
   let lastError;
   for (let attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
-    const [httpPort, otlpPort, zipkinPort] = await freePorts(3);
+    const [httpPort, otlpPort, zipkinPort, grpcPort] = await freePorts(4);
     try {
-      return await launch({ dir, db, httpPort, otlpPort, zipkinPort, opts });
+      return await launch({ dir, db, httpPort, otlpPort, zipkinPort, grpcPort, opts });
     } catch (e) {
       lastError = e;
       /* Retry only when a port was taken between the probe and the bind. */
@@ -104,12 +104,13 @@ export async function startDaemon(opts = {}) {
   throw lastError;
 }
 
-async function launch({ dir, db, httpPort, otlpPort, zipkinPort, opts }) {
+async function launch({ dir, db, httpPort, otlpPort, zipkinPort, grpcPort, opts }) {
   const args = [
     '--db', db,
     '--http', `127.0.0.1:${httpPort}`,
     '--otlp-http', `127.0.0.1:${otlpPort}`,
     '--zipkin', `127.0.0.1:${zipkinPort}`,
+    '--otlp-grpc', `127.0.0.1:${grpcPort}`,
     '--log-level', opts.logLevel ?? 'debug',
     ...(opts.args ?? []),
   ];
@@ -170,6 +171,7 @@ async function launch({ dir, db, httpPort, otlpPort, zipkinPort, opts }) {
     httpUrl,
     otlpUrl: `http://127.0.0.1:${otlpPort}`,
     zipkinUrl: `http://127.0.0.1:${zipkinPort}`,
+    grpcAddr: `127.0.0.1:${grpcPort}`,
     dir,
     db,
     pid: child.pid,

@@ -10,6 +10,7 @@ import { diag, DiagLogLevel } from '@opentelemetry/api';
 import { ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as HttpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import {
@@ -61,8 +62,16 @@ export class RecordingExporter {
   }
 }
 
-/** An OTLP/HTTP exporter: format 'proto' | 'json', compression 'gzip' | 'none'. */
+/** An OTLP exporter: format 'proto' | 'json' (OTLP/HTTP at otlpUrl) | 'grpc' (OTLP/gRPC, otlpUrl
+ * http://host:port), compression 'gzip' | 'none'. */
 export function otlpExporter(otlpUrl, format, compression) {
+  if (format === 'grpc') {
+    return new GrpcExporter({
+      url: otlpUrl,
+      compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,
+      timeoutMillis: 10_000,
+    });
+  }
   const config = {
     url: `${otlpUrl}/v1/traces`,
     compression: compression === 'gzip' ? CompressionAlgorithm.GZIP : CompressionAlgorithm.NONE,

@@ -1,6 +1,6 @@
 /*
  * otlp_roundtrip.test.mjs: spans recorded with the real OpenTelemetry JS SDK, exported through the
- * real OTLP/HTTP exporters (protobuf and JSON, gzip and uncompressed), must come back from the
+ * real OTLP/HTTP exporters (protobuf and JSON, gzip and uncompressed) and the OTLP/gRPC exporter, must come back from the
  * Jaeger query API field for field; searches, services, operations and dependencies must see them.
  */
 import { after, before, describe, test } from 'node:test';
@@ -125,6 +125,8 @@ const COMBINATIONS = [
   ['proto', 'gzip'],
   ['json', 'none'],
   ['json', 'gzip'],
+  ['grpc', 'none'], /* OTLP/gRPC (--otlp-grpc): the same data must round-trip */
+  ['grpc', 'gzip'],
 ];
 
 describe('rich trace round trip through the SDK exporters', () => {
@@ -132,7 +134,7 @@ describe('rich trace round trip through the SDK exporters', () => {
     it(`${format} exporter, compression ${compression}`, async () => {
       const service = `rt-${format}-${compression}-${uniq()}`;
       const p = makeProvider({
-        otlpUrl: d.otlpUrl,
+        otlpUrl: format === 'grpc' ? `http://${d.grpcAddr}` : d.otlpUrl,
         format,
         compression,
         resourceAttrs: {

@@ -91,7 +91,7 @@ test('TLS on every listener, checked with curl against a certificate made here',
   const { spawn } = await import('node:child_process');
   const bin = process.env.MESHSCOPE_BIN;
   const child = spawn(bin, ['--db', path.join(dir, 'db'), '--http', `127.0.0.1:${http}`, '--otlp-http', `127.0.0.1:${otlp}`,
-    '--zipkin', 'off', '--tls-cert', cert, '--tls-key', key], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--zipkin', 'off', '--otlp-grpc', 'off', '--tls-cert', cert, '--tls-key', key], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (b) => (stderr += b));
   const exited = new Promise((r) => child.on('exit', (code) => r(code)));
