@@ -2028,8 +2028,10 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
             sqlite3_bind_int(s, 6, access_log_is_error(l) ? 1 : 0);
             sqlite3_bind_blob(s, 7, st->comp.p, (int)clen, SQLITE_STATIC);
             const struct mstr *rid = &l->str[ALOG_REQUEST_ID];
-            if (rid->ptr && rid->len) sqlite3_bind_int64(s, 8, request_key_of(rid->ptr, rid->len));
-            else sqlite3_bind_null(s, 8);
+            if (rid->ptr && rid->len)
+                sqlite3_bind_int64(s, 8, request_key_of(rid->ptr, rid->len));
+            else
+                sqlite3_bind_null(s, 8);
             sqlite3_bind_int64(s, 9, l->duration_ms >= 0 ? l->duration_ms : -1);
             if ((rc = step_done(st, s, "insert access log"))) return rc;
         }

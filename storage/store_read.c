@@ -88,9 +88,9 @@ enum {
 /* The v5 conditions of a log search: ?6..?7 response code range (?6 = 0: any), ?8 / ?9 minimum
  * and maximum duration_ms (0: any). Rows stored before v5 have a NULL duration_ms: they pass
  * here and are checked on the decoded record (log_matches). */
-#define LOG_FILTERS                                                                               \
-    " AND (?6 = 0 OR response_code BETWEEN ?6 AND ?7)"                                            \
-    " AND (?8 = 0 OR duration_ms IS NULL OR duration_ms >= ?8)"                                   \
+#define LOG_FILTERS                                                                                \
+    " AND (?6 = 0 OR response_code BETWEEN ?6 AND ?7)"                                             \
+    " AND (?8 = 0 OR duration_ms IS NULL OR duration_ms >= ?8)"                                    \
     " AND (?9 = 0 OR duration_ms IS NULL OR duration_ms BETWEEN 0 AND ?9)"
 
 static const char *const reader_sql[R_COUNT] = {
@@ -403,10 +403,10 @@ int store_find_logs(struct store *st, const struct log_query *q, struct span_bat
         span_batch_destroy(b);
         return rc;
     }
-    int which = q->trace_id      ? R_LOGS_TRACE
-                : q->request_id  ? R_LOGS_REQUEST
-                : q->service     ? R_LOGS_SERVICE
-                                 : R_LOGS_ANY;
+    int which = q->trace_id     ? R_LOGS_TRACE
+                : q->request_id ? R_LOGS_REQUEST
+                : q->service    ? R_LOGS_SERVICE
+                                : R_LOGS_ANY;
     sqlite3_stmt *s = r->stmt[which];
     if (q->trace_id) sqlite3_bind_int64(s, 1, trace_key_of(q->trace_id));
     else if (q->request_id)
