@@ -6,13 +6,19 @@
  *   service               the reporting service (exact name)
  *   start, end            µs since the epoch, bounds of the records' start_time
  *   errors                true/false (1/0): only failed requests (code >= 500 or 0, or flags)
+ *   requestId             the record's exact request_id (x-request-id); an indexed lookup, for
+ *                         records stored since schema v5 (older ones are not found by it)
+ *   status                a response code (100..599, "503") or a class ("5xx", 1xx..5xx)
+ *   minDuration,          Go/Jaeger durations ("100ms", "1.5s") bounding duration_ms; records
+ *   maxDuration           without a duration never match a bound
  *   limit                 1..10000 (default 100; larger values are clamped to 10000)
  * Without traceID the newest records come first.
  *
  * Body: {"data":[record...],"total":N,"limit":L,"offset":0,"errors":null}, a record being
  *   {"time":µs,"service":..,"traceID":hex|null,"spanID":hex|null,"response_code":n|null,
  *    "response_flags":..,"method":..,"path":..,"authority":..,"upstream_cluster":..,
- *    "request_id":..,"direction":"inbound"|"outbound"|"unknown","duration_ms":n|null,
+ *    "request_id":..,"destination_service":..,"direction":"inbound"|"outbound"|"unknown",
+ *    "duration_ms":n|null,
  *    "line":"<the record's JSON text>","severity":..,"severity_number":n|null,"body":..,
  *    "attributes":{..}|null}
  * with absent strings as null. The dashboard shows "line" (web/js/api.js logLine): for an OTLP
@@ -83,6 +89,7 @@ void logs_render_record(struct sbuf *b, const struct access_log *l)
     put_str(b, "authority", &l->str[ALOG_AUTHORITY]);
     put_str(b, "upstream_cluster", &l->str[ALOG_UPSTREAM_CLUSTER]);
     put_str(b, "request_id", &l->str[ALOG_REQUEST_ID]);
+    put_str(b, "destination_service", &l->str[ALOG_DESTINATION_SERVICE]);
     sb_puts(b, ",\"direction\":\"");
     sb_puts(b, dir[(unsigned)l->direction < 3 ? l->direction : 0]);
     sb_putc(b, '"');
@@ -119,6 +126,55 @@ static int bool_param(const struct query_arg *args, size_t n, const char *key, b
     return -EINVAL;
 }
 
+/* status=: "503" (an exact code) or "5xx" (a class) into [*lo, *hi]; absent: both 0. */
+static int status_param(const struct query_arg *args, size_t n, int *lo, int *hi,
+                        char err[QUERY_ERRMSG])
+{
+    const char *v = query_arg(args, n, "status");
+    *lo = *hi = 0;
+    if (!v) return 0;
+    /* Three characters: a digit 1..5, then two digits or "xx" (either case). */
+    if (strlen(v) == 3 && v[0] >= '1' && v[0] <= '5') {
+        int c = v[0] - '0';
+        if ((v[1] == 'x' || v[1] == 'X') && (v[2] == 'x' || v[2] == 'X')) {
+            *lo = c * 100;
+            *hi = c * 100 + 99;
+            return 0;
+        }
+        if (v[1] >= '0' && v[1] <= '9' && v[2] >= '0' && v[2] <= '9') {
+            *lo = *hi = c * 100 + (v[1] - '0') * 10 + (v[2] - '0');
+            return 0;
+        }
+    }
+    snprintf(err, QUERY_ERRMSG, "unable to parse param 'status': '%.100s' is not a response "
+             "code (100 to 599) or a class (1xx to 5xx)", v);
+    return -EINVAL;
+}
+
+/* minDuration= / maxDuration=: a Go duration into whole milliseconds (duration_ms is stored in
+ * ms): a minimum rounds up, a maximum down, so "exactly the bound" keeps its meaning. */
+static int duration_param(const struct query_arg *args, size_t n, const char *key, bool round_up,
+                          int64_t *out_ms, char err[QUERY_ERRMSG])
+{
+    const char *v = query_arg(args, n, key);
+    *out_ms = 0;
+    if (!v) return 0;
+    int64_t us;
+    if (query_parse_duration(v, &us) != 0 || us < 0) {
+        snprintf(err, QUERY_ERRMSG, "unable to parse param '%s': '%.100s' is not a duration "
+                 "(such as 100ms, 1.5s, 2m)", key, v);
+        return -EINVAL;
+    }
+    *out_ms = round_up ? us / 1000 + (us % 1000 != 0) : us / 1000;
+    /* A positive maximum below 1 ms matches durations of 0 ms; 0 would mean "any". */
+    if (!round_up && us > 0 && *out_ms == 0) {
+        snprintf(err, QUERY_ERRMSG, "unable to parse param '%s': '%.100s' is below the 1 ms "
+                 "resolution of durations", key, v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int logs_query_handle(struct store *st, const struct query_arg *args, size_t n_args,
                       struct query_response *resp)
 {
@@ -138,12 +194,16 @@ int logs_query_handle(struct store *st, const struct query_arg *args, size_t n_a
         q.trace_id = trace_id;
     }
     q.service = query_arg(args, n_args, "service");
+    q.request_id = query_arg(args, n_args, "requestId");
     int64_t start, end, limit;
     bool has_start, has_end, has_limit;
     if (param_int64(args, n_args, "start", &start, &has_start, err) ||
         param_int64(args, n_args, "end", &end, &has_end, err) ||
         param_int64(args, n_args, "limit", &limit, &has_limit, err) ||
-        bool_param(args, n_args, "errors", &q.errors_only, err)) {
+        bool_param(args, n_args, "errors", &q.errors_only, err) ||
+        status_param(args, n_args, &q.status_min, &q.status_max, err) ||
+        duration_param(args, n_args, "minDuration", true, &q.min_duration_ms, err) ||
+        duration_param(args, n_args, "maxDuration", false, &q.max_duration_ms, err)) {
         logs_error(resp, 400, err);
         return 0;
     }
@@ -157,6 +217,10 @@ int logs_query_handle(struct store *st, const struct query_arg *args, size_t n_a
         snprintf(err, sizeof err, "parameter 'start' (%lld) must not be after 'end' (%lld)",
                  (long long)start, (long long)end);
         logs_error(resp, 400, err);
+        return 0;
+    }
+    if (q.min_duration_ms && q.max_duration_ms && q.max_duration_ms < q.min_duration_ms) {
+        logs_error(resp, 400, "parameter 'maxDuration' must not be below 'minDuration'");
         return 0;
     }
     if (has_limit && limit <= 0) {

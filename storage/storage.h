@@ -403,6 +403,13 @@ struct log_query {
     int64_t end_us;
     bool errors_only;        /* access_log_is_error records only */
     unsigned limit;          /* 0 = LOG_QUERY_DEFAULT_LIMIT; clamped to LOG_QUERY_MAX_LIMIT */
+    /* The record's exact request_id (borrowed; NULL = any). Found through an index on a hash of
+     * it: records stored before schema v5 have no hash and are never found by request id. */
+    const char *request_id;
+    int status_min, status_max; /* response_code within [min, max]; both 0 = any */
+    int64_t min_duration_ms;    /* duration_ms >= this; 0 = any (as Jaeger's minDuration) */
+    int64_t max_duration_ms;    /* duration_ms <= this; 0 = any. A record without a duration
+                                 * never matches a set bound */
 };
 
 /* Any thread. Access-log records matching every condition of q: by trace id in time order

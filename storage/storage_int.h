@@ -67,6 +67,10 @@ int store_sqlite_err(sqlite3 *db, int rc, const char *what);
  * for 64-bit Zipkin ids too), big-endian. */
 int64_t trace_key_of(const uint8_t trace_id[16]);
 
+/* The access_logs.request_key of a request id (schema v5): 64-bit FNV-1a of its bytes. A hash,
+ * not the id: readers compare the decoded request_id too (collisions). */
+int64_t request_key_of(const char *id, size_t len);
+
 /* Read-only connection pool (store_read.c). */
 struct read_pool;
 /* Opens nothing yet (connections are opened on first use, up to size); NULL on out of memory.

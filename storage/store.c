@@ -2,7 +2,7 @@
  * store.c: the trace store's write side: opening and migrating the database, storing batches of
  * spans (chunks, search index, dictionaries, edge rollups), retention, statistics.
  *
- * Schema (PRAGMA user_version 4; migrate() brings older files forward):
+ * Schema (PRAGMA user_version 5; migrate() brings older files forward):
  *
  *   services(id, name UNIQUE, namespace)            service dictionary; namespace (v2) is the
  *                                                   last k8s.namespace.name / service.namespace /
@@ -37,6 +37,13 @@
  *                                                   access_log.c encoding (raw line included);
  *                                                   index (service_id, time_us) and a partial
  *                                                   one on trace_key IS NOT NULL
+ *               request_key, duration_ms            (v5) request_key: request_key_of(request_id)
+ *                                                   (NULL without one), partial index on it;
+ *                                                   duration_ms (-1 absent). Both NULL in rows
+ *                                                   stored before v5 (not backfilled: that
+ *                                                   would decode every record; readers decode
+ *                                                   such rows for duration filters, and do not
+ *                                                   find them by request id)
  *
  * Access logs are written in the same transaction as the spans of the same call (acknowledged
  * means durable for them too). Their ids only grow, so receive order is id order and retention
@@ -141,7 +148,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -204,6 +211,13 @@ int64_t trace_key_of(const uint8_t trace_id[16])
     uint64_t k = 0;
     for (int i = 8; i < 16; i++) k = (k << 8) | trace_id[i];
     return (int64_t)k;
+}
+
+int64_t request_key_of(const char *id, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 offset basis and prime */
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)id[i]) * 1099511628211ULL;
+    return (int64_t)h;
 }
 
 /* Interning cache: key bytes -> database id. Open addressing, no deletion (only a full clear). */
@@ -477,7 +491,8 @@ static const char *const writer_sql[W_COUNT] = {
     [W_LOG_DICT_LATEST] = "SELECT data FROM dicts WHERE id BETWEEN " LOG_DICT_ID_SQL
                           " ORDER BY rowid DESC LIMIT 1",
     [W_LOG_INSERT] = ("INSERT INTO access_logs(recv_minute, time_us, service_id, trace_key, "
-                      "response_code, error, data) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                      "response_code, error, data, request_key, duration_ms) VALUES(?1, ?2, ?3, "
+                      "?4, ?5, ?6, ?7, ?8, ?9)"),
     /* The oldest ?2 rows by id (receive order), of which those received before minute ?1:
      * bounded work whatever the table size. */
     [W_DEL_LOGS_BEFORE] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM (SELECT id, "
@@ -545,6 +560,13 @@ static const char schema_v3[] =
      " response_code INTEGER NOT NULL, error INTEGER NOT NULL, data BLOB NOT NULL);"
      "CREATE INDEX access_logs_service ON access_logs(service_id, time_us);"
      "CREATE INDEX access_logs_trace ON access_logs(trace_key) WHERE trace_key IS NOT NULL;");
+
+/* v4 -> v5: the access-log columns of /api/logs?requestId= and ?minDuration= (see above). */
+static const char schema_v5[] =
+    ("ALTER TABLE access_logs ADD COLUMN request_key INTEGER;"
+     "ALTER TABLE access_logs ADD COLUMN duration_ms INTEGER;"
+     "CREATE INDEX access_logs_request ON access_logs(request_key)"
+     " WHERE request_key IS NOT NULL;");
 
 /* One span of a write call, with what the writer derives from it. */
 struct put_entry {
@@ -779,7 +801,19 @@ static int migrate(sqlite3 *db)
         log_msg(LOG_INFO, "store: schema version %lld -> 4 (edge rollup summaries)",
                 (long long)(version < 3 ? 3 : version));
     }
-    /* Future versions: if (version < 5) { ALTER ...; PRAGMA user_version = 5 } */
+    if (version < 5) {
+        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
+        if (!rc) rc = exec_sql(db, schema_v5, "migrate schema to v5");
+        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 5", "migrate");
+        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
+        if (rc) {
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            return rc;
+        }
+        log_msg(LOG_INFO, "store: schema version %lld -> 5 (access-log request keys)",
+                (long long)(version < 4 ? 4 : version));
+    }
+    /* Future versions: if (version < 6) { ALTER ...; PRAGMA user_version = 6 } */
     return 0;
 }
 
@@ -1993,6 +2027,12 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
             sqlite3_bind_int64(s, 5, l->response_code);
             sqlite3_bind_int(s, 6, access_log_is_error(l) ? 1 : 0);
             sqlite3_bind_blob(s, 7, st->comp.p, (int)clen, SQLITE_STATIC);
+            const struct mstr *rid = &l->str[ALOG_REQUEST_ID];
+            if (rid->ptr && rid->len)
+                sqlite3_bind_int64(s, 8, request_key_of(rid->ptr, rid->len));
+            else
+                sqlite3_bind_null(s, 8);
+            sqlite3_bind_int64(s, 9, l->duration_ms >= 0 ? l->duration_ms : -1);
             if ((rc = step_done(st, s, "insert access log"))) return rc;
         }
     }

@@ -56,6 +56,7 @@ enum {
     R_NODE_VIRTUAL,
     R_DICT,
     R_LOGS_TRACE,
+    R_LOGS_REQUEST,
     R_LOGS_SERVICE,
     R_LOGS_ANY,
     R_COUNT
@@ -84,6 +85,14 @@ enum {
     "UNION ALL SELECT " cols " FROM edge_rollup WHERE bucket >= ?6 AND bucket <= ?2 AND "          \
     "resolution < 600"
 
+/* The v5 conditions of a log search: ?6..?7 response code range (?6 = 0: any), ?8 / ?9 minimum
+ * and maximum duration_ms (0: any). Rows stored before v5 have a NULL duration_ms: they pass
+ * here and are checked on the decoded record (log_matches). */
+#define LOG_FILTERS                                                                                \
+    " AND (?6 = 0 OR response_code BETWEEN ?6 AND ?7)"                                             \
+    " AND (?8 = 0 OR duration_ms IS NULL OR duration_ms >= ?8)"                                    \
+    " AND (?9 = 0 OR duration_ms IS NULL OR duration_ms BETWEEN 0 AND ?9)"
+
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
@@ -109,16 +118,21 @@ static const char *const reader_sql[R_COUNT] = {
     [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
     [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
     [R_DICT] = "SELECT data FROM dicts WHERE id = ?1",
-    /* Access logs. ?2, ?3 the time window, ?4 errors only, ?5 the limit. "trace_key = ?1"
-     * implies trace_key IS NOT NULL, so SQLite uses the partial index access_logs_trace. The
-     * trace query has no limit in SQL: rows of other traces sharing the key are dropped in C. */
+    /* Access logs. ?2, ?3 the time window, ?4 errors only, ?5 the limit (-1: none, when rows
+     * may be dropped in C), LOG_FILTERS the v5 conditions. "trace_key = ?1" implies trace_key
+     * IS NOT NULL, so SQLite uses the partial index access_logs_trace (and request_key = ?1 the
+     * index access_logs_request). The trace query has no limit in SQL: rows of other traces
+     * sharing the key are dropped in C. */
     [R_LOGS_TRACE] = ("SELECT data FROM access_logs WHERE trace_key = ?1 AND time_us BETWEEN ?2 "
-                      "AND ?3 AND (?4 = 0 OR error = 1) ORDER BY time_us, id"),
+                      "AND ?3 AND (?4 = 0 OR error = 1)" LOG_FILTERS " ORDER BY time_us, id"),
+    [R_LOGS_REQUEST] = ("SELECT data FROM access_logs WHERE request_key = ?1 AND time_us BETWEEN "
+                        "?2 AND ?3 AND (?4 = 0 OR error = 1)" LOG_FILTERS
+                        " ORDER BY time_us DESC, id DESC LIMIT ?5"),
     [R_LOGS_SERVICE] = ("SELECT data FROM access_logs WHERE service_id = (SELECT id FROM "
                         "services WHERE name = ?1) AND time_us BETWEEN ?2 AND ?3 AND (?4 = 0 "
-                        "OR error = 1) ORDER BY time_us DESC LIMIT ?5"),
+                        "OR error = 1)" LOG_FILTERS " ORDER BY time_us DESC LIMIT ?5"),
     [R_LOGS_ANY] = ("SELECT data FROM access_logs WHERE time_us BETWEEN ?2 AND ?3 AND (?4 = 0 "
-                    "OR error = 1) ORDER BY id DESC LIMIT ?5"),
+                    "OR error = 1)" LOG_FILTERS " ORDER BY id DESC LIMIT ?5"),
 };
 
 /* Dictionaries a connection keeps (a database normally has one; see store.c). */
@@ -355,6 +369,26 @@ static int load_log_blob(struct reader *r, const void *data, size_t len)
     return 0;
 }
 
+static bool mstr_eq(struct mstr m, const char *s);
+
+/* The record matches every condition of q (the row's keys matched in SQL; this settles trace
+ * and request key collisions, and rows stored before v5 that have no duration column). */
+static bool log_matches(const struct access_log *l, const struct log_query *q)
+{
+    const struct mstr *svc = &l->str[ALOG_SERVICE];
+    if (q->service && !(svc->ptr && strcmp(svc->ptr, q->service) == 0)) return false;
+    if (q->trace_id && !(l->has_trace_id && memcmp(l->trace_id, q->trace_id, 16) == 0))
+        return false;
+    if (q->request_id && !mstr_eq(l->str[ALOG_REQUEST_ID], q->request_id)) return false;
+    if ((q->status_min || q->status_max) &&
+        (l->response_code < q->status_min || l->response_code > q->status_max))
+        return false;
+    if (q->min_duration_ms > 0 && l->duration_ms < q->min_duration_ms) return false;
+    if (q->max_duration_ms > 0 && (l->duration_ms < 0 || l->duration_ms > q->max_duration_ms))
+        return false;
+    return true;
+}
+
 int store_find_logs(struct store *st, const struct log_query *q, struct span_batch **out)
 {
     *out = NULL;
@@ -369,14 +403,28 @@ int store_find_logs(struct store *st, const struct log_query *q, struct span_bat
         span_batch_destroy(b);
         return rc;
     }
-    int which = q->trace_id ? R_LOGS_TRACE : q->service ? R_LOGS_SERVICE : R_LOGS_ANY;
+    int which = q->trace_id     ? R_LOGS_TRACE
+                : q->request_id ? R_LOGS_REQUEST
+                : q->service    ? R_LOGS_SERVICE
+                                : R_LOGS_ANY;
     sqlite3_stmt *s = r->stmt[which];
     if (q->trace_id) sqlite3_bind_int64(s, 1, trace_key_of(q->trace_id));
+    else if (q->request_id)
+        sqlite3_bind_int64(s, 1, request_key_of(q->request_id, strlen(q->request_id)));
     else if (q->service) sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, start);
     sqlite3_bind_int64(s, 3, end);
     sqlite3_bind_int(s, 4, q->errors_only ? 1 : 0);
-    if (!q->trace_id) sqlite3_bind_int64(s, 5, limit);
+    /* SQL's limit only when every row it returns is kept: a request key may collide, a row
+     * stored before v5 may fail a duration bound once decoded, a service filter below a
+     * request key is checked in C. The loop stops at the limit either way. */
+    bool c_filters = q->request_id || q->min_duration_ms > 0 || q->max_duration_ms > 0;
+    if (!q->trace_id) sqlite3_bind_int64(s, 5, c_filters ? -1 : (int64_t)limit);
+    bool any_status = q->status_min == 0 && q->status_max == 0;
+    sqlite3_bind_int(s, 6, any_status ? 0 : q->status_min);
+    sqlite3_bind_int(s, 7, any_status ? 0 : q->status_max);
+    sqlite3_bind_int64(s, 8, q->min_duration_ms > 0 ? q->min_duration_ms : 0);
+    sqlite3_bind_int64(s, 9, q->max_duration_ms > 0 ? q->max_duration_ms : 0);
     int step = SQLITE_DONE;
     while (!rc && b->n_logs < limit && (step = sqlite3_step(s)) == SQLITE_ROW) {
         const void *data = sqlite3_column_blob(s, 0);
@@ -390,12 +438,7 @@ int store_find_logs(struct store *st, const struct log_query *q, struct span_bat
         }
         if (!rc) {
             /* The row's key matched; the record itself must match every condition. */
-            const struct access_log *l = &b->logs[b->n_logs - 1];
-            const struct mstr *svc = &l->str[ALOG_SERVICE];
-            bool keep = !q->service || (svc->ptr && strcmp(svc->ptr, q->service) == 0);
-            if (q->trace_id)
-                keep = keep && l->has_trace_id && memcmp(l->trace_id, q->trace_id, 16) == 0;
-            if (!keep) span_batch_drop_last_log(b);
+            if (!log_matches(&b->logs[b->n_logs - 1], q)) span_batch_drop_last_log(b);
         }
     }
     if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)

@@ -903,11 +903,11 @@ static void test_store_migrate_v2(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 4); /* v4: edge summaries */
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 5); /* v5: request keys */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('access_logs', 'access_logs_service', "
-                                      "'access_logs_trace')"),
-                     3);
+                                      "'access_logs_trace', 'access_logs_request')"),
+                     4);
     uint8_t tid[16] = {0};
     tid[15] = 9;
     struct span_batch *t;
@@ -921,6 +921,144 @@ static void test_store_migrate_v2(void **state)
     assert_int_equal(store_find_logs(f->st, &q, &t), 0);
     assert_int_equal(t->n_logs, 2);
     span_batch_destroy(t);
+}
+
+/* Records i = 0..8 of service "svc" (duration i ms, a 503 when i % 3 == 2, request id "req-i")
+ * and 3 of service "other" without request ids. */
+static void put_filter_logs(struct store *st)
+{
+    struct span_batch *b[2] = {make_logs("svc", 9, T0, 0), make_logs("other", 3, T0, 0)};
+    for (uint32_t i = 0; i < 9; i++) {
+        char rid[16];
+        int n = snprintf(rid, sizeof rid, "req-%u", i);
+        b[0]->logs[i].str[ALOG_REQUEST_ID] =
+            (struct mstr){arena_strndup(b[0]->arena, rid, (size_t)n), (uint32_t)n};
+    }
+    assert_int_equal(store_put_batches(st, b, 2), 0);
+    span_batch_destroy(b[0]);
+    span_batch_destroy(b[1]);
+}
+
+struct filter_case {
+    const char *name;
+    struct log_query q;
+    uint32_t n;
+    int64_t first_duration; /* the newest match's duration_ms; -1: not checked */
+};
+
+static void check_filter_cases(struct store *st, const struct filter_case *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct span_batch *out;
+        assert_int_equal(store_find_logs(st, &c[i].q, &out), 0);
+        if (out->n_logs != c[i].n)
+            fail_msg("%s: %u records, want %u", c[i].name, out->n_logs, c[i].n);
+        if (c[i].first_duration >= 0 && out->logs[0].duration_ms != c[i].first_duration)
+            fail_msg("%s: first duration %lld, want %lld", c[i].name,
+                     (long long)out->logs[0].duration_ms, (long long)c[i].first_duration);
+        span_batch_destroy(out);
+    }
+}
+
+/* requestId, status and duration conditions, alone and combined with the others. */
+static void test_store_log_filters(void **state)
+{
+    struct sfix *f = *state;
+    put_filter_logs(f->st);
+    static const struct filter_case cases[] = {
+        {"request id", {.request_id = "req-4"}, 1, 4},
+        {"request id, no such", {.request_id = "req-44"}, 0, -1},
+        {"request id + service", {.request_id = "req-5", .service = "svc"}, 1, 5},
+        {"request id + other service", {.request_id = "req-5", .service = "other"}, 0, -1},
+        {"request id + errors", {.request_id = "req-5", .errors_only = true}, 1, 5},
+        {"request id + 200", {.request_id = "req-5", .status_min = 200, .status_max = 200}, 0, -1},
+        {"request id + window", {.request_id = "req-4", .start_us = T0 + 5000}, 0, -1},
+        {"status 503", {.status_min = 503, .status_max = 503}, 4, 2}, /* newest: other's */
+        {"status 5xx", {.status_min = 500, .status_max = 599}, 4, 2},
+        {"status 2xx", {.status_min = 200, .status_max = 299}, 8, -1},
+        {"status 404", {.status_min = 404, .status_max = 404}, 0, -1},
+        {"status 2xx of svc", {.service = "svc", .status_min = 200, .status_max = 299}, 6, 7},
+        {"min 5 ms", {.service = "svc", .min_duration_ms = 5}, 4, 8},
+        {"max 2 ms", {.service = "svc", .max_duration_ms = 2}, 3, 2},
+        {"3..5 ms", {.service = "svc", .min_duration_ms = 3, .max_duration_ms = 5}, 3, 5},
+        {"min 3 ms, 503", {.min_duration_ms = 3, .status_min = 503, .status_max = 503}, 2, 8},
+        {"min 1 ms, limit 2", {.service = "svc", .min_duration_ms = 1, .limit = 2}, 2, 8},
+        {"min 100 ms", {.min_duration_ms = 100}, 0, -1},
+    };
+    check_filter_cases(f->st, cases, sizeof cases / sizeof cases[0]);
+}
+
+static void exec_sql_file(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+    sqlite3_close(db);
+}
+
+/* A request-key collision is settled on the decoded request id; rows without the v5 columns
+ * (stored before v5) are checked on their decoded duration and are not found by request id. */
+static void test_store_log_collision_old_rows(void **state)
+{
+    struct sfix *f = *state;
+    put_filter_logs(f->st);
+    store_close(f->st);
+    /* Record 6 gets record 4's key; record 7 loses its v5 columns. */
+    exec_sql_file(f->path, "UPDATE access_logs SET request_key = (SELECT request_key FROM "
+                           "access_logs WHERE time_us = 1795766400004000) WHERE time_us = "
+                           "1795766400006000 AND request_key IS NOT NULL;"
+                           "UPDATE access_logs SET request_key = NULL, duration_ms = NULL "
+                           "WHERE time_us = 1795766400007000 AND request_key IS NOT NULL;");
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM access_logs WHERE request_key = "
+                                      "(SELECT request_key FROM access_logs WHERE time_us = "
+                                      "1795766400004000 AND request_key IS NOT NULL)"),
+                     2);
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    static const struct filter_case cases[] = {
+        {"collision", {.request_id = "req-4"}, 1, 4},
+        {"collision, other side", {.request_id = "req-6"}, 0, -1},
+        {"old row by request id", {.request_id = "req-7"}, 0, -1},
+        {"old row by min duration", {.service = "svc", .min_duration_ms = 7}, 2, 8},
+        {"old row by max duration", {.service = "svc", .max_duration_ms = 7}, 8, 7},
+        {"old row outside bounds", {.service = "svc", .min_duration_ms = 3, .max_duration_ms = 5},
+         3, 5},
+    };
+    check_filter_cases(f->st, cases, sizeof cases / sizeof cases[0]);
+}
+
+/* A v4 file (access_logs without request_key and duration_ms) migrates to v5; its records stay
+ * readable and filterable by duration, later ones are found by request id. */
+static void test_store_migrate_v4(void **state)
+{
+    struct sfix *f = *state;
+    put_filter_logs(f->st);
+    store_close(f->st);
+    exec_sql_file(f->path, "DROP INDEX access_logs_request;"
+                           "ALTER TABLE access_logs DROP COLUMN request_key;"
+                           "ALTER TABLE access_logs DROP COLUMN duration_ms;"
+                           "PRAGMA user_version = 4;");
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(sql_int(f->path, "SELECT count(*) FROM access_logs WHERE request_key IS "
+                                      "NULL AND duration_ms IS NULL"),
+                     12);
+    struct span_batch *b = make_logs("late", 2, T0 + SEC, 0);
+    b->logs[1].str[ALOG_REQUEST_ID] = (struct mstr){"req-late", 8};
+    assert_int_equal(store_put_batches(f->st, &b, 1), 0);
+    span_batch_destroy(b);
+    static const struct filter_case cases[] = {
+        {"old rows", {.service = "svc"}, 9, 8},
+        {"old rows by duration", {.service = "svc", .min_duration_ms = 5}, 4, 8},
+        {"old rows by status", {.service = "svc", .status_min = 503, .status_max = 503}, 3, 8},
+        {"old rows by request id", {.request_id = "req-4"}, 0, -1},
+        {"new row by request id", {.request_id = "req-late"}, 1, 1},
+    };
+    check_filter_cases(f->st, cases, sizeof cases / sizeof cases[0]);
 }
 
 /* ----- /api/logs -------------------------------------------------------------------------- */
@@ -1001,6 +1139,31 @@ static void test_query_logs(void **state)
         {"end=-5", 400, 0, "'end'"},
         {"start=10&end=5", 400, 0, "'start'"},
         {"errors=maybe", 400, 0, "'errors'"},
+        {"requestId=5c3f6e1a-1111-4d2b-9a7c-000000000002", 200, 1, NULL},
+        {"requestId=5c3f6e1a-1111-4d2b-9a7c-00000000000", 200, 0, NULL},
+        {"requestId=5c3f6e1a-1111-4d2b-9a7c-000000000002&status=200", 200, 0, NULL},
+        {"status=503", 200, 1, NULL},
+        {"status=5xx", 200, 1, NULL},
+        {"status=5XX", 200, 1, NULL},
+        {"status=2xx", 200, 1, NULL},
+        {"status=404", 200, 0, NULL},
+        {"minDuration=12ms", 200, 1, NULL},
+        {"minDuration=3ms", 200, 2, NULL},
+        {"minDuration=3001us", 200, 1, NULL}, /* rounds up to 4 ms */
+        {"maxDuration=11.9ms", 200, 1, NULL},
+        {"minDuration=1ms&maxDuration=1s", 200, 2, NULL},
+        {"minDuration=1s", 200, 0, NULL},
+        {"requestId=", 200, 2, NULL}, /* an empty value is an absent one, as for every key */
+        {"status=600", 400, 0, "'status'"},
+        {"status=5x", 400, 0, "'status'"},
+        {"status=5xxx", 400, 0, "'status'"},
+        {"status=abc", 400, 0, "'status'"},
+        {"status=", 200, 2, NULL},
+        {"minDuration=100", 400, 0, "'minDuration'"},
+        {"minDuration=-5ms", 400, 0, "'minDuration'"},
+        {"maxDuration=fast", 400, 0, "'maxDuration'"},
+        {"maxDuration=500us", 400, 0, "'maxDuration'"},
+        {"minDuration=2s&maxDuration=1s", 400, 0, "'maxDuration'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         get(f->st, cases[i].qs, &r);
@@ -1171,6 +1334,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_store_put_find, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_retention, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_migrate_v2, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_log_filters, sfix_setup, sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_log_collision_old_rows, sfix_setup,
+                                        sfix_teardown),
+        cmocka_unit_test_setup_teardown(test_store_migrate_v4, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_query_logs, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_graph, sfix_setup, sfix_teardown),
         cmocka_unit_test_setup_teardown(test_store_log_dict, sfix_setup, sfix_teardown),

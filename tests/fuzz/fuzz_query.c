@@ -1,6 +1,6 @@
 /*
  * fuzz_query.c: libFuzzer target for the query APIs' parameter parsing and rendering
- * (query_handle: Jaeger v1, Zipkin v2, /api/graph), run against a small real store.
+ * (query_handle: Jaeger v1, Zipkin v2, /api/graph, /api/logs), run against a small real store.
  *
  * Input: the first line is the path (forced under /api/), each further line one "key=value"
  * query argument (repeats allowed). The oracle: no crash, leak or overrun; every answer has a
@@ -50,6 +50,20 @@ static void seed(void)
             s->status_code = t % 3 == 0 ? STATUS_ERROR : STATUS_UNSET;
             s->resource = r;
         }
+    }
+    /* Access-log records for /api/logs (request ids "req-0".."req-5", 200s and 503s). */
+    for (int i = 0; i < 6; i++) {
+        struct access_log *l = span_batch_add_log(b);
+        if (!l) abort();
+        l->time_unix_nano = (uint64_t)(1700000000 + i) * 1000000000u;
+        l->response_code = i % 2 ? 503 : 200;
+        l->duration_ms = i * 40;
+        l->str[ALOG_SERVICE] = (struct mstr){"reviews", 7};
+        static const char *const rids[] = {"req-0", "req-1", "req-2", "req-3", "req-4", "req-5"};
+        l->str[ALOG_REQUEST_ID] = (struct mstr){rids[i], 5};
+        l->str[ALOG_DESTINATION_SERVICE] = (struct mstr){"ratings", 7};
+        l->has_trace_id = true;
+        for (int k = 0; k < 16; k++) l->trace_id[k] = (uint8_t)(i % 8 * 16 + k + 1);
     }
     store_put_batches(st, &b, 1);
     span_batch_destroy(b);

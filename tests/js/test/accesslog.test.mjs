@@ -10,6 +10,9 @@
  *    /api/graph edges, /api/dependencies links and the traces_service_graph_* metrics.
  * 2. A malformed-input table: the documented status and {"accepted","rejected","error"} body.
  * 3. --ack=committed: kill -9 right after the 200 keeps the lines.
+ * 4. /api/logs filters: requestId=, status= (a code or a class), minDuration=/maxDuration=
+ *    return exactly the matching records; destination_service is rendered; bad values are
+ *    400s naming the parameter.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -295,4 +298,92 @@ test('--ack=committed: lines acknowledged with 200 survive kill -9', async () =>
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test('/api/logs filters by requestId, status and duration; bad values are 400s', async () => {
+  const d = await startDaemon({ logLevel: 'info' });
+  daemons.push(d);
+  const run = randomBytes(4).toString('hex');
+  /* 8 records: codes 200/201/404/500/503 and durations 1..400 ms; plus one nginx line whose
+   * upstream_name is its destination_service. */
+  const specs = [
+    { code: 200, ms: 1 },
+    { code: 201, ms: 50 },
+    { code: 503, ms: 99 },
+    { code: 503, ms: 100 },
+    { code: 500, ms: 250 },
+    { code: 404, ms: 400 },
+    { code: 200, ms: 100 },
+    { code: 503, ms: 7 },
+  ];
+  const recs = specs.map((s, i) => ({
+    ...record({ traceId: randomBytes(16).toString('hex'), spanId: randomBytes(8).toString('hex'), code: s.code, ms: s.ms, i }),
+    request_id: `${run}-req-${i}`,
+  }));
+  const nginx = {
+    msec: (Date.now() / 1000).toFixed(3),
+    request_time: '0.020',
+    method: 'GET',
+    path: '/api/items',
+    response_code: '502',
+    upstream_name: 'payments',
+    request_id: `${run}-nginx`,
+  };
+  const lines = [...recs, nginx].map((x) => JSON.stringify(x));
+  const r = await postLogs(d.otlpUrl, lines.join('\n') + '\n');
+  assert.equal(r.status, 200, r.text);
+  assert.deepEqual(r.json, { accepted: 9, rejected: 0, error: null });
+
+  /* Each query: the set of request ids it must return, exactly. */
+  const ids = (pred) => recs.filter((x, i) => pred(specs[i])).map((x) => x.request_id);
+  const cases = [
+    { qs: `requestId=${run}-req-3`, want: [`${run}-req-3`] },
+    { qs: `requestId=${run}-req-33`, want: [] },
+    { qs: `requestId=${run}-nginx`, want: [`${run}-nginx`] },
+    { qs: `requestId=${run}-req-3&status=200`, want: [] },
+    { qs: 'status=503', want: ids((s) => s.code === 503) },
+    { qs: 'status=5xx', want: [...ids((s) => s.code >= 500), `${run}-nginx`] },
+    { qs: 'status=2xx', want: ids((s) => s.code < 300) },
+    { qs: 'status=404', want: ids((s) => s.code === 404) },
+    { qs: 'minDuration=100ms', want: ids((s) => s.ms >= 100) },
+    { qs: 'minDuration=0.1s&maxDuration=250ms', want: ids((s) => s.ms >= 100 && s.ms <= 250) },
+    { qs: 'maxDuration=20ms', want: [...ids((s) => s.ms <= 20), `${run}-nginx`] }, /* nginx: 20 ms */
+    { qs: 'maxDuration=19ms', want: ids((s) => s.ms <= 19) },
+    { qs: 'minDuration=100ms&status=503', want: ids((s) => s.ms >= 100 && s.code === 503) },
+    { qs: 'minDuration=1ms&limit=2', count: 2 },
+  ];
+  for (const c of cases) {
+    const j = await getJson(`${d.httpUrl}/api/logs?${c.qs}`);
+    if (c.count !== undefined) {
+      assert.equal(j.total, c.count, c.qs);
+      continue;
+    }
+    assert.deepEqual(j.data.map((x) => x.request_id).sort(), [...c.want].sort(), `${c.qs}: ${JSON.stringify(j.data.map((x) => x.request_id))}`);
+    assert.equal(j.total, c.want.length, c.qs);
+  }
+  /* The nginx record's upstream, and the exact line back by request id. */
+  const ng = await getJson(`${d.httpUrl}/api/logs?requestId=${run}-nginx`);
+  assert.equal(ng.data[0].destination_service, 'payments');
+  assert.equal(ng.data[0].line, lines[8]);
+  assert.equal(ng.data[0].response_code, 502);
+  assert.equal(ng.data[0].duration_ms, 20);
+  const istio = await getJson(`${d.httpUrl}/api/logs?requestId=${run}-req-0`);
+  /* An outbound Istio record: the service its upstream_cluster names. */
+  assert.equal(istio.data[0].destination_service, 'reviews');
+
+  const bad = [
+    ['status=600', 'status'],
+    ['status=5x', 'status'],
+    ['status=abc', 'status'],
+    ['minDuration=100', 'minDuration'],
+    ['minDuration=-1s', 'minDuration'],
+    ['maxDuration=soon', 'maxDuration'],
+    ['minDuration=2s&maxDuration=1s', 'maxDuration'],
+  ];
+  for (const [qs, param] of bad) {
+    const j = await getJson(`${d.httpUrl}/api/logs?${qs}`, { expectStatus: 400 });
+    assert.equal(j.errors[0].code, 400, qs);
+    assert.ok(j.errors[0].msg.includes(`'${param}'`), `${qs}: ${j.errors[0].msg}`);
+  }
+  await d.stop();
 });

@@ -147,21 +147,23 @@ function metric(text, name, labels = []) {
 }
 
 /**
- * Polls /api/logs until each id has its one record (by request_id); resolves {id: record}.
- * (/api/logs has no requestId filter yet: the whole list is read; this file stores < 100.)
+ * Polls /api/logs?requestId= until each id has its one record; resolves {id: record}. A second
+ * record under one id fails at once (stored twice).
  */
 async function records(ids) {
-  let out;
+  const out = {};
   await poll(`records ${ids.join(', ')}`, async () => {
-    const json = await getJson(`${d.httpUrl}/api/logs?limit=10000`);
-    out = {};
-    for (const r of json.data) {
-      if (!ids.includes(r.request_id)) continue;
-      assert.ok(!out[r.request_id], `${r.request_id}: stored twice`);
-      out[r.request_id] = r;
+    for (const id of ids.filter((x) => !out[x])) {
+      const json = await getJson(`${d.httpUrl}/api/logs?requestId=${encodeURIComponent(id)}`);
+      assert.ok(json.total <= 1, `${id}: stored twice`);
+      if (json.total === 1) out[id] = json.data[0];
     }
     return ids.every((id) => out[id]);
   });
+  for (const id of ids) {
+    const again = await getJson(`${d.httpUrl}/api/logs?requestId=${encodeURIComponent(id)}`);
+    assert.equal(again.total, 1, `${id}: stored twice`);
+  }
   return out;
 }
 
