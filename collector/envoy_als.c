@@ -455,35 +455,27 @@ int envoy_als_decode(const uint8_t *body, size_t len, const struct decode_limits
     struct decode_limits storage;
     lim = decode_limits_or_default(lim, &storage);
     if (err && errlen) err[0] = '\0';
-    struct pbwire_scan sc = {
-        .root = &envoy__service__accesslog__v3__stream_access_logs_message__descriptor,
-        .span = &envoy__data__accesslog__v3__httpaccess_log_entry__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = ALS_MAX_DEPTH,
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
     /* Budget as in otlp_proto.c: 16 x the body for ordinary messages, plus the entries (about
      * 1 KiB each once unpacked with their sub-messages). */
-    struct pbwire_budget bd;
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 1024 + (1u << 20));
-    if (rc) goto out;
-    pb_message *m =
-        envoy__service__accesslog__v3__stream_access_logs_message__unpack(&bd.alloc, len, body);
-    if (!m) {
-        rc = pbwire_unpack_failed(&bd, "StreamAccessLogsMessage", err, errlen);
-        goto out;
+    struct pbwire_unpack u = {
+        .sc = {.root = &envoy__service__accesslog__v3__stream_access_logs_message__descriptor,
+               .span = &envoy__data__accesslog__v3__httpaccess_log_entry__descriptor,
+               .max_spans = lim->max_spans,
+               .max_depth = ALS_MAX_DEPTH},
+        .per_span = 1024,
+        .slack = 1u << 20,
+        .what = "StreamAccessLogsMessage",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
+    if (!rc) {
+        struct conv c = {.b = out, .lim = lim};
+        rc = convert_message(&c, (const pb_message *)u.msg, node);
+        if (rc == -E2BIG && err && errlen)
+            snprintf(err, errlen, "more than %u access-log entries in one message",
+                     lim->max_spans);
     }
-    struct conv c = {.b = out, .lim = lim};
-    rc = convert_message(&c, m, node);
-    if (rc == -E2BIG && err && errlen)
-        snprintf(err, errlen, "more than %u access-log entries in one message", lim->max_spans);
-out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
-    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the message");
+    pbwire_unpack_close(&u);
+    /* !err[0]: a scan that ran out of memory has said so already. */
+    if (rc == -ENOMEM && err && errlen && !err[0]) snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

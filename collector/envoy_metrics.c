@@ -234,28 +234,21 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
     struct decode_limits storage;
     lim = decode_limits_or_default(lim, &storage);
     if (err && errlen) err[0] = '\0';
-    struct pbwire_scan sc = {
-        .root = &envoy__service__metrics__v3__stream_metrics_message__descriptor,
-        .span = &io__prometheus__client__metric__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = 64, /* the messages are 8 deep at most; Node metadata Structs nest more */
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
     /* As otlp_proto.c: 16 x the body, plus the points (a Metric with its value message unpacks
      * to a few hundred bytes). */
-    struct pbwire_budget bd;
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 512 + (1u << 20));
+    struct pbwire_unpack u = {
+        .sc = {.root = &envoy__service__metrics__v3__stream_metrics_message__descriptor,
+               .span = &io__prometheus__client__metric__descriptor,
+               .max_spans = lim->max_spans,
+               /* the messages are 8 deep at most; Node metadata Structs nest more */
+               .max_depth = 64},
+        .per_span = 512,
+        .slack = 1u << 20,
+        .what = "StreamMetricsMessage",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
     if (rc) goto out;
-    pb_message *m =
-        envoy__service__metrics__v3__stream_metrics_message__unpack(&bd.alloc, len, body);
-    if (!m) {
-        rc = pbwire_unpack_failed(&bd, "StreamMetricsMessage", err, errlen);
-        goto out;
-    }
+    const pb_message *m = (const pb_message *)u.msg;
     if (m->identifier && m->identifier->node) {
         memset(node, 0, sizeof *node);
         copy_cut(node->id, sizeof node->id, m->identifier->node->id);
@@ -267,10 +260,10 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
     for (size_t i = 0; !rc && i < m->n_envoy_metrics; i++)
         rc = convert_family(&c, m->envoy_metrics[i]);
 out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     if (rc == -E2BIG && err && errlen && !err[0])
         snprintf(err, errlen, "more than %u metrics in one message", lim->max_spans);
-    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the message");
+    /* !err[0]: a scan that ran out of memory has said so already. */
+    if (rc == -ENOMEM && err && errlen && !err[0]) snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

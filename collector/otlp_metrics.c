@@ -546,33 +546,24 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     struct decode_limits defaults;
     lim = decode_limits_or_default(lim, &defaults);
     if (len && !body) return -EINVAL;
-    struct pbwire_scan sc = {
-        .root = &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
-        /* Number points (the commonest) are counted on the wire, failing a flood of them before
-         * unpacking; all four point types are counted against the cap once unpacked. */
-        .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = wire_depth(lim),
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc == -E2BIG && err && errlen)
-        snprintf(err, errlen, "more than %u data points in one request", lim->max_spans);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
-    struct pbwire_budget bd;
     /* As for traces: 16 x the body for honest messages, plus room per counted point (an empty
      * NumberDataPoint is 2 wire bytes but ~100 unpacked). */
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 128 + (1u << 20));
+    struct pbwire_unpack u = {
+        .sc = {.root = &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
+               /* Number points (the commonest) are counted on the wire, failing a flood of them
+                * before unpacking; all four point types are counted against the cap once
+                * unpacked. */
+               .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
+               .max_spans = lim->max_spans,
+               .max_depth = wire_depth(lim),
+               .items = "data points"},
+        .per_span = 128,
+        .slack = 1u << 20,
+        .what = "ExportMetricsServiceRequest",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
     if (rc) goto out;
-    pb_request *req =
-        opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
-            &bd.alloc, len, body);
-    if (!req) {
-        rc = pbwire_unpack_failed(&bd, "ExportMetricsServiceRequest", err, errlen);
-        goto out;
-    }
+    const pb_request *req = (const pb_request *)u.msg;
     uint64_t points = 0;
     for (size_t ri = 0; ri < req->n_resource_metrics; ri++)
         for (size_t si = 0; si < req->resource_metrics[ri]->n_scope_metrics; si++) {
@@ -588,8 +579,7 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     struct pdec d = {.b = out, .lim = lim};
     rc = pb_request_convert(&d, req);
 out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
 }
