@@ -471,11 +471,11 @@ int envoy_als_decode(const uint8_t *body, size_t len, const struct decode_limits
         struct conv c = {.b = out, .lim = lim};
         rc = convert_message(&c, (const pb_message *)u.msg, node);
         if (rc == -E2BIG && err && errlen)
-            snprintf(err, errlen, "more than %u access-log entries in one message",
-                     lim->max_spans);
+            snprintf(err, errlen, "more than %u access-log entries in one message", lim->max_spans);
     }
     pbwire_unpack_close(&u);
     /* !err[0]: a scan that ran out of memory has said so already. */
-    if (rc == -ENOMEM && err && errlen && !err[0]) snprintf(err, errlen, "out of memory decoding the message");
+    if (rc == -ENOMEM && err && errlen && !err[0])
+        snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

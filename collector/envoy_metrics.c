@@ -264,6 +264,7 @@ out:
     if (rc == -E2BIG && err && errlen && !err[0])
         snprintf(err, errlen, "more than %u metrics in one message", lim->max_spans);
     /* !err[0]: a scan that ran out of memory has said so already. */
-    if (rc == -ENOMEM && err && errlen && !err[0]) snprintf(err, errlen, "out of memory decoding the message");
+    if (rc == -ENOMEM && err && errlen && !err[0])
+        snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

@@ -549,14 +549,16 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     /* As for traces: 16 x the body for honest messages, plus room per counted point (an empty
      * NumberDataPoint is 2 wire bytes but ~100 unpacked). */
     struct pbwire_unpack u = {
-        .sc = {.root = &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
-               /* Number points (the commonest) are counted on the wire, failing a flood of them
-                * before unpacking; all four point types are counted against the cap once
-                * unpacked. */
-               .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
-               .max_spans = lim->max_spans,
-               .max_depth = wire_depth(lim),
-               .items = "data points"},
+        .sc =
+            {.root =
+                 &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
+             /* Number points (the commonest) are counted on the wire, failing a flood of them
+              * before unpacking; all four point types are counted against the cap once
+              * unpacked. */
+             .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
+             .max_spans = lim->max_spans,
+             .max_depth = wire_depth(lim),
+             .items = "data points"},
         .per_span = 128,
         .slack = 1u << 20,
         .what = "ExportMetricsServiceRequest",

@@ -69,11 +69,11 @@ int pbwire_unpack_failed(const struct pbwire_budget *bd, const char *what, char 
  * slack and what; the call fills the rest. */
 struct pbwire_unpack {
     struct pbwire_scan sc;
-    size_t per_span;        /* heap charged per counted span (they are bounded by the scan) */
-    size_t slack;           /* fixed allowance on top */
-    const char *what;       /* message name for "undecodable <what> protobuf" */
+    size_t per_span;  /* heap charged per counted span (they are bounded by the scan) */
+    size_t slack;     /* fixed allowance on top */
+    const char *what; /* message name for "undecodable <what> protobuf" */
     struct pbwire_budget bd;
-    ProtobufCMessage *msg;  /* OUT: the unpacked sc.root message; lives in bd's arena */
+    ProtobufCMessage *msg; /* OUT: the unpacked sc.root message; lives in bd's arena */
 };
 
 /* Scans and unpacks body (borrowed; NULL only with len 0) as u->sc.root.
