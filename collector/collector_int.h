@@ -49,6 +49,13 @@ int parse_size(const char *s, int64_t *out /* OUT */);
 /* Parses a Go-style duration plus a "d" (day) unit: "72h", "30m", "7d", "1h30m". 0 or -EINVAL. */
 int parse_duration_us(const char *s, int64_t *out /* OUT */);
 
+struct addrinfo;
+/* Resolves a listen address, "host:port", "[v6]:port" or ":port" (every local address), with
+ * getaddrinfo(AI_PASSIVE, AF_UNSPEC, socktype; 0 = any). Returns 0 with *out the result list
+ * (non-empty; the caller uses its first entry and frees it with freeaddrinfo), or -EINVAL (no
+ * colon, a host of 256 bytes or more, unresolvable). Any thread. */
+int listen_addr_resolve(const char *addr, int socktype, struct addrinfo **out /* OUT */);
+
 /* ----- decompression (decompress.c) --------------------------------------------------------- */
 
 enum content_encoding { ENCODING_IDENTITY, ENCODING_GZIP, ENCODING_ZSTD, ENCODING_UNKNOWN };

@@ -1242,21 +1242,8 @@ void grpc_batch_done(void *user, int rc)
 /* "host:port" / "[v6]:port" / ":port" -> a bound, listening, non-blocking socket; -1 (logged). */
 static int listen_on(const char *addr)
 {
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host) return -1;
-    size_t hlen = (size_t)(colon - addr);
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    char *h = host;
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host[hlen - 1] = '\0';
-        h = host + 1;
-    }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -1;
+    struct addrinfo *res;
+    if (listen_addr_resolve(addr, SOCK_STREAM, &res) != 0) return -1;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
