@@ -117,15 +117,12 @@ static int convert_point(struct conv *c, const pb_family *f, const pb_metric *m,
         p->sum = s->sample_sum;
         p->has_sum = true;
         size_t n = s->n_quantile;
-        double *q = n ? arena_alloc(arena_of(c->b), 2 * n * sizeof *q) : NULL;
-        if (n && !q) return -ENOMEM;
+        double *q;
+        if (om_point_quantiles(c->b, p, n, &q)) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
             q[i] = s->quantile[i]->quantile;
             q[n + i] = s->quantile[i]->value;
         }
-        p->quantiles = q;
-        p->quantile_values = q ? q + n : NULL;
-        p->n_quantiles = (uint32_t)n;
         return 0;
     }
     case IO__PROMETHEUS__CLIENT__METRIC_TYPE__HISTOGRAM: {

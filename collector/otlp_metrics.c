@@ -64,6 +64,16 @@ void om_batch_destroy(struct om_batch *b)
     free(b);
 }
 
+int om_point_quantiles(struct om_batch *b, struct om_point *p, size_t n, double **q)
+{
+    *q = n ? arena_alloc(b->strings->arena, 2 * n * sizeof **q) : NULL;
+    if (n && !*q) return -ENOMEM;
+    p->quantiles = *q;
+    p->quantile_values = *q ? *q + n : NULL;
+    p->n_quantiles = (uint32_t)n;
+    return 0;
+}
+
 static void reject(struct om_batch *b, uint64_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reject(struct om_batch *b, uint64_t n, const char *fmt, ...)
@@ -365,15 +375,12 @@ static int pb_summary_point(struct pdec *d, const pb_summary *in, struct om_poin
         decode_pathf(d->why, sizeof d->why, "%zu quantiles, max %u", n, d->lim->max_attrs);
         return DECODE_REFUSE;
     }
-    double *q = n ? arena_alloc(arena_of(d->b), 2 * n * sizeof *q) : NULL;
-    if (n && !q) return -ENOMEM;
+    double *q;
+    if (om_point_quantiles(d->b, p, n, &q)) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         q[i] = in->quantile_values[i]->quantile;
         q[n + i] = in->quantile_values[i]->value;
     }
-    p->quantiles = q;
-    p->quantile_values = q ? q + n : NULL;
-    p->n_quantiles = (uint32_t)n;
     const char *why = summary_problem(p);
     return problem(d, why);
 }
@@ -696,8 +703,8 @@ static int js_point(struct otlp_jconv *c, struct om_batch *b, const json_t *jp, 
             decode_pathf(c->why, sizeof c->why, "%zu quantiles, max %u", n, c->lim->max_attrs);
             return DECODE_REFUSE;
         }
-        double *q = n ? arena_alloc(arena_of(b), 2 * n * sizeof *q) : NULL;
-        if (n && !q) return -ENOMEM;
+        double *q;
+        if (om_point_quantiles(b, p, n, &q)) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
             char sub[256];
             json_t *e = json_array_get(qv, i);
@@ -710,9 +717,6 @@ static int js_point(struct otlp_jconv *c, struct om_batch *b, const json_t *jp, 
             if (!rc) rc = js_double(c, e, "value", sub, &q[n + i], NULL);
             if (rc) return rc;
         }
-        p->quantiles = q;
-        p->quantile_values = q ? q + n : NULL;
-        p->n_quantiles = (uint32_t)n;
         const char *why = summary_problem(p);
         if (why) {
             decode_pathf(c->why, sizeof c->why, "%s", why);
