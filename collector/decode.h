@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -49,6 +50,15 @@ static inline size_t decode_utf8_seq(const unsigned char *s, size_t len)
     for (size_t i = 2; i < n; i++)
         if ((s[i] & 0xc0) != 0x80) return 0;
     return n;
+}
+
+/* Copies s[0..n) (borrowed) into dst[0..cap) (cap >= 1), cut to cap - 1 bytes (where it falls:
+ * a UTF-8 sequence may be cut), NUL-terminated. For fixed per-stream buffers (Envoy node ids). */
+static inline void decode_copy_cut(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
 }
 
 /* Copies s[0..len) (borrowed; may be NULL when len is 0) into arena a, NUL-terminated, with

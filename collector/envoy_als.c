@@ -387,13 +387,6 @@ static const pb_struct *struct_struct(const pb_struct *s, const char *key)
     return NULL;
 }
 
-static void copy_cut(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
 /* Node -> workload and namespace (see envoy_als.h). */
 static void read_node(struct als_node *out, const pb_node *n)
 {
@@ -402,23 +395,24 @@ static void read_node(struct als_node *out, const pb_node *n)
     const char *w = struct_string(labels, "service.istio.io/canonical-name");
     if (!w || !*w) w = struct_string(labels, "app");
     if (!w || !*w) w = struct_string(md, "WORKLOAD_NAME");
-    if (w && *w) copy_cut(out->workload, sizeof out->workload, w, strlen(w));
+    if (w && *w) decode_copy_cut(out->workload, sizeof out->workload, w, strlen(w));
     const char *ns = struct_string(md, "NAMESPACE");
-    if (ns && *ns) copy_cut(out->ns, sizeof out->ns, ns, strlen(ns));
+    if (ns && *ns) decode_copy_cut(out->ns, sizeof out->ns, ns, strlen(ns));
     /* Istio id: "sidecar~10.1.2.3~productpage-v1-abc.default~default.svc.cluster.local" */
     const char *t1 = strchr(n->id, '~'), *t2 = t1 ? strchr(t1 + 1, '~') : NULL;
     const char *t3 = t2 ? strchr(t2 + 1, '~') : NULL;
     if (t3) {
         const char *pod = t2 + 1, *dot = memchr(pod, '.', (size_t)(t3 - pod));
-        if (dot && !out->ns[0]) copy_cut(out->ns, sizeof out->ns, dot + 1, (size_t)(t3 - dot - 1));
+        if (dot && !out->ns[0])
+            decode_copy_cut(out->ns, sizeof out->ns, dot + 1, (size_t)(t3 - dot - 1));
         if (!out->workload[0] && !n->cluster[0] && dot)
-            copy_cut(out->workload, sizeof out->workload, pod, (size_t)(dot - pod));
+            decode_copy_cut(out->workload, sizeof out->workload, pod, (size_t)(dot - pod));
     }
     if (!out->workload[0] && n->cluster[0]) {
         const char *dot = strchr(n->cluster, '.');
-        copy_cut(out->workload, sizeof out->workload, n->cluster,
-                 dot ? (size_t)(dot - n->cluster) : strlen(n->cluster));
-        if (dot && !out->ns[0]) copy_cut(out->ns, sizeof out->ns, dot + 1, strlen(dot + 1));
+        decode_copy_cut(out->workload, sizeof out->workload, n->cluster,
+                        dot ? (size_t)(dot - n->cluster) : strlen(n->cluster));
+        if (dot && !out->ns[0]) decode_copy_cut(out->ns, sizeof out->ns, dot + 1, strlen(dot + 1));
     }
     out->known = true;
 }

@@ -216,14 +216,6 @@ static int convert_family(struct conv *c, const pb_family *f)
     return 0;
 }
 
-static void copy_cut(char *dst, size_t cap, const char *s)
-{
-    size_t n = strlen(s);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
 int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_limits *lim,
                          struct envoy_metrics_node *node, struct om_batch *out, char *err,
                          size_t errlen)
@@ -248,8 +240,9 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
     const pb_message *m = (const pb_message *)u.msg;
     if (m->identifier && m->identifier->node) {
         memset(node, 0, sizeof *node);
-        copy_cut(node->id, sizeof node->id, m->identifier->node->id);
-        copy_cut(node->cluster, sizeof node->cluster, m->identifier->node->cluster);
+        const char *id = m->identifier->node->id, *cluster = m->identifier->node->cluster;
+        decode_copy_cut(node->id, sizeof node->id, id, strlen(id));
+        decode_copy_cut(node->cluster, sizeof node->cluster, cluster, strlen(cluster));
         node->known = node->id[0] || node->cluster[0];
     }
     struct conv c = {.b = out, .lim = lim};
