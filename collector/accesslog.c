@@ -190,30 +190,6 @@ static void skip_ws(struct scan *sc)
         sc->p++;
 }
 
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), 0 when invalid (RFC 3629). */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    return n;
-}
-
 static int hex4(const unsigned char *p)
 {
     int v = 0;
@@ -271,7 +247,7 @@ static int scan_string(struct scan *sc, bool want, struct jval *out)
             continue;
         }
         if (c < 0x20) return scan_fail(sc, "control character in a string");
-        size_t n = utf8_len(p, end);
+        size_t n = decode_utf8_seq(p, (size_t)(end - p)); /* c >= 0x80 here */
         if (!n) return scan_fail(sc, "invalid UTF-8 in a string");
         p += n;
     }

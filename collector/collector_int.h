@@ -49,6 +49,13 @@ int parse_size(const char *s, int64_t *out /* OUT */);
 /* Parses a Go-style duration plus a "d" (day) unit: "72h", "30m", "7d", "1h30m". 0 or -EINVAL. */
 int parse_duration_us(const char *s, int64_t *out /* OUT */);
 
+struct addrinfo;
+/* Resolves a listen address, "host:port", "[v6]:port" or ":port" (every local address), with
+ * getaddrinfo(AI_PASSIVE, AF_UNSPEC, socktype; 0 = any). Returns 0 with *out the result list
+ * (non-empty; the caller uses its first entry and frees it with freeaddrinfo), or -EINVAL (no
+ * colon, a host of 256 bytes or more, unresolvable). Any thread. */
+int listen_addr_resolve(const char *addr, int socktype, struct addrinfo **out /* OUT */);
+
 /* ----- decompression (decompress.c) --------------------------------------------------------- */
 
 enum content_encoding { ENCODING_IDENTITY, ENCODING_GZIP, ENCODING_ZSTD, ENCODING_UNKNOWN };
@@ -197,6 +204,19 @@ extern struct self_metrics self_metrics;
 int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, size_t *out_len);
 /* Writer thread: records one batch commit's latency. */
 void selfmetrics_observe_commit(int64_t micros);
+/* Counts one request of protocol p refused for reason r. Any thread. */
+void selfmetrics_count_reject(enum ingest_protocol p, enum reject_reason r);
+
+struct otel_metrics;
+struct om_batch;
+struct om_result;
+/* The ingest of one decoded metrics batch (OTLP/HTTP, gRPC: metrics are not queued,
+ * otel_metrics.h): counts the decoder's refusals in store, applies b's metrics to store, adds
+ * b->rejected and b->reason (the first refusal) to *res, and counts the data points received,
+ * accepted and rejected under p. Borrows store and b (the caller destroys b); res is the
+ * caller's, zeroed. Returns otel_metrics_apply's code (0, or a negative errno). Any thread. */
+int selfmetrics_ingest_metrics(struct otel_metrics *store, enum ingest_protocol p,
+                               const struct om_batch *b, struct om_result *res /* OUT */);
 
 /* ----- OTLP responses (otlp_response.c) ------------------------------------------------------ */
 

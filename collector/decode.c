@@ -9,41 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are not one. NUL is
- * treated as invalid: the model's strings are NUL-terminated. */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    if (c == 0) return 0;
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0) lo = 0xa0;
-        if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0) lo = 0x90;
-        if (c == 0xf4) hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (len < n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80) return 0;
-    return n;
-}
-
 int decode_copy_utf8(struct arena *a, const char *s, size_t len, struct mstr *out)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t bad = 0;
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(u + i, len - i);
+        size_t n = decode_utf8_seq(u + i, len - i);
         if (n) {
             i += n;
         } else {
@@ -62,7 +33,7 @@ int decode_copy_utf8(struct arena *a, const char *s, size_t len, struct mstr *ou
         if (!p) return -ENOMEM;
         size_t o = 0;
         for (size_t i = 0; i < len;) {
-            size_t n = utf8_seq(u + i, len - i);
+            size_t n = decode_utf8_seq(u + i, len - i);
             if (n) {
                 memcpy(p + o, u + i, n);
                 o += n;

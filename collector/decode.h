@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -19,6 +20,46 @@
 /* What the decoders' conversion helpers return when an object breaks a cap or has a bad id
  * (beside 0 and negative errnos): the decoder's "why" buffer says how. */
 #define DECODE_REFUSE 1
+
+/* Length of the valid UTF-8 sequence at s (1..4; s borrowed, len >= 1 bytes readable), or 0
+ * when the bytes there are not one (RFC 3629: overlongs, surrogates and code points above
+ * U+10FFFF are invalid). NUL is treated as invalid: the model's strings are NUL-terminated.
+ * Inline: the JSON scanners call it for every non-ASCII byte. */
+static inline size_t decode_utf8_seq(const unsigned char *s, size_t len)
+{
+    unsigned char c = s[0];
+    if (c == 0) return 0;
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) lo = 0xa0;
+        if (c == 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) lo = 0x90;
+        if (c == 0xf4) hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (len < n) return 0;
+    if (s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80) return 0;
+    return n;
+}
+
+/* Copies s[0..n) (borrowed) into dst[0..cap) (cap >= 1), cut to cap - 1 bytes (where it falls:
+ * a UTF-8 sequence may be cut), NUL-terminated. For fixed per-stream buffers (Envoy node ids). */
+static inline void decode_copy_cut(char *dst, size_t cap, const char *s, size_t n)
+{
+    if (n >= cap) n = cap - 1;
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
 
 /* Copies s[0..len) (borrowed; may be NULL when len is 0) into arena a, NUL-terminated, with
  * every invalid UTF-8 sequence and every NUL byte replaced by U+FFFD (overlongs, surrogates and

@@ -387,13 +387,6 @@ static const pb_struct *struct_struct(const pb_struct *s, const char *key)
     return NULL;
 }
 
-static void copy_cut(char *dst, size_t cap, const char *s, size_t n)
-{
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
 /* Node -> workload and namespace (see envoy_als.h). */
 static void read_node(struct als_node *out, const pb_node *n)
 {
@@ -402,23 +395,24 @@ static void read_node(struct als_node *out, const pb_node *n)
     const char *w = struct_string(labels, "service.istio.io/canonical-name");
     if (!w || !*w) w = struct_string(labels, "app");
     if (!w || !*w) w = struct_string(md, "WORKLOAD_NAME");
-    if (w && *w) copy_cut(out->workload, sizeof out->workload, w, strlen(w));
+    if (w && *w) decode_copy_cut(out->workload, sizeof out->workload, w, strlen(w));
     const char *ns = struct_string(md, "NAMESPACE");
-    if (ns && *ns) copy_cut(out->ns, sizeof out->ns, ns, strlen(ns));
+    if (ns && *ns) decode_copy_cut(out->ns, sizeof out->ns, ns, strlen(ns));
     /* Istio id: "sidecar~10.1.2.3~productpage-v1-abc.default~default.svc.cluster.local" */
     const char *t1 = strchr(n->id, '~'), *t2 = t1 ? strchr(t1 + 1, '~') : NULL;
     const char *t3 = t2 ? strchr(t2 + 1, '~') : NULL;
     if (t3) {
         const char *pod = t2 + 1, *dot = memchr(pod, '.', (size_t)(t3 - pod));
-        if (dot && !out->ns[0]) copy_cut(out->ns, sizeof out->ns, dot + 1, (size_t)(t3 - dot - 1));
+        if (dot && !out->ns[0])
+            decode_copy_cut(out->ns, sizeof out->ns, dot + 1, (size_t)(t3 - dot - 1));
         if (!out->workload[0] && !n->cluster[0] && dot)
-            copy_cut(out->workload, sizeof out->workload, pod, (size_t)(dot - pod));
+            decode_copy_cut(out->workload, sizeof out->workload, pod, (size_t)(dot - pod));
     }
     if (!out->workload[0] && n->cluster[0]) {
         const char *dot = strchr(n->cluster, '.');
-        copy_cut(out->workload, sizeof out->workload, n->cluster,
-                 dot ? (size_t)(dot - n->cluster) : strlen(n->cluster));
-        if (dot && !out->ns[0]) copy_cut(out->ns, sizeof out->ns, dot + 1, strlen(dot + 1));
+        decode_copy_cut(out->workload, sizeof out->workload, n->cluster,
+                        dot ? (size_t)(dot - n->cluster) : strlen(n->cluster));
+        if (dot && !out->ns[0]) decode_copy_cut(out->ns, sizeof out->ns, dot + 1, strlen(dot + 1));
     }
     out->known = true;
 }
@@ -455,35 +449,27 @@ int envoy_als_decode(const uint8_t *body, size_t len, const struct decode_limits
     struct decode_limits storage;
     lim = decode_limits_or_default(lim, &storage);
     if (err && errlen) err[0] = '\0';
-    struct pbwire_scan sc = {
-        .root = &envoy__service__accesslog__v3__stream_access_logs_message__descriptor,
-        .span = &envoy__data__accesslog__v3__httpaccess_log_entry__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = ALS_MAX_DEPTH,
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
     /* Budget as in otlp_proto.c: 16 x the body for ordinary messages, plus the entries (about
      * 1 KiB each once unpacked with their sub-messages). */
-    struct pbwire_budget bd;
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 1024 + (1u << 20));
-    if (rc) goto out;
-    pb_message *m =
-        envoy__service__accesslog__v3__stream_access_logs_message__unpack(&bd.alloc, len, body);
-    if (!m) {
-        rc = pbwire_unpack_failed(&bd, "StreamAccessLogsMessage", err, errlen);
-        goto out;
+    struct pbwire_unpack u = {
+        .sc = {.root = &envoy__service__accesslog__v3__stream_access_logs_message__descriptor,
+               .span = &envoy__data__accesslog__v3__httpaccess_log_entry__descriptor,
+               .max_spans = lim->max_spans,
+               .max_depth = ALS_MAX_DEPTH},
+        .per_span = 1024,
+        .slack = 1u << 20,
+        .what = "StreamAccessLogsMessage",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
+    if (!rc) {
+        struct conv c = {.b = out, .lim = lim};
+        rc = convert_message(&c, (const pb_message *)u.msg, node);
+        if (rc == -E2BIG && err && errlen)
+            snprintf(err, errlen, "more than %u access-log entries in one message", lim->max_spans);
     }
-    struct conv c = {.b = out, .lim = lim};
-    rc = convert_message(&c, m, node);
-    if (rc == -E2BIG && err && errlen)
-        snprintf(err, errlen, "more than %u access-log entries in one message", lim->max_spans);
-out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
-    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the message");
+    pbwire_unpack_close(&u);
+    /* !err[0]: a scan that ran out of memory has said so already. */
+    if (rc == -ENOMEM && err && errlen && !err[0])
+        snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

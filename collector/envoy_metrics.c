@@ -117,15 +117,12 @@ static int convert_point(struct conv *c, const pb_family *f, const pb_metric *m,
         p->sum = s->sample_sum;
         p->has_sum = true;
         size_t n = s->n_quantile;
-        double *q = n ? arena_alloc(arena_of(c->b), 2 * n * sizeof *q) : NULL;
-        if (n && !q) return -ENOMEM;
+        double *q;
+        if (om_point_quantiles(c->b, p, n, &q)) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
             q[i] = s->quantile[i]->quantile;
             q[n + i] = s->quantile[i]->value;
         }
-        p->quantiles = q;
-        p->quantile_values = q ? q + n : NULL;
-        p->n_quantiles = (uint32_t)n;
         return 0;
     }
     case IO__PROMETHEUS__CLIENT__METRIC_TYPE__HISTOGRAM: {
@@ -219,14 +216,6 @@ static int convert_family(struct conv *c, const pb_family *f)
     return 0;
 }
 
-static void copy_cut(char *dst, size_t cap, const char *s)
-{
-    size_t n = strlen(s);
-    if (n >= cap) n = cap - 1;
-    memcpy(dst, s, n);
-    dst[n] = '\0';
-}
-
 int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_limits *lim,
                          struct envoy_metrics_node *node, struct om_batch *out, char *err,
                          size_t errlen)
@@ -234,32 +223,26 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
     struct decode_limits storage;
     lim = decode_limits_or_default(lim, &storage);
     if (err && errlen) err[0] = '\0';
-    struct pbwire_scan sc = {
-        .root = &envoy__service__metrics__v3__stream_metrics_message__descriptor,
-        .span = &io__prometheus__client__metric__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = 64, /* the messages are 8 deep at most; Node metadata Structs nest more */
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
     /* As otlp_proto.c: 16 x the body, plus the points (a Metric with its value message unpacks
      * to a few hundred bytes). */
-    struct pbwire_budget bd;
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 512 + (1u << 20));
+    struct pbwire_unpack u = {
+        .sc = {.root = &envoy__service__metrics__v3__stream_metrics_message__descriptor,
+               .span = &io__prometheus__client__metric__descriptor,
+               .max_spans = lim->max_spans,
+               /* the messages are 8 deep at most; Node metadata Structs nest more */
+               .max_depth = 64},
+        .per_span = 512,
+        .slack = 1u << 20,
+        .what = "StreamMetricsMessage",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
     if (rc) goto out;
-    pb_message *m =
-        envoy__service__metrics__v3__stream_metrics_message__unpack(&bd.alloc, len, body);
-    if (!m) {
-        rc = pbwire_unpack_failed(&bd, "StreamMetricsMessage", err, errlen);
-        goto out;
-    }
+    const pb_message *m = (const pb_message *)u.msg;
     if (m->identifier && m->identifier->node) {
         memset(node, 0, sizeof *node);
-        copy_cut(node->id, sizeof node->id, m->identifier->node->id);
-        copy_cut(node->cluster, sizeof node->cluster, m->identifier->node->cluster);
+        const char *id = m->identifier->node->id, *cluster = m->identifier->node->cluster;
+        decode_copy_cut(node->id, sizeof node->id, id, strlen(id));
+        decode_copy_cut(node->cluster, sizeof node->cluster, cluster, strlen(cluster));
         node->known = node->id[0] || node->cluster[0];
     }
     struct conv c = {.b = out, .lim = lim};
@@ -267,10 +250,11 @@ int envoy_metrics_decode(const uint8_t *body, size_t len, const struct decode_li
     for (size_t i = 0; !rc && i < m->n_envoy_metrics; i++)
         rc = convert_family(&c, m->envoy_metrics[i]);
 out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     if (rc == -E2BIG && err && errlen && !err[0])
         snprintf(err, errlen, "more than %u metrics in one message", lim->max_spans);
-    if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the message");
+    /* !err[0]: a scan that ran out of memory has said so already. */
+    if (rc == -ENOMEM && err && errlen && !err[0])
+        snprintf(err, errlen, "out of memory decoding the message");
     return rc;
 }

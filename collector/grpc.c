@@ -217,11 +217,6 @@ static size_t budget(const struct options *o)
     return q > b ? q : b;
 }
 
-static void count_reject(enum ingest_protocol p, enum reject_reason r)
-{
-    atomic_fetch_add_explicit(&self_metrics.requests_rejected[p][r], 1, memory_order_relaxed);
-}
-
 /* ----- answers ------------------------------------------------------------------------------- */
 
 #define NV(n, v)                                                                                   \
@@ -375,6 +370,33 @@ static void finish_if_ready(struct call *c)
 
 /* ----- methods ------------------------------------------------------------------------------- */
 
+/* Answers a message its decoder refused with rc (-E2BIG, -ENOMEM, else undecodable; err: the
+ * decoder's message or "") and counts the refusal. Returns rc. */
+static int answer_decode_error(struct call *c, int rc, const char *err)
+{
+    enum ingest_protocol proto = c->m->proto;
+    if (rc == -E2BIG) {
+        selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
+        respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED, err[0] ? err : "message too large", false);
+    } else if (rc == -ENOMEM) {
+        respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
+    } else {
+        selfmetrics_count_reject(proto, REJECT_DECODE_ERROR);
+        respond_error(c, 200, GRPC_INVALID_ARGUMENT, err[0] ? err : "undecodable message", false);
+    }
+    return rc;
+}
+
+/* Unary methods take one request message: answers a second one INVALID_ARGUMENT. 0 or -EINVAL
+ * (answered). */
+static int unary_only(struct call *c)
+{
+    if (c->messages <= 1) return 0;
+    respond_error(c, 200, GRPC_INVALID_ARGUMENT, "more than one request message on a unary call",
+                  false);
+    return -EINVAL;
+}
+
 typedef int (*decode_into)(struct call *c, const uint8_t *msg, size_t len,
                            const struct decode_limits *lim, struct span_batch *b, char *err,
                            size_t errlen);
@@ -396,18 +418,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
     int rc = dec(c, msg, len, &lim, b, err, sizeof err);
     if (rc) {
         span_batch_destroy(b);
-        if (rc == -E2BIG) {
-            count_reject(proto, REJECT_TOO_LARGE);
-            respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED, err[0] ? err : "message too large",
-                          false);
-        } else if (rc == -ENOMEM) {
-            respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
-        } else {
-            count_reject(proto, REJECT_DECODE_ERROR);
-            respond_error(c, 200, GRPC_INVALID_ARGUMENT, err[0] ? err : "undecodable message",
-                          false);
-        }
-        return rc;
+        return answer_decode_error(c, rc, err);
     }
     uint32_t accepted = b->n_spans + b->n_logs;
     c->accepted += accepted;
@@ -450,7 +461,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
     if (rc == -EBUSY && span_batch_bytes(b) > ingest_queue_capacity_bytes(ctx->queue)) {
         /* It would never fit: holding it would hold the stream forever. */
         span_batch_destroy(b);
-        count_reject(proto, REJECT_TOO_LARGE);
+        selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
         respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED,
                       "message decodes to more than --queue-size holds", false);
         return -E2BIG;
@@ -467,7 +478,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
         atomic_fetch_sub(&buffered_bytes, bytes);
     }
     span_batch_destroy(b);
-    count_reject(proto, REJECT_QUEUE_FULL);
+    selfmetrics_count_reject(proto, REJECT_QUEUE_FULL);
     atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL], accepted,
                               memory_order_relaxed);
     respond_error(c, 200, GRPC_UNAVAILABLE,
@@ -491,12 +502,8 @@ static int dec_als(struct call *c, const uint8_t *msg, size_t len, const struct 
 
 static int trace_export(struct call *c, const uint8_t *msg, size_t len)
 {
-    if (c->messages > 1) {
-        respond_error(c, 200, GRPC_INVALID_ARGUMENT,
-                      "more than one request message on a unary call", false);
-        return -EINVAL;
-    }
-    return decode_and_push(c, msg, len, dec_trace);
+    int rc = unary_only(c);
+    return rc ? rc : decode_and_push(c, msg, len, dec_trace);
 }
 
 static int als_message(struct call *c, const uint8_t *msg, size_t len)
@@ -513,12 +520,8 @@ static int dec_logs(struct call *c, const uint8_t *msg, size_t len, const struct
 
 static int logs_export(struct call *c, const uint8_t *msg, size_t len)
 {
-    if (c->messages > 1) {
-        respond_error(c, 200, GRPC_INVALID_ARGUMENT,
-                      "more than one request message on a unary call", false);
-        return -EINVAL;
-    }
-    return decode_and_push(c, msg, len, dec_logs);
+    int rc = unary_only(c);
+    return rc ? rc : decode_and_push(c, msg, len, dec_logs);
 }
 
 typedef int (*metrics_decode_fn)(struct call *c, const uint8_t *msg, size_t len,
@@ -545,33 +548,9 @@ static int decode_and_apply(struct call *c, const uint8_t *msg, size_t len, metr
     char err[512] = "";
     int rc = dec(c, msg, len, &lim, b, err, sizeof err);
     struct om_result res = {0};
-    if (!rc) {
-        otel_metrics_count_rejected(store, OM_REJECT_DECODE, b->rejected);
-        rc = otel_metrics_apply(store, b->metrics, b->n_metrics, &res);
-        res.rejected += b->rejected;
-        if (b->reason[0]) snprintf(res.reason, sizeof res.reason, "%s", b->reason);
-    }
+    if (!rc) rc = selfmetrics_ingest_metrics(store, proto, b, &res);
     om_batch_destroy(b);
-    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], res.accepted + res.rejected,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], res.accepted,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
-                              res.rejected, memory_order_relaxed);
-    if (rc == -E2BIG) {
-        count_reject(proto, REJECT_TOO_LARGE);
-        respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED, err[0] ? err : "message too large", false);
-        return rc;
-    }
-    if (rc == -ENOMEM) {
-        respond_error(c, 200, GRPC_UNAVAILABLE, "out of memory", true);
-        return rc;
-    }
-    if (rc) {
-        count_reject(proto, REJECT_DECODE_ERROR);
-        respond_error(c, 200, GRPC_INVALID_ARGUMENT, err[0] ? err : "undecodable message", false);
-        return rc;
-    }
+    if (rc) return answer_decode_error(c, rc, err);
     c->accepted += (uint32_t)res.accepted;
     c->rejected += (uint32_t)res.rejected;
     if (res.rejected && !c->reason[0]) snprintf(c->reason, sizeof c->reason, "%s", res.reason);
@@ -588,12 +567,8 @@ static int dec_otlp_metrics(struct call *c, const uint8_t *msg, size_t len,
 
 static int metrics_export(struct call *c, const uint8_t *msg, size_t len)
 {
-    if (c->messages > 1) {
-        respond_error(c, 200, GRPC_INVALID_ARGUMENT,
-                      "more than one request message on a unary call", false);
-        return -EINVAL;
-    }
-    return decode_and_apply(c, msg, len, dec_otlp_metrics);
+    int rc = unary_only(c);
+    return rc ? rc : decode_and_apply(c, msg, len, dec_otlp_metrics);
 }
 
 static int dec_envoy_metrics(struct call *c, const uint8_t *msg, size_t len,
@@ -628,7 +603,7 @@ static int retry_held(struct call *c)
         return 0;
     }
     span_batch_destroy(b);
-    count_reject(c->m->proto, REJECT_QUEUE_FULL);
+    selfmetrics_count_reject(c->m->proto, REJECT_QUEUE_FULL);
     respond_error(c, 200, GRPC_UNAVAILABLE, "shutting down", true);
     return 0;
 }
@@ -644,7 +619,7 @@ static void process(struct call *c)
         const uint8_t *h = c->in + off;
         uint32_t len = (uint32_t)h[1] << 24 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 8 | h[4];
         if (h[0] > 1) {
-            count_reject(c->m->proto, REJECT_DECODE_ERROR);
+            selfmetrics_count_reject(c->m->proto, REJECT_DECODE_ERROR);
             respond_error(c, 200, GRPC_INVALID_ARGUMENT, "bad gRPC message flags", false);
             break;
         }
@@ -652,7 +627,7 @@ static void process(struct call *c)
             char msg[160];
             snprintf(msg, sizeof msg, "message of %u bytes exceeds --max-body (%zu bytes)", len,
                      max);
-            count_reject(c->m->proto, REJECT_TOO_LARGE);
+            selfmetrics_count_reject(c->m->proto, REJECT_TOO_LARGE);
             respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED, msg, false);
             break;
         }
@@ -663,14 +638,15 @@ static void process(struct call *c)
         c->messages++;
         if (h[0] == 1) {
             if (c->enc == ENCODING_IDENTITY) {
-                count_reject(c->m->proto, REJECT_DECODE_ERROR);
+                selfmetrics_count_reject(c->m->proto, REJECT_DECODE_ERROR);
                 respond_error(c, 200, GRPC_INTERNAL, "compressed message without a grpc-encoding",
                               false);
                 break;
             }
             int rc = decompress(c->enc, msg, mlen, max, &inflated, &mlen);
             if (rc) {
-                count_reject(c->m->proto, rc == -E2BIG ? REJECT_TOO_LARGE : REJECT_DECODE_ERROR);
+                selfmetrics_count_reject(c->m->proto,
+                                         rc == -E2BIG ? REJECT_TOO_LARGE : REJECT_DECODE_ERROR);
                 respond_error(c, 200,
                               rc == -E2BIG ? GRPC_RESOURCE_EXHAUSTED : GRPC_INVALID_ARGUMENT,
                               rc == -E2BIG ? "decompressed message exceeds --max-body"
@@ -846,7 +822,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         size_t grow = cap - c->in_cap;
         if (atomic_fetch_add(&buffered_bytes, grow) + grow > budget(ctx->opts)) {
             atomic_fetch_sub(&buffered_bytes, grow);
-            count_reject(c->m->proto, REJECT_BODY_BUDGET);
+            selfmetrics_count_reject(c->m->proto, REJECT_BODY_BUDGET);
             respond_error(c, 200, GRPC_UNAVAILABLE, "too many messages in flight, retry later",
                           true);
             nghttp2_session_consume(s, id, len + c->unconsumed);
@@ -1139,7 +1115,7 @@ static void drain_done(struct loop *l)
                 atomic_fetch_add_explicit(
                     &self_metrics.spans_rejected[c->m->proto][REJECT_STORE_FAILED], c->accepted,
                     memory_order_relaxed);
-                count_reject(c->m->proto, REJECT_STORE_FAILED);
+                selfmetrics_count_reject(c->m->proto, REJECT_STORE_FAILED);
             }
             finish_if_ready(c);
         }
@@ -1266,21 +1242,8 @@ void grpc_batch_done(void *user, int rc)
 /* "host:port" / "[v6]:port" / ":port" -> a bound, listening, non-blocking socket; -1 (logged). */
 static int listen_on(const char *addr)
 {
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon || (size_t)(colon - addr) >= sizeof host) return -1;
-    size_t hlen = (size_t)(colon - addr);
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    char *h = host;
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host[hlen - 1] = '\0';
-        h = host + 1;
-    }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -1;
+    struct addrinfo *res;
+    if (listen_addr_resolve(addr, SOCK_STREAM, &res) != 0) return -1;
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -184,11 +184,6 @@ static bool media_type_is(const char *header, const char *want)
     return c == '\0' || c == ';' || c == ' ' || c == '\t';
 }
 
-static void count_reject(enum ingest_protocol p, enum reject_reason r)
-{
-    atomic_fetch_add_explicit(&self_metrics.requests_rejected[p][r], 1, memory_order_relaxed);
-}
-
 /* gRPC status code for an OTLP answer, or -1 (plain text) for Zipkin. */
 static int code_for(const struct request *req, int grpc_code)
 {
@@ -252,28 +247,17 @@ static enum MHD_Result handle_metrics(struct http_context *ctx, struct MHD_Conne
     free(inflated);
     release_body(req);
     struct om_result res = {0};
-    if (!rc) {
-        otel_metrics_count_rejected(ctx->metrics, OM_REJECT_DECODE, batch->rejected);
-        rc = otel_metrics_apply(ctx->metrics, batch->metrics, batch->n_metrics, &res);
-        res.rejected += batch->rejected;
-        if (batch->reason[0]) snprintf(res.reason, sizeof res.reason, "%s", batch->reason);
-    }
+    if (!rc) rc = selfmetrics_ingest_metrics(ctx->metrics, proto, batch, &res);
     om_batch_destroy(batch);
-    atomic_fetch_add_explicit(&self_metrics.spans_received[proto], res.accepted + res.rejected,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_accepted[proto], res.accepted,
-                              memory_order_relaxed);
-    atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_INVALID_SPAN],
-                              res.rejected, memory_order_relaxed);
     if (rc == -ENOTSUP) return send_text(conn, 404, "not found\n");
     if (rc == -E2BIG) {
-        count_reject(proto, REJECT_TOO_LARGE);
+        selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
         return respond_status(conn, 413, req->json, 3, msg[0] ? msg : "request too large", 0);
     }
     if (rc == -ENOMEM)
         return respond_status(conn, 503, req->json, 14, "out of memory", 1);
     if (rc) {
-        count_reject(proto, REJECT_DECODE_ERROR);
+        selfmetrics_count_reject(proto, REJECT_DECODE_ERROR);
         log_ratelimited(LOG_INFO, "http-decode", "http: /v1/metrics (%s) request refused: %s",
                         req->json ? "JSON" : "protobuf", msg);
         return respond_status(conn, 400, req->json, 3, msg[0] ? msg : "undecodable request", 0);
@@ -297,12 +281,12 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     atomic_fetch_add_explicit(&self_metrics.requests[proto], 1, memory_order_relaxed);
     char msg[512];
     if (req->too_busy) {
-        count_reject(proto, REJECT_BODY_BUDGET);
+        selfmetrics_count_reject(proto, REJECT_BODY_BUDGET);
         return respond_status(conn, 503, req->json, code_for(req, 14),
                               "too many request bodies in flight, retry later", 1);
     }
     if (req->too_large) {
-        count_reject(proto, REJECT_TOO_LARGE);
+        selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
         snprintf(msg, sizeof msg, "request body exceeds --max-body (%lld bytes)",
                  (long long)ctx->opts->max_body_bytes);
         return respond_status(conn, 413, req->json, code_for(req, 3), msg, 0);
@@ -315,13 +299,13 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
         int rc = decompress(req->encoding, body, len, (size_t)ctx->opts->max_body_bytes, &inflated,
                             &len);
         if (rc == -E2BIG) {
-            count_reject(proto, REJECT_TOO_LARGE);
+            selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
             snprintf(msg, sizeof msg, "decompressed request body exceeds --max-body (%lld bytes)",
                      (long long)ctx->opts->max_body_bytes);
             return respond_status(conn, 413, req->json, code_for(req, 3), msg, 0);
         }
         if (rc != 0) {
-            count_reject(proto, REJECT_DECODE_ERROR);
+            selfmetrics_count_reject(proto, REJECT_DECODE_ERROR);
             snprintf(msg, sizeof msg, "corrupt %s body: cannot decompress",
                      req->encoding == ENCODING_GZIP ? "gzip" : "zstd");
             return respond_status(conn, rc == -ENOMEM ? 503 : 400, req->json,
@@ -350,13 +334,13 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     if (rc != 0) {
         span_batch_destroy(batch);
         if (rc == -E2BIG) {
-            count_reject(proto, REJECT_TOO_LARGE);
+            selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
             return respond_status(conn, 413, req->json, code_for(req, 3),
                                   msg[0] ? msg : "request too large", 0);
         }
         if (rc == -ENOMEM)
             return respond_status(conn, 503, req->json, code_for(req, 14), "out of memory", 1);
-        count_reject(proto, REJECT_DECODE_ERROR);
+        selfmetrics_count_reject(proto, REJECT_DECODE_ERROR);
         log_ratelimited(LOG_INFO, "http-decode", "http: %s (%s) request refused: %s", route->path,
                         req->json ? "JSON" : "protobuf", msg);
         return respond_status(conn, 400, req->json, code_for(req, 3),
@@ -387,7 +371,7 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     rc = ingest_queue_push_observed(ctx->queue, batch, ctx->observe, ctx->observe_arg);
     if (rc != 0) {
         span_batch_destroy(batch);
-        count_reject(proto, REJECT_QUEUE_FULL);
+        selfmetrics_count_reject(proto, REJECT_QUEUE_FULL);
         atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
                                   req->accepted, memory_order_relaxed);
         atomic_store(&req->commit_rc, rc);
@@ -407,7 +391,7 @@ void http_batch_done(void *user, int rc)
     if (rc != 0) {
         atomic_fetch_add_explicit(&self_metrics.spans_rejected[req->proto][REJECT_STORE_FAILED],
                                   req->accepted, memory_order_relaxed);
-        count_reject(req->proto, REJECT_STORE_FAILED);
+        selfmetrics_count_reject(req->proto, REJECT_STORE_FAILED);
     }
     atomic_store(&req->commit_rc, rc);
     /* Last touch of req: once resumed, an HTTP thread answers and may free it. */
@@ -630,7 +614,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
             /* A body trickling in slower than --request-timeout allows: cut the connection
              * (MHD closes it on MHD_NO) rather than hold its slot and buffer. */
             enum ingest_protocol p = req->json ? req->route->json_label : req->route->proto_label;
-            count_reject(p, REJECT_TIMEOUT);
+            selfmetrics_count_reject(p, REJECT_TIMEOUT);
             log_ratelimited(LOG_INFO, "http-timeout",
                             "http: %s body not complete after --request-timeout; connection closed",
                             req->route->path);
@@ -687,22 +671,8 @@ static void request_completed(void *cls, struct MHD_Connection *conn, void **con
 /* Resolves "host:port" / "[v6]:port" / ":port" into a socket address. */
 static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len, bool *v6)
 {
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon) return -EINVAL;
-    size_t hlen = (size_t)(colon - addr);
-    if (hlen >= sizeof host) return -EINVAL;
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    char *h = host;
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host[hlen - 1] = '\0';
-        h = host + 1;
-    }
-    struct addrinfo hints = {
-        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -EINVAL;
+    struct addrinfo *res;
+    if (listen_addr_resolve(addr, SOCK_STREAM, &res) != 0) return -EINVAL;
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     *v6 = res->ai_family == AF_INET6;

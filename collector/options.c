@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,30 @@ int options_parse(int argc, char **argv, struct options *out)
     out->flush_ms = out->flush_ms / 1000; /* the table parsed µs */
     if (!*out->tls_cert != !*out->tls_key) {
         fprintf(stderr, "meshscope: --tls-cert and --tls-key go together\n");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int listen_addr_resolve(const char *addr, int socktype, struct addrinfo **out)
+{
+    char host[256];
+    const char *colon = strrchr(addr, ':');
+    if (!colon) return -EINVAL;
+    size_t hlen = (size_t)(colon - addr);
+    if (hlen >= sizeof host) return -EINVAL;
+    memcpy(host, addr, hlen);
+    host[hlen] = '\0';
+    char *h = host;
+    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+        host[hlen - 1] = '\0';
+        h = host + 1;
+    }
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE};
+    *out = NULL;
+    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, out) != 0 || !*out) {
+        *out = NULL;
         return -EINVAL;
     }
     return 0;

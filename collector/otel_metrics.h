@@ -123,6 +123,11 @@ struct om_batch {
 struct om_batch *om_batch_create(void);
 /* Accepts NULL. Frees the batch and everything it points to. */
 void om_batch_destroy(struct om_batch *b);
+/* Gives summary point p room for n quantiles in b's arena: p->quantiles and p->quantile_values
+ * (NULL when n is 0) and p->n_quantiles are set, and *q (OUT) is the 2 x n doubles the decoder
+ * fills, the quantiles first, then their values (q[n + i] is the value at q[i]); NULL when n is 0.
+ * The memory is b's (freed with it). Returns 0 or -ENOMEM. */
+int om_point_quantiles(struct om_batch *b, struct om_point *p, size_t n, double **q /* OUT */);
 
 /* Decodes an ExportMetricsServiceRequest (protobuf, or OTLP/JSON with the same rules as the
  * trace decoder: lowerCamelCase or proto names, int64 as strings or numbers, enums as numbers

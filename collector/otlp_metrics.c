@@ -64,6 +64,16 @@ void om_batch_destroy(struct om_batch *b)
     free(b);
 }
 
+int om_point_quantiles(struct om_batch *b, struct om_point *p, size_t n, double **q)
+{
+    *q = n ? arena_alloc(b->strings->arena, 2 * n * sizeof **q) : NULL;
+    if (n && !*q) return -ENOMEM;
+    p->quantiles = *q;
+    p->quantile_values = *q ? *q + n : NULL;
+    p->n_quantiles = (uint32_t)n;
+    return 0;
+}
+
 static void reject(struct om_batch *b, uint64_t n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reject(struct om_batch *b, uint64_t n, const char *fmt, ...)
@@ -365,15 +375,12 @@ static int pb_summary_point(struct pdec *d, const pb_summary *in, struct om_poin
         decode_pathf(d->why, sizeof d->why, "%zu quantiles, max %u", n, d->lim->max_attrs);
         return DECODE_REFUSE;
     }
-    double *q = n ? arena_alloc(arena_of(d->b), 2 * n * sizeof *q) : NULL;
-    if (n && !q) return -ENOMEM;
+    double *q;
+    if (om_point_quantiles(d->b, p, n, &q)) return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         q[i] = in->quantile_values[i]->quantile;
         q[n + i] = in->quantile_values[i]->value;
     }
-    p->quantiles = q;
-    p->quantile_values = q ? q + n : NULL;
-    p->n_quantiles = (uint32_t)n;
     const char *why = summary_problem(p);
     return problem(d, why);
 }
@@ -546,33 +553,26 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     struct decode_limits defaults;
     lim = decode_limits_or_default(lim, &defaults);
     if (len && !body) return -EINVAL;
-    struct pbwire_scan sc = {
-        .root = &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
-        /* Number points (the commonest) are counted on the wire, failing a flood of them before
-         * unpacking; all four point types are counted against the cap once unpacked. */
-        .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
-        .max_spans = lim->max_spans,
-        .max_depth = wire_depth(lim),
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc == -E2BIG && err && errlen)
-        snprintf(err, errlen, "more than %u data points in one request", lim->max_spans);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
-    struct pbwire_budget bd;
     /* As for traces: 16 x the body for honest messages, plus room per counted point (an empty
      * NumberDataPoint is 2 wire bytes but ~100 unpacked). */
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 128 + (1u << 20));
+    struct pbwire_unpack u = {
+        .sc =
+            {.root =
+                 &opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__descriptor,
+             /* Number points (the commonest) are counted on the wire, failing a flood of them
+              * before unpacking; all four point types are counted against the cap once
+              * unpacked. */
+             .span = &opentelemetry__proto__metrics__v1__number_data_point__descriptor,
+             .max_spans = lim->max_spans,
+             .max_depth = wire_depth(lim),
+             .items = "data points"},
+        .per_span = 128,
+        .slack = 1u << 20,
+        .what = "ExportMetricsServiceRequest",
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
     if (rc) goto out;
-    pb_request *req =
-        opentelemetry__proto__collector__metrics__v1__export_metrics_service_request__unpack(
-            &bd.alloc, len, body);
-    if (!req) {
-        rc = pbwire_unpack_failed(&bd, "ExportMetricsServiceRequest", err, errlen);
-        goto out;
-    }
+    const pb_request *req = (const pb_request *)u.msg;
     uint64_t points = 0;
     for (size_t ri = 0; ri < req->n_resource_metrics; ri++)
         for (size_t si = 0; si < req->resource_metrics[ri]->n_scope_metrics; si++) {
@@ -588,8 +588,7 @@ int otlp_decode_metrics_proto(const uint8_t *body, size_t len, const struct deco
     struct pdec d = {.b = out, .lim = lim};
     rc = pb_request_convert(&d, req);
 out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
 }
@@ -704,8 +703,8 @@ static int js_point(struct otlp_jconv *c, struct om_batch *b, const json_t *jp, 
             decode_pathf(c->why, sizeof c->why, "%zu quantiles, max %u", n, c->lim->max_attrs);
             return DECODE_REFUSE;
         }
-        double *q = n ? arena_alloc(arena_of(b), 2 * n * sizeof *q) : NULL;
-        if (n && !q) return -ENOMEM;
+        double *q;
+        if (om_point_quantiles(b, p, n, &q)) return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
             char sub[256];
             json_t *e = json_array_get(qv, i);
@@ -718,9 +717,6 @@ static int js_point(struct otlp_jconv *c, struct om_batch *b, const json_t *jp, 
             if (!rc) rc = js_double(c, e, "value", sub, &q[n + i], NULL);
             if (rc) return rc;
         }
-        p->quantiles = q;
-        p->quantile_values = q ? q + n : NULL;
-        p->n_quantiles = (uint32_t)n;
         const char *why = summary_problem(p);
         if (why) {
             decode_pathf(c->why, sizeof c->why, "%s", why);

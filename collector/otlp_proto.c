@@ -405,38 +405,28 @@ int otlp_pb_decode(const struct otlp_pb_signal *sig, const uint8_t *body, size_t
     lim = decode_limits_or_default(lim, &defaults);
     if (len && !body) return -EINVAL;
 
-    struct pbwire_scan sc = {
-        .root = sig->request,
-        .span = sig->item,
-        .max_spans = lim->max_spans,
-        .max_depth = wire_depth_limit(lim),
-    };
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    /* protobuf-c cuts a string at its first NUL: sc.patched, when set, is the body with those
-     * NULs made 0xFF, which otlp_pb_copy_str turns into U+FFFD (pbwire.h). */
-    if (sc.patched) body = sc.patched;
-
-    /* The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
+    /* protobuf-c cuts a string at its first NUL: the scan's patched body has those NULs made
+     * 0xFF, which otlp_pb_copy_str turns into U+FFFD (pbwire.h).
+     * The heaviest wire-to-heap ratio is an empty sub-message: 2 bytes on the wire, a struct of
      * up to ~200 bytes (Span) plus a pointer once unpacked. Items are counted and bounded by the
-     * scan, so charge them apart; 16 per byte covers every other honest message (real requests
-     * unpack to 3-5 times their size) and bounds what one request can take (README: memory). */
-    struct pbwire_budget bd;
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 256 + (1u << 20));
-    if (rc) goto out;
-    ProtobufCMessage *req = protobuf_c_message_unpack(sig->request, &bd.alloc, len, body);
-    if (!req) {
-        rc = pbwire_unpack_failed(&bd, sig->request_name, err, errlen);
-        goto out;
+     * scan, so charge them apart (per_span); 16 per byte covers every other honest message (real
+     * requests unpack to 3-5 times their size) and bounds what one request can take (README:
+     * memory). */
+    struct pbwire_unpack u = {
+        .sc = {.root = sig->request,
+               .span = sig->item,
+               .max_spans = lim->max_spans,
+               .max_depth = wire_depth_limit(lim)},
+        .per_span = 256,
+        .slack = 1u << 20,
+        .what = sig->request_name,
+    };
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
+    if (!rc) {
+        struct otlp_pbconv c = {.b = out, .lim = lim};
+        rc = convert_request(&c, sig, u.msg);
     }
-    struct otlp_pbconv c = {.b = out, .lim = lim};
-    rc = convert_request(&c, sig, req);
-    /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
-out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
     return rc;
 }

@@ -74,8 +74,8 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
                 if (f->descriptor == sc->in->span && ++sc->spans > sc->in->max_spans) {
                     sc->rc = -E2BIG;
-                    snprintf(sc->msg, sizeof sc->msg, "more than %u spans in one request",
-                             sc->in->max_spans);
+                    snprintf(sc->msg, sizeof sc->msg, "more than %u %s in one request",
+                             sc->in->max_spans, sc->in->items ? sc->in->items : "spans");
                     return -1;
                 }
                 if (depth + 1 > sc->in->max_depth) {
@@ -176,4 +176,30 @@ int pbwire_unpack_failed(const struct pbwire_budget *bd, const char *what, char 
     }
     if (err && errlen) snprintf(err, errlen, "undecodable %s protobuf", what);
     return -EINVAL;
+}
+
+int pbwire_unpack(struct pbwire_unpack *u, const uint8_t *body, size_t len, char *err,
+                  size_t errlen)
+{
+    memset(&u->bd, 0, sizeof u->bd);
+    u->msg = NULL;
+    int rc = pbwire_scan(&u->sc, body, len, err, errlen);
+    if (rc) return rc;
+    if (u->sc.patched) body = u->sc.patched;
+    rc = pbwire_budget_open(&u->bd, len,
+                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
+                                (size_t)u->sc.spans * u->per_span + u->slack);
+    if (rc) return rc;
+    u->msg = protobuf_c_message_unpack(u->sc.root, &u->bd.alloc, len, body);
+    if (!u->msg) return pbwire_unpack_failed(&u->bd, u->what, err, errlen);
+    return 0;
+}
+
+void pbwire_unpack_close(struct pbwire_unpack *u)
+{
+    /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
+    pbwire_budget_close(&u->bd);
+    u->msg = NULL;
+    free(u->sc.patched);
+    u->sc.patched = NULL;
 }

@@ -1,7 +1,8 @@
 /*
- * pbwire.h: what the two protobuf span decoders (otlp_proto.c, zipkin_proto.c) share before
- * protobuf-c sees a byte: the raw-wire pre-scan and the counting, arena-backed allocator
- * protobuf-c unpacks with. Not a public interface.
+ * pbwire.h: what the protobuf decoders (otlp_proto.c, otlp_metrics.c, zipkin_proto.c,
+ * envoy_als.c, envoy_metrics.c) share before protobuf-c sees a byte: the raw-wire pre-scan, the
+ * counting, arena-backed allocator protobuf-c unpacks with, and pbwire_unpack, which runs both
+ * and unpacks. Not a public interface.
  *
  * Why a pre-scan: protobuf-c 1.4 unpacks recursively with no depth limit and allocates for every
  * message it meets, so the scan bounds message nesting and counts spans against max_spans
@@ -30,6 +31,8 @@ struct pbwire_scan {
     const ProtobufCMessageDescriptor *span; /* messages of this type count against max_spans */
     uint32_t max_spans;
     unsigned max_depth; /* message nesting beyond this fails the request (-EINVAL) */
+    const char *items;  /* what the counted messages are called in the -E2BIG message
+                           ("more than N <items> in one request"); NULL: "spans" */
     uint64_t spans;     /* OUT: span messages in the body */
     uint8_t *patched;   /* OUT: NULL, or a malloc'd copy of the body to unpack instead (string
                            NULs made 0xFF); the caller frees it on every path */
@@ -60,5 +63,27 @@ void pbwire_budget_close(struct pbwire_budget *bd);
  * exceeded) / -EINVAL ("undecodable <what> protobuf") with a message in err. */
 int pbwire_unpack_failed(const struct pbwire_budget *bd, const char *what, char *err,
                          size_t errlen);
+
+/* One whole protobuf message: pbwire_scan, then __unpack into a pbwire_budget allowing
+ * 16 x the body + spans x per_span + slack bytes. The caller fills sc's IN fields, per_span,
+ * slack and what; the call fills the rest. */
+struct pbwire_unpack {
+    struct pbwire_scan sc;
+    size_t per_span;  /* heap charged per counted span (they are bounded by the scan) */
+    size_t slack;     /* fixed allowance on top */
+    const char *what; /* message name for "undecodable <what> protobuf" */
+    struct pbwire_budget bd;
+    ProtobufCMessage *msg; /* OUT: the unpacked sc.root message; lives in bd's arena */
+};
+
+/* Scans and unpacks body (borrowed; NULL only with len 0) as u->sc.root.
+ * Returns 0 with u->msg set; -EINVAL (malformed, too deep, undecodable) or -E2BIG (too many
+ * spans, or over the budget once unpacked) with a message in err; -ENOMEM, with a message in err
+ * only when the scan ran out (err untouched when the budget or protobuf-c did).
+ * Call pbwire_unpack_close(u) on every path, after success or failure. */
+int pbwire_unpack(struct pbwire_unpack *u, const uint8_t *body, size_t len, char *err,
+                  size_t errlen);
+/* Frees u->msg, its arena and the patched body copy. Accepts a u whose pbwire_unpack failed. */
+void pbwire_unpack_close(struct pbwire_unpack *u);
 
 #endif

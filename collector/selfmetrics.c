@@ -6,6 +6,7 @@
  * Rendering never touches engine state beyond those atomics and the store's own stats.
  */
 #include "collector_int.h"
+#include "otel_metrics.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -204,4 +205,24 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
     *out = b.p;
     *out_len = b.len;
     return 0;
+}
+
+void selfmetrics_count_reject(enum ingest_protocol p, enum reject_reason r)
+{
+    atomic_fetch_add_explicit(&self_metrics.requests_rejected[p][r], 1, memory_order_relaxed);
+}
+
+int selfmetrics_ingest_metrics(struct otel_metrics *store, enum ingest_protocol p,
+                               const struct om_batch *b, struct om_result *res)
+{
+    otel_metrics_count_rejected(store, OM_REJECT_DECODE, b->rejected);
+    int rc = otel_metrics_apply(store, b->metrics, b->n_metrics, res);
+    res->rejected += b->rejected;
+    if (b->reason[0]) snprintf(res->reason, sizeof res->reason, "%s", b->reason);
+    atomic_fetch_add_explicit(&self_metrics.spans_received[p], res->accepted + res->rejected,
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_accepted[p], res->accepted, memory_order_relaxed);
+    atomic_fetch_add_explicit(&self_metrics.spans_rejected[p][REJECT_INVALID_SPAN], res->rejected,
+                              memory_order_relaxed);
+    return rc;
 }

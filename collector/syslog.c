@@ -416,21 +416,8 @@ static void *loop(void *arg)
 /* Resolves "host:port" / "[v6]:port" / ":port" into a socket address. */
 static int resolve(const char *addr, struct sockaddr_storage *ss, socklen_t *len)
 {
-    char host[256];
-    const char *colon = strrchr(addr, ':');
-    if (!colon) return -EINVAL;
-    size_t hlen = (size_t)(colon - addr);
-    if (hlen >= sizeof host) return -EINVAL;
-    memcpy(host, addr, hlen);
-    host[hlen] = '\0';
-    char *h = host;
-    if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
-        host[hlen - 1] = '\0';
-        h = host + 1;
-    }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_flags = AI_PASSIVE};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(*h ? h : NULL, colon + 1, &hints, &res) != 0 || !res) return -EINVAL;
+    struct addrinfo *res;
+    if (listen_addr_resolve(addr, 0, &res) != 0) return -EINVAL;
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     freeaddrinfo(res);

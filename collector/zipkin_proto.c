@@ -149,38 +149,28 @@ int zipkin_decode_spans_proto(const uint8_t *body, size_t len, const struct deco
     }
     /* No depth bound of our own: the scan only descends into fields the schema declares as
      * messages, and Zipkin's nest three deep at most. */
-    struct pbwire_scan sc = {.root = &zipkin__proto3__list_of_spans__descriptor,
-                             .span = &zipkin__proto3__span__descriptor,
-                             .max_spans = lim->max_spans,
-                             .max_depth = UINT_MAX};
-    int rc = pbwire_scan(&sc, body, len, err, errlen);
-    if (rc) return rc;
-    if (sc.patched) body = sc.patched;
-
     /* Spans are counted and bounded by the scan, so they are charged apart; 16 bytes of heap
      * per wire byte covers every honest message (tags, annotations and endpoints with content
      * unpack to 3-5 times their size) and keeps one request inside the memory bound (README:
      * Guarantees and limits). Only pathological bodies of empty sub-messages (2 wire bytes for
      * a ~50-byte struct) hit it, and get 413. */
-    struct pbwire_budget bd;
+    struct pbwire_unpack u = {
+        .sc = {.root = &zipkin__proto3__list_of_spans__descriptor,
+               .span = &zipkin__proto3__span__descriptor,
+               .max_spans = lim->max_spans,
+               .max_depth = UINT_MAX},
+        .per_span = 256,
+        .slack = 1u << 16,
+        .what = "zipkin.proto3.ListOfSpans",
+    };
     struct pconv c = {.zb = {.b = out, .lim = lim}};
-    rc = pbwire_budget_open(&bd, len,
-                            (len < (SIZE_MAX >> 5) ? len * 16 : SIZE_MAX / 2) +
-                                (size_t)sc.spans * 256 + (1u << 16));
-    if (rc) goto out;
-    pb_list *list = zipkin__proto3__list_of_spans__unpack(&bd.alloc, len, body);
-    if (!list) {
-        rc = pbwire_unpack_failed(&bd, "zipkin.proto3.ListOfSpans", err, errlen);
-        goto out;
-    }
-    for (size_t i = 0; i < list->n_spans && rc == 0; i++) {
+    int rc = pbwire_unpack(&u, body, len, err, errlen);
+    const pb_list *list = rc ? NULL : (const pb_list *)u.msg;
+    for (size_t i = 0; list && i < list->n_spans && rc == 0; i++) {
         rc = convert_span(&c, list->spans[i]);
         if (rc == DECODE_REFUSE) rc = decode_reject(out, 1, "spans[%zu].%s", i, c.zb.why);
     }
-    /* The unpacked message lives wholly in the arena: destroying it is free_unpacked. */
-out:
-    pbwire_budget_close(&bd);
-    free(sc.patched);
+    pbwire_unpack_close(&u);
     free(c.tags);
     free(c.anns);
     if (rc == -ENOMEM && err && errlen) snprintf(err, errlen, "out of memory decoding the request");
