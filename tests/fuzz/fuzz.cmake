@@ -53,12 +53,19 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
       Threads::Threads m)
   endforeach()
 
-  # The gRPC framing layer: grpc.c on a real nghttp2 session, with everything it calls.
+  # The gRPC framing layer: grpc.c on a real nghttp2 session, with everything it calls
+  # (selfmetrics.c renders store statistics and options.c parses durations: the rest of storage/
+  # and query/ comes in for them).
+  file(GLOB fuzz_grpc_extra_srcs ${PROJECT_SOURCE_DIR}/storage/*.c ${PROJECT_SOURCE_DIR}/query/*.c)
+  list(REMOVE_ITEM fuzz_grpc_extra_srcs ${PROJECT_SOURCE_DIR}/storage/model.c
+    ${PROJECT_SOURCE_DIR}/storage/log.c ${PROJECT_SOURCE_DIR}/query/json_out.c)
   add_executable(fuzz_grpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_grpc.c ${fuzz_common_srcs}
     ${PROJECT_SOURCE_DIR}/collector/grpc.c ${PROJECT_SOURCE_DIR}/collector/envoy_als.c
     ${PROJECT_SOURCE_DIR}/collector/envoy_metrics.c
     ${PROJECT_SOURCE_DIR}/collector/queue.c ${PROJECT_SOURCE_DIR}/collector/decompress.c
-    ${PROJECT_SOURCE_DIR}/collector/auth.c ${PROJECT_SOURCE_DIR}/collector/otlp_response.c)
+    ${PROJECT_SOURCE_DIR}/collector/auth.c ${PROJECT_SOURCE_DIR}/collector/otlp_response.c
+    ${PROJECT_SOURCE_DIR}/collector/selfmetrics.c ${PROJECT_SOURCE_DIR}/collector/options.c
+    ${fuzz_grpc_extra_srcs})
   add_dependencies(fuzz_grpc meshscope_proto)
   target_include_directories(fuzz_grpc PRIVATE
     ${PROJECT_SOURCE_DIR}/storage ${PROJECT_SOURCE_DIR}/collector ${PROJECT_SOURCE_DIR}/query
@@ -67,6 +74,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
   target_link_options(fuzz_grpc PRIVATE -fsanitize=fuzzer,address,undefined)
   target_link_libraries(fuzz_grpc PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::NGHTTP2
+    PkgConfig::SQLITE
     PkgConfig::GNUTLS
     PkgConfig::ZSTD PkgConfig::ZLIB Threads::Threads m)
 

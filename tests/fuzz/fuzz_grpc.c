@@ -17,9 +17,6 @@
 #include "grpc.h"
 #include "otel_metrics.h"
 
-/* grpc.c counts into these; selfmetrics.c (and the store it renders) is not linked here. */
-struct self_metrics self_metrics;
-
 static struct options opts;
 static struct http_context ctx;
 
