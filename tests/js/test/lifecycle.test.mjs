@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { runBinary, startDaemon, withStderr } from '../lib/daemon.mjs';
 import { fetchTrace, poll, request, searchTraces } from '../lib/http.mjs';
-import { decodeExportResponse, jsonRequest, pbRequest } from '../lib/proto.mjs';
+import { decodeExportResponse, decodeStatus, jsonRequest, pbRequest } from '../lib/proto.mjs';
 
 const run = randomBytes(3).toString('hex');
 const NOW_NS = BigInt(Date.now() - 60_000) * 1_000_000n;
@@ -171,6 +171,27 @@ describe('daemon lifecycle', () => {
       if (second) await second.cleanup();
       await first.cleanup();
       await rm(first.dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a request that decodes to more than the whole queue is 413, not a 503 retried for ever', async () => {
+    const d = await startDaemon({ args: ['--queue-size', '1MiB'] });
+    try {
+      await withStderr(() => d, async () => {
+        const huge = batch(`huge-${run}`, 1, 6000, 'proto');
+        const res = await request(`${d.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': huge.contentType }, body: huge.body });
+        assert.equal(res.status, 413, `status ${res.status}: ${res.body.toString('utf8').slice(0, 200)}`);
+        assert.match(decodeStatus(res.body).message, /more than the whole ingest queue/);
+        assert.equal(await fetchTrace(d.httpUrl, huge.traces[0]), null, 'nothing of it stored');
+        const small = batch(`huge-${run}`, 1, 5, 'proto');
+        const ok = await request(`${d.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': small.contentType }, body: small.body });
+        assert.equal(ok.status, 200, 'a smaller request after it is accepted');
+        const m = parseProm((await request(`${d.httpUrl}/metrics`)).body.toString('utf8')).samples;
+        assert.equal(total(m, 'meshscope_ingest_requests_rejected_total{protocol="otlp_http_protobuf",reason="too_large"}'), 1);
+      });
+      await d.stop();
+    } finally {
+      await d.cleanup();
     }
   });
 
