@@ -180,10 +180,10 @@ static void append_sanitised(char *out, size_t n, size_t *o, const char *s, size
         if (!ok) c = '_';
         if (c == '_' && *o > 0 && *o - 1 < n && out[*o - 1] == '_') continue;
         if (*o == 0 && c >= '0' && c <= '9') {
-            if (*o + 1 < n) out[*o] = '_';
+            if (n && *o < n - 1) out[*o] = '_'; /* not *o + 1 < n, which wraps */
             (*o)++;
         }
-        if (*o + 1 < n) out[*o] = c;
+        if (n && *o < n - 1) out[*o] = c;
         (*o)++;
     }
 }
