@@ -545,8 +545,8 @@ void jaeger_render_trace(struct sbuf *b, struct span_batch *trace)
 }
 
 /* ----- access logs of a trace (the "accessLogs" extension of GET /api/traces/{id}) ----------
- * The records with the trace's id (store_find_logs by trace id, an index lookup), plus the
- * records of the trace's services, within its time window, whose request_id is an x-request-id
+ * The records with the trace's id within a minute of its spans (store_find_logs by trace id), plus
+ * the records of the trace's services, within its time window, whose request_id is an x-request-id
  * one of its spans carries (Envoy's guid:x-request-id tag, the semantic conventions'
  * http.request.header.x-request-id): one indexed (service, time) range per service, at most
  * TRACE_LOG_SERVICES of them, so a proxy's access log joins a trace it did not tag. */
@@ -596,10 +596,6 @@ static int trace_logs_find(struct store *st, const uint8_t id[16], const struct 
 {
     memset(tl, 0, sizeof *tl);
     tl->trace_id = id;
-    struct log_query q = {.trace_id = id, .limit = LOG_QUERY_MAX_LIMIT};
-    int rc = store_find_logs(st, &q, &tl->batches[0]);
-    if (rc) return rc;
-    tl->n_batches = 1;
     const char *services[TRACE_LOG_SERVICES];
     size_t n_services = 0;
     uint64_t first = UINT64_MAX, last = 0;
@@ -616,8 +612,18 @@ static int trace_logs_find(struct store *st, const uint8_t id[16], const struct 
             k++;
         if (k == n_services && n_services < TRACE_LOG_SERVICES) services[n_services++] = svc;
     }
-    if (!tl->n_request_ids) return 0;
     if (last < first) last = first;
+    /* Records of the trace within TRACE_LOG_MARGIN_US of its spans: a bounded window keeps the
+     * lookup to the blocks of that time (store_find_logs scans their bloom filters). */
+    int64_t from = (int64_t)(first / 1000) - TRACE_LOG_MARGIN_US;
+    struct log_query q = {.trace_id = id,
+                          .start_us = from > 0 ? from : 0,
+                          .end_us = (int64_t)(last / 1000) + TRACE_LOG_MARGIN_US,
+                          .limit = LOG_QUERY_MAX_LIMIT};
+    int rc = store_find_logs(st, &q, &tl->batches[0]);
+    if (rc) return rc;
+    tl->n_batches = 1;
+    if (!tl->n_request_ids) return 0;
     for (size_t k = 0; k < n_services; k++) {
         struct log_query sq = {
             .service = services[k],

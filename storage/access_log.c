@@ -89,14 +89,15 @@ static uint64_t get_varint(struct rd *d)
     return 0;
 }
 
-int alog_decode(const uint8_t *p, size_t len, struct span_batch *b)
+/* Parses one record into *l: strings copied into arena, or, arena NULL, pointing into p (not
+ * NUL-terminated). 0, -EINVAL or -ENOMEM. */
+static int alog_parse(const uint8_t *p, size_t len, struct access_log *l, struct arena *arena)
 {
     struct rd d = {p, p + len, false};
     if (len < 2 || p[0] != 1) return -EINVAL;
     uint8_t flags = p[1];
     d.p += 2;
-    struct access_log *l = span_batch_add_log(b);
-    if (!l) return -ENOMEM;
+    memset(l, 0, sizeof *l);
     l->has_trace_id = flags & 1;
     l->has_span_id = (flags & 2) != 0;
     l->direction = (enum alog_direction)((flags >> 2) & 3);
@@ -105,12 +106,12 @@ int alog_decode(const uint8_t *p, size_t len, struct span_batch *b)
                         &l->upstream_service_time_ms};
     for (int i = 0; i < 5; i++) *nums[i] = unzigzag(get_varint(&d));
     if (l->has_trace_id) {
-        if (d.end - d.p < 16) goto bad;
+        if (d.end - d.p < 16) return -EINVAL;
         memcpy(l->trace_id, d.p, 16);
         d.p += 16;
     }
     if (l->has_span_id) {
-        if (d.end - d.p < 8) goto bad;
+        if (d.end - d.p < 8) return -EINVAL;
         memcpy(l->span_id, d.p, 8);
         d.p += 8;
     }
@@ -119,20 +120,109 @@ int alog_decode(const uint8_t *p, size_t len, struct span_batch *b)
         uint64_t sl = get_varint(&d);
         if (sl == 0) continue;
         sl--;
-        if (sl > (uint64_t)(d.end - d.p)) goto bad;
+        if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
         if (i < ALOG_STR_COUNT) {
-            char *s = arena_strndup(b->arena, (const char *)d.p, (size_t)sl);
-            if (!s) {
-                span_batch_drop_last_log(b);
-                return -ENOMEM;
-            }
+            const char *s = (const char *)d.p;
+            if (arena && !(s = arena_strndup(arena, s, (size_t)sl))) return -ENOMEM;
             l->str[i] = (struct mstr){s, (uint32_t)sl};
         }
         d.p += sl;
     }
-    if (d.bad || d.p != d.end) goto bad;
+    return d.bad || d.p != d.end ? -EINVAL : 0;
+}
+
+int alog_decode(const uint8_t *p, size_t len, struct span_batch *b)
+{
+    struct access_log *l = span_batch_add_log(b);
+    if (!l) return -ENOMEM;
+    int rc = alog_parse(p, len, l, b->arena);
+    if (rc) span_batch_drop_last_log(b);
+    return rc;
+}
+
+int alog_view(const uint8_t *p, size_t len, struct access_log *out)
+{
+    return alog_parse(p, len, out, NULL);
+}
+
+/* ----- blocks --------------------------------------------------------------------------------
+ * A block (access_log_blocks.data before zstd): u8 version (1), then per record a varint length
+ * and the record's encoding. */
+
+int alog_block_start(struct buf *out)
+{
+    out->len = 0;
+    if (buf_reserve(out, 1)) return -ENOMEM;
+    out->p[out->len++] = 1;
     return 0;
-bad:
-    span_batch_drop_last_log(b);
-    return -EINVAL;
+}
+
+int alog_block_add(struct buf *out, const uint8_t *rec, size_t len)
+{
+    if (put_varint(out, len) || buf_reserve(out, len)) return -ENOMEM;
+    memcpy(out->p + out->len, rec, len);
+    out->len += len;
+    return 0;
+}
+
+int alog_block_open(struct alog_block_iter *it, const uint8_t *p, size_t len)
+{
+    if (len < 1 || p[0] != 1) return -EINVAL;
+    it->p = p + 1;
+    it->end = p + len;
+    return 0;
+}
+
+int alog_block_next(struct alog_block_iter *it, const uint8_t **rec, size_t *len)
+{
+    if (it->p == it->end) return 0;
+    struct rd d = {it->p, it->end, false};
+    uint64_t n = get_varint(&d);
+    if (d.bad || n > (uint64_t)(d.end - d.p)) return -EINVAL;
+    *rec = d.p;
+    *len = (size_t)n;
+    it->p = d.p + n;
+    return 1;
+}
+
+/* ----- bloom filters of a block's trace and request keys --------------------------------------
+ * ALOG_BLOOM_BITS_PER_KEY bits per key (at least 64), ALOG_BLOOM_K probes by double hashing of a
+ * mixed key: about 1% false positives, each costing one block decoded for nothing. */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+size_t alog_bloom_bytes(size_t n_keys)
+{
+    size_t bits = n_keys * ALOG_BLOOM_BITS_PER_KEY;
+    if (bits < 64) bits = 64;
+    return (bits + 7) / 8;
+}
+
+void alog_bloom_add(uint8_t *bloom, size_t bytes, int64_t key)
+{
+    uint64_t h = mix64((uint64_t)key), m = (uint64_t)bytes * 8;
+    uint32_t h1 = (uint32_t)h, h2 = (uint32_t)(h >> 32) | 1;
+    for (uint32_t i = 0; i < ALOG_BLOOM_K; i++) {
+        uint64_t bit = ((uint64_t)h1 + (uint64_t)i * h2) % m;
+        bloom[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+    }
+}
+
+bool alog_bloom_maybe(const uint8_t *bloom, size_t bytes, int64_t key)
+{
+    if (!bytes) return false;
+    uint64_t h = mix64((uint64_t)key), m = (uint64_t)bytes * 8;
+    uint32_t h1 = (uint32_t)h, h2 = (uint32_t)(h >> 32) | 1;
+    for (uint32_t i = 0; i < ALOG_BLOOM_K; i++) {
+        uint64_t bit = ((uint64_t)h1 + (uint64_t)i * h2) % m;
+        if (!(bloom[bit >> 3] & (1u << (bit & 7)))) return false;
+    }
+    return true;
 }

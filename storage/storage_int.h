@@ -52,12 +52,40 @@ int alog_encode(struct buf *out, const struct access_log *l);
 /* Decodes one stored record of len bytes and appends it to b (strings in b's arena). Returns 0,
  * -EINVAL for malformed input (b unchanged) or -ENOMEM. Borrows p. */
 int alog_decode(const uint8_t *p, size_t len, struct span_batch *b);
+/* Like alog_decode into *out, but its strings point into p (borrowed, NOT NUL-terminated): a
+ * look at a record before deciding to keep it. 0 or -EINVAL. */
+int alog_view(const uint8_t *p, size_t len, struct access_log *out /* OUT */);
+
+/* Blocks of records (access_log_blocks.data before zstd, see access_log.c): start one in out
+ * (clearing it), add encoded records; read them back with an iterator. 0 or -ENOMEM. */
+int alog_block_start(struct buf *out);
+int alog_block_add(struct buf *out, const uint8_t *rec, size_t len);
+struct alog_block_iter {
+    const uint8_t *p, *end;
+};
+/* 0, or -EINVAL when p is not a block. Borrows p. */
+int alog_block_open(struct alog_block_iter *it, const uint8_t *p, size_t len);
+/* 1 and the next record in *rec and *len (borrowed from the block), 0 at the end, -EINVAL when
+ * the block is malformed. */
+int alog_block_next(struct alog_block_iter *it, const uint8_t **rec, size_t *len);
+
+/* Bloom filter over the trace and request keys of a block's records (access_log_blocks.bloom):
+ * alog_bloom_bytes(n) zeroed bytes, alog_bloom_add each key; alog_bloom_maybe is false only when
+ * the key is certainly absent (always false for an empty filter). */
+#define ALOG_BLOOM_BITS_PER_KEY 10u
+#define ALOG_BLOOM_K 7u
+size_t alog_bloom_bytes(size_t n_keys);
+void alog_bloom_add(uint8_t *bloom, size_t bytes, int64_t key);
+bool alog_bloom_maybe(const uint8_t *bloom, size_t bytes, int64_t key);
 
 /* ----- shared between store.c and store_read.c --------------------------------------------- */
 #define US_PER_MINUTE 60000000LL
 /* Index rows group the spans of one (trace, service, operation) within this much start time,
  * so a query window widened by it at the low end finds every candidate row. */
 #define INDEX_GROUP_SPREAD_US US_PER_MINUTE
+/* An access-log block's records start within this much of its first (store.c cuts blocks so),
+ * so a block holding a record of [start, end] has max_time_us in [start, end + this]. */
+#define LOG_BLOCK_SPAN_US US_PER_MINUTE
 
 /* Maps an SQLite result code to a negative errno (SQLITE_FULL -> -ENOSPC, SQLITE_NOMEM ->
  * -ENOMEM, anything else -> -EIO) and logs "store: <what>: <sqlite message>" (rate-limited). */
@@ -116,6 +144,9 @@ int rollup_register_functions(sqlite3 *db);
 void store_test_set_clock(struct store *st, int64_t now_us);
 /* Sample bytes after which the writer trains its compression dictionary. Writer thread. */
 void store_test_set_dict_threshold(struct store *st, size_t bytes);
+/* Waits for dictionary trainers that are running and starts using their dictionaries (a
+ * dictionary is otherwise picked up by a write call after it is ready). Writer thread. */
+void store_test_wait_dicts(struct store *st);
 /* PRAGMA max_page_count on the writer connection, to provoke SQLITE_FULL. Writer thread. */
 int store_test_set_max_pages(struct store *st, unsigned pages);
 

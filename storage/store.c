@@ -116,9 +116,10 @@
  *  - Any thread calls the read functions (store_read.c). They use only st->pool, whose
  *    connections are read-only and checked out under the pool's mutex; WAL lets them read a
  *    consistent snapshot while the writer commits.
- *  - The dictionary trainer (one thread, once per process, while the database has no
- *    dictionary): the writer moves its samples to it and joins it after it set dict_ready, then
- *    stores the dictionary itself; it touches nothing else. Training takes ~0.3 s of CPU, which
+ *  - The dictionary trainers (struct trainer: one thread per kind, chunks and access-log
+ *    records, once per process while the database has no dictionary of that kind): the writer
+ *    moves its samples to it and joins it after it set ready, then stores the dictionary
+ *    itself; it touches nothing else. Training takes ~0.3 s of CPU, which
  *    on the writer thread was a stall that every request waiting for a commit shared.
  *  - The checkpointer thread owns a connection of its own (ckpt_db) and only checkpoints
  *    (PASSIVE) when the writer's WAL hook says the WAL passed CKPT_PAGES. A checkpoint (page
@@ -148,7 +149,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -183,6 +184,14 @@
 #define LOG_DICT_BYTES (32u << 10)
 #define LOG_DICT_ID_BASE 0x4c4f0000u /* "LO": ids 0x4c4f0000..0x4c4fffff */
 #define LOG_DICT_ID_SQL "1280245760 AND 1280311295"
+/* Access-log blocks (see DESIGN): records per block, encoded bytes per block, and the most
+ * start time between a block's first and last record (LOG_BLOCK_SPAN_US is in storage_int.h:
+ * readers widen their windows by it). */
+#define LOG_BLOCK_RECORDS 512u
+#define LOG_BLOCK_RAW (1u << 20)
+/* A retention step deletes at most this many blocks for max_rows rows (a block holds up to
+ * LOG_BLOCK_RECORDS records: a step stays about as long as with one row per record). */
+#define LOG_BLOCK_STEP(max_rows) ((max_rows) / 16 ? (max_rows) / 16 : 1)
 /* Fine (10 s) rollups are merged into 1 min rows once this old: a dashboard zooms into the last
  * hours; beyond them a minute is fine enough and six times smaller. */
 #define ROLLUP_DOWNSAMPLE_AFTER_S (6 * 3600)
@@ -435,6 +444,8 @@ enum {
     W_LOG_INSERT,
     W_DEL_LOGS_BEFORE,
     W_DEL_LOGS_OLDEST,
+    W_DEL_BLOCKS_BEFORE,
+    W_DEL_BLOCKS_OLDEST,
     W_LOG_DICT_LATEST,
     W_COUNT
 };
@@ -488,11 +499,17 @@ static const char *const writer_sql[W_COUNT] = {
     [W_DICT_INSERT] = "INSERT INTO dicts(id, data) VALUES(?1, ?2)",
     [W_DICT_LATEST] = "SELECT data FROM dicts WHERE id NOT BETWEEN " LOG_DICT_ID_SQL
                       " ORDER BY rowid DESC LIMIT 1",
-    [W_LOG_DICT_LATEST] = "SELECT data FROM dicts WHERE id BETWEEN " LOG_DICT_ID_SQL
-                          " ORDER BY rowid DESC LIMIT 1",
-    [W_LOG_INSERT] = ("INSERT INTO access_logs(recv_minute, time_us, service_id, trace_key, "
-                      "response_code, error, data, request_key, duration_ms) VALUES(?1, ?2, ?3, "
-                      "?4, ?5, ?6, ?7, ?8, ?9)"),
+    [W_LOG_DICT_LATEST] =
+        "SELECT data FROM dicts WHERE id BETWEEN " LOG_DICT_ID_SQL " ORDER BY rowid DESC LIMIT 1",
+    [W_LOG_INSERT] = ("INSERT INTO access_log_blocks(recv_minute, service_id, min_time_us, "
+                      "max_time_us, n, errors, codes, min_dur_ms, max_dur_ms, bloom, data) "
+                      "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+    /* Blocks as the rows below, each returning its record count. */
+    [W_DEL_BLOCKS_BEFORE] = ("DELETE FROM access_log_blocks WHERE id IN (SELECT id FROM (SELECT "
+                             "id, recv_minute FROM access_log_blocks ORDER BY id LIMIT ?2) WHERE "
+                             "recv_minute < ?1) RETURNING n"),
+    [W_DEL_BLOCKS_OLDEST] = ("DELETE FROM access_log_blocks WHERE id IN (SELECT id FROM "
+                             "access_log_blocks ORDER BY id LIMIT ?1) RETURNING n"),
     /* The oldest ?2 rows by id (receive order), of which those received before minute ?1:
      * bounded work whatever the table size. */
     [W_DEL_LOGS_BEFORE] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM (SELECT id, "
@@ -562,11 +579,21 @@ static const char schema_v3[] =
      "CREATE INDEX access_logs_trace ON access_logs(trace_key) WHERE trace_key IS NOT NULL;");
 
 /* v4 -> v5: the access-log columns of /api/logs?requestId= and ?minDuration= (see above). */
-static const char schema_v5[] =
-    ("ALTER TABLE access_logs ADD COLUMN request_key INTEGER;"
-     "ALTER TABLE access_logs ADD COLUMN duration_ms INTEGER;"
-     "CREATE INDEX access_logs_request ON access_logs(request_key)"
-     " WHERE request_key IS NOT NULL;");
+static const char schema_v5[] = ("ALTER TABLE access_logs ADD COLUMN request_key INTEGER;"
+                                 "ALTER TABLE access_logs ADD COLUMN duration_ms INTEGER;"
+                                 "CREATE INDEX access_logs_request ON access_logs(request_key)"
+                                 " WHERE request_key IS NOT NULL;");
+
+/* v5 -> v6: access-log records in blocks (see DESIGN). The v3 table stays for the rows stored
+ * before (read beside the blocks until retention has deleted them); nothing writes it. */
+static const char schema_v6[] =
+    ("CREATE TABLE access_log_blocks(id INTEGER PRIMARY KEY, recv_minute INTEGER NOT NULL,"
+     " service_id INTEGER NOT NULL, min_time_us INTEGER NOT NULL, max_time_us INTEGER NOT NULL,"
+     " n INTEGER NOT NULL, errors INTEGER NOT NULL, codes INTEGER NOT NULL,"
+     " min_dur_ms INTEGER NOT NULL, max_dur_ms INTEGER NOT NULL, bloom BLOB NOT NULL,"
+     " data BLOB NOT NULL);"
+     "CREATE INDEX access_log_blocks_service ON access_log_blocks(service_id, max_time_us);"
+     "CREATE INDEX access_log_blocks_time ON access_log_blocks(max_time_us);");
 
 /* One span of a write call, with what the writer derives from it. */
 struct put_entry {
@@ -598,6 +625,24 @@ struct edge {
 struct res_slot {
     const struct resource *res;
     int64_t service_id;
+};
+
+/* Samples for a compression dictionary and the thread that trains it (see DESIGN, threads):
+ * the writer appends samples, then trainer_start moves them to the thread; trainer_done joins
+ * it once ready is set, leaving the result in dict / len (a size or a ZDICT error code). */
+struct trainer {
+    struct buf samples; /* raw encodings kept for training (writer) */
+    size_t *sizes;
+    size_t n, cap;
+    bool failed;  /* training or storing failed once: no retry in this process */
+    bool running; /* the thread owns the fields below until ready */
+    pthread_t thread;
+    struct buf train;
+    size_t *train_sizes, train_n;
+    size_t dict_bytes;
+    void *dict;
+    size_t len;
+    atomic_bool ready;
 };
 
 struct store {
@@ -634,21 +679,9 @@ struct store {
     int64_t next_index_id;
     int64_t mark_minute; /* receive minute of the last mark written; -1 = unknown */
     int64_t test_now_us;
-    ZSTD_CDict *cdict;      /* NULL until the database has a dictionary */
-    struct buf samples;     /* raw chunk encodings kept for training */
-    size_t *sample_sizes;
-    size_t n_samples, cap_samples;
-    size_t dict_threshold;  /* sample bytes that trigger training (DICT_SAMPLE_BYTES) */
-    bool dict_failed;       /* training failed once: do not retry in this process */
-    /* Dictionary training off the writer thread (see DESIGN): the samples move to the trainer,
-     * which sets dict_ready when train_len holds the result (a size or a ZDICT error code). */
-    bool dict_training;
-    pthread_t dict_thread;
-    struct buf train_samples;
-    size_t *train_sizes, train_n;
-    void *train_dict;
-    size_t train_len;
-    atomic_bool dict_ready;
+    ZSTD_CDict *cdict;     /* NULL until the database has a dictionary */
+    struct trainer train;  /* chunk samples and their trainer */
+    size_t dict_threshold; /* sample bytes that trigger training (DICT_SAMPLE_BYTES) */
     /* WAL checkpoints off the writer thread (see DESIGN): the writer's WAL hook wakes the
      * checkpointer, which checkpoints PASSIVE through its own connection. */
     sqlite3 *ckpt_db;
@@ -658,12 +691,15 @@ struct store {
     pthread_cond_t ckpt_cv;
     bool ckpt_want, ckpt_stop, ckpt_busy; /* under ckpt_mu */
     int ckpt_done_frames;                 /* under ckpt_mu: WAL frames its last run copied */
-    ZSTD_CCtx *log_cctx;    /* access-log records (their own dictionary, LOG_DICT_*) */
-    ZSTD_CDict *log_cdict;  /* NULL until the database has an access-log dictionary */
-    struct buf log_samples; /* raw record encodings kept for training */
-    size_t *log_sample_sizes;
-    size_t n_log_samples, cap_log_samples;
-    bool log_dict_failed;
+    ZSTD_CCtx *log_cctx;      /* access-log records (their own dictionary, LOG_DICT_*) */
+    ZSTD_CDict *log_cdict;    /* NULL until the database has an access-log dictionary */
+    struct trainer log_train; /* record samples and their trainer */
+    struct log_ent *log_ents; /* write_logs scratch: the records of a write call */
+    size_t cap_log_ents;
+    int64_t *log_keys; /* a block's trace and request keys */
+    size_t cap_log_keys;
+    struct buf rec;   /* one record's encoding */
+    struct buf bloom; /* a block's bloom filter */
     struct read_pool *pool;
     _Atomic uint64_t spans_stored;
     _Atomic uint64_t chunks_stored;
@@ -754,66 +790,33 @@ static int migrate(sqlite3 *db)
                 (long long)version, SCHEMA_VERSION);
         return -EINVAL;
     }
-    if (version < 1) {
+    static const struct {
+        const char *sql, *what;
+    } steps[SCHEMA_VERSION] = {
+        {schema_v1, "created schema version 1"},
+        {schema_v2, "edge rollups with latency"},
+        {schema_v3, "access logs"},
+        {schema_v4, "edge rollup summaries"},
+        {schema_v5, "access-log request keys"},
+        {schema_v6, "access-log blocks"},
+    };
+    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+        char set[40];
+        snprintf(set, sizeof set, "PRAGMA user_version = %d", (int)v + 1);
         rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
-        if (!rc) rc = exec_sql(db, schema_v1, "create schema v1");
-        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 1", "migrate");
+        if (!rc) rc = exec_sql(db, steps[v].sql, steps[v].what);
+        if (!rc) rc = exec_sql(db, set, "migrate");
         if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
         if (rc) {
             sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
             return rc;
         }
-        log_msg(LOG_INFO, "store: created schema version 1");
+        if (v == 0)
+            log_msg(LOG_INFO, "store: %s", steps[v].what);
+        else
+            log_msg(LOG_INFO, "store: schema version %lld -> %lld (%s)", (long long)v,
+                    (long long)v + 1, steps[v].what);
     }
-    if (version < 2) {
-        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
-        if (!rc) rc = exec_sql(db, schema_v2, "migrate schema to v2");
-        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 2", "migrate");
-        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
-        if (rc) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
-        log_msg(LOG_INFO, "store: schema version %lld -> 2 (edge rollups with latency)",
-                (long long)(version < 1 ? 1 : version));
-    }
-    if (version < 3) {
-        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
-        if (!rc) rc = exec_sql(db, schema_v3, "migrate schema to v3");
-        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 3", "migrate");
-        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
-        if (rc) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
-        log_msg(LOG_INFO, "store: schema version %lld -> 3 (access logs)",
-                (long long)(version < 2 ? 2 : version));
-    }
-    if (version < 4) {
-        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
-        if (!rc) rc = exec_sql(db, schema_v4, "migrate schema to v4");
-        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 4", "migrate");
-        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
-        if (rc) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
-        log_msg(LOG_INFO, "store: schema version %lld -> 4 (edge rollup summaries)",
-                (long long)(version < 3 ? 3 : version));
-    }
-    if (version < 5) {
-        rc = exec_sql(db, "BEGIN IMMEDIATE", "migrate");
-        if (!rc) rc = exec_sql(db, schema_v5, "migrate schema to v5");
-        if (!rc) rc = exec_sql(db, "PRAGMA user_version = 5", "migrate");
-        if (!rc) rc = exec_sql(db, "COMMIT", "migrate");
-        if (rc) {
-            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-            return rc;
-        }
-        log_msg(LOG_INFO, "store: schema version %lld -> 5 (access-log request keys)",
-                (long long)(version < 4 ? 4 : version));
-    }
-    /* Future versions: if (version < 6) { ALTER ...; PRAGMA user_version = 6 } */
     return 0;
 }
 
@@ -840,8 +843,8 @@ static int use_dict(struct store *st, const void *dict, size_t len)
     }
     ZSTD_freeCDict(st->cdict);
     st->cdict = cd;
-    buf_free(&st->samples);
-    st->n_samples = 0;
+    buf_free(&st->train.samples);
+    st->train.n = 0;
     return 0;
 }
 
@@ -857,45 +860,87 @@ static int load_dict(struct store *st)
     return err;
 }
 
-/* Keeps a raw chunk encoding as a training sample; trains, stores and starts using a
- * dictionary once there are enough. Runs outside the write transaction (the dictionary must
- * be committed before any chunk uses it). Failures only mean no dictionary. */
-static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
+/* Keeps a raw encoding as a training sample, up to max_n samples or max_bytes. */
+static void trainer_sample(struct trainer *t, const uint8_t *raw, size_t len, size_t max_n,
+                           size_t max_bytes)
 {
-    if (st->cdict || st->dict_failed || st->dict_training) return;
-    if (st->n_samples < DICT_MAX_SAMPLES && buf_reserve(&st->samples, len) == 0 &&
-        grow((void **)&st->sample_sizes, &st->cap_samples, st->n_samples + 1,
-             sizeof *st->sample_sizes) == 0) {
-        memcpy(st->samples.p + st->samples.len, raw, len);
-        st->samples.len += len;
-        st->sample_sizes[st->n_samples++] = len;
+    if (t->failed || t->running || t->n >= max_n || t->samples.len >= max_bytes) return;
+    if (buf_reserve(&t->samples, len) == 0 &&
+        grow((void **)&t->sizes, &t->cap, t->n + 1, sizeof *t->sizes) == 0) {
+        memcpy(t->samples.p + t->samples.len, raw, len);
+        t->samples.len += len;
+        t->sizes[t->n++] = len;
     }
 }
 
-static void *train_dict_main(void *arg)
+static void *trainer_main(void *arg)
 {
-    struct store *st = arg;
-    st->train_dict = malloc(DICT_BYTES);
-    st->train_len = st->train_dict ? ZDICT_trainFromBuffer(st->train_dict, DICT_BYTES,
-                                                           st->train_samples.p, st->train_sizes,
-                                                           (unsigned)st->train_n)
-                                   : 0;
-    atomic_store(&st->dict_ready, true);
+    struct trainer *t = arg;
+    t->dict = malloc(t->dict_bytes);
+    t->len = t->dict ? ZDICT_trainFromBuffer(t->dict, t->dict_bytes, t->train.p, t->train_sizes,
+                                             (unsigned)t->train_n)
+                     : 0;
+    atomic_store(&t->ready, true);
     return NULL;
 }
 
-/* Writer thread, once the trainer is done (joined): stores the dictionary in its own
- * transaction and starts using it. */
+/* Moves the samples to a training thread (or trains here when no thread can be had). */
+static void trainer_start(struct trainer *t, size_t dict_bytes)
+{
+    t->train = t->samples;
+    t->train_sizes = t->sizes;
+    t->train_n = t->n;
+    t->samples = (struct buf){0};
+    t->sizes = NULL;
+    t->n = t->cap = 0;
+    t->dict_bytes = dict_bytes;
+    t->running = true;
+    atomic_store(&t->ready, false);
+    if (pthread_create(&t->thread, NULL, trainer_main, t) != 0) {
+        trainer_main(t);
+        t->thread = pthread_self();
+    }
+}
+
+/* True, with t->dict / t->len set (the caller frees dict), once a started training is over;
+ * wait: block for it. */
+static bool trainer_done(struct trainer *t, bool wait)
+{
+    if (!t->running || (!wait && !atomic_load(&t->ready))) return false;
+    if (!pthread_equal(t->thread, pthread_self())) pthread_join(t->thread, NULL);
+    t->running = false;
+    buf_free(&t->train);
+    free(t->train_sizes);
+    t->train_sizes = NULL;
+    return true;
+}
+
+static void trainer_free(struct trainer *t)
+{
+    trainer_done(t, true);
+    free(t->dict);
+    buf_free(&t->samples);
+    free(t->sizes);
+}
+
+/* Keeps a raw chunk encoding as a training sample (until the database has a dictionary). */
+static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
+{
+    if (st->cdict) return;
+    trainer_sample(&st->train, raw, len, DICT_MAX_SAMPLES, SIZE_MAX);
+}
+
+/* Writer thread, once the trainer is done: stores the dictionary in its own transaction and
+ * starts using it. */
 static void finish_dict(struct store *st)
 {
-    void *dict = st->train_dict;
-    size_t len = st->train_len;
-    st->dict_training = false;
-    atomic_store(&st->dict_ready, false);
+    void *dict = st->train.dict;
+    size_t len = st->train.len;
+    st->train.dict = NULL;
     if (!dict || ZDICT_isError(len)) {
         log_msg(LOG_WARN, "store: no compression dictionary: %s",
                 dict ? ZDICT_getErrorName(len) : "out of memory");
-        st->dict_failed = true;
+        st->train.failed = true;
         goto done;
     }
     unsigned id = ZDICT_getDictID(dict, len);
@@ -903,46 +948,33 @@ static void finish_dict(struct store *st)
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_blob(s, 2, dict, (int)len, SQLITE_STATIC);
     if (step_done(st, s, "store dictionary") != 0) { /* autocommit: its own transaction */
-        st->dict_failed = true;
+        st->train.failed = true;
         goto done;
     }
-    if (use_dict(st, dict, len) != 0) st->dict_failed = true;
-    else log_msg(LOG_INFO, "store: compression dictionary %u (%zu bytes) from %zu samples", id,
-                 len, st->train_n);
+    if (use_dict(st, dict, len) != 0)
+        st->train.failed = true;
+    else
+        log_msg(LOG_INFO, "store: compression dictionary %u (%zu bytes) from %zu samples", id, len,
+                st->train.train_n);
 done:
     free(dict);
-    st->train_dict = NULL;
-    buf_free(&st->train_samples);
-    free(st->train_sizes);
-    st->train_sizes = NULL;
-    st->train_n = 0;
 }
 
 /* Starts training once there are enough samples (on a thread of its own: training takes a
  * few hundred ms of CPU, which would stall every request waiting for the writer's next
  * commit), and picks the result up on a later call. wait: block for a running trainer
- * (store_close). */
+ * (store_close). Outside the write transaction (the dictionary must be committed before any
+ * chunk uses it). Failures only mean no dictionary. */
 static void maybe_train_dict(struct store *st, bool wait)
 {
-    if (st->dict_training) {
-        if (!wait && !atomic_load(&st->dict_ready)) return;
-        pthread_join(st->dict_thread, NULL);
+    if (trainer_done(&st->train, wait)) {
         finish_dict(st);
         return;
     }
-    if (wait || st->cdict || st->dict_failed) return;
-    if (st->samples.len < st->dict_threshold && st->n_samples < DICT_MAX_SAMPLES) return;
-    st->train_samples = st->samples;
-    st->train_sizes = st->sample_sizes;
-    st->train_n = st->n_samples;
-    st->samples = (struct buf){0};
-    st->sample_sizes = NULL;
-    st->n_samples = st->cap_samples = 0;
-    st->dict_training = true;
-    if (pthread_create(&st->dict_thread, NULL, train_dict_main, st) != 0) {
-        train_dict_main(st); /* no thread: train here */
-        finish_dict(st);
-    }
+    if (wait || st->cdict || st->train.failed || st->train.running) return;
+    if (st->train.samples.len < st->dict_threshold && st->train.n < DICT_MAX_SAMPLES) return;
+    trainer_start(&st->train, DICT_BYTES);
+    if (trainer_done(&st->train, false)) finish_dict(st); /* trained here, without a thread */
 }
 
 /* ----- checkpointer ------------------------------------------------------------------------ */
@@ -1056,8 +1088,8 @@ static int use_log_dict(struct store *st, const void *dict, size_t len)
     }
     ZSTD_freeCDict(st->log_cdict);
     st->log_cdict = cd;
-    buf_free(&st->log_samples);
-    st->n_log_samples = 0;
+    buf_free(&st->log_train.samples);
+    st->log_train.n = 0;
     return 0;
 }
 
@@ -1077,34 +1109,21 @@ static int load_log_dict(struct store *st)
 /* Keeps a raw record encoding as a training sample (until the dictionary exists). */
 static void sample_log(struct store *st, const uint8_t *raw, size_t len)
 {
-    if (st->log_cdict || st->log_dict_failed || st->n_log_samples >= LOG_DICT_MAX_SAMPLES ||
-        st->log_samples.len >= LOG_DICT_SAMPLE_BYTES)
-        return;
-    if (buf_reserve(&st->log_samples, len) == 0 &&
-        grow((void **)&st->log_sample_sizes, &st->cap_log_samples, st->n_log_samples + 1,
-             sizeof *st->log_sample_sizes) == 0) {
-        memcpy(st->log_samples.p + st->log_samples.len, raw, len);
-        st->log_samples.len += len;
-        st->log_sample_sizes[st->n_log_samples++] = len;
-    }
+    if (st->log_cdict) return;
+    trainer_sample(&st->log_train, raw, len, LOG_DICT_MAX_SAMPLES, LOG_DICT_SAMPLE_BYTES);
 }
 
-/* Trains, stores and starts using the access-log dictionary once there are enough samples;
- * outside the write transaction, like maybe_train_dict. Failures only mean no dictionary. */
-static void maybe_train_log_dict(struct store *st)
+/* Writer thread, once the access-log trainer is done: stores its dictionary (its own
+ * transaction) under an id in the access-log range and starts using it. */
+static void finish_log_dict(struct store *st)
 {
-    if (st->log_cdict || st->log_dict_failed) return;
-    if (st->n_log_samples < LOG_DICT_MAX_SAMPLES && st->log_samples.len < LOG_DICT_SAMPLE_BYTES)
-        return;
-    uint8_t *dict = malloc(LOG_DICT_BYTES);
-    size_t len = dict ? ZDICT_trainFromBuffer(dict, LOG_DICT_BYTES, st->log_samples.p,
-                                              st->log_sample_sizes,
-                                              (unsigned)st->n_log_samples)
-                      : 0;
+    uint8_t *dict = st->log_train.dict;
+    size_t len = st->log_train.len;
+    st->log_train.dict = NULL;
     if (!dict || ZDICT_isError(len) || len < 8) {
         log_msg(LOG_WARN, "store: no access-log dictionary: %s",
                 dict && ZDICT_isError(len) ? ZDICT_getErrorName(len) : "out of memory");
-        st->log_dict_failed = true;
+        st->log_train.failed = true;
         goto done;
     }
     /* The dictionary header is magic (4 bytes) then the id (u32 little endian): put it in the
@@ -1115,17 +1134,30 @@ static void maybe_train_log_dict(struct store *st)
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_blob(s, 2, dict, (int)len, SQLITE_STATIC);
     if (step_done(st, s, "store access-log dictionary") != 0) {
-        st->log_dict_failed = true;
+        st->log_train.failed = true;
         goto done;
     }
-    size_t n_samples = st->n_log_samples;
-    if (use_log_dict(st, dict, len) != 0) st->log_dict_failed = true;
-    else log_msg(LOG_INFO, "store: access-log dictionary %u (%zu bytes) from %zu samples",
-                 (unsigned)id, len, n_samples);
+    if (use_log_dict(st, dict, len) != 0)
+        st->log_train.failed = true;
+    else
+        log_msg(LOG_INFO, "store: access-log dictionary %u (%zu bytes) from %zu samples",
+                (unsigned)id, len, st->log_train.train_n);
 done:
     free(dict);
-    buf_free(&st->log_samples);
-    st->n_log_samples = 0;
+}
+
+/* maybe_train_dict for the access-log dictionary. */
+static void maybe_train_log_dict(struct store *st, bool wait)
+{
+    if (trainer_done(&st->log_train, wait)) {
+        finish_log_dict(st);
+        return;
+    }
+    if (wait || st->log_cdict || st->log_train.failed || st->log_train.running) return;
+    if (st->log_train.n < LOG_DICT_MAX_SAMPLES && st->log_train.samples.len < LOG_DICT_SAMPLE_BYTES)
+        return;
+    trainer_start(&st->log_train, LOG_DICT_BYTES);
+    if (trainer_done(&st->log_train, false)) finish_log_dict(st);
 }
 
 static void disable_memstatus(void)
@@ -1243,7 +1275,10 @@ fail:
 void store_close(struct store *st)
 {
     if (!st) return;
-    if (st->db) maybe_train_dict(st, true); /* a running trainer's dictionary is kept */
+    if (st->db) { /* a running trainer's dictionary is kept */
+        maybe_train_dict(st, true);
+        maybe_train_log_dict(st, true);
+    }
     stop_checkpointer(st);
     read_pool_destroy(st->pool);
     for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(st->stmt[i]);
@@ -1255,16 +1290,15 @@ void store_close(struct store *st)
     }
     ZSTD_freeCCtx(st->cctx);
     ZSTD_freeCDict(st->cdict);
-    buf_free(&st->samples);
-    free(st->sample_sizes);
-    buf_free(&st->train_samples);
-    free(st->train_sizes);
-    free(st->train_dict);
+    trainer_free(&st->train);
     ZSTD_freeCCtx(st->log_cctx);
     ZSTD_freeCDict(st->log_cdict);
-    buf_free(&st->log_samples);
-    free(st->log_sample_sizes);
+    trainer_free(&st->log_train);
     buf_free(&st->enc);
+    buf_free(&st->rec);
+    buf_free(&st->bloom);
+    free(st->log_ents);
+    free(st->log_keys);
     buf_free(&st->comp);
     buf_free(&st->opkey);
     intern_clear(&st->services);
@@ -1990,12 +2024,93 @@ static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
                     l->duration_ms > 0 ? l->duration_ms * 1000 : 0);
 }
 
-/* Writes the access-log records of the batches (store_put_batches' transaction) and adds their
- * service-graph calls to st->edges (log_edge). */
-static int write_logs(struct store *st, struct span_batch *const *batches, size_t n,
+/* A record of a write call on its way into a block. */
+struct log_ent {
+    int64_t sid;
+    int64_t time_us;
+    const struct access_log *l;
+};
+
+static int log_ent_cmp(const void *x, const void *y)
+{
+    const struct log_ent *a = x, *b = y;
+    if (a->sid != b->sid) return a->sid < b->sid ? -1 : 1;
+    return (a->time_us > b->time_us) - (a->time_us < b->time_us);
+}
+
+/* The status classes of access_log_blocks.codes: bit 0 for no code (0 or absent), bit c/100
+ * for 1xx..5xx, bit 6 for anything else. */
+static unsigned code_class_bit(int64_t code)
+{
+    return code <= 0 ? 1u : code < 600 ? 1u << (code / 100) : 1u << 6;
+}
+
+/* Writes records ents[0..n) (one service, sorted by time) as one block row. */
+static int write_log_block(struct store *st, const struct log_ent *ents, size_t n, int64_t minute)
+{
+    int rc = alog_block_start(&st->enc);
+    int64_t errors = 0, min_dur = -1, max_dur = -1;
+    unsigned codes = 0;
+    size_t n_keys = 0;
+    if (!rc) rc = grow((void **)&st->log_keys, &st->cap_log_keys, 2 * n, sizeof *st->log_keys);
+    for (size_t i = 0; i < n && !rc; i++) {
+        const struct access_log *l = ents[i].l;
+        st->rec.len = 0;
+        if ((rc = alog_encode(&st->rec, l)) ||
+            (rc = alog_block_add(&st->enc, st->rec.p, st->rec.len)))
+            break;
+        sample_log(st, st->rec.p, st->rec.len);
+        if ((rc = log_edge(st, l, ents[i].sid))) break;
+        errors += access_log_is_error(l);
+        codes |= code_class_bit(l->response_code);
+        if (l->duration_ms >= 0) {
+            if (min_dur < 0 || l->duration_ms < min_dur) min_dur = l->duration_ms;
+            if (l->duration_ms > max_dur) max_dur = l->duration_ms;
+        }
+        if (l->has_trace_id) st->log_keys[n_keys++] = trace_key_of(l->trace_id);
+        const struct mstr *rid = &l->str[ALOG_REQUEST_ID];
+        if (rid->ptr && rid->len) st->log_keys[n_keys++] = request_key_of(rid->ptr, rid->len);
+    }
+    if (rc) return rc;
+    size_t bloom_len = n_keys ? alog_bloom_bytes(n_keys) : 0;
+    st->bloom.len = 0;
+    if (buf_reserve(&st->bloom, bloom_len + 1) != 0) return -ENOMEM;
+    memset(st->bloom.p, 0, bloom_len);
+    for (size_t i = 0; i < n_keys; i++)
+        alog_bloom_add(st->bloom.p, bloom_len, st->log_keys[i]);
+    size_t bound = ZSTD_compressBound(st->enc.len);
+    st->comp.len = 0;
+    if (buf_reserve(&st->comp, bound) != 0) return -ENOMEM;
+    size_t clen = ZSTD_compress2(st->log_cctx, st->comp.p, bound, st->enc.p, st->enc.len);
+    if (ZSTD_isError(clen)) {
+        log_ratelimited(LOG_ERROR, "store-zstd", "store: compress: %s", ZSTD_getErrorName(clen));
+        return -EIO;
+    }
+    sqlite3_stmt *s = st->stmt[W_LOG_INSERT];
+    sqlite3_bind_int64(s, 1, minute);
+    sqlite3_bind_int64(s, 2, ents[0].sid);
+    sqlite3_bind_int64(s, 3, ents[0].time_us);
+    sqlite3_bind_int64(s, 4, ents[n - 1].time_us);
+    sqlite3_bind_int64(s, 5, (int64_t)n);
+    sqlite3_bind_int64(s, 6, errors);
+    sqlite3_bind_int64(s, 7, codes);
+    sqlite3_bind_int64(s, 8, min_dur);
+    sqlite3_bind_int64(s, 9, max_dur);
+    sqlite3_bind_blob(s, 10, st->bloom.p, (int)bloom_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 11, st->comp.p, (int)clen, SQLITE_STATIC);
+    return step_done(st, s, "insert access-log block");
+}
+
+/* Writes the access-log records of the batches (store_put_batches' transaction) in blocks and
+ * adds their service-graph calls to st->edges (log_edge): the records are sorted by (service,
+ * start time) and cut into blocks of one service, at most LOG_BLOCK_RECORDS records,
+ * LOG_BLOCK_RAW encoded bytes and LOG_BLOCK_SPAN_US between the first and the last start. */
+static int write_logs(struct store *st, struct span_batch *const *batches, size_t n, size_t total,
                       int64_t minute)
 {
-    sqlite3_stmt *s = st->stmt[W_LOG_INSERT];
+    int rc = grow((void **)&st->log_ents, &st->cap_log_ents, total, sizeof *st->log_ents);
+    if (rc) return rc;
+    size_t m = 0;
     for (size_t b = 0; b < n; b++) {
         for (uint32_t i = 0; i < batches[b]->n_logs; i++) {
             const struct access_log *l = &batches[b]->logs[i];
@@ -2003,40 +2118,29 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
                                   ? l->str[ALOG_SERVICE].ptr
                                   : "unknown_service";
             int64_t sid;
-            int rc = service_id(st, svc, &sid);
-            if (rc) return rc;
-            st->enc.len = 0;
-            if ((rc = alog_encode(&st->enc, l))) return rc;
-            size_t bound = ZSTD_compressBound(st->enc.len);
-            st->comp.len = 0;
-            if (buf_reserve(&st->comp, bound) != 0) return -ENOMEM;
-            size_t clen = ZSTD_compress2(st->log_cctx, st->comp.p, bound, st->enc.p,
-                                         st->enc.len);
-            if (ZSTD_isError(clen)) {
-                log_ratelimited(LOG_ERROR, "store-zstd", "store: compress: %s",
-                                ZSTD_getErrorName(clen));
-                return -EIO;
-            }
-            sample_log(st, st->enc.p, st->enc.len);
-            if ((rc = log_edge(st, l, sid))) return rc;
-            sqlite3_bind_int64(s, 1, minute);
-            sqlite3_bind_int64(s, 2, (int64_t)(l->time_unix_nano / 1000));
-            sqlite3_bind_int64(s, 3, sid);
-            if (l->has_trace_id) sqlite3_bind_int64(s, 4, trace_key_of(l->trace_id));
-            else sqlite3_bind_null(s, 4);
-            sqlite3_bind_int64(s, 5, l->response_code);
-            sqlite3_bind_int(s, 6, access_log_is_error(l) ? 1 : 0);
-            sqlite3_bind_blob(s, 7, st->comp.p, (int)clen, SQLITE_STATIC);
-            const struct mstr *rid = &l->str[ALOG_REQUEST_ID];
-            if (rid->ptr && rid->len)
-                sqlite3_bind_int64(s, 8, request_key_of(rid->ptr, rid->len));
-            else
-                sqlite3_bind_null(s, 8);
-            sqlite3_bind_int64(s, 9, l->duration_ms >= 0 ? l->duration_ms : -1);
-            if ((rc = step_done(st, s, "insert access log"))) return rc;
+            if ((rc = service_id(st, svc, &sid))) return rc;
+            st->log_ents[m++] = (struct log_ent){sid, (int64_t)(l->time_unix_nano / 1000), l};
         }
     }
-    return 0;
+    qsort(st->log_ents, m, sizeof *st->log_ents, log_ent_cmp);
+    size_t first = 0, raw = 0;
+    for (size_t i = 0; i < m && !rc; i++) {
+        const struct log_ent *e = &st->log_ents[i];
+        /* Each record's encoding is a little over its strings; a close enough measure here. */
+        size_t len = 64;
+        for (int k = 0; k < ALOG_STR_COUNT; k++)
+            len += e->l->str[k].len;
+        if (i > first && (e->sid != st->log_ents[first].sid || i - first >= LOG_BLOCK_RECORDS ||
+                          raw + len > LOG_BLOCK_RAW ||
+                          e->time_us - st->log_ents[first].time_us > LOG_BLOCK_SPAN_US)) {
+            rc = write_log_block(st, st->log_ents + first, i - first, minute);
+            first = i;
+            raw = 0;
+        }
+        raw += len;
+    }
+    if (!rc && m > first) rc = write_log_block(st, st->log_ents + first, m - first, minute);
+    return rc;
 }
 
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n)
@@ -2087,7 +2191,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
         st->n_adds = st->n_removes = 0;
     }
     /* Records add their calls to the spans' edges: one upsert per (bucket, edge) for both. */
-    if (total_logs && (rc = write_logs(st, batches, n, minute))) goto fail;
+    if (total_logs && (rc = write_logs(st, batches, n, total_logs, minute))) goto fail;
     if (st->n_edges && (rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
     if (minute != st->mark_minute) {
         sqlite3_stmt *m = st->stmt[W_MARK_INSERT];
@@ -2100,7 +2204,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     st->mark_minute = minute;
     apply_pending(st, now);
     maybe_train_dict(st, false);
-    maybe_train_log_dict(st);
+    maybe_train_log_dict(st, false);
     atomic_fetch_add(&st->spans_stored, total);
     atomic_fetch_add(&st->logs_stored, total_logs);
     atomic_fetch_add(&st->chunks_stored, chunks);
@@ -2144,6 +2248,22 @@ static int delete_before(struct store *st, int which, int64_t before, unsigned m
     sqlite3_bind_int64(s, 1, before);
     if (max) sqlite3_bind_int64(s, 2, max);
     return step_done(st, s, what);
+}
+
+/* Deletes access-log blocks with statement which (W_DEL_BLOCKS_*: ?1 before, ?2 max when
+ * max), adding the records they held to *records. */
+static int delete_blocks(struct store *st, int which, int64_t before, unsigned max,
+                         uint64_t *records)
+{
+    sqlite3_stmt *s = st->stmt[which];
+    sqlite3_bind_int64(s, 1, before);
+    if (max) sqlite3_bind_int64(s, 2, max);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        *records += (uint64_t)sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc == SQLITE_DONE ? 0 : store_sqlite_err(st->db, rc, "delete access-log blocks");
 }
 
 /* Merges up to max fine (10 s) rollup rows whose bucket started ROLLUP_DOWNSAMPLE_AFTER_S
@@ -2216,6 +2336,9 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
                                 "delete access logs")))
             goto fail;
         logs += (uint64_t)sqlite3_changes(st->db);
+        if ((rc = delete_blocks(st, W_DEL_BLOCKS_BEFORE, cutoff_minute, LOG_BLOCK_STEP(max_rows),
+                                &logs)))
+            goto fail;
     }
     if ((rc = downsample(st, now, max_rows))) goto fail;
     if (st->opts.max_db_bytes > 0 && spans == 0) {
@@ -2228,6 +2351,8 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             if ((rc = delete_before(st, W_DEL_LOGS_OLDEST, max_rows, 0, "delete access logs")))
                 goto fail;
             logs += (uint64_t)sqlite3_changes(st->db);
+            if ((rc = delete_blocks(st, W_DEL_BLOCKS_OLDEST, LOG_BLOCK_STEP(max_rows), 0, &logs)))
+                goto fail;
             /* Oldest chunks go first; index rows go with the receive minutes fully deleted
              * (rows left pointing at deleted chunks only cost a failed lookup until then). */
             if ((rc = delete_chunks(st, INT64_MAX, max_rows, &spans, &last))) goto fail;
@@ -2272,6 +2397,12 @@ void store_get_stats(struct store *st, struct store_stats *out)
 void store_test_set_clock(struct store *st, int64_t now)
 {
     st->test_now_us = now;
+}
+
+void store_test_wait_dicts(struct store *st)
+{
+    maybe_train_dict(st, true);
+    maybe_train_log_dict(st, true);
 }
 
 void store_test_set_dict_threshold(struct store *st, size_t bytes)

@@ -59,6 +59,11 @@ enum {
     R_LOGS_REQUEST,
     R_LOGS_SERVICE,
     R_LOGS_ANY,
+    R_LBLK_SERVICE_DESC,
+    R_LBLK_SERVICE_ASC,
+    R_LBLK_ANY_DESC,
+    R_LBLK_ANY_ASC,
+    R_LBLK_DATA,
     R_COUNT
 };
 
@@ -93,6 +98,16 @@ enum {
     " AND (?8 = 0 OR duration_ms IS NULL OR duration_ms >= ?8)"                                    \
     " AND (?9 = 0 OR duration_ms IS NULL OR duration_ms BETWEEN 0 AND ?9)"
 
+/* Access-log blocks (schema v6) that may hold a record of the window: ?2 start, ?3 end +
+ * LOG_BLOCK_SPAN_US, ?4 end; ?5 errors only, ?6 the status classes wanted (codes bits, 0 any),
+ * ?7 / ?8 minimum and maximum duration_ms (0 any); in max_time_us order. */
+#define LBLK_SQL(service, order)                                                                   \
+    "SELECT id, max_time_us, bloom FROM access_log_blocks WHERE " service "max_time_us BETWEEN "   \
+    "?2 AND ?3 AND min_time_us <= ?4 AND (?5 = 0 OR errors > 0) AND (?6 = 0 OR (codes & ?6) != "   \
+    "0) AND (?7 = 0 OR max_dur_ms >= ?7) AND (?8 = 0 OR (min_dur_ms >= 0 AND min_dur_ms <= ?8)) "  \
+    "ORDER BY max_time_us " order
+#define LBLK_SERVICE "service_id = (SELECT id FROM services WHERE name = ?1) AND "
+
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
@@ -108,12 +123,15 @@ static const char *const reader_sql[R_COUNT] = {
     /* ?1, ?2: window start and end in whole seconds; a bucket overlaps the window when it
      * starts at or before the end and ends after the start (resolutions are at most 60 s). */
     /* Summed first, named after: the joins then run once per edge, not once per row. */
-    [R_DEPENDENCIES] = "SELECT p.name, c.name, e.calls, e.errors FROM (SELECT client_id, "
-                       "server_id, sum(calls) AS calls, sum(errors) AS errors FROM (" EDGE_ROWS(
-                           "client_id, server_id, calls, errors") ") "
-                       "WHERE client_id > 0 AND server_id > 0 GROUP BY client_id, server_id) e "
-                       "JOIN services p ON p.id = e.client_id JOIN services c ON c.id = "
-                       "e.server_id ORDER BY p.name, c.name",
+    [R_DEPENDENCIES] =
+        "SELECT p.name, c.name, e.calls, e.errors FROM (SELECT client_id, "
+        "server_id, sum(calls) AS calls, sum(errors) AS errors FROM (" EDGE_ROWS(
+            "client_id, server_id, calls, errors") ") "
+                                                   "WHERE client_id > 0 AND server_id > 0 GROUP BY "
+                                                   "client_id, server_id) e "
+                                                   "JOIN services p ON p.id = e.client_id JOIN "
+                                                   "services c ON c.id = "
+                                                   "e.server_id ORDER BY p.name, c.name",
     [R_GRAPH] = EDGE_ROWS("client_id, server_id, conn, calls, errors, hist"),
     [R_NODE_SERVICE] = "SELECT name, coalesce(namespace, '') FROM services WHERE id = ?1",
     [R_NODE_VIRTUAL] = "SELECT name FROM virtual_nodes WHERE id = ?1",
@@ -133,6 +151,11 @@ static const char *const reader_sql[R_COUNT] = {
                         "OR error = 1)" LOG_FILTERS " ORDER BY time_us DESC LIMIT ?5"),
     [R_LOGS_ANY] = ("SELECT data FROM access_logs WHERE time_us BETWEEN ?2 AND ?3 AND (?4 = 0 "
                     "OR error = 1)" LOG_FILTERS " ORDER BY id DESC LIMIT ?5"),
+    [R_LBLK_SERVICE_DESC] = LBLK_SQL(LBLK_SERVICE, "DESC"),
+    [R_LBLK_SERVICE_ASC] = LBLK_SQL(LBLK_SERVICE, "ASC"),
+    [R_LBLK_ANY_DESC] = LBLK_SQL("", "DESC"),
+    [R_LBLK_ANY_ASC] = LBLK_SQL("", "ASC"),
+    [R_LBLK_DATA] = "SELECT data FROM access_log_blocks WHERE id = ?1",
 };
 
 /* Dictionaries a connection keeps (a database normally has one; see store.c). */
@@ -376,7 +399,8 @@ static bool mstr_eq(struct mstr m, const char *s);
 static bool log_matches(const struct access_log *l, const struct log_query *q)
 {
     const struct mstr *svc = &l->str[ALOG_SERVICE];
-    if (q->service && !(svc->ptr && strcmp(svc->ptr, q->service) == 0)) return false;
+    if (q->service && !mstr_eq(*svc, q->service)) return false;
+    if (q->errors_only && !access_log_is_error(l)) return false;
     if (q->trace_id && !(l->has_trace_id && memcmp(l->trace_id, q->trace_id, 16) == 0))
         return false;
     if (q->request_id && !mstr_eq(l->str[ALOG_REQUEST_ID], q->request_id)) return false;
@@ -389,20 +413,117 @@ static bool log_matches(const struct access_log *l, const struct log_query *q)
     return true;
 }
 
-int store_find_logs(struct store *st, const struct log_query *q, struct span_batch **out)
+static int log_time_asc(const void *x, const void *y)
 {
-    *out = NULL;
-    struct span_batch *b = span_batch_create();
-    if (!b) return -ENOMEM;
-    unsigned limit = q->limit ? q->limit : LOG_QUERY_DEFAULT_LIMIT;
-    if (limit > LOG_QUERY_MAX_LIMIT) limit = LOG_QUERY_MAX_LIMIT;
-    int64_t start = q->start_us, end = q->end_us ? q->end_us : INT64_MAX;
-    struct reader *r;
-    int rc = checkout(st, &r);
-    if (rc) {
-        span_batch_destroy(b);
-        return rc;
+    const struct access_log *a = x, *b = y;
+    return (a->time_unix_nano > b->time_unix_nano) - (a->time_unix_nano < b->time_unix_nano);
+}
+
+static int log_time_desc(const void *x, const void *y)
+{
+    return log_time_asc(y, x);
+}
+
+/* Sorts b's records (oldest first when asc, else newest first) and keeps the first limit. */
+static void logs_sort_cut(struct span_batch *b, bool asc, unsigned limit)
+{
+    qsort(b->logs, b->n_logs, sizeof *b->logs, asc ? log_time_asc : log_time_desc);
+    if (b->n_logs > limit) b->n_logs = limit;
+}
+
+/* The codes bit of a status class (store.c code_class_bit): 0 none, 1..5, 6 anything else. */
+static int code_class(int64_t code)
+{
+    return code <= 0 ? 0 : code < 600 ? (int)(code / 100) : 6;
+}
+
+/* Appends to b the records of one block (compressed data) that fall in [start, end] and match
+ * q. -EINVAL for a corrupt block (logged by the caller). */
+static int scan_block(struct reader *r, const void *data, size_t len, const struct log_query *q,
+                      int64_t start, int64_t end, struct span_batch *b)
+{
+    int rc = load_log_blob(r, data, len);
+    struct alog_block_iter it;
+    if (!rc) rc = alog_block_open(&it, r->raw.p, r->raw.len);
+    const uint8_t *rec;
+    size_t rlen;
+    while (!rc && (rc = alog_block_next(&it, &rec, &rlen)) == 1) {
+        struct access_log v;
+        if ((rc = alog_view(rec, rlen, &v))) break;
+        int64_t t = (int64_t)(v.time_unix_nano / 1000);
+        rc = t < start || t > end || !log_matches(&v, q) ? 0 : alog_decode(rec, rlen, b);
     }
+    return rc;
+}
+
+/* The access-log blocks part of store_find_logs: blocks in max_time_us order (oldest first when
+ * asc), skipping those whose bloom filter rules out q's trace or request key, decoding the rest
+ * and keeping the matching records. Once b holds limit records, a block that cannot hold a
+ * record before the limit-th (its max_time_us, less LOG_BLOCK_SPAN_US when asc, beyond it) ends
+ * the scan. */
+static int find_in_blocks(struct reader *r, const struct log_query *q, bool asc, unsigned limit,
+                          int64_t start, int64_t end, struct span_batch *b)
+{
+    int which = q->service ? (asc ? R_LBLK_SERVICE_ASC : R_LBLK_SERVICE_DESC)
+                           : (asc ? R_LBLK_ANY_ASC : R_LBLK_ANY_DESC);
+    sqlite3_stmt *s = r->stmt[which];
+    if (q->service) sqlite3_bind_text(s, 1, q->service, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, start);
+    sqlite3_bind_int64(s, 3,
+                       end > INT64_MAX - LOG_BLOCK_SPAN_US ? INT64_MAX : end + LOG_BLOCK_SPAN_US);
+    sqlite3_bind_int64(s, 4, end);
+    sqlite3_bind_int(s, 5, q->errors_only ? 1 : 0);
+    int classes = 0;
+    if (q->status_min || q->status_max)
+        for (int c = code_class(q->status_min); c <= code_class(q->status_max); c++)
+            classes |= 1 << c;
+    sqlite3_bind_int(s, 6, classes);
+    sqlite3_bind_int64(s, 7, q->min_duration_ms > 0 ? q->min_duration_ms : 0);
+    sqlite3_bind_int64(s, 8, q->max_duration_ms > 0 ? q->max_duration_ms : 0);
+    int64_t tkey = q->trace_id ? trace_key_of(q->trace_id) : 0;
+    int64_t rkey = q->request_id ? request_key_of(q->request_id, strlen(q->request_id)) : 0;
+    sqlite3_stmt *d = r->stmt[R_LBLK_DATA];
+    int rc = 0, step;
+    while (!rc && (step = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t max_t = sqlite3_column_int64(s, 1);
+        if (b->n_logs >= limit) {
+            int64_t kth = (int64_t)(b->logs[limit - 1].time_unix_nano / 1000);
+            if (asc ? max_t - LOG_BLOCK_SPAN_US > kth : max_t < kth) break;
+        }
+        const uint8_t *bloom = sqlite3_column_blob(s, 2);
+        size_t blen = (size_t)sqlite3_column_bytes(s, 2);
+        if ((q->trace_id && !alog_bloom_maybe(bloom, blen, tkey)) ||
+            (q->request_id && !alog_bloom_maybe(bloom, blen, rkey)))
+            continue;
+        sqlite3_bind_int64(d, 1, sqlite3_column_int64(s, 0));
+        int got = sqlite3_step(d);
+        if (got == SQLITE_ROW) {
+            const void *data = sqlite3_column_blob(d, 0);
+            rc = data ? scan_block(r, data, (size_t)sqlite3_column_bytes(d, 0), q, start, end, b)
+                      : -EINVAL;
+            if (rc == -EINVAL) {
+                log_ratelimited(LOG_WARN, "store-corrupt",
+                                "store: skipping a corrupt access-log "
+                                "block");
+                rc = 0;
+            }
+        } else if (got != SQLITE_DONE) { /* SQLITE_DONE: retention deleted it meanwhile */
+            rc = store_sqlite_err(r->db, got, "load access-log block");
+        }
+        reset(d);
+        if (!rc && b->n_logs > limit) logs_sort_cut(b, asc, limit);
+    }
+    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = store_sqlite_err(r->db, step, "find access-log blocks");
+    reset(s);
+    return rc;
+}
+
+/* The part of store_find_logs in the access_logs table of schema v3-v5 (one row per record;
+ * nothing writes it since v6, retention empties it). */
+static int find_in_rows(struct reader *r, const struct log_query *q, unsigned limit, int64_t start,
+                        int64_t end, struct span_batch *b)
+{
     int which = q->trace_id     ? R_LOGS_TRACE
                 : q->request_id ? R_LOGS_REQUEST
                 : q->service    ? R_LOGS_SERVICE
@@ -425,8 +546,9 @@ int store_find_logs(struct store *st, const struct log_query *q, struct span_bat
     sqlite3_bind_int(s, 7, any_status ? 0 : q->status_max);
     sqlite3_bind_int64(s, 8, q->min_duration_ms > 0 ? q->min_duration_ms : 0);
     sqlite3_bind_int64(s, 9, q->max_duration_ms > 0 ? q->max_duration_ms : 0);
-    int step = SQLITE_DONE;
-    while (!rc && b->n_logs < limit && (step = sqlite3_step(s)) == SQLITE_ROW) {
+    uint32_t found = 0;
+    int rc = 0, step = SQLITE_DONE;
+    while (!rc && found < limit && (step = sqlite3_step(s)) == SQLITE_ROW) {
         const void *data = sqlite3_column_blob(s, 0);
         int len = sqlite3_column_bytes(s, 0);
         rc = data ? load_log_blob(r, data, (size_t)len) : -EINVAL;
@@ -438,17 +560,45 @@ int store_find_logs(struct store *st, const struct log_query *q, struct span_bat
         }
         if (!rc) {
             /* The row's key matched; the record itself must match every condition. */
-            if (!log_matches(&b->logs[b->n_logs - 1], q)) span_batch_drop_last_log(b);
+            if (!log_matches(&b->logs[b->n_logs - 1], q))
+                span_batch_drop_last_log(b);
+            else
+                found++;
         }
     }
     if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
         rc = store_sqlite_err(r->db, step, "find access logs");
     reset(s);
+    return rc;
+}
+
+int store_find_logs(struct store *st, const struct log_query *q, struct span_batch **out)
+{
+    *out = NULL;
+    struct span_batch *b = span_batch_create();
+    if (!b) return -ENOMEM;
+    unsigned limit = q->limit ? q->limit : LOG_QUERY_DEFAULT_LIMIT;
+    if (limit > LOG_QUERY_MAX_LIMIT) limit = LOG_QUERY_MAX_LIMIT;
+    int64_t start = q->start_us, end = q->end_us ? q->end_us : INT64_MAX;
+    bool asc = q->trace_id != NULL; /* a trace reads forward */
+    struct reader *r;
+    int rc = checkout(st, &r);
+    if (rc) {
+        span_batch_destroy(b);
+        return rc;
+    }
+    /* One read transaction: both tables seen at the same commit. */
+    rc = run_simple(r, R_BEGIN);
+    if (!rc) rc = find_in_blocks(r, q, asc, limit, start, end, b);
+    if (!rc) rc = find_in_rows(r, q, limit, start, end, b);
+    int end_rc = run_simple(r, R_COMMIT);
+    if (!rc) rc = end_rc;
     checkin(st, r);
     if (rc) {
         span_batch_destroy(b);
         return rc;
     }
+    logs_sort_cut(b, asc, limit);
     *out = b;
     return 0;
 }

@@ -1394,8 +1394,9 @@ static void test_migrate_v1(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    /* v1 -> v2 -> v3 (access logs) -> v4 (hour summaries) -> v5 (request keys) in one open. */
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 5);
+    /* v1 -> v2 -> v3 (access logs) -> v4 (hour summaries) -> v5 (request keys) -> v6
+     * (access-log blocks) in one open. */
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 6);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
                                          "3600 AND calls = 7"),
                      1);
@@ -1436,11 +1437,11 @@ static void test_migrate_v1(void **state)
     assert_int_equal(nd, 1);
     assert_int_equal(deps[0].call_count, 17);
     store_free_dependencies(deps, nd);
-    /* Reopening a v5 file migrates nothing more. */
+    /* Reopening a v6 file migrates nothing more. */
     store_close(f->st);
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 5);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 6);
 }
 
 int main(void)

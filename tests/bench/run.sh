@@ -236,7 +236,7 @@ run_daemon ""
 # the daemon's CPU seconds (utime + stime) for the run: less sensitive to a shared machine
 alog_cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$pid/stat")
 stop_daemon
-alog_stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select count(*) from access_logs' 2>/dev/null || echo -1)
+alog_stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select coalesce(sum(n), 0) from access_log_blocks' 2>/dev/null || echo -1)
 "$build/tests/bench_accesslog" "$alog_lines" nginx "$work/alog-inproc.db" >"$work/alog_inproc.txt" 2>/dev/null
 mkdir -p "$work/mtail-progs"
 cp "$(dirname "$0")/nginx.mtail" "$work/mtail-progs/"
