@@ -81,6 +81,8 @@ struct line_ctx {
     const struct decode_limits *lim;
     const struct alog_defaults *d; /* never NULL (a zeroed one when the caller gave none) */
     struct mstr frontend;          /* HAProxy's frontend_name of the record at hand, borrowed */
+    const char *raw;               /* the record's line (values found in it get a raw_ref) */
+    size_t raw_len;
     char why[256];
 };
 
@@ -534,7 +536,7 @@ static const char *key_name(int k)
 
 /* A string field; "-" is absent unless keep_dash (response_flags: "-" = no flags). */
 static int get_str(struct line_ctx *c, const struct jval *v, int k, bool keep_dash,
-                   struct mstr *out)
+                   struct mstr *out, uint32_t *raw_ref)
 {
     if (v->type == V_ABSENT || v->type == V_NULL) return 0;
     if (v->type != V_STRING) return refuse(c, key_name(k), "expected a string");
@@ -552,6 +554,9 @@ static int get_str(struct line_ctx *c, const struct jval *v, int k, bool keep_da
     char *p = arena_strndup(c->b->arena, s, n);
     if (!p) return -ENOMEM;
     *out = (struct mstr){p, (uint32_t)n};
+    /* Unescaped values point into the line (escaped ones into the scanner's scratch). */
+    if (c->raw && s >= c->raw && s + n <= c->raw + c->raw_len && s - c->raw < UINT32_MAX)
+        *raw_ref = (uint32_t)(s - c->raw) + 1;
     return 0;
 }
 
@@ -930,6 +935,8 @@ static int add_record(struct line_ctx *c, const struct fields *f, const char *ra
         rc = refuse(c, "start_time", "missing");
     }
     c->frontend = (struct mstr){NULL, 0};
+    c->raw = raw;
+    c->raw_len = raw_len;
     const struct jval *fe = &f->v[K_FRONTEND_NAME];
     if (!rc && fe->type > V_NULL) {
         if (fe->type != V_STRING) rc = refuse(c, "frontend_name", "expected a string");
@@ -945,7 +952,8 @@ static int add_record(struct line_ctx *c, const struct fields *f, const char *ra
         /* c->b->logs may not move while l is in use: no record is added meanwhile. */
         struct mstr *slot = &l->str[str_fields[i].slot];
         if (!slot->ptr)
-            rc = get_str(c, &f->v[i], (int)i, str_fields[i].slot == ALOG_RESPONSE_FLAGS, slot);
+            rc = get_str(c, &f->v[i], (int)i, str_fields[i].slot == ALOG_RESPONSE_FLAGS, slot,
+                         &l->raw_ref[str_fields[i].slot]);
     }
     if (!rc) rc = get_int(c, f, K_RESPONSE_CODE, 999, true, &l->response_code);
     if (!rc) rc = get_int(c, f, K_BYTES_RECEIVED, INT64_MAX / 2, true, &l->bytes_received);
@@ -1057,6 +1065,12 @@ int accesslog_decode_json_ex(const uint8_t *body, size_t len, const struct alog_
                               "array of objects");
         return -EINVAL;
     }
+    /* Room for one record per line up front (up to a 4096-line guess): a body of 1,000
+     * lines would otherwise regrow the record array seven times. */
+    size_t lines = 1;
+    for (const char *q = p; lines < 4096 && (q = memchr(q, '\n', (size_t)(end - q))); q++)
+        lines++;
+    if (span_batch_reserve_logs(out, out->n_logs + lines)) return -ENOMEM;
     /* Scratch for unescaped strings: one line's worth at most (unescaping only shrinks). */
     char *scratch = NULL;
     size_t scratch_cap = 0;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,12 @@ int main(int argc, char **argv)
     if (rc == 1) return 0;
     if (rc != 0) return 2;
     atomic_store(&log_min_level, (int)opts.log_level);
+    /* Every request allocates and frees a batch (arena blocks up to 1 MiB, record arrays,
+     * bodies): with glibc's defaults the memory went back to the kernel after each and came back
+     * as page faults (~8% of the CPU of access-log ingest). Keep up to 16 MiB free per malloc
+     * arena, and serve blocks under 4 MiB from the heap rather than fresh mmaps. */
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    mallopt(M_MMAP_THRESHOLD, 4 << 20);
 
     /* Signals are taken synchronously by this thread; block them before any thread starts so
      * every thread inherits the mask. SIGPIPE: a client that goes away is not our death. */

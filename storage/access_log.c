@@ -9,8 +9,18 @@
  *   5 x zigzag varint: response_code, bytes_received, bytes_sent, duration_ms,
  *                      upstream_service_time_ms (-1 = absent)
  *   [16 bytes trace id] [8 bytes span id]
- *   varint n = number of string fields that follow (ALOG_STR_COUNT when written)
- *   n x (varint len+1, 0 = absent; then len bytes)
+ *   version 1 (rows of the v3-v5 access_logs table):
+ *     varint n = number of string fields that follow (ALOG_STR_COUNT when written)
+ *     n x (varint len+1, 0 = absent; then len bytes)
+ *   version 2 (records in blocks, schema v6), the same with the raw line first and the fields
+ *   that appear in it verbatim (most values of a JSON line: the decoder says where, in
+ *   raw_ref) stored as a reference into it, so the writer compresses each value once (zstd's
+ *   cost is per input byte):
+ *     varint raw len+1 (0 = absent), raw bytes
+ *     varint n
+ *     n x varint tag: 0 absent; odd: a literal of (tag - 1) / 2 bytes follows; even: the
+ *       (tag - 2) / 2 bytes of the raw line at the varint offset that follows. The raw
+ *       field's own slot is written absent.
  * A reader that knows fewer fields skips the extra ones; one that knows more leaves them absent.
  */
 #include "storage_int.h"
@@ -39,10 +49,13 @@ static int64_t unzigzag(uint64_t v)
     return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
 }
 
+/* Values shorter than this are stored as literals (a reference would not be smaller). */
+#define ALOG_REF_MIN 4
+
 int alog_encode(struct buf *out, const struct access_log *l)
 {
     if (buf_reserve(out, 2 + 16 + 8)) return -ENOMEM;
-    out->p[out->len++] = 1;
+    out->p[out->len++] = 2;
     out->p[out->len++] = (uint8_t)((l->has_trace_id ? 1 : 0) | (l->has_span_id ? 2 : 0) |
                                    (((unsigned)l->direction & 3u) << 2));
     int rc = put_varint(out, l->time_unix_nano);
@@ -58,15 +71,36 @@ int alog_encode(struct buf *out, const struct access_log *l)
         memcpy(out->p + out->len, l->span_id, 8);
         out->len += 8;
     }
+    const struct mstr *raw = &l->str[ALOG_RAW];
+    if (put_varint(out, raw->ptr ? (uint64_t)raw->len + 1 : 0)) return -ENOMEM;
+    if (raw->ptr && raw->len) {
+        if (buf_reserve(out, raw->len)) return -ENOMEM;
+        memcpy(out->p + out->len, raw->ptr, raw->len);
+        out->len += raw->len;
+    }
     if (put_varint(out, ALOG_STR_COUNT)) return -ENOMEM;
     for (int i = 0; i < ALOG_STR_COUNT; i++) {
         const struct mstr *m = &l->str[i];
-        if (put_varint(out, m->ptr ? (uint64_t)m->len + 1 : 0)) return -ENOMEM;
-        if (m->ptr && m->len) {
-            if (buf_reserve(out, m->len)) return -ENOMEM;
-            memcpy(out->p + out->len, m->ptr, m->len);
-            out->len += m->len;
+        if (!m->ptr || i == ALOG_RAW) {
+            if (put_varint(out, 0)) return -ENOMEM;
+            continue;
         }
+        uint32_t ref = l->raw_ref[i];
+        const char *at = raw->ptr && ref && m->len >= ALOG_REF_MIN && ref - 1 <= raw->len &&
+                                 m->len <= raw->len - (ref - 1) &&
+                                 memcmp(raw->ptr + ref - 1, m->ptr, m->len) == 0
+                             ? raw->ptr + ref - 1
+                             : NULL;
+        if (at) {
+            if (put_varint(out, 2 + 2 * (uint64_t)m->len) ||
+                put_varint(out, (uint64_t)(at - raw->ptr)))
+                return -ENOMEM;
+            continue;
+        }
+        if (put_varint(out, 1 + 2 * (uint64_t)m->len) || buf_reserve(out, m->len))
+            return -ENOMEM;
+        if (m->len) memcpy(out->p + out->len, m->ptr, m->len);
+        out->len += m->len;
     }
     return 0;
 }
@@ -94,8 +128,8 @@ static uint64_t get_varint(struct rd *d)
 static int alog_parse(const uint8_t *p, size_t len, struct access_log *l, struct arena *arena)
 {
     struct rd d = {p, p + len, false};
-    if (len < 2 || p[0] != 1) return -EINVAL;
-    uint8_t flags = p[1];
+    if (len < 2 || (p[0] != 1 && p[0] != 2)) return -EINVAL;
+    uint8_t version = p[0], flags = p[1];
     d.p += 2;
     memset(l, 0, sizeof *l);
     l->has_trace_id = flags & 1;
@@ -115,18 +149,42 @@ static int alog_parse(const uint8_t *p, size_t len, struct access_log *l, struct
         memcpy(l->span_id, d.p, 8);
         d.p += 8;
     }
+    const char *raw = NULL; /* version 2: the raw line, in p */
+    uint64_t raw_len = 0;
+    if (version == 2 && (raw_len = get_varint(&d)) > 0) {
+        raw_len--;
+        if (raw_len > (uint64_t)(d.end - d.p)) return -EINVAL;
+        raw = (const char *)d.p;
+        d.p += raw_len;
+        const char *s = raw;
+        if (arena && !(s = arena_strndup(arena, raw, (size_t)raw_len))) return -ENOMEM;
+        l->str[ALOG_RAW] = (struct mstr){s, (uint32_t)raw_len};
+    }
     uint64_t n = get_varint(&d);
     for (uint64_t i = 0; i < n && !d.bad; i++) {
-        uint64_t sl = get_varint(&d);
-        if (sl == 0) continue;
-        sl--;
-        if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
-        if (i < ALOG_STR_COUNT) {
-            const char *s = (const char *)d.p;
+        uint64_t tag = get_varint(&d), sl;
+        const char *s;
+        if (tag == 0) continue;
+        if (version == 1) {
+            sl = tag - 1;
+            if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
+            s = (const char *)d.p;
+            d.p += sl;
+        } else if (tag & 1) {
+            sl = (tag - 1) / 2;
+            if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
+            s = (const char *)d.p;
+            d.p += sl;
+        } else {
+            sl = (tag - 2) / 2;
+            uint64_t off = get_varint(&d);
+            if (!raw || off > raw_len || sl > raw_len - off) return -EINVAL;
+            s = raw + off;
+        }
+        if (i < ALOG_STR_COUNT && (version == 1 || i != ALOG_RAW)) {
             if (arena && !(s = arena_strndup(arena, s, (size_t)sl))) return -ENOMEM;
             l->str[i] = (struct mstr){s, (uint32_t)sl};
         }
-        d.p += sl;
     }
     return d.bad || d.p != d.end ? -EINVAL : 0;
 }
@@ -157,11 +215,39 @@ int alog_block_start(struct buf *out)
     return 0;
 }
 
-int alog_block_add(struct buf *out, const uint8_t *rec, size_t len)
+int alog_block_add(struct buf *out, const struct access_log *l, size_t *rec_off)
 {
-    if (put_varint(out, len) || buf_reserve(out, len)) return -ENOMEM;
-    memcpy(out->p + out->len, rec, len);
-    out->len += len;
+    /* Encoded in place behind a 3-byte varint (non-minimal when short; readers accept that),
+     * which holds lengths below 2 MiB; a longer record is moved up by the bytes it needs. */
+    size_t at = out->len;
+    if (buf_reserve(out, 3)) return -ENOMEM;
+    out->len += 3;
+    int rc = alog_encode(out, l);
+    if (rc) {
+        out->len = at;
+        return rc;
+    }
+    size_t len = out->len - at - 3;
+    if (len < (1u << 21)) {
+        out->p[at] = (uint8_t)(len | 0x80);
+        out->p[at + 1] = (uint8_t)((len >> 7) | 0x80);
+        out->p[at + 2] = (uint8_t)(len >> 14);
+        *rec_off = at + 3;
+        return 0;
+    }
+    uint8_t head[10];
+    size_t n = 0;
+    for (uint64_t v = len; v >= 0x80; v >>= 7) head[n++] = (uint8_t)(v | 0x80);
+    head[n] = (uint8_t)(len >> (7 * n));
+    n++;
+    if (buf_reserve(out, n - 3)) {
+        out->len = at;
+        return -ENOMEM;
+    }
+    memmove(out->p + at + n, out->p + at + 3, len);
+    memcpy(out->p + at, head, n);
+    out->len = at + n + len;
+    *rec_off = at + n;
     return 0;
 }
 

@@ -8,6 +8,7 @@
  */
 #include "storage.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,8 @@ void arena_destroy(struct arena *a)
     free(a);
 }
 
-void *arena_alloc(struct arena *a, size_t size)
+/* arena_alloc without the zeroing (for memory the caller fills at once). */
+static void *arena_alloc_raw(struct arena *a, size_t size)
 {
     size = (size + 15) & ~(size_t)15;
     struct arena_block *b = a->head;
@@ -70,13 +72,19 @@ void *arena_alloc(struct arena *a, size_t size)
     }
     void *p = b->data + b->used;
     b->used += size;
-    memset(p, 0, size);
+    return p;
+}
+
+void *arena_alloc(struct arena *a, size_t size)
+{
+    void *p = arena_alloc_raw(a, size);
+    if (p) memset(p, 0, size);
     return p;
 }
 
 char *arena_strndup(struct arena *a, const char *s, size_t len)
 {
-    char *p = arena_alloc(a, len + 1);
+    char *p = arena_alloc_raw(a, len + 1);
     if (!p) return NULL;
     if (len) memcpy(p, s, len);
     p[len] = '\0';
@@ -142,6 +150,17 @@ struct access_log *span_batch_add_log(struct span_batch *b)
     l->response_code = l->bytes_received = l->bytes_sent = -1;
     l->duration_ms = l->upstream_service_time_ms = -1;
     return l;
+}
+
+int span_batch_reserve_logs(struct span_batch *b, size_t n)
+{
+    if (n <= b->cap_logs) return 0;
+    if (n > UINT32_MAX / 2) return -ENOMEM;
+    struct access_log *p = realloc(b->logs, n * sizeof *p);
+    if (!p) return -ENOMEM;
+    b->logs = p;
+    b->cap_logs = (uint32_t)n;
+    return 0;
 }
 
 void span_batch_drop_last_log(struct span_batch *b)

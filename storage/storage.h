@@ -236,6 +236,9 @@ struct access_log {
     bool has_span_id;
     enum alog_direction direction;
     struct mstr str[ALOG_STR_COUNT]; /* ptr NULL = absent */
+    /* Where str[i] appears verbatim in str[ALOG_RAW]: its offset + 1; 0 = not known. A
+     * decoder's hint: the store then keeps the value once, as a reference into the line. */
+    uint32_t raw_ref[ALOG_STR_COUNT];
 };
 
 /* True for a failed request: response code >= 500 or 0 (no response), or response flags other
@@ -271,6 +274,8 @@ void span_batch_drop_last(struct span_batch *b);
 /* Appends a zeroed access-log record (numbers -1 = absent) and returns it (NULL on out of
  * memory). Valid until the next call, like span_batch_add's pointer. */
 struct access_log *span_batch_add_log(struct span_batch *b);
+/* Room for n records in all (a decoder that knows how many are coming). 0 or -ENOMEM. */
+int span_batch_reserve_logs(struct span_batch *b, size_t n);
 /* Removes the last record added. */
 void span_batch_drop_last_log(struct span_batch *b);
 /* Memory the batch holds, for the ingest queue's byte bound. */

@@ -57,9 +57,10 @@ int alog_decode(const uint8_t *p, size_t len, struct span_batch *b);
 int alog_view(const uint8_t *p, size_t len, struct access_log *out /* OUT */);
 
 /* Blocks of records (access_log_blocks.data before zstd, see access_log.c): start one in out
- * (clearing it), add encoded records; read them back with an iterator. 0 or -ENOMEM. */
+ * (clearing it), add records (encoded in place; *rec_off = where the encoding starts in out);
+ * read them back with an iterator. 0 or -ENOMEM (out as before the call). */
 int alog_block_start(struct buf *out);
-int alog_block_add(struct buf *out, const uint8_t *rec, size_t len);
+int alog_block_add(struct buf *out, const struct access_log *l, size_t *rec_off /* OUT */);
 struct alog_block_iter {
     const uint8_t *p, *end;
 };

@@ -698,7 +698,6 @@ struct store {
     size_t cap_log_ents;
     int64_t *log_keys; /* a block's trace and request keys */
     size_t cap_log_keys;
-    struct buf rec;   /* one record's encoding */
     struct buf bloom; /* a block's bloom filter */
     struct read_pool *pool;
     _Atomic uint64_t spans_stored;
@@ -1295,7 +1294,6 @@ void store_close(struct store *st)
     ZSTD_freeCDict(st->log_cdict);
     trainer_free(&st->log_train);
     buf_free(&st->enc);
-    buf_free(&st->rec);
     buf_free(&st->bloom);
     free(st->log_ents);
     free(st->log_keys);
@@ -2055,11 +2053,9 @@ static int write_log_block(struct store *st, const struct log_ent *ents, size_t 
     if (!rc) rc = grow((void **)&st->log_keys, &st->cap_log_keys, 2 * n, sizeof *st->log_keys);
     for (size_t i = 0; i < n && !rc; i++) {
         const struct access_log *l = ents[i].l;
-        st->rec.len = 0;
-        if ((rc = alog_encode(&st->rec, l)) ||
-            (rc = alog_block_add(&st->enc, st->rec.p, st->rec.len)))
-            break;
-        sample_log(st, st->rec.p, st->rec.len);
+        size_t off;
+        if ((rc = alog_block_add(&st->enc, l, &off))) break;
+        sample_log(st, st->enc.p + off, st->enc.len - off);
         if ((rc = log_edge(st, l, ents[i].sid))) break;
         errors += access_log_is_error(l);
         codes |= code_class_bit(l->response_code);
