@@ -2118,7 +2118,7 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
             st->log_ents[m++] = (struct log_ent){sid, (int64_t)(l->time_unix_nano / 1000), l};
         }
     }
-    qsort(st->log_ents, m, sizeof *st->log_ents, log_ent_cmp);
+    if (m > 1) qsort(st->log_ents, m, sizeof *st->log_ents, log_ent_cmp);
     size_t first = 0, raw = 0;
     for (size_t i = 0; i < m && !rc; i++) {
         const struct log_ent *e = &st->log_ents[i];

@@ -427,7 +427,8 @@ static int log_time_desc(const void *x, const void *y)
 /* Sorts b's records (oldest first when asc, else newest first) and keeps the first limit. */
 static void logs_sort_cut(struct span_batch *b, bool asc, unsigned limit)
 {
-    qsort(b->logs, b->n_logs, sizeof *b->logs, asc ? log_time_asc : log_time_desc);
+    if (b->n_logs > 1)
+        qsort(b->logs, b->n_logs, sizeof *b->logs, asc ? log_time_asc : log_time_desc);
     if (b->n_logs > limit) b->n_logs = limit;
 }
 
