@@ -32,8 +32,14 @@ struct red_options {
     /* Half-edges (a CLIENT or SERVER span waiting for its other half) kept at most; beyond it a
      * span is counted in traces_service_graph_dropped_spans_total. 0 = 100,000. */
     uint32_t pending_limit;
-    /* How long a half-edge waits for its other half. 0 = 10,000 ms (Tempo's default wait). */
+    /* How long a half-edge waits for its other half (--service-graph-wait); access-log records
+     * wait as long. 0 = GRAPH_WAIT_DEFAULT_MS (10 s, Tempo's default wait). */
     int64_t pending_ttl_ms;
+    /* Access-log records waiting for the other proxy's record of the same call, at most (count
+     * and bytes); beyond either a record is counted alone at once
+     * (meshscope_service_graph_records_total{outcome="store_full"}). 0 = 100,000 and 32 MiB. */
+    uint32_t record_limit;
+    uint64_t record_max_bytes;
     /* Monotonic clock in ms, for tests; NULL = CLOCK_MONOTONIC. */
     int64_t (*now_ms)(void);
 };
