@@ -741,9 +741,9 @@ static void pair(struct red *r, const uint8_t key[8], const struct half *h, int6
  *   - an outbound half alone: caller -> its destination service (client seconds);
  *   - an inbound half alone: "unknown" -> callee (virtual_node), or source_workload -> callee
  *     when the record names its caller (server seconds);
- *   - nothing when a CLIENT/SERVER span of the same request (trace id or x-request-id) was seen
- *     within twice the wait (a span up to a wait before the record, or during its wait): the
- *     request's spans count it (REC_TRACED).
+ *   - nothing when a CLIENT/SERVER span of the same request (trace id or x-request-id) came
+ *     from one wait before the first record on (so during its wait, too): the request's spans
+ *     count it (REC_TRACED). The recent set keeps marks about as long as that (SEEN_SLOTS).
  * Entries wait their whole TTL even once paired, so that spans arriving after the records (the
  * usual order with Envoy: access logs flush every second, traces every few) still win. A record
  * without either id, or one that finds the store full (rec_limit entries or rec_max_bytes), is
@@ -787,12 +787,13 @@ static void seen_add(struct red *r, uint64_t mark, int64_t now)
     pthread_mutex_unlock(&rs->mu);
 }
 
-static bool seen_any(struct red *r, const uint64_t *marks, uint32_t n, int64_t now)
+/* True when a mark was left by a span at or after since. */
+static bool seen_any(struct red *r, const uint64_t *marks, uint32_t n, int64_t since)
 {
     for (uint32_t i = 0; i < n; i++) {
         struct rec_shard *rs = &r->rshards[marks[i] & (RED_SHARDS - 1)];
         pthread_mutex_lock(&rs->mu);
-        bool hit = recent_set_has(rs->seen, marks[i], now - 2 * r->ttl_ms);
+        bool hit = recent_set_has(rs->seen, marks[i], since);
         pthread_mutex_unlock(&rs->mu);
         if (hit) return true;
     }
@@ -870,7 +871,8 @@ static void rec_emit_expired(struct red *r, struct rec_pending *list, int64_t no
 {
     while (list) {
         struct rec_pending *next = list->next;
-        if (seen_any(r, list->marks, list->n_marks, now))
+        /* spans from a wait before the first record came (expire_ms - 2 waits) on */
+        if (seen_any(r, list->marks, list->n_marks, list->expire_ms - 2 * r->ttl_ms))
             rec_count(r, REC_TRACED, list->has_client && list->has_server ? 2 : 1);
         else rec_emit(r, list, list->has_client && list->has_server ? REC_PAIRED : REC_UNPAIRED);
         rec_free(r, list);
@@ -1120,7 +1122,7 @@ void red_observe_batch(void *arg, const struct span_batch *b)
         uint64_t marks[2];
         uint32_t n_marks = access_log_request_marks(l, marks);
         enum alog_side side = access_log_graph_side(l);
-        if (n_marks && seen_any(r, marks, n_marks, now)) {
+        if (n_marks && seen_any(r, marks, n_marks, now - r->ttl_ms)) {
             if (side != ALOG_SIDE_NONE) rec_count(r, REC_TRACED, 1);
             continue;
         }

@@ -91,7 +91,8 @@
  * callee (error and latency from the outbound record, time bucket its start), an outbound half
  * alone on caller -> destination, an inbound half alone on "unknown" (virtual) or its
  * source_workload -> callee; nothing when a CLIENT/SERVER span of the same request (trace id or
- * x-request-id, remembered in `seen` for twice the wait) was stored: the spans count it. A
+ * x-request-id, remembered in `seen`) was stored from one wait before the record on: the spans
+ * count it. A
  * record without either id, or that finds the map full, counts alone at once. Entries wait
  * whole even once paired, so spans that arrive after their records still win. The map changes
  * as records come (a record may pair with one of the same write call); a failed write call
@@ -2099,10 +2100,11 @@ static void forget_uncommitted(struct store *st)
 
 /* ----- access-log records on the edge rollups (see ACCESS-LOG RECORDS at the top) ---------- */
 
-static bool seen_any(const struct store *st, const uint64_t *marks, unsigned n, int64_t now)
+/* True when a mark was left by a span stored at or after since. */
+static bool seen_any(const struct store *st, const uint64_t *marks, unsigned n, int64_t since)
 {
     for (unsigned i = 0; i < n; i++)
-        if (recent_set_has(st->seen, marks[i], now - 2 * st->wait_us)) return true;
+        if (recent_set_has(st->seen, marks[i], since)) return true;
     return false;
 }
 
@@ -2166,7 +2168,7 @@ static int rpend_expire(struct store *st, int64_t now)
          i = st->rpend.e[i].newer) {
         const struct rpend *e = &st->rpend.e[i];
         int rc = 0;
-        if (!seen_any(st, e->marks, e->n_marks, now)) rc = rpend_count(st, e);
+        if (!seen_any(st, e->marks, e->n_marks, e->added_us - st->wait_us)) rc = rpend_count(st, e);
         if (rc || (rc = grow((void **)&st->rpend_expired, &st->cap_rpend_expired,
                              st->n_rpend_expired + 1, sizeof *st->rpend_expired)))
             return rc;
@@ -2212,7 +2214,7 @@ static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
     int64_t now = now_us(st);
     struct rpend t = {0};
     t.n_marks = (uint8_t)access_log_request_marks(l, t.marks);
-    if (t.n_marks && seen_any(st, t.marks, t.n_marks, now)) return 0;
+    if (t.n_marks && seen_any(st, t.marks, t.n_marks, now - st->wait_us)) return 0;
     int rc;
     bool client = side == ALOG_SIDE_CLIENT;
     int64_t start_us = (int64_t)(l->time_unix_nano / 1000);
