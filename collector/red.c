@@ -22,6 +22,10 @@
  *   server half of a Zipkin/Envoy shared span (zipkin.shared=true). Whichever half comes second
  *   finds the first and completes the edge. Pending halves live in shard FIFOs (one TTL for all,
  *   so insertion order is expiry order); the total is capped (atomic n_pending).
+ * - Access-log records ("access-log records on the service graph" below) wait in a third set
+ *   of shards (rshards) keyed by their pairing key, which also hold the recent request marks
+ *   of CLIENT/SERVER spans (by mark). A record's path takes the mark shards' locks (to check
+ *   coverage) and its key shard's lock one after the other, never together.
  * - Istio samples need both halves (a destination sample's source_* labels come from the client
  *   span, a source sample's destination_* from the server span), so a CLIENT or SERVER span's
  *   Istio sample is recorded when its edge completes or its half expires (then with "unknown" for

@@ -50,13 +50,16 @@ struct red *red_create(const struct red_options *o);
 void red_destroy(struct red *r);
 
 /* The http_context.observe hook: aggregates every span of b, and every access-log record of b
- * into the Istio metrics (one sample per record; README "Access logs"). Borrows b; takes only short
+ * into the Istio metrics (one sample per record, none when its request's spans came first) and
+ * the service graph (each call once: the two proxies' records of a call pair, records of traced
+ * requests are left to their spans; README "Access logs"). Borrows b; takes only short
  * per-shard locks (no global lock), never blocks on I/O. red is a struct red *. */
 void red_observe_batch(void *red, const struct span_batch *b);
 
 /* Gives up on half-edges older than the TTL (they become unpaired counts, virtual-node edges or
- * one-sided Istio samples). red_render and red_observe_batch call it themselves; tests call it
- * after moving their clock. */
+ * one-sided Istio samples) and counts the access-log records whose wait is over.
+ * red_render and red_observe_batch call it themselves (the latter for the shards it touches);
+ * tests call it after moving their clock. */
 void red_expire(struct red *r);
 
 /* Renders every RED metric family, plus meshscope_metrics_* self metrics of the module, into a
