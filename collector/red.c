@@ -747,7 +747,8 @@ static void pair(struct red *r, const uint8_t key[8], const struct half *h, int6
  *     when the record names its caller (server seconds);
  *   - nothing when a CLIENT/SERVER span of the same request (trace id or x-request-id) came
  *     from one wait before the first record on (so during its wait, too): the request's spans
- *     count it (REC_TRACED). The recent set keeps marks about as long as that (SEEN_SLOTS).
+ *     count it (REC_TRACED). The recent set holds SEEN_SLOTS marks; a busy mesh overwrites a
+ *     mark sooner, which can only let a record count again.
  * Entries wait their whole TTL even once paired, so that spans arriving after the records (the
  * usual order with Envoy: access logs flush every second, traces every few) still win. A record
  * without either id, or one that finds the store full (rec_limit entries or rec_max_bytes), is
