@@ -8,6 +8,9 @@
  *    INTERNAL, so every Istio sample comes from the records).
  * 1b. Records alone (Envoy, nginx and HAProxy fields, no spans) draw the service graph:
  *    /api/graph edges, /api/dependencies links and the traces_service_graph_* metrics.
+ * 1c. Both sidecars log each call (outbound at the caller, inbound at the callee, either order,
+ *    one x-request-id over two hops): /api/graph, /api/dependencies and traces_service_graph_*
+ *    count each call once, after --service-graph-wait; Istio keeps one sample per reporter.
  * 2. A malformed-input table: the documented status and {"accepted","rejected","error"} body.
  * 3. --ack=committed: kill -9 right after the 200 keeps the lines.
  * 4. /api/logs filters: requestId=, status= (a code or a class), minDuration=/maxDuration=
