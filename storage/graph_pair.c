@@ -153,7 +153,8 @@ struct recent_set {
 struct recent_set *recent_set_create(uint32_t slots)
 {
     uint32_t n = 1;
-    while (n < slots && n < (1u << 30)) n <<= 1;
+    while (n < slots && n < (1u << 30))
+        n <<= 1;
     struct recent_set *r = calloc(1, sizeof *r + (size_t)n * sizeof r->slot[0]);
     if (!r) return NULL;
     r->mask = n - 1;

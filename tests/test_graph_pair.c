@@ -48,10 +48,10 @@ struct rec {
 };
 
 struct step {
-    int64_t at_ms;       /* since the start of the case */
+    int64_t at_ms; /* since the start of the case */
     struct rec recs[4];
-    uint8_t span_trace;  /* non-zero: also a productpage CLIENT -> reviews SERVER span pair */
-    const char *span_rid;/* the spans' guid:x-request-id */
+    uint8_t span_trace;   /* non-zero: also a productpage CLIENT -> reviews SERVER span pair */
+    const char *span_rid; /* the spans' guid:x-request-id */
 };
 
 struct want_edge {
@@ -90,8 +90,8 @@ static void add_span(struct span_batch *b, const char *svc, enum span_kind kind,
 {
     struct resource *res = arena_alloc(b->arena, sizeof *res);
     res->attrs.items = arena_alloc(b->arena, sizeof(struct attr));
-    res->attrs.items[0] = (struct attr){mdup(b, "service.name"), {.type = VALUE_STRING,
-                                                                 .u.str = mdup(b, svc)}};
+    res->attrs.items[0] =
+        (struct attr){mdup(b, "service.name"), {.type = VALUE_STRING, .u.str = mdup(b, svc)}};
     res->attrs.n = 1;
     struct span *s = span_batch_add(b);
     assert_non_null(s);
@@ -124,14 +124,21 @@ static struct span_batch *step_batch(const struct step *st)
         add_span(b, "productpage", SPAN_KIND_CLIENT, st->span_trace, 1, 0, st->span_rid, t);
         add_span(b, "reviews", SPAN_KIND_SERVER, st->span_trace, 2, 1, st->span_rid, t + 100);
     }
-    for (int i = 0; i < 4 && st->recs[i].dir; i++) add_record(b, &st->recs[i], t + i);
+    for (int i = 0; i < 4 && st->recs[i].dir; i++)
+        add_record(b, &st->recs[i], t + i);
     return b;
 }
 
 /* ----- the cases ---------------------------------------------------------------------------- */
 
-#define OUT(rid, code) {'o', "productpage", "reviews", rid, 0, code, NULL, 30, NULL}
-#define IN(rid, code) {'i', "reviews", NULL, rid, 0, code, NULL, 20, NULL}
+#define OUT(rid, code)                                                                             \
+    {                                                                                              \
+        'o', "productpage", "reviews", rid, 0, code, NULL, 30, NULL                                \
+    }
+#define IN(rid, code)                                                                              \
+    {                                                                                              \
+        'i', "reviews", NULL, rid, 0, code, NULL, 20, NULL                                         \
+    }
 
 static const struct gcase {
     const char *what;
@@ -142,53 +149,89 @@ static const struct gcase {
 } cases[] = {
     {"outbound, then inbound 2 s later: one request on caller -> callee",
      {{0, {OUT("r1", 200)}, 0, NULL}, {2000, {IN("r1", 200)}, 0, NULL}},
-     {{"productpage", "reviews", "", 1, 0}}, {2, 0, 0, 0, 0}, 2},
+     {{"productpage", "reviews", "", 1, 0}},
+     {2, 0, 0, 0, 0},
+     2},
     {"inbound first; the pair's outcome is the caller's (a 503 its retry hid is no failure)",
      {{0, {IN("r2", 503)}, 0, NULL}, {500, {OUT("r2", 200)}, 0, NULL}},
-     {{"productpage", "reviews", "", 1, 0}}, {2, 0, 0, 0, 0}, 2},
+     {{"productpage", "reviews", "", 1, 0}},
+     {2, 0, 0, 0, 0},
+     2},
     {"the caller's failure (504, UT) fails the pair",
-     {{0, {{'o', "productpage", "reviews", "r3", 0, 504, "UT", 30, NULL}, IN("r3", 200)}, 0,
-       NULL}},
-     {{"productpage", "reviews", "", 1, 1}}, {2, 0, 0, 0, 0}, 2},
+     {{0, {{'o', "productpage", "reviews", "r3", 0, 504, "UT", 30, NULL}, IN("r3", 200)}, 0, NULL}},
+     {{"productpage", "reviews", "", 1, 1}},
+     {2, 0, 0, 0, 0},
+     2},
     {"an outbound record alone: caller -> its destination after the wait",
-     {{0, {OUT("r4", 503)}, 0, NULL}}, {{"productpage", "reviews", "", 1, 1}}, {0, 1, 0, 0, 0}, 1},
+     {{0, {OUT("r4", 503)}, 0, NULL}},
+     {{"productpage", "reviews", "", 1, 1}},
+     {0, 1, 0, 0, 0},
+     1},
     {"an inbound record alone: unknown -> callee (virtual node)",
-     {{0, {IN("r5", 200)}, 0, NULL}}, {{"unknown", "reviews", "virtual_node", 1, 0}},
-     {0, 1, 0, 0, 0}, 1},
+     {{0, {IN("r5", 200)}, 0, NULL}},
+     {{"unknown", "reviews", "virtual_node", 1, 0}},
+     {0, 1, 0, 0, 0},
+     1},
     {"an inbound record alone that names its source: source_workload -> callee",
      {{0, {{'i', "reviews", NULL, "r6", 0, 200, NULL, 20, "productpage-v1"}}, 0, NULL}},
-     {{"productpage-v1", "reviews", "", 1, 0}}, {0, 1, 0, 0, 0}, 1},
+     {{"productpage-v1", "reviews", "", 1, 0}},
+     {0, 1, 0, 0, 0},
+     1},
     {"too late to pair (11 s apart, wait 10 s): each alone",
      {{0, {OUT("r7", 200)}, 0, NULL}, {11000, {IN("r7", 200)}, 0, NULL}},
      {{"productpage", "reviews", "", 1, 0}, {"unknown", "reviews", "virtual_node", 1, 0}},
-     {0, 2, 0, 0, 0}, 2},
+     {0, 2, 0, 0, 0},
+     2},
     {"one x-request-id over two hops: the called service tells the calls apart",
-     {{0, {OUT("r8", 200), {'o', "reviews", "ratings", "r8", 0, 200, NULL, 5, NULL},
-           {'i', "ratings", NULL, "r8", 0, 200, NULL, 4, NULL}, IN("r8", 200)}, 0, NULL}},
-     {{"productpage", "reviews", "", 1, 0}, {"reviews", "ratings", "", 1, 0}}, {4, 0, 0, 0, 0},
+     {{0,
+       {OUT("r8", 200),
+        {'o', "reviews", "ratings", "r8", 0, 200, NULL, 5, NULL},
+        {'i', "ratings", NULL, "r8", 0, 200, NULL, 4, NULL},
+        IN("r8", 200)},
+       0,
+       NULL}},
+     {{"productpage", "reviews", "", 1, 0}, {"reviews", "ratings", "", 1, 0}},
+     {4, 0, 0, 0, 0},
      4},
     {"one request calling the same service twice: two pairs",
      {{0, {OUT("r9", 200), OUT("r9", 200), IN("r9", 200), IN("r9", 200)}, 0, NULL}},
-     {{"productpage", "reviews", "", 2, 0}}, {4, 0, 0, 0, 0}, 4},
+     {{"productpage", "reviews", "", 2, 0}},
+     {4, 0, 0, 0, 0},
+     4},
     {"trace id without a request id pairs too",
-     {{0, {{'o', "productpage", "reviews", NULL, 11, 200, NULL, 30, NULL},
-           {'i', "reviews", NULL, NULL, 11, 200, NULL, 20, NULL}}, 0, NULL}},
-     {{"productpage", "reviews", "", 1, 0}}, {2, 0, 0, 0, 0}, 2},
+     {{0,
+       {{'o', "productpage", "reviews", NULL, 11, 200, NULL, 30, NULL},
+        {'i', "reviews", NULL, NULL, 11, 200, NULL, 20, NULL}},
+       0,
+       NULL}},
+     {{"productpage", "reviews", "", 1, 0}},
+     {2, 0, 0, 0, 0},
+     2},
     {"neither id: each counted alone at once",
      {{0, {OUT(NULL, 200), IN(NULL, 200)}, 0, NULL}},
      {{"productpage", "reviews", "", 1, 0}, {"unknown", "reviews", "virtual_node", 1, 0}},
-     {0, 0, 0, 2, 0}, 2},
+     {0, 0, 0, 2, 0},
+     2},
     {"spans first, then the records of the same requests (trace id): the spans count it",
      {{0, {{0}}, 21, NULL},
-      {1000, {{'o', "productpage", "reviews", "r10", 21, 503, NULL, 30, NULL},
-              {'i', "reviews", NULL, "r10", 21, 503, NULL, 20, NULL}}, 0, NULL}},
-     {{"productpage", "reviews", "", 1, 0}}, {0, 0, 2, 0, 0}, 2},
+      {1000,
+       {{'o', "productpage", "reviews", "r10", 21, 503, NULL, 30, NULL},
+        {'i', "reviews", NULL, "r10", 21, 503, NULL, 20, NULL}},
+       0,
+       NULL}},
+     {{"productpage", "reviews", "", 1, 0}},
+     {0, 0, 2, 0, 0},
+     2},
     {"records first, then spans naming their x-request-id within the wait: the spans count it",
      {{0, {OUT("r11", 503), IN("r11", 503)}, 0, NULL}, {3000, {{0}}, 22, "r11"}},
-     {{"productpage", "reviews", "", 1, 0}}, {0, 0, 2, 0, 0}, 4},
+     {{"productpage", "reviews", "", 1, 0}},
+     {0, 0, 2, 0, 0},
+     4},
     {"spans of another request do not hide a record",
      {{0, {{0}}, 23, "other"}, {1000, {OUT("r12", 200), IN("r12", 200)}, 0, NULL}},
-     {{"productpage", "reviews", "", 2, 0}}, {2, 0, 0, 0, 0}, 4},
+     {{"productpage", "reviews", "", 2, 0}},
+     {2, 0, 0, 0, 0},
+     4},
 };
 
 /* ----- RED ----------------------------------------------------------------------------------- */
@@ -257,8 +300,9 @@ static void test_red_cases(void **state)
                          c->want[k].server, (unsigned long long)n, (unsigned long long)f);
             edges += n;
         }
-        if (total != edges) fail_msg("%s: RED: %llu requests in all, want %llu", c->what,
-                                     (unsigned long long)total, (unsigned long long)edges);
+        if (total != edges)
+            fail_msg("%s: RED: %llu requests in all, want %llu", c->what, (unsigned long long)total,
+                     (unsigned long long)edges);
         for (int k = 0; k < REC_OUTCOMES; k++) {
             char prefix[128];
             snprintf(prefix, sizeof prefix, "meshscope_service_graph_records_total{outcome=\"%s\"}",
@@ -268,8 +312,7 @@ static void test_red_cases(void **state)
                          (unsigned long long)sum_family(out, prefix),
                          (unsigned long long)c->outcome[k]);
         }
-        if (c->istio >= 0 &&
-            sum_family(out, "istio_requests_total{") != (uint64_t)c->istio)
+        if (c->istio >= 0 && sum_family(out, "istio_requests_total{") != (uint64_t)c->istio)
             fail_msg("%s: istio_requests_total: %llu samples, want %d", c->what,
                      (unsigned long long)sum_family(out, "istio_requests_total{"), c->istio);
         assert_non_null(strstr(out, "meshscope_service_graph_pending_records 0\n"));
@@ -320,7 +363,8 @@ static void test_red_bound(void **state)
     assert_non_null(strstr(out, "meshscope_service_graph_pending_records 2\n"));
     /* c's outbound record found no room: counted at once; c's inbound then found no room and
      * nothing to join: counted at once too. */
-    assert_non_null(strstr(out, "meshscope_service_graph_records_total{outcome=\"store_full\"} 2\n"));
+    assert_non_null(
+        strstr(out, "meshscope_service_graph_records_total{outcome=\"store_full\"} 2\n"));
     assert_non_null(strstr(out, "traces_service_graph_request_total{client=\"productpage\","
                                 "server=\"reviews\",connection_type=\"\"} 1\n"));
     free(out);
@@ -365,8 +409,10 @@ static void *mt_run(void *p)
         char rid[32];
         snprintf(rid, sizeof rid, "mt-%d", i);
         struct step st = {0, {{0}}, 0, NULL};
-        if (i % MT_THREADS == a->t) st.recs[0] = (struct rec)OUT(rid, 200);
-        else if ((i + 1) % MT_THREADS == a->t) st.recs[0] = (struct rec)IN(rid, 200);
+        if (i % MT_THREADS == a->t)
+            st.recs[0] = (struct rec)OUT(rid, 200);
+        else if ((i + 1) % MT_THREADS == a->t)
+            st.recs[0] = (struct rec)IN(rid, 200);
         else if (i % 10 == 0) {
             st.span_trace = (uint8_t)(1 + i % 250);
             st.span_rid = rid;
@@ -392,7 +438,8 @@ static void test_red_threads(void **state)
         args[t] = (struct mt_arg){r, t};
         assert_int_equal(pthread_create(&tid[t], NULL, mt_run, &args[t]), 0);
     }
-    for (int t = 0; t < MT_THREADS; t++) pthread_join(tid[t], NULL);
+    for (int t = 0; t < MT_THREADS; t++)
+        pthread_join(tid[t], NULL);
     red_now += 60000;
     red_expire(r);
     char *out = render(r);
@@ -428,11 +475,11 @@ static void store_expect(struct store *st, const struct gcase *c)
             found = true;
             if (x->red.requests != c->want[k].requests || x->red.errors != c->want[k].errors)
                 fail_msg("%s: store %s -> %s: %llu requests %llu errors", c->what,
-                         c->want[k].client, c->want[k].server,
-                         (unsigned long long)x->red.requests, (unsigned long long)x->red.errors);
+                         c->want[k].client, c->want[k].server, (unsigned long long)x->red.requests,
+                         (unsigned long long)x->red.errors);
         }
-        if (!found) fail_msg("%s: store: no edge %s -> %s", c->what, c->want[k].client,
-                             c->want[k].server);
+        if (!found)
+            fail_msg("%s: store: no edge %s -> %s", c->what, c->want[k].client, c->want[k].server);
     }
     if (g->n_edges != want_edges)
         fail_msg("%s: store: %zu edges, want %llu", c->what, (size_t)g->n_edges,
@@ -487,9 +534,12 @@ static void test_store_waits(void **state)
     struct span_batch *b = step_batch(&other);
     assert_int_equal(store_put_batches(st, &b, 1), 0);
     span_batch_destroy(b);
-    static const struct gcase both = {"after the wait", {{0}},
-                                      {{"productpage", "reviews", "", 1, 0},
-                                       {"details", "ratings", "", 1, 0}}, {0}, -1};
+    static const struct gcase both = {
+        "after the wait",
+        {{0}},
+        {{"productpage", "reviews", "", 1, 0}, {"details", "ratings", "", 1, 0}},
+        {0},
+        -1};
     store_expect(st, &both);
     test_store_destroy(st, dir);
 }
@@ -516,7 +566,8 @@ static void test_store_rollback(void **state)
         l->response_code = 200;
         l->direction = ALOG_DIRECTION_OUTBOUND;
         char raw[1024];
-        for (size_t k = 0; k < sizeof raw; k++) raw[k] = (char)('a' + rand() % 26);
+        for (size_t k = 0; k < sizeof raw; k++)
+            raw[k] = (char)('a' + rand() % 26);
         l->str[ALOG_RAW] = (struct mstr){arena_strndup(b->arena, raw, sizeof raw), sizeof raw};
     }
     assert_int_equal(store_test_set_max_pages(st, 1), 0); /* raised to the current size */
@@ -527,8 +578,8 @@ static void test_store_rollback(void **state)
     span_batch_destroy(b);
     store_test_set_clock(st, T0 + 70 * SEC);
     assert_int_equal(store_flush_graph(st), 0);
-    static const struct gcase want = {"retried write call", {{0}},
-                                      {{"productpage", "reviews", "", 2, 0}}, {0}, -1};
+    static const struct gcase want = {
+        "retried write call", {{0}}, {{"productpage", "reviews", "", 2, 0}}, {0}, -1};
     store_expect(st, &want);
     test_store_destroy(st, dir);
 }
@@ -537,10 +588,10 @@ int main(void)
 {
     log_min_level = LOG_ERROR;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_red_cases),    cmocka_unit_test(test_red_waits),
-        cmocka_unit_test(test_red_bound),    cmocka_unit_test(test_red_threads),
-        cmocka_unit_test(test_store_cases),
-        cmocka_unit_test(test_store_waits),  cmocka_unit_test(test_store_rollback),
+        cmocka_unit_test(test_red_cases),      cmocka_unit_test(test_red_waits),
+        cmocka_unit_test(test_red_bound),      cmocka_unit_test(test_red_threads),
+        cmocka_unit_test(test_store_cases),    cmocka_unit_test(test_store_waits),
+        cmocka_unit_test(test_store_rollback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
