@@ -36,6 +36,7 @@ struct options {
     int64_t metrics_series_limit; /* RED: label sets per metric family (red.h); OTLP metrics:
                                      series in all (otel_metrics.h) */
     int64_t metrics_expiry_us;    /* OTLP metrics: series not updated this long expire */
+    int64_t graph_wait_us;        /* service graph: a half waits this long for its other half */
     const char *syslog; /* --syslog listeners (syslog.h), "off" = none */
 };
 

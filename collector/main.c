@@ -55,7 +55,9 @@ static char *read_file(const char *path)
  *                decoded batch (< 8 x): 35 x --max-body per thread
  *   sqlite       writer page cache 64 MiB, 2 MiB per read connection, WAL index: 8 MiB
  *   red          ~2.5 KiB per label set, --metrics-series-limit per family group (4 groups),
- *                plus the service-graph pending store (100k x 0.4 KiB)
+ *                plus the service-graph pending store (100k x 0.4 KiB), the access-log records
+ *                waiting for their pair (32 MiB + allocator overhead, red.c) and the recent
+ *                request marks (4 MiB); storage's record map and marks (13 + 4 MiB, store.c)
  *   otlp metrics --metrics-series-limit series in all, each at most OTEL_METRICS_SERIES_BYTES
  *   base         code, thread stacks, allocator slack: 64 MiB
  */
@@ -70,7 +72,7 @@ static uint64_t memory_bound(const struct options *o)
     if (strcmp(o->otlp_grpc_addr, "off") != 0) bodies *= 2; /* gRPC's message buffers: same cap */
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
-    uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB;
+    uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB + 57 * MiB;
     /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
      * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
     struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];
@@ -136,7 +138,8 @@ int main(int argc, char **argv)
     struct store_options so = {.path = opts.db_path,
                                .retention_us = opts.retention_us,
                                .max_db_bytes = opts.max_db_bytes,
-                               .read_pool = (unsigned)opts.http_threads};
+                               .read_pool = (unsigned)opts.http_threads,
+                               .graph_wait_us = opts.graph_wait_us};
     struct store *store = store_open(&so);
     if (!store) goto out;
     queue = ingest_queue_create(QUEUE_MAX_BATCHES, (size_t)opts.queue_bytes);
@@ -153,7 +156,8 @@ int main(int argc, char **argv)
     atomic_store(&self_metrics.memory_bound_bytes, memory_bound(&opts));
     log_msg(LOG_INFO, "meshscope: memory bound %llu MiB (README: Guarantees and limits)",
             (unsigned long long)(memory_bound(&opts) >> 20));
-    struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit};
+    struct red_options ro = {.series_limit = (uint32_t)opts.metrics_series_limit,
+                             .pending_ttl_ms = opts.graph_wait_us / 1000};
     if (!(red = red_create(&ro))) goto out;
     struct otel_metrics_options mo = {.max_series = (uint64_t)opts.metrics_series_limit,
                                       .expiry_ns = opts.metrics_expiry_us * 1000};

@@ -100,6 +100,13 @@ static const struct opt_row opt_table[] = {
      * 5m outlives a few missed exports of the usual 10-60 s intervals. */
     {"metrics-expiry", OPT_DURATION, "5m", 1000000, 7 * 24 * 3600 * INT64_C(1000000),
      OFF(metrics_expiry_us), "OTLP metric series not updated this long disappear from /metrics"},
+    /* The service graph pairs the two halves of a call (CLIENT and SERVER spans, the two
+     * proxies' access-log records) if the second comes this long after the first; Tempo's
+     * service-graph processor waits 10s. Longer costs memory (the halves waiting) and delay. */
+    {"service-graph-wait", OPT_DURATION, "10s", 100000, 120 * INT64_C(1000000),
+     OFF(graph_wait_us),
+     "how long a half of a call (span, access-log record) waits for its other half on the "
+     "service graph"},
     {"syslog", OPT_SYSLOG, "off", 0, 0, OFF(syslog),
      "syslog receiver (nginx, HAProxy JSON access logs) on UDP and TCP: \"ADDR[,service=NAME]\", "
      "several separated by spaces (\"off\" disables; README: Syslog)"},

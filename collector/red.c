@@ -22,6 +22,10 @@
  *   server half of a Zipkin/Envoy shared span (zipkin.shared=true). Whichever half comes second
  *   finds the first and completes the edge. Pending halves live in shard FIFOs (one TTL for all,
  *   so insertion order is expiry order); the total is capped (atomic n_pending).
+ * - Access-log records ("access-log records on the service graph" below) wait in a third set
+ *   of shards (rshards) keyed by their pairing key, which also hold the recent request marks
+ *   of CLIENT/SERVER spans (by mark). A record's path takes the mark shards' locks (to check
+ *   coverage) and its key shard's lock one after the other, never together.
  * - Istio samples need both halves (a destination sample's source_* labels come from the client
  *   span, a source sample's destination_* from the server span), so a CLIENT or SERVER span's
  *   Istio sample is recorded when its edge completes or its half expires (then with "unknown" for
@@ -524,11 +528,19 @@ static size_t graph_labels(const char *client, size_t cn, const char *server, si
 }
 #define GRAPH_LABELS_MAX (2 * 4 * RED_VALUE_MAX + 80)
 
-static void record_edge(struct red *r, const char *cl, size_t cn, const char *sv, size_t sn,
-                        enum conn_type ct, const struct half *client, const struct half *server)
+/* One request on the edge cl -> sv; o carries failed, {server s, client s} (-1 = not
+ * observed) and the exemplar. */
+static void record_edge_obs(struct red *r, const char *cl, size_t cn, const char *sv, size_t sn,
+                            enum conn_type ct, const struct obs *o)
 {
     char labels[GRAPH_LABELS_MAX];
     size_t n = graph_labels(cl, cn, sv, sn, ct, labels);
+    record(r, G_GRAPH, labels, n, NULL, 0, o);
+}
+
+static void record_edge(struct red *r, const char *cl, size_t cn, const char *sv, size_t sn,
+                        enum conn_type ct, const struct half *client, const struct half *server)
+{
     const struct half *ex = server ? server : client;
     struct obs o = {.failed = (client && client->failed) || (server && server->failed),
                     .values = {server ? server->duration_ms / 1000 : -1,
@@ -536,7 +548,7 @@ static void record_edge(struct red *r, const char *cl, size_t cn, const char *sv
                     .trace_id = ex->trace_id,
                     .span_id = ex->span_id,
                     .ts_ms = ex->end_unix_nano / 1000000};
-    record(r, G_GRAPH, labels, n, NULL, 0, &o);
+    record_edge_obs(r, cl, cn, sv, sn, ct, &o);
 }
 
 static void record_side_count(struct red *r, enum group g, const struct half *h)
@@ -645,10 +657,13 @@ static void emit_expired(struct red *r, struct pending *list)
     }
 }
 
+static void rec_expire(struct red *r, int64_t now);
+
 void red_expire(struct red *r)
 {
     if (!r) return;
     int64_t now = r->now_ms();
+    rec_expire(r, now);
     for (int i = 0; i < RED_SHARDS; i++) {
         struct pending_shard *ps = &r->pshards[i];
         pthread_mutex_lock(&ps->mu);
@@ -719,6 +734,288 @@ static void pair(struct red *r, const uint8_t key[8], const struct half *h, int6
     emit_expired(r, expired);
 }
 
+/* ----- access-log records on the service graph ------------------------------------------------
+ * README "Access logs". When both proxies of a call log it (Envoy/Istio: an outbound record at
+ * the caller's sidecar, an inbound one at the callee's), the two records are one request. A
+ * record with a request id (else a trace id) waits ttl_ms under its pairing key
+ * (access_log_pair_key: the id and the called service); the other half of the call joins it.
+ * When the wait is over the entry counts once:
+ *   - both halves: caller -> callee, connection_type "", failed and client seconds from the
+ *     outbound (client) record, as the caller saw it, server seconds from the inbound one;
+ *   - an outbound half alone: caller -> its destination service (client seconds);
+ *   - an inbound half alone: "unknown" -> callee (virtual_node), or source_workload -> callee
+ *     when the record names its caller (server seconds);
+ *   - nothing when a CLIENT/SERVER span of the same request (trace id or x-request-id) came
+ *     from one wait before the first record on (so during its wait, too): the request's spans
+ *     count it (REC_TRACED). The recent set holds SEEN_SLOTS marks; a busy mesh overwrites a
+ *     mark sooner, which can only let a record count again.
+ * Entries wait their whole TTL even once paired, so that spans arriving after the records (the
+ * usual order with Envoy: access logs flush every second, traces every few) still win. A record
+ * without either id, or one that finds the store full (rec_limit entries or rec_max_bytes), is
+ * counted alone at once. Records' Istio samples stay at once (one per record and reporter); only
+ * a record whose request's spans were already seen when it came reports none (the spans did).
+ * Locks: rshards[key] for entries, rshards[mark] for the seen marks, never two at once. */
+
+#define REC_BUCKETS 1024  /* per shard */
+#define SEEN_SLOTS 4096   /* per shard: 64 x 4096 = 262,144 recent request marks (16 B each) */
+
+const char *const red_rec_outcome_label[REC_OUTCOMES] = {"paired", "unpaired", "traced", "no_id",
+                                                         "store_full"};
+
+struct rec_pending {
+    struct rec_pending *hnext;
+    struct rec_pending *prev, *next; /* FIFO */
+    uint64_t key;
+    uint64_t marks[4];
+    uint32_t n_marks;
+    int64_t expire_ms;
+    size_t bytes;
+    bool has_client, has_server, client_failed, server_failed, source_named, has_ex;
+    double client_ms, server_ms; /* -1: none */
+    uint8_t trace_id[16], span_id[8];
+    uint64_t ts_ms;
+    char *caller; /* the client half's service, or the server half's source; escaped */
+    uint16_t caller_len, callee_len;
+    char callee[]; /* escaped */
+};
+
+static void rec_count(struct red *r, enum rec_outcome o, uint64_t n)
+{
+    atomic_fetch_add_explicit(&r->rec_outcome[o], n, memory_order_relaxed);
+}
+
+static void seen_add(struct red *r, uint64_t mark, int64_t now)
+{
+    struct rec_shard *rs = &r->rshards[mark & (RED_SHARDS - 1)];
+    pthread_mutex_lock(&rs->mu);
+    recent_set_add(rs->seen, mark, now);
+    pthread_mutex_unlock(&rs->mu);
+}
+
+/* True when a mark was left by a span at or after since. */
+static bool seen_any(struct red *r, const uint64_t *marks, uint32_t n, int64_t since)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        struct rec_shard *rs = &r->rshards[marks[i] & (RED_SHARDS - 1)];
+        pthread_mutex_lock(&rs->mu);
+        bool hit = recent_set_has(rs->seen, marks[i], since);
+        pthread_mutex_unlock(&rs->mu);
+        if (hit) return true;
+    }
+    return false;
+}
+
+/* Reserves room for one waiting entry of `bytes`; false when the store is full. */
+static bool rec_admit(struct red *r, size_t bytes)
+{
+    if (atomic_fetch_add_explicit(&r->n_rec, 1, memory_order_relaxed) >= r->rec_limit) {
+        atomic_fetch_sub_explicit(&r->n_rec, 1, memory_order_relaxed);
+        return false;
+    }
+    if (atomic_fetch_add_explicit(&r->rec_bytes, bytes, memory_order_relaxed) + bytes >
+        r->rec_max_bytes) {
+        atomic_fetch_sub_explicit(&r->rec_bytes, bytes, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&r->n_rec, 1, memory_order_relaxed);
+        return false;
+    }
+    return true;
+}
+
+/* Counts an entry whose wait is over (or that could not wait). */
+static void rec_emit(struct red *r, const struct rec_pending *e, enum rec_outcome why)
+{
+    struct obs o = {.values = {e->has_server ? e->server_ms / 1000 : -1,
+                               e->has_client ? e->client_ms / 1000 : -1},
+                    .trace_id = e->has_ex ? e->trace_id : NULL,
+                    .span_id = e->span_id,
+                    .ts_ms = e->ts_ms};
+    if (e->has_client) {
+        o.failed = e->client_failed;
+        record_edge_obs(r, e->caller, e->caller_len, e->callee, e->callee_len, CONN_NONE, &o);
+    } else {
+        o.failed = e->server_failed;
+        record_edge_obs(r, e->caller, e->caller_len, e->callee, e->callee_len,
+                        e->source_named ? CONN_NONE : CONN_VIRTUAL, &o);
+    }
+    rec_count(r, why, e->has_client && e->has_server ? 2 : 1);
+}
+
+static void rec_free(struct red *r, struct rec_pending *e)
+{
+    atomic_fetch_sub_explicit(&r->rec_bytes, e->bytes, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&r->n_rec, 1, memory_order_relaxed);
+    free(e->caller);
+    free(e);
+}
+
+static void rec_unlink(struct rec_shard *rs, struct rec_pending *e)
+{
+    if (e->prev) e->prev->next = e->next;
+    else rs->oldest = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else rs->newest = e->prev;
+    struct rec_pending **pp = &rs->buckets[(e->key >> 6) & (REC_BUCKETS - 1)];
+    while (*pp != e) pp = &(*pp)->hnext;
+    *pp = e->hnext;
+}
+
+/* Expired entries of one shard (caller holds rs->mu), as a list through next. */
+static struct rec_pending *rec_take_expired(struct rec_shard *rs, int64_t now)
+{
+    struct rec_pending *list = NULL;
+    while (rs->oldest && rs->oldest->expire_ms <= now) {
+        struct rec_pending *e = rs->oldest;
+        rec_unlink(rs, e);
+        e->next = list;
+        list = e;
+    }
+    return list;
+}
+
+static void rec_emit_expired(struct red *r, struct rec_pending *list, int64_t now)
+{
+    while (list) {
+        struct rec_pending *next = list->next;
+        /* spans from a wait before the first record came (expire_ms - 2 waits) on */
+        if (seen_any(r, list->marks, list->n_marks, list->expire_ms - 2 * r->ttl_ms))
+            rec_count(r, REC_TRACED, list->has_client && list->has_server ? 2 : 1);
+        else rec_emit(r, list, list->has_client && list->has_server ? REC_PAIRED : REC_UNPAIRED);
+        rec_free(r, list);
+        list = next;
+    }
+}
+
+static void rec_expire(struct red *r, int64_t now)
+{
+    for (int i = 0; i < RED_SHARDS; i++) {
+        struct rec_shard *rs = &r->rshards[i];
+        pthread_mutex_lock(&rs->mu);
+        struct rec_pending *list = rec_take_expired(rs, now);
+        pthread_mutex_unlock(&rs->mu);
+        rec_emit_expired(r, list, now);
+    }
+}
+
+/* The service-graph share of one record: h is its half (red_half_from_log), side its side,
+ * marks its request marks. */
+static void rec_observe(struct red *r, const struct access_log *l, const struct half *h,
+                        enum alog_side side, const uint64_t *marks, uint32_t n_marks, int64_t now)
+{
+    bool client = side == ALOG_SIDE_CLIENT;
+    char callee[4 * RED_VALUE_MAX + 3], other[4 * RED_VALUE_MAX + 3];
+    size_t callee_len, other_len;
+    bool source_named = false;
+    if (client) {
+        struct mstr d = access_log_callee(l);
+        callee_len = red_escape(d.ptr, d.len, callee);
+        other_len = h->len[S_SERVICE];
+        memcpy(other, h->data + h->off[S_SERVICE], other_len);
+    } else {
+        callee_len = h->len[S_SERVICE];
+        memcpy(callee, h->data + h->off[S_SERVICE], callee_len);
+        const struct mstr *src = &l->str[ALOG_SOURCE_WORKLOAD];
+        source_named = src->ptr && src->len;
+        other_len = source_named ? red_escape(src->ptr, src->len, other) : 7;
+        if (!source_named) memcpy(other, "unknown", 7);
+    }
+    /* This record as an entry of its own (kept when it waits, emitted at once otherwise). */
+    size_t bytes = sizeof(struct rec_pending) + callee_len + other_len;
+    struct rec_pending *e = malloc(sizeof *e + callee_len);
+    char *caller = malloc(other_len ? other_len : 1);
+    if (!e || !caller) {
+        free(e);
+        free(caller);
+        log_ratelimited(LOG_WARN, "red-oom", "red: out of memory, observation lost");
+        return;
+    }
+    memset(e, 0, sizeof *e);
+    e->bytes = bytes;
+    e->has_client = client;
+    e->has_server = !client;
+    e->client_failed = client && h->failed;
+    e->server_failed = !client && h->failed;
+    e->client_ms = client ? h->duration_ms : -1;
+    e->server_ms = client ? -1 : h->duration_ms;
+    e->source_named = source_named;
+    e->has_ex = l->has_trace_id;
+    memcpy(e->trace_id, h->trace_id, 16);
+    memcpy(e->span_id, h->span_id, 8);
+    e->ts_ms = h->end_unix_nano / 1000000;
+    memcpy(caller, other, other_len);
+    e->caller = caller;
+    e->caller_len = (uint16_t)other_len;
+    memcpy(e->callee, callee, callee_len);
+    e->callee_len = (uint16_t)callee_len;
+    for (uint32_t i = 0; i < n_marks && i < 2; i++) e->marks[e->n_marks++] = marks[i];
+
+    uint64_t key;
+    if (!access_log_pair_key(l, &key)) {
+        rec_emit(r, e, REC_NO_ID);
+        free(caller);
+        free(e);
+        return;
+    }
+    e->key = key;
+    e->expire_ms = now + r->ttl_ms;
+    struct rec_shard *rs = &r->rshards[key & (RED_SHARDS - 1)];
+    struct rec_pending **chain = &rs->buckets[(key >> 6) & (REC_BUCKETS - 1)];
+    bool full = false, joined = false;
+    pthread_mutex_lock(&rs->mu);
+    struct rec_pending *w = NULL;
+    for (struct rec_pending *p = *chain; p; p = p->hnext)
+        if (p->key == key && (client ? !p->has_client : !p->has_server) && p->expire_ms > now) {
+            w = p;
+            break;
+        }
+    if (w) { /* the other half waits: this record completes its call */
+        joined = true;
+        if (client) {
+            free(w->caller); /* the server half's source gives way to the real caller */
+            w->caller = caller;
+            caller = NULL;
+            atomic_fetch_add_explicit(&r->rec_bytes, (uint64_t)other_len - w->caller_len,
+                                      memory_order_relaxed);
+            w->bytes += (size_t)other_len - w->caller_len;
+            w->caller_len = (uint16_t)other_len;
+            w->has_client = true;
+            w->client_failed = e->client_failed;
+            w->client_ms = e->client_ms;
+        } else {
+            w->has_server = true;
+            w->server_failed = e->server_failed;
+            w->server_ms = e->server_ms;
+        }
+        if (!w->has_ex && e->has_ex) {
+            w->has_ex = true;
+            memcpy(w->trace_id, e->trace_id, 16);
+            memcpy(w->span_id, e->span_id, 8);
+            w->ts_ms = e->ts_ms;
+        }
+        for (uint32_t i = 0; i < e->n_marks && w->n_marks < 4; i++) w->marks[w->n_marks++] = e->marks[i];
+    } else if (!rec_admit(r, bytes)) {
+        full = true;
+    } else {
+        e->hnext = *chain;
+        *chain = e;
+        e->next = NULL;
+        e->prev = rs->newest;
+        if (rs->newest) rs->newest->next = e;
+        else rs->oldest = e;
+        rs->newest = e;
+    }
+    struct rec_pending *expired = rec_take_expired(rs, now);
+    pthread_mutex_unlock(&rs->mu);
+    if (joined) {
+        free(caller);
+        free(e);
+    } else if (full) {
+        rec_emit(r, e, REC_FULL);
+        free(caller);
+        free(e);
+    }
+    rec_emit_expired(r, expired, now);
+}
+
 bool red_span_shared(const struct span *s);
 
 /* Span names longer than this are not memoised (their key would not fit KEY_MAX): such a span
@@ -770,6 +1067,7 @@ void red_observe_batch(void *arg, const struct span_batch *b)
         char raw[RED_HALF_MAX];
     } scratch;
     char key[KEY_MAX];
+    uint64_t last_trace_mark = 0;
     for (uint32_t i = 0; i < b->n_spans; i++) {
         const struct span *s = &b->spans[i];
         struct half *h = red_half_build(s, &rc, &scratch);
@@ -786,6 +1084,14 @@ void red_observe_batch(void *arg, const struct span_batch *b)
             size_t n = red_spanmetrics_labels(s, h, key);
             record(r, G_SPAN, key, n, NULL, 0, &o);
         }
+
+        /* Request marks of CLIENT/SERVER spans: an access-log record of the same request is
+         * counted by these spans, not again (consecutive spans of one trace mark it once). */
+        uint64_t marks[2];
+        uint32_t n_marks = span_request_marks(s, marks);
+        for (uint32_t k = 0; k < n_marks; k++)
+            if (k > 0 || marks[0] != last_trace_mark) seen_add(r, marks[k], now);
+        if (n_marks) last_trace_mark = marks[0];
 
         switch (s->kind) {
         case SPAN_KIND_CLIENT:
@@ -808,31 +1114,27 @@ void red_observe_batch(void *arg, const struct span_batch *b)
         }
     }
     /* Access-log records: one Istio sample each, at once (a record is one proxy's complete
-     * report of one request; there is no other half to wait for). An inbound record reports as
-     * reporter="destination" with unknown source_* labels, any other as reporter="source" with
-     * unknown destination_* identity (destination_service from upstream_cluster, nginx's /
-     * HAProxy's upstream name, or :authority). Each is also one service-graph request at once:
-     * an inbound record on "unknown" -> its service (a virtual node: the caller is not in the
-     * record), any other on its service -> its destination service when it has one (none:
-     * nothing was called, no edge). No span metrics. A request that a proxy both traces and
-     * logs is counted by each: send one or the other per proxy (README "Access logs").
-     * A record without a response code reports no request (an application log from POST
-     * /v1/logs, otlp_logs.c): it is stored, never counted. */
+     * report of one request): an inbound record reports as reporter="destination" with unknown
+     * source_* labels, any other as reporter="source" with unknown destination_* identity
+     * (destination_service from upstream_cluster, nginx's / HAProxy's upstream name, or
+     * :authority). None when its request's spans were already seen (they reported it). The
+     * service graph counts each call once ("access-log records on the service graph" above).
+     * No span metrics. A record without a response code reports no request (an application
+     * log from POST /v1/logs, otlp_logs.c): it is stored, never counted. */
     for (uint32_t i = 0; i < b->n_logs; i++) {
         const struct access_log *l = &b->logs[i];
         if (l->response_code < 0) continue;
+        uint64_t marks[2];
+        uint32_t n_marks = access_log_request_marks(l, marks);
+        enum alog_side side = access_log_graph_side(l);
+        if (n_marks && seen_any(r, marks, n_marks, now - r->ttl_ms)) {
+            if (side != ALOG_SIDE_NONE) rec_count(r, REC_TRACED, 1);
+            continue;
+        }
         struct half *h = red_half_from_log(l, &scratch);
         bool server = h->kind == SPAN_KIND_SERVER;
         record_istio(r, h, server ? NULL : h, server ? h : NULL);
-        const char *svc = h->data + h->off[S_SERVICE];
-        if (server) {
-            record_edge(r, "unknown", 7, svc, h->len[S_SERVICE], CONN_VIRTUAL, NULL, h);
-        } else if (l->str[ALOG_DESTINATION_SERVICE].ptr) {
-            char dst[4 * RED_VALUE_MAX + 3];
-            size_t dn = red_escape(l->str[ALOG_DESTINATION_SERVICE].ptr,
-                                   l->str[ALOG_DESTINATION_SERVICE].len, dst);
-            record_edge(r, svc, h->len[S_SERVICE], dst, dn, CONN_NONE, h, NULL);
-        }
+        if (side != ALOG_SIDE_NONE) rec_observe(r, l, h, side, marks, n_marks, now);
     }
 }
 
@@ -846,8 +1148,10 @@ struct red *red_create(const struct red_options *o)
     memset(r, 0, sizeof *r);
     r->series_limit = o && o->series_limit ? o->series_limit : 10000;
     r->pending_limit = o && o->pending_limit ? o->pending_limit : 100000;
-    r->ttl_ms = o && o->pending_ttl_ms ? o->pending_ttl_ms : 10000;
+    r->ttl_ms = o && o->pending_ttl_ms ? o->pending_ttl_ms : GRAPH_WAIT_DEFAULT_MS;
     r->now_ms = o && o->now_ms ? o->now_ms : mono_ms;
+    r->rec_limit = o && o->record_limit ? o->record_limit : 100000;
+    r->rec_max_bytes = o && o->record_max_bytes ? o->record_max_bytes : (uint64_t)32 << 20;
     r->gen = atomic_fetch_add_explicit(&next_gen, 1, memory_order_relaxed);
     for (int i = 0; i < RED_SHARDS; i++) {
         pthread_mutex_init(&r->shards[i].mu, NULL);
@@ -855,7 +1159,12 @@ struct red *red_create(const struct red_options *o)
         r->shards[i].n_buckets = 64;
         r->shards[i].buckets = calloc(64, sizeof(struct series *));
         r->pshards[i].buckets = calloc(PENDING_BUCKETS, sizeof(struct pending *));
-        if (!r->shards[i].buckets || !r->pshards[i].buckets) goto oom;
+        pthread_mutex_init(&r->rshards[i].mu, NULL);
+        r->rshards[i].buckets = calloc(REC_BUCKETS, sizeof(struct rec_pending *));
+        r->rshards[i].seen = recent_set_create(SEEN_SLOTS);
+        if (!r->shards[i].buckets || !r->pshards[i].buckets || !r->rshards[i].buckets ||
+            !r->rshards[i].seen)
+            goto oom;
     }
     return r;
 oom:
@@ -885,6 +1194,16 @@ void red_destroy(struct red *r)
             p = next;
         }
         free(r->pshards[i].buckets);
+        struct rec_pending *e = r->rshards[i].oldest;
+        while (e) {
+            struct rec_pending *next = e->next;
+            free(e->caller);
+            free(e);
+            e = next;
+        }
+        free(r->rshards[i].buckets);
+        recent_set_destroy(r->rshards[i].seen);
+        pthread_mutex_destroy(&r->rshards[i].mu);
         pthread_mutex_destroy(&sh->mu);
         pthread_mutex_destroy(&r->pshards[i].mu);
     }

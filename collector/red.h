@@ -32,8 +32,14 @@ struct red_options {
     /* Half-edges (a CLIENT or SERVER span waiting for its other half) kept at most; beyond it a
      * span is counted in traces_service_graph_dropped_spans_total. 0 = 100,000. */
     uint32_t pending_limit;
-    /* How long a half-edge waits for its other half. 0 = 10,000 ms (Tempo's default wait). */
+    /* How long a half-edge waits for its other half (--service-graph-wait); access-log records
+     * wait as long. 0 = GRAPH_WAIT_DEFAULT_MS (10 s, Tempo's default wait). */
     int64_t pending_ttl_ms;
+    /* Access-log records waiting for the other proxy's record of the same call, at most (count
+     * and bytes); beyond either a record is counted alone at once
+     * (meshscope_service_graph_records_total{outcome="store_full"}). 0 = 100,000 and 32 MiB. */
+    uint32_t record_limit;
+    uint64_t record_max_bytes;
     /* Monotonic clock in ms, for tests; NULL = CLOCK_MONOTONIC. */
     int64_t (*now_ms)(void);
 };
@@ -44,13 +50,16 @@ struct red *red_create(const struct red_options *o);
 void red_destroy(struct red *r);
 
 /* The http_context.observe hook: aggregates every span of b, and every access-log record of b
- * into the Istio metrics (one sample per record; README "Access logs"). Borrows b; takes only short
+ * into the Istio metrics (one sample per record, none when its request's spans came first) and
+ * the service graph (each call once: the two proxies' records of a call pair, records of traced
+ * requests are left to their spans; README "Access logs"). Borrows b; takes only short
  * per-shard locks (no global lock), never blocks on I/O. red is a struct red *. */
 void red_observe_batch(void *red, const struct span_batch *b);
 
 /* Gives up on half-edges older than the TTL (they become unpaired counts, virtual-node edges or
- * one-sided Istio samples). red_render and red_observe_batch call it themselves; tests call it
- * after moving their clock. */
+ * one-sided Istio samples) and counts the access-log records whose wait is over.
+ * red_render and red_observe_batch call it themselves (the latter for the shards it touches);
+ * tests call it after moving their clock. */
 void red_expire(struct red *r);
 
 /* Renders every RED metric family, plus meshscope_metrics_* self metrics of the module, into a

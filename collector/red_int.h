@@ -168,9 +168,31 @@ struct pending_shard {
     struct pending *oldest, *newest; /* FIFO = expiry order (one TTL for all) */
 } __attribute__((aligned(64)));
 
+/* Access-log records waiting for the other proxy's record of the same call (red.c, "records").
+ * A shard also keeps the recent request marks of spans whose mark hashes to it (seen). */
+struct rec_pending;
+struct rec_shard {
+    pthread_mutex_t mu;
+    struct rec_pending **buckets;        /* REC_BUCKETS chains */
+    struct rec_pending *oldest, *newest; /* FIFO = expiry order */
+    struct recent_set *seen;
+} __attribute__((aligned(64)));
+
+/* What became of an access-log record on the service graph (meshscope_service_graph_records_total). */
+enum rec_outcome {
+    REC_PAIRED,   /* counted once with the other proxy's record of the same call */
+    REC_UNPAIRED, /* waited, no other record came: counted alone */
+    REC_TRACED,   /* its request's spans count it: not counted again */
+    REC_NO_ID,    /* no request id or trace id to pair on: counted alone at once */
+    REC_FULL,     /* the pending store was full: counted alone at once */
+    REC_OUTCOMES
+};
+
 struct red {
     uint32_t series_limit;
     uint32_t pending_limit;
+    uint32_t rec_limit;       /* records waiting at most (count) */
+    uint64_t rec_max_bytes;   /* and their bytes */
     int64_t ttl_ms;
     int64_t (*now_ms)(void);
     uint64_t gen;            /* unique per instance: tags the per-thread series memo (red.c) */
@@ -179,7 +201,12 @@ struct red {
     _Atomic uint32_t n_series[G_COUNT];
     _Atomic uint64_t overflowed[G_COUNT]; /* observations folded into the overflow series */
     _Atomic uint32_t n_pending;
+    struct rec_shard rshards[RED_SHARDS];
+    _Atomic uint32_t n_rec;
+    _Atomic uint64_t rec_bytes;
+    _Atomic uint64_t rec_outcome[REC_OUTCOMES];
 };
+extern const char *const red_rec_outcome_label[REC_OUTCOMES];
 
 static inline struct hist *series_hist(struct series *s, uint32_t i)
 {

@@ -228,6 +228,24 @@ static void render_into(struct red *r, bool om, struct red_buf *buf)
         PUT(&b, "meshscope_service_graph_pending_spans ");
         put_u64(&b, atomic_load_explicit(&r->n_pending, memory_order_relaxed));
         put(&b, "\n", 1);
+        header(&b, "meshscope_service_graph_pending_records",
+               strlen("meshscope_service_graph_pending_records"), "gauge",
+               "Access-log records waiting for the other proxy's record of the same call.");
+        PUT(&b, "meshscope_service_graph_pending_records ");
+        put_u64(&b, atomic_load_explicit(&r->n_rec, memory_order_relaxed));
+        put(&b, "\n", 1);
+        counter_header(&b, "meshscope_service_graph_records_total",
+                       "Access-log records on the service graph, by outcome: paired (counted once "
+                       "with the other proxy's record), unpaired, traced (counted by their "
+                       "request's spans), no_id and store_full (counted alone at once).",
+                       om);
+        for (int k = 0; k < REC_OUTCOMES; k++) {
+            PUT(&b, "meshscope_service_graph_records_total{outcome=\"");
+            puts_(&b, red_rec_outcome_label[k]);
+            PUT(&b, "\"} ");
+            put_u64(&b, atomic_load_explicit(&r->rec_outcome[k], memory_order_relaxed));
+            put(&b, "\n", 1);
+        }
     }
     *buf = b;
 }

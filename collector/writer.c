@@ -125,6 +125,12 @@ static void *writer_main(void *arg)
             break;
         int64_t t = now_us(CLOCK_MONOTONIC);
         if (t >= next_retention) {
+            /* Service-graph halves and access-log records whose wait is over reach the edge
+             * rollups even when no commit comes to take them along. */
+            int rc = store_flush_graph(w->st);
+            if (rc != 0)
+                log_ratelimited(LOG_WARN, "writer-graph", "writer: service-graph flush failed (%d)",
+                                rc);
             retention(w);
             next_retention = t + RETENTION_PERIOD_US;
         }

@@ -246,6 +246,40 @@ struct access_log {
  * The flag the access_logs.error column and errors=true are built on. */
 bool access_log_is_error(const struct access_log *l);
 
+/* ----- counting each request once on the service graph (graph_pair.c) ------------------------
+ * Shared by the RED engine (traces_service_graph_*) and the edge rollups (/api/graph), so both
+ * count alike (README "Access logs"). Pure functions: any thread. */
+
+/* Service-graph wait: how long a half of a call (a span or an access-log record) waits for its
+ * other half, and the default of --service-graph-wait. Tempo's service-graph processor waits 10 s. */
+#define GRAPH_WAIT_DEFAULT_MS 10000
+
+/* The record's half of a call: NONE draws no edge (not a request, or no destination). */
+enum alog_side { ALOG_SIDE_NONE, ALOG_SIDE_CLIENT, ALOG_SIDE_SERVER };
+enum alog_side access_log_graph_side(const struct access_log *l);
+/* The called service: an inbound record's own service ("unknown_service" without one), any
+ * other record's destination service. Points into l. */
+struct mstr access_log_callee(const struct access_log *l);
+/* The key that pairs the two records of one call: hash of (request id, else trace id; called
+ * service), never 0. false when the record draws no edge or carries neither id. */
+bool access_log_pair_key(const struct access_log *l, uint64_t *key /* OUT */);
+/* Fingerprints (never 0) of the request a record or a CLIENT/SERVER span belongs to: its trace
+ * id and its x-request-id (spans: guid:x-request-id, http.request.header.x-request-id,
+ * x-request-id). Fills out, returns how many (0..2; 0 for spans of other kinds). */
+unsigned access_log_request_marks(const struct access_log *l, uint64_t out[2]);
+unsigned span_request_marks(const struct span *s, uint64_t out[2]);
+
+/* Marks seen recently: a direct-mapped table of about `slots` entries (rounded up to a power
+ * of two; 16 bytes each); a newer mark may overwrite an older one (forgetting it early). Not
+ * thread-safe. create returns NULL on out of memory; destroy accepts NULL. Times are the
+ * caller's unit. */
+struct recent_set;
+struct recent_set *recent_set_create(uint32_t slots);
+void recent_set_destroy(struct recent_set *r);
+void recent_set_add(struct recent_set *r, uint64_t mark, int64_t now);
+/* True when mark was added at or after since (and not overwritten since). */
+bool recent_set_has(const struct recent_set *r, uint64_t mark, int64_t since);
+
 /* A batch of spans with the arena that holds them. Built by one thread (a decoder), then handed
  * over whole (through the ingest queue) to another. It may also (or only) hold access-log
  * records, which travel the same queue, acknowledgement and write path. */
@@ -303,6 +337,7 @@ struct store_options {
     int64_t retention_us;  /* keep data this long; 0 = forever */
     int64_t max_db_bytes;  /* retention also trims to this size; 0 = unlimited */
     unsigned read_pool;    /* read-only connections kept for query threads (default 4 if 0) */
+    int64_t graph_wait_us; /* service-graph wait (--service-graph-wait); 0 = GRAPH_WAIT_DEFAULT_MS */
 };
 
 /* Opens (creating or migrating) the database. Returns NULL and logs why on failure. */
@@ -314,6 +349,12 @@ void store_close(struct store *st);
  * transaction: on return 0 all are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size
  * limit full, -ENOMEM). Borrows the batches. */
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n);
+
+/* Writer thread only. Counts on the edge rollups what waited past the service-graph wait (span
+ * halves whose other half never came, access-log records, paired or not) when no write call
+ * came to do it; one short transaction, none when nothing expired. Call it about once a second.
+ * Returns 0 or a negative errno (nothing counted: tried again next time). */
+int store_flush_graph(struct store *st);
 
 /* Writer thread only. Deletes at most max_rows rows of data received before now_us minus the
  * retention, or the oldest data while the file exceeds max_db_bytes; one short transaction.

@@ -65,7 +65,7 @@
  * EDGE ROLLUPS (the service graph, /api/graph and /api/dependencies): an edge is (client node,
  * server node, connection type). Pairs are found per write call (a span and its parent in the
  * same call) and across calls through the pending map (the first half of a CLIENT/SERVER or
- * PRODUCER/CONSUMER pair waits PENDING_TTL_US for the other, as Tempo's service-graph processor
+ * PRODUCER/CONSUMER pair waits the service-graph wait (wait_us) for the other, as Tempo's service-graph processor
  * does; the Zipkin/Envoy shared-span form, a SERVER with zipkin.shared=true and its CLIENT's
  * span id, pairs the same way). Consistent with the RED metrics (collector/red.c):
  *  - a paired call counts on client -> server; it failed if either half failed; its latency is
@@ -81,7 +81,22 @@
  *    v1 did).
  * Expired halves are turned into edges by the next write call (there is no timer); halves that
  * wait when the process stops, or that are pushed out of a full map, are lost (a restart loses
- * at most PENDING_TTL_US of unpaired halves).
+ * at most wait_us of unpaired halves). store_flush_graph, called by the writer about once a
+ * second, does the same when no write call comes.
+ * ACCESS-LOG RECORDS (log_edge): each request counts once, as collector/red.c counts it (both
+ * use graph_pair.c; README "Access logs"). A record with a request id (else a trace id) waits
+ * wait_us in the record map (RPEND_CAP entries, allocated at open), keyed by
+ * access_log_pair_key; the other proxy's record of the same call joins its entry. When the wait
+ * is over (next write call, or store_flush_graph) the entry counts once: both halves on caller ->
+ * callee (error and latency from the outbound record, time bucket its start), an outbound half
+ * alone on caller -> destination, an inbound half alone on "unknown" (virtual) or its
+ * source_workload -> callee; nothing when a CLIENT/SERVER span of the same request (trace id or
+ * x-request-id, remembered in `seen`) was stored from one wait before the record on: the spans
+ * count it. A
+ * record without either id, or that finds the map full, counts alone at once. Entries wait
+ * whole even once paired, so spans that arrive after their records still win. The map changes
+ * as records come (a record may pair with one of the same write call); a failed write call
+ * undoes its changes from rpend_undo.
  * Each write call upserts one row per (10 s bucket, edge) it touched, merging histograms with
  * the SQL function hist_merge. Retention downsamples: rows of 10 s buckets older than
  * ROLLUP_DOWNSAMPLE_AFTER (6 h, by the receive clock) are merged into 1 min rows, so a 24 h
@@ -153,9 +168,9 @@
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
-/* Cross-batch dependency pairing (Tempo's service-graph processor): a half waits this long for
- * its other half, and at most this many halves wait (about 80 bytes each). */
-#define PENDING_TTL_US (10 * 1000000LL)
+/* Cross-batch dependency pairing (Tempo's service-graph processor): a half waits the
+ * service-graph wait (st->wait_us) for its other half, and at most this many halves wait (about
+ * 80 bytes each). */
 #define PENDING_CAP 100000u
 #define PENDING_BUCKETS 131072u /* power of two above PENDING_CAP */
 /* The dictionary caches are flushed when they grow past this (a runaway cardinality of span
@@ -384,9 +399,9 @@ static void pending_remove(struct pending *p, int32_t i)
     p->n--;
 }
 
-static void pending_expire(struct pending *p, int64_t now_us)
+static void pending_expire(struct pending *p, int64_t cutoff)
 {
-    while (p->oldest >= 0 && p->e[p->oldest].added_us < now_us - PENDING_TTL_US)
+    while (p->oldest >= 0 && p->e[p->oldest].added_us < cutoff)
         pending_remove(p, p->oldest);
 }
 
@@ -410,6 +425,107 @@ static void pending_add(struct pending *p, const struct pend *tmpl, int64_t now_
     else p->oldest = i;
     p->newest = i;
     p->n++;
+}
+
+/* ----- access-log records waiting for their other half (see ACCESS-LOG RECORDS) ----------- */
+
+#define RPEND_CAP 100000u        /* records waiting at most (~130 bytes each: 13 MB at open) */
+#define RPEND_BUCKETS 131072u    /* power of two above RPEND_CAP */
+#define SEEN_SLOTS 262144u       /* recent request marks of spans (16 bytes each: 4 MiB) */
+
+struct rpend {
+    uint64_t key;
+    uint64_t marks[4];
+    uint8_t n_marks;
+    bool used, has_client, has_server, client_err, server_err;
+    int conn;          /* of the server half alone: CONN_VIRTUAL from "unknown", else plain */
+    int64_t caller_id; /* client half's service; else the server half's source node */
+    int64_t callee_id;
+    int64_t client_bucket, server_bucket;
+    int64_t client_dur_us, server_dur_us;
+    int64_t added_us;
+    int32_t hnext;        /* hash chain */
+    int32_t older, newer; /* age list: oldest at head */
+};
+
+struct rpend_map {
+    struct rpend *e; /* RPEND_CAP entries */
+    int32_t *buckets;
+    int32_t free_head;
+    int32_t oldest, newest;
+};
+
+/* One change of the current write call, undone if it rolls back: an entry added (before.used
+ * false) or an entry as it was before a record joined it. */
+struct rpend_undo {
+    int32_t idx;
+    struct rpend before;
+};
+
+static int rpend_init(struct rpend_map *m)
+{
+    m->e = calloc(RPEND_CAP, sizeof *m->e);
+    m->buckets = malloc(RPEND_BUCKETS * sizeof *m->buckets);
+    if (!m->e || !m->buckets) return -ENOMEM;
+    for (uint32_t i = 0; i < RPEND_BUCKETS; i++) m->buckets[i] = -1;
+    for (uint32_t i = 0; i < RPEND_CAP; i++)
+        m->e[i].hnext = i + 1 < RPEND_CAP ? (int32_t)(i + 1) : -1;
+    m->free_head = 0;
+    m->oldest = m->newest = -1;
+    return 0;
+}
+
+static void rpend_free(struct rpend_map *m)
+{
+    free(m->e);
+    free(m->buckets);
+}
+
+/* A live entry of key still missing the given side, -1 if none. */
+static int32_t rpend_find(const struct rpend_map *m, uint64_t key, bool client, int64_t cutoff)
+{
+    for (int32_t i = m->buckets[key & (RPEND_BUCKETS - 1)]; i >= 0; i = m->e[i].hnext) {
+        const struct rpend *e = &m->e[i];
+        if (e->key == key && e->added_us >= cutoff && !(client ? e->has_client : e->has_server))
+            return i;
+    }
+    return -1;
+}
+
+static void rpend_remove(struct rpend_map *m, int32_t i)
+{
+    struct rpend *e = &m->e[i];
+    if (!e->used) return;
+    int32_t *link = &m->buckets[e->key & (RPEND_BUCKETS - 1)];
+    while (*link != i) link = &m->e[*link].hnext;
+    *link = e->hnext;
+    if (e->older >= 0) m->e[e->older].newer = e->newer;
+    else m->oldest = e->newer;
+    if (e->newer >= 0) m->e[e->newer].older = e->older;
+    else m->newest = e->older;
+    e->used = false;
+    e->hnext = m->free_head;
+    m->free_head = i;
+}
+
+/* Adds a copy of t (now the newest); -1 when the map is full. */
+static int32_t rpend_add(struct rpend_map *m, const struct rpend *t)
+{
+    int32_t i = m->free_head;
+    if (i < 0) return -1;
+    struct rpend *e = &m->e[i];
+    m->free_head = e->hnext;
+    *e = *t;
+    e->used = true;
+    uint32_t b = (uint32_t)(e->key & (RPEND_BUCKETS - 1));
+    e->hnext = m->buckets[b];
+    m->buckets[b] = i;
+    e->older = m->newest;
+    e->newer = -1;
+    if (m->newest >= 0) m->e[m->newest].newer = i;
+    else m->oldest = i;
+    m->newest = i;
+    return i;
 }
 
 /* ----- the store --------------------------------------------------------------------------- */
@@ -659,6 +775,13 @@ struct store {
     struct intern operations;
     struct buf opkey;
     struct pending pending;
+    int64_t wait_us;           /* service-graph wait */
+    struct rpend_map rpend;    /* access-log records waiting (ACCESS-LOG RECORDS) */
+    struct rpend_undo *rpend_undo; /* this write call's changes to rpend */
+    size_t n_rpend_undo, cap_rpend_undo;
+    int32_t *rpend_expired;    /* entries counted by this write call, removed after commit */
+    size_t n_rpend_expired, cap_rpend_expired;
+    struct recent_set *seen;   /* request marks of stored CLIENT/SERVER spans (time: us) */
     /* Scratch reused by every write call (grown, never shrunk). */
     struct put_entry *entries;
     struct put_entry **order;
@@ -1258,6 +1381,8 @@ struct store *store_open(const struct store_options *opts)
         load_log_dict(st) != 0)
         goto fail;
     if (pending_init(&st->pending) != 0) goto oom;
+    if (rpend_init(&st->rpend) != 0 || !(st->seen = recent_set_create(SEEN_SLOTS))) goto oom;
+    st->wait_us = opts->graph_wait_us > 0 ? opts->graph_wait_us : GRAPH_WAIT_DEFAULT_MS * 1000LL;
     st->pool = read_pool_create(st->path, st->opts.read_pool);
     if (!st->pool) goto oom;
     start_checkpointer(st);
@@ -1305,6 +1430,10 @@ void store_close(struct store *st)
     buf_free(&st->hist_blob);
     free(st->edge_slots);
     pending_free(&st->pending);
+    rpend_free(&st->rpend);
+    free(st->rpend_undo);
+    free(st->rpend_expired);
+    recent_set_destroy(st->seen);
     free(st->entries);
     free(st->order);
     free(st->chunk_spans);
@@ -1783,6 +1912,24 @@ static int virtual_peer(struct store *st, const struct span *s, int64_t *peer, u
     return vnode_id(st, name, peer);
 }
 
+/* (c) Halves past their wait, oldest first: a client that named its peer calls a virtual node;
+ * a SERVER whose client never came was called from outside ("user"). */
+static int expire_halves(struct store *st, int64_t cutoff)
+{
+    for (int32_t i = st->pending.oldest; i >= 0 && st->pending.e[i].added_us < cutoff;
+         i = st->pending.e[i].newer) {
+        const struct pend *h = &st->pending.e[i];
+        int rc = 0;
+        if (h->side == SIDE_CLIENT && h->peer_id)
+            rc = add_edge(st, h->bucket, h->service_id, h->peer_id, h->conn, h->error, h->dur_us);
+        else if (h->side == SIDE_SERVER && h->kind == SPAN_KIND_SERVER)
+            rc = add_edge(st, h->bucket, ROLLUP_NODE_USER, h->service_id, CONN_PLAIN, h->error,
+                          h->dur_us);
+        if (rc || (rc = plan_remove(st, i))) return rc;
+    }
+    return 0;
+}
+
 static int conn_of_pair(enum span_kind client_kind)
 {
     return client_kind == SPAN_KIND_PRODUCER ? CONN_MESSAGING : CONN_PLAIN;
@@ -1803,7 +1950,7 @@ static int find_edges(struct store *st, size_t total, int64_t now)
         while (st->slots[j] >= 0) j = (j + 1) & mask;
         st->slots[j] = (int32_t)i;
     }
-    const int64_t cutoff = now - PENDING_TTL_US;
+    const int64_t cutoff = now - st->wait_us;
     int rc = 0;
     for (size_t i = 0; i < total; i++) {
         struct put_entry *c = &st->entries[i];
@@ -1884,20 +2031,7 @@ static int find_edges(struct store *st, size_t total, int64_t now)
             }
         }
     }
-    /* (c) Halves past their TTL, oldest first: a client that named its peer calls a virtual
-     * node; a SERVER whose client never came was called from outside ("user"). */
-    for (int32_t i = st->pending.oldest; i >= 0 && st->pending.e[i].added_us < cutoff;
-         i = st->pending.e[i].newer) {
-        const struct pend *h = &st->pending.e[i];
-        rc = 0;
-        if (h->side == SIDE_CLIENT && h->peer_id)
-            rc = add_edge(st, h->bucket, h->service_id, h->peer_id, h->conn, h->error, h->dur_us);
-        else if (h->side == SIDE_SERVER && h->kind == SPAN_KIND_SERVER)
-            rc = add_edge(st, h->bucket, ROLLUP_NODE_USER, h->service_id, CONN_PLAIN, h->error,
-                          h->dur_us);
-        if (rc || (rc = plan_remove(st, i))) return rc;
-    }
-    return 0;
+    return expire_halves(st, cutoff);
 }
 
 /* An edge and the start of the summary bucket it falls in (write_edges). */
@@ -1983,7 +2117,7 @@ static int write_edges(struct store *st, int resolution)
 static void apply_pending(struct store *st, int64_t now)
 {
     for (size_t i = 0; i < st->n_removes; i++) pending_remove(&st->pending, st->pend_removes[i]);
-    pending_expire(&st->pending, now);
+    pending_expire(&st->pending, now - st->wait_us);
     for (size_t i = 0; i < st->n_adds; i++) pending_add(&st->pending, &st->pend_adds[i], now);
 }
 
@@ -1996,30 +2130,178 @@ static void forget_uncommitted(struct store *st)
     st->mark_minute = -1;
 }
 
-/* The service-graph call of one access-log record (as collector/red.c counts it): an inbound
- * record on the virtual node "unknown" -> its service (the record does not name its caller),
- * any other on its service -> its destination service, when it has one. Its latency is the
- * record's duration, its time bucket the record's start. Adds to st->edges. */
+/* ----- access-log records on the edge rollups (see ACCESS-LOG RECORDS at the top) ---------- */
+
+/* True when a mark was left by a span stored at or after since. */
+static bool seen_any(const struct store *st, const uint64_t *marks, unsigned n, int64_t since)
+{
+    for (unsigned i = 0; i < n; i++)
+        if (recent_set_has(st->seen, marks[i], since)) return true;
+    return false;
+}
+
+/* The request marks of the write call's CLIENT/SERVER spans (consecutive spans of one trace
+ * mark it once). */
+static void mark_spans(struct store *st, size_t total, int64_t now)
+{
+    uint64_t last = 0;
+    for (size_t i = 0; i < total; i++) {
+        uint64_t marks[2];
+        unsigned n = span_request_marks(st->entries[i].span, marks);
+        for (unsigned k = 0; k < n; k++)
+            if (k > 0 || marks[0] != last) recent_set_add(st->seen, marks[k], now);
+        if (n) last = marks[0];
+    }
+}
+
+/* name, NUL-terminated into buf, cut at VNODE_NAME_MAX bytes on a UTF-8 boundary (the RED
+ * labels' cut). */
+static const char *cut_name(struct mstr name, char buf[VNODE_NAME_MAX + 1])
+{
+    uint32_t len = name.len;
+    if (len > VNODE_NAME_MAX) {
+        len = VNODE_NAME_MAX;
+        while (len > 0 && ((unsigned char)name.ptr[len] & 0xc0) == 0x80) len--;
+    }
+    memcpy(buf, name.ptr, len);
+    buf[len] = 0;
+    return buf;
+}
+
+/* Counts an entry on its edge (its wait is over, or it could not wait). */
+static int rpend_count(struct store *st, const struct rpend *e)
+{
+    if (e->has_client)
+        return add_edge(st, e->client_bucket, e->caller_id, e->callee_id, CONN_PLAIN,
+                        e->client_err, e->client_dur_us);
+    return add_edge(st, e->server_bucket, e->caller_id, e->callee_id, e->conn, e->server_err,
+                    e->server_dur_us);
+}
+
+static int undo_push(struct store *st, int32_t idx, const struct rpend *before)
+{
+    if (grow((void **)&st->rpend_undo, &st->cap_rpend_undo, st->n_rpend_undo + 1,
+             sizeof *st->rpend_undo))
+        return -ENOMEM;
+    st->rpend_undo[st->n_rpend_undo].idx = idx;
+    if (before) st->rpend_undo[st->n_rpend_undo].before = *before;
+    else st->rpend_undo[st->n_rpend_undo].before.used = false;
+    st->n_rpend_undo++;
+    return 0;
+}
+
+/* Entries whose wait is over: counted on st->edges now (unless their spans count them),
+ * removed from the map after the commit (rpend_commit). */
+static int rpend_expire(struct store *st, int64_t now)
+{
+    st->n_rpend_expired = 0;
+    const int64_t cutoff = now - st->wait_us;
+    for (int32_t i = st->rpend.oldest; i >= 0 && st->rpend.e[i].added_us < cutoff;
+         i = st->rpend.e[i].newer) {
+        const struct rpend *e = &st->rpend.e[i];
+        int rc = 0;
+        if (!seen_any(st, e->marks, e->n_marks, e->added_us - st->wait_us)) rc = rpend_count(st, e);
+        if (rc || (rc = grow((void **)&st->rpend_expired, &st->cap_rpend_expired,
+                             st->n_rpend_expired + 1, sizeof *st->rpend_expired)))
+            return rc;
+        st->rpend_expired[st->n_rpend_expired++] = i;
+    }
+    return 0;
+}
+
+/* After a commit: the counted entries leave the map; this call's changes stay. */
+static void rpend_commit(struct store *st)
+{
+    for (size_t i = 0; i < st->n_rpend_expired; i++) rpend_remove(&st->rpend, st->rpend_expired[i]);
+    st->n_rpend_expired = 0;
+    st->n_rpend_undo = 0;
+}
+
+/* After a rollback: the map as it was before the write call (newest change undone first). */
+static void rpend_rollback(struct store *st)
+{
+    while (st->n_rpend_undo > 0) {
+        const struct rpend_undo *u = &st->rpend_undo[--st->n_rpend_undo];
+        if (!u->before.used) {
+            rpend_remove(&st->rpend, u->idx);
+        } else {
+            struct rpend *e = &st->rpend.e[u->idx];
+            int32_t hnext = e->hnext, older = e->older, newer = e->newer;
+            *e = u->before; /* a join changes no key and no link */
+            e->hnext = hnext;
+            e->older = older;
+            e->newer = newer;
+        }
+    }
+    st->n_rpend_expired = 0;
+}
+
+/* The service-graph share of one access-log record (sid: its service): it joins the other
+ * proxy's record of the same call, waits for it, or counts at once (no id, map full); nothing
+ * when its request's spans are stored (they count it). Adds to st->edges / st->rpend. */
 static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
 {
-    int64_t client, server, conn = CONN_PLAIN;
-    const struct mstr *dst = &l->str[ALOG_DESTINATION_SERVICE];
+    enum alog_side side = access_log_graph_side(l);
+    if (side == ALOG_SIDE_NONE) return 0;
+    int64_t now = now_us(st);
+    struct rpend t = {0};
+    t.n_marks = (uint8_t)access_log_request_marks(l, t.marks);
+    if (t.n_marks && seen_any(st, t.marks, t.n_marks, now - st->wait_us)) return 0;
     int rc;
-    if (l->response_code < 0) return 0; /* not a request (an OTLP application log): no call */
-    if (l->direction == ALOG_DIRECTION_INBOUND) {
-        if ((rc = vnode_id(st, (struct mstr){"unknown", 7}, &client))) return rc;
-        server = sid;
-        conn = CONN_VIRTUAL;
-    } else if (dst->ptr && dst->len) {
-        client = sid;
-        if ((rc = service_id(st, dst->ptr, &server))) return rc;
-    } else {
-        return 0;
-    }
+    bool client = side == ALOG_SIDE_CLIENT;
     int64_t start_us = (int64_t)(l->time_unix_nano / 1000);
     int64_t bucket = floor_div(start_us, ROLLUP_FINE_S * 1000000LL) * ROLLUP_FINE_S;
-    return add_edge(st, bucket, client, server, (int)conn, access_log_is_error(l),
-                    l->duration_ms > 0 ? l->duration_ms * 1000 : 0);
+    int64_t dur = l->duration_ms > 0 ? l->duration_ms * 1000 : 0;
+    bool err = access_log_is_error(l);
+    if (client) {
+        char name[VNODE_NAME_MAX + 1];
+        if ((rc = service_id(st, cut_name(access_log_callee(l), name), &t.callee_id))) return rc;
+        t.caller_id = sid;
+        t.has_client = true;
+        t.client_err = err;
+        t.client_bucket = bucket;
+        t.client_dur_us = dur;
+    } else {
+        const struct mstr *src = &l->str[ALOG_SOURCE_WORKLOAD];
+        t.callee_id = sid;
+        t.conn = CONN_PLAIN;
+        if (src->ptr && src->len) {
+            char name[VNODE_NAME_MAX + 1];
+            rc = service_id(st, cut_name(*src, name), &t.caller_id);
+        } else {
+            t.conn = CONN_VIRTUAL;
+            rc = vnode_id(st, (struct mstr){"unknown", 7}, &t.caller_id);
+        }
+        if (rc) return rc;
+        t.has_server = true;
+        t.server_err = err;
+        t.server_bucket = bucket;
+        t.server_dur_us = dur;
+    }
+    if (!access_log_pair_key(l, &t.key)) return rpend_count(st, &t);
+    int32_t w = rpend_find(&st->rpend, t.key, client, now - st->wait_us);
+    if (w >= 0) { /* the other half waits: this record completes its call */
+        struct rpend *e = &st->rpend.e[w];
+        if ((rc = undo_push(st, w, e))) return rc;
+        if (client) {
+            e->caller_id = t.caller_id;
+            e->has_client = true;
+            e->client_err = t.client_err;
+            e->client_bucket = t.client_bucket;
+            e->client_dur_us = t.client_dur_us;
+        } else {
+            e->has_server = true;
+            e->server_err = t.server_err;
+            e->server_bucket = t.server_bucket;
+            e->server_dur_us = t.server_dur_us;
+        }
+        for (unsigned i = 0; i < t.n_marks && e->n_marks < 4; i++) e->marks[e->n_marks++] = t.marks[i];
+        return 0;
+    }
+    t.added_us = now;
+    int32_t i = rpend_add(&st->rpend, &t);
+    if (i < 0) return rpend_count(st, &t); /* full: counted alone at once */
+    return undo_push(st, i, NULL);
 }
 
 /* A record of a write call on its way into a block. */
@@ -2180,13 +2462,16 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     }
     int64_t minute = floor_div(now, US_PER_MINUTE);
     if (total) {
+        mark_spans(st, total, now);
         if ((rc = find_edges(st, total, now))) goto fail;
         if ((rc = write_rows(st, total, &chunks))) goto fail;
     } else {
         edges_reset(st); /* and no pending-map changes planned (apply_pending) */
         st->n_adds = st->n_removes = 0;
     }
-    /* Records add their calls to the spans' edges: one upsert per (bucket, edge) for both. */
+    /* Records add their calls to the spans' edges: one upsert per (bucket, edge) for both;
+     * first the waiting records whose wait is over. */
+    if ((rc = rpend_expire(st, now))) goto fail;
     if (total_logs && (rc = write_logs(st, batches, n, total_logs, minute))) goto fail;
     if (st->n_edges && (rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
     if (minute != st->mark_minute) {
@@ -2199,6 +2484,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
     st->mark_minute = minute;
     apply_pending(st, now);
+    rpend_commit(st);
     maybe_train_dict(st, false);
     maybe_train_log_dict(st, false);
     atomic_fetch_add(&st->spans_stored, total);
@@ -2211,9 +2497,33 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
 fail:
     if (sqlite3_get_autocommit(st->db) == 0) step_done(st, st->stmt[W_ROLLBACK], "rollback");
     forget_uncommitted(st);
+    rpend_rollback(st);
     st->next_chunk_id = chunk_id0;
     st->next_index_id = index_id0;
     update_db_bytes(st);
+    return rc;
+}
+
+int store_flush_graph(struct store *st)
+{
+    int64_t now = now_us(st), cutoff = now - st->wait_us;
+    bool halves = st->pending.oldest >= 0 && st->pending.e[st->pending.oldest].added_us < cutoff;
+    bool records = st->rpend.oldest >= 0 && st->rpend.e[st->rpend.oldest].added_us < cutoff;
+    if (!halves && !records) return 0;
+    edges_reset(st);
+    st->n_adds = st->n_removes = 0;
+    int rc = step_done(st, st->stmt[W_BEGIN], "begin");
+    if (rc) return rc;
+    if ((rc = expire_halves(st, cutoff)) || (rc = rpend_expire(st, now))) goto fail;
+    if (st->n_edges && (rc = write_edges(st, ROLLUP_FINE_S))) goto fail;
+    if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
+    apply_pending(st, now);
+    rpend_commit(st);
+    return 0;
+fail:
+    if (sqlite3_get_autocommit(st->db) == 0) step_done(st, st->stmt[W_ROLLBACK], "rollback");
+    forget_uncommitted(st);
+    rpend_rollback(st);
     return rc;
 }
 

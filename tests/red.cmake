@@ -15,3 +15,8 @@ meshscope_unit_test(test_red SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_red.c LIBS
 # bench_red: ns per span of red_observe_batch, ms per render at 10,000 series (not a test).
 add_executable(bench_red ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_red.c)
 target_link_libraries(bench_red PRIVATE collector_core)
+
+# Each request once on the service graph: access-log record pairing and span coverage, in RED
+# and in the edge rollups alike (collector/red.c, storage/store.c, storage/graph_pair.c).
+meshscope_unit_test(test_graph_pair SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_graph_pair.c
+  LIBS collector_core)

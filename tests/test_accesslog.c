@@ -749,10 +749,14 @@ static void test_store_graph(void **state)
         assert_int_equal(b[i]->rejected, 0);
         free(body);
     }
-    /* Two write calls: the rollup rows of the second merge into the first's. */
+    /* Two write calls: the rollup rows of the second merge into the first's. Records with a
+     * request id count once their wait for the other proxy's record is over. */
+    store_test_set_clock(f->st, T0);
     assert_int_equal(store_put_batches(f->st, b, 2), 0);
     assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
     assert_int_equal(store_put_batches(f->st, b + 2, 1), 0);
+    store_test_set_clock(f->st, T0 + 11 * SEC);
+    assert_int_equal(store_flush_graph(f->st), 0);
     struct graph *g;
     assert_int_equal(store_graph(f->st, T0 - 3600 * SEC, T0 + 3600 * SEC, NULL, &g), 0);
     static const struct {
@@ -1471,11 +1475,33 @@ static void test_query_logs(void **state)
 
 /* ----- RED ------------------------------------------------------------------------------------ */
 
+/* RED on a fake clock: records with a request id wait --service-graph-wait on the service graph
+ * for the other proxy's record of the same call; red_wait_over ends every wait. */
+static int64_t red_now;
+static int64_t red_clock(void)
+{
+    return red_now;
+}
+
+static struct red *red_fake(void)
+{
+    struct red_options o = {.now_ms = red_clock};
+    red_now = 1000;
+    struct red *r = red_create(&o);
+    assert_non_null(r);
+    return r;
+}
+
+static void red_wait_over(struct red *r)
+{
+    red_now += 60000;
+    red_expire(r);
+}
+
 static void test_red_logs(void **state)
 {
     (void)state;
-    struct red *r = red_create(NULL);
-    assert_non_null(r);
+    struct red *r = red_fake();
     size_t len;
     char *body = test_read_fixture("accesslog", "istio_default.ndjson", &len);
     struct span_batch *b;
@@ -1488,6 +1514,7 @@ static void test_red_logs(void **state)
     l->str[ALOG_RESPONSE_FLAGS] = (struct mstr){"UH", 2};
     red_observe_batch(r, b);
     span_batch_destroy(b);
+    red_wait_over(r);
     char *out;
     size_t out_len;
     assert_int_equal(red_render(r, false, &out, &out_len), 0);
@@ -1550,8 +1577,7 @@ static int count_lines(const char *text, const char *prefix)
 static void test_red_nginx_haproxy(void **state)
 {
     (void)state;
-    struct red *r = red_create(NULL);
-    assert_non_null(r);
+    struct red *r = red_fake();
     static const char *const fixtures[] = {"nginx.ndjson", "haproxy.ndjson"};
     for (size_t i = 0; i < 2; i++) {
         size_t len;
@@ -1566,6 +1592,7 @@ static void test_red_nginx_haproxy(void **state)
         span_batch_destroy(b);
         free(body);
     }
+    red_wait_over(r);
     char *out;
     size_t out_len;
     assert_int_equal(red_render(r, false, &out, &out_len), 0);

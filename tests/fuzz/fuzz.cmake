@@ -36,6 +36,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/red.c
     ${PROJECT_SOURCE_DIR}/collector/red_labels.c
     ${PROJECT_SOURCE_DIR}/collector/red_render.c
+    ${PROJECT_SOURCE_DIR}/storage/graph_pair.c # RED's service-graph pairing of access-log records
     ${fuzz_proto_srcs})
   foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
       fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json
@@ -61,7 +62,8 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
   # and query/ comes in for them).
   file(GLOB fuzz_grpc_extra_srcs ${PROJECT_SOURCE_DIR}/storage/*.c ${PROJECT_SOURCE_DIR}/query/*.c)
   list(REMOVE_ITEM fuzz_grpc_extra_srcs ${PROJECT_SOURCE_DIR}/storage/model.c
-    ${PROJECT_SOURCE_DIR}/storage/log.c ${PROJECT_SOURCE_DIR}/query/json_out.c)
+    ${PROJECT_SOURCE_DIR}/storage/log.c ${PROJECT_SOURCE_DIR}/storage/graph_pair.c
+    ${PROJECT_SOURCE_DIR}/query/json_out.c)
   add_executable(fuzz_grpc ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_grpc.c ${fuzz_common_srcs}
     ${PROJECT_SOURCE_DIR}/collector/grpc.c ${PROJECT_SOURCE_DIR}/collector/envoy_als.c
     ${PROJECT_SOURCE_DIR}/collector/envoy_metrics.c

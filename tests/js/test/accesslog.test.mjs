@@ -8,6 +8,9 @@
  *    INTERNAL, so every Istio sample comes from the records).
  * 1b. Records alone (Envoy, nginx and HAProxy fields, no spans) draw the service graph:
  *    /api/graph edges, /api/dependencies links and the traces_service_graph_* metrics.
+ * 1c. Both sidecars log each call (outbound at the caller, inbound at the callee, either order,
+ *    one x-request-id over two hops): /api/graph, /api/dependencies and traces_service_graph_*
+ *    count each call once, after --service-graph-wait; Istio keeps one sample per reporter.
  * 2. A malformed-input table: the documented status and {"accepted","rejected","error"} body.
  * 3. --ack=committed: kill -9 right after the 200 keeps the lines.
  * 4. /api/logs filters: requestId=, status= (a code or a class), minDuration=/maxDuration=
@@ -222,6 +225,63 @@ test('access logs alone draw the service graph: /api/graph, /api/dependencies, t
   assert.equal(failed(['client="fe_web"', 'server="be_app"']), 1);
   assert.equal(total([]), 11, 'one request per record that names both ends, none for the self-served line');
   assert.equal(sample(metrics, 'traces_service_graph_request_client_seconds_count', ['client="fe_web"']), 4);
+  await d.stop();
+});
+
+test('both proxies log each call: the service graph counts each request once', async () => {
+  /* --service-graph-wait 1s: records with a request id wait that long for the other proxy's. */
+  const d = await startDaemon({ logLevel: 'info', args: ['--service-graph-wait', '1s'] });
+  daemons.push(d);
+  const now = Date.now();
+  const iso = (i) => new Date(now - 5000 + i).toISOString();
+  const out = (rid, code, extra = {}) => ({ start_time: iso(0), service: 'productpage', upstream_cluster: 'outbound|9080||reviews.default.svc.cluster.local',
+    request_id: rid, response_code: code, response_flags: code >= 500 ? 'UT' : '-', duration: 40, ...extra });
+  const inb = (rid, code, extra = {}) => ({ start_time: iso(1), upstream_cluster: 'inbound|9080||', authority: 'reviews:9080',
+    request_id: rid, response_code: code, duration: 30, ...extra });
+  /* Four calls productpage -> reviews logged by both sidecars, sent in either order and in
+   * separate posts (the caller saw a 504 timeout on the 4th while reviews answered 200); one
+   * more hop of the same request id (reviews -> ratings, both sides); one inbound record whose
+   * caller did not log; one outbound record to details whose callee did not log. */
+  const first = [out('a', 200), inb('b', 200), out('c', 200), out('d', 504), out('a', 200, { service: 'reviews', upstream_cluster: 'outbound|9080||ratings.default.svc.cluster.local' }),
+    inb('x', 200), out('y', 200, { upstream_cluster: 'outbound|9080||details.default.svc.cluster.local' })];
+  const second = [inb('a', 200), out('b', 200), inb('c', 503), inb('d', 200), inb('a', 200, { authority: 'ratings:9080' })];
+  for (const lines of [first, second]) {
+    const r = await postLogs(d.otlpUrl, lines.map((l) => JSON.stringify(l)).join('\n'));
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.accepted, lines.length);
+  }
+  const window = `start=${(now - 3600_000) * 1000}&end=${(now + 60_000) * 1000}`;
+  const g = await poll('the graph after the wait', async () => {
+    const json = await getJson(`${d.httpUrl}/api/graph?${window}`);
+    return json.edges.reduce((n, e) => n + e.requests, 0) >= 7 ? json : null;
+  });
+  const edges = Object.fromEntries(g.edges.map((e) => [`${e.source} ${e.target} ${e.connection_type}`, [e.requests, e.errors]]));
+  assert.deepEqual(edges, {
+    'service:productpage service:reviews ': [4, 1],
+    'service:reviews service:ratings ': [1, 0],
+    'virtual:unknown service:reviews virtual_node': [1, 0],
+    'service:productpage service:details ': [1, 0],
+  }, JSON.stringify(g.edges));
+  /* The pair's latency is the caller's (40 ms), not the sum of both records. */
+  const pr = g.edges.find((e) => e.source === 'service:productpage' && e.target === 'service:reviews');
+  assert.ok(pr.p50_ms > 30 && pr.p50_ms < 50, `p50 ${pr.p50_ms}`);
+  const deps = await getJson(`${d.httpUrl}/api/dependencies?endTs=${now + 60_000}&lookback=3600000`);
+  const links = Object.fromEntries(deps.data.map((x) => [`${x.parent} ${x.child}`, x.callCount]));
+  assert.deepEqual(links, { 'productpage reviews': 4, 'reviews ratings': 1, 'productpage details': 1 }, JSON.stringify(deps.data));
+
+  const metrics = (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+  const total = (labels) => sample(metrics, 'traces_service_graph_request_total', labels);
+  assert.equal(total(['client="productpage"', 'server="reviews"', 'connection_type=""']), 4);
+  assert.equal(sample(metrics, 'traces_service_graph_request_failed_total', ['client="productpage"', 'server="reviews"']), 1);
+  assert.equal(total(['client="unknown"', 'server="reviews"']), 1);
+  assert.equal(total(['client="reviews"', 'server="ratings"']), 1);
+  assert.equal(total(['client="productpage"', 'server="details"']), 1);
+  assert.equal(total([]), 7, 'one request per call');
+  assert.equal(sample(metrics, 'meshscope_service_graph_records_total', ['outcome="paired"']), 10);
+  assert.equal(sample(metrics, 'meshscope_service_graph_records_total', ['outcome="unpaired"']), 2);
+  /* Istio keeps both reporters: one sample per record. */
+  assert.equal(sample(metrics, 'istio_requests_total', ['reporter="source"']), 6);
+  assert.equal(sample(metrics, 'istio_requests_total', ['reporter="destination"']), 6);
   await d.stop();
 });
 

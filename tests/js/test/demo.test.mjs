@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { startDaemon } from '../lib/daemon.mjs';
-import { getJson, poll } from '../lib/http.mjs';
+import { getJson, poll, request } from '../lib/http.mjs';
 
 const LOADGEN = path.join(process.env.MESHSCOPE_BUILD ?? path.resolve(import.meta.dirname, '../../../build'), 'tests/meshscope-loadgen');
 
@@ -71,6 +71,16 @@ test('loadgen --scenario bookinfo --access-logs: graph, traces and joined access
       assert.equal(l.request_id, rid, 'request_id matches the span');
     }
     assert.ok(logs.some((l) => l.service === 'reviews'), 'a line of reviews');
+
+    /* Each request once on the graph: the lines' requests are already counted by their spans
+     * (same trace and span ids), so none of them is a request of its own (no unknown -> reviews
+     * beside productpage -> reviews) and none waits. */
+    assert.ok(!graph.nodes.some((n) => n.id === 'virtual:unknown'), JSON.stringify(graph.nodes));
+    const metrics = (await request(`${d.httpUrl}/metrics`)).body.toString('utf8');
+    const count = (name) => Number(metrics.split('\n').find((l) => l.startsWith(name))?.split(' ').pop());
+    assert.equal(count('meshscope_service_graph_records_total{outcome="traced"}'), res.access_log_lines_accepted, 'every line traced');
+    assert.equal(count('meshscope_service_graph_pending_records'), 0);
+    assert.ok(!metrics.includes('traces_service_graph_request_total{client="unknown"'), 'no unknown -> service edge');
   } finally {
     await d.stop();
   }

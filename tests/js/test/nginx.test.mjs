@@ -71,7 +71,9 @@ function sample(metrics, name, labels = []) {
 
 before(async () => {
   await access(NGINX_BIN); /* nginx-light is in .ci/deps: its absence is a failure, not a skip */
-  d = await startDaemon({ logLevel: 'info', args: ['--syslog', `127.0.0.1:0,service=${SERVICE}`] });
+  /* Lines with a request id wait --service-graph-wait on the graph for the backend's proxy's
+   * line of the same call (README "Access logs"); 1 s keeps the graph poll short. */
+  d = await startDaemon({ logLevel: 'info', args: ['--syslog', `127.0.0.1:0,service=${SERVICE}`, '--service-graph-wait', '1s'] });
   const upstreams = { reviews: await backend('reviews', 503), ratings: await backend('ratings', 500) };
   nginx = await startNginx({ syslogPort: syslogPort(d), upstreams });
 });
