@@ -790,11 +790,14 @@ static void seen_add(struct red *r, uint64_t mark, int64_t now)
     pthread_mutex_lock(&rs->mu);
     recent_set_add(rs->seen, mark, now);
     pthread_mutex_unlock(&rs->mu);
+    if (atomic_load_explicit(&r->seen_last_ms, memory_order_relaxed) < now)
+        atomic_store_explicit(&r->seen_last_ms, now, memory_order_relaxed);
 }
 
 /* True when a mark was left by a span at or after since. */
 static bool seen_any(struct red *r, const uint64_t *marks, uint32_t n, int64_t since)
 {
+    if (atomic_load_explicit(&r->seen_last_ms, memory_order_relaxed) < since) return false;
     for (uint32_t i = 0; i < n; i++) {
         struct rec_shard *rs = &r->rshards[marks[i] & (RED_SHARDS - 1)];
         pthread_mutex_lock(&rs->mu);

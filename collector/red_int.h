@@ -203,6 +203,9 @@ struct red {
     _Atomic uint32_t n_pending;
     struct rec_shard rshards[RED_SHARDS];
     _Atomic uint32_t n_rec;
+    /* Newest time a span left a request mark (ms; 0 none yet): a record that came after a
+     * wait without any marks skips the lookups (a mesh that only logs never pays for them). */
+    _Atomic int64_t seen_last_ms;
     _Atomic uint64_t rec_bytes;
     _Atomic uint64_t rec_outcome[REC_OUTCOMES];
 };

@@ -782,6 +782,7 @@ struct store {
     int32_t *rpend_expired;    /* entries counted by this write call, removed after commit */
     size_t n_rpend_expired, cap_rpend_expired;
     struct recent_set *seen;   /* request marks of stored CLIENT/SERVER spans (time: us) */
+    int64_t seen_last_us;      /* when a span last left a mark (0: never) */
     /* Scratch reused by every write call (grown, never shrunk). */
     struct put_entry *entries;
     struct put_entry **order;
@@ -2135,6 +2136,7 @@ static void forget_uncommitted(struct store *st)
 /* True when a mark was left by a span stored at or after since. */
 static bool seen_any(const struct store *st, const uint64_t *marks, unsigned n, int64_t since)
 {
+    if (st->seen_last_us < since) return false; /* no span marked anything since */
     for (unsigned i = 0; i < n; i++)
         if (recent_set_has(st->seen, marks[i], since)) return true;
     return false;
@@ -2150,7 +2152,10 @@ static void mark_spans(struct store *st, size_t total, int64_t now)
         unsigned n = span_request_marks(st->entries[i].span, marks);
         for (unsigned k = 0; k < n; k++)
             if (k > 0 || marks[0] != last) recent_set_add(st->seen, marks[k], now);
-        if (n) last = marks[0];
+        if (n) {
+            last = marks[0];
+            st->seen_last_us = now;
+        }
     }
 }
 
