@@ -965,11 +965,18 @@ static void rec_observe(struct red *r, const struct access_log *l, const struct 
     bool full = false, joined = false;
     pthread_mutex_lock(&rs->mu);
     struct rec_pending *w = NULL;
-    for (struct rec_pending *p = *chain; p; p = p->hnext)
+    unsigned walked = 0;
+    bool long_chain = false; /* GRAPH_PAIR_CHAIN_MAX: counted alone, the chain not grown */
+    for (struct rec_pending *p = *chain; p; p = p->hnext) {
         if (p->key == key && (client ? !p->has_client : !p->has_server) && p->expire_ms > now) {
             w = p;
             break;
         }
+        if (++walked >= GRAPH_PAIR_CHAIN_MAX) {
+            long_chain = true;
+            break;
+        }
+    }
     if (w) { /* the other half waits: this record completes its call */
         joined = true;
         if (client) {
@@ -995,7 +1002,7 @@ static void rec_observe(struct red *r, const struct access_log *l, const struct 
             w->ts_ms = e->ts_ms;
         }
         for (uint32_t i = 0; i < e->n_marks && w->n_marks < 4; i++) w->marks[w->n_marks++] = e->marks[i];
-    } else if (!rec_admit(r, bytes)) {
+    } else if (long_chain || !rec_admit(r, bytes)) {
         full = true;
     } else {
         e->hnext = *chain;

@@ -26,7 +26,7 @@
 
 /* Up to this many batches per transaction: bounds the transaction's memory and its latency. */
 #define MAX_COMMIT_BATCHES 256
-/* Below this many spans, wait up to the flush interval for more before committing. */
+/* Below this many spans and records, wait up to the flush interval for more before committing. */
 #define MIN_COMMIT_SPANS 2048
 /* Retention: one step deletes at most this many rows; steps run for at most this long per
  * second, so ingest waits at most that long behind retention. */
@@ -104,9 +104,9 @@ static void *writer_main(void *arg)
     for (;;) {
         size_t n = ingest_queue_pop(w->q, batches, MAX_COMMIT_BATCHES, 100);
         if (n > 0 && w->flush_ms > 0) {
-            size_t spans = 0;
+            size_t spans = 0; /* spans and access-log records alike */
             for (size_t i = 0; i < n; i++)
-                spans += batches[i]->n_spans;
+                spans += batches[i]->n_spans + batches[i]->n_logs;
             int64_t deadline = now_us(CLOCK_MONOTONIC) + (int64_t)w->flush_ms * 1000;
             while (spans < MIN_COMMIT_SPANS && n < MAX_COMMIT_BATCHES &&
                    !ingest_queue_closed_and_empty(w->q)) {
@@ -115,7 +115,7 @@ static void *writer_main(void *arg)
                 size_t m = ingest_queue_pop(w->q, batches + n, MAX_COMMIT_BATCHES - n,
                                             (int)((left + 999) / 1000));
                 for (size_t i = n; i < n + m; i++)
-                    spans += batches[i]->n_spans;
+                    spans += batches[i]->n_spans + batches[i]->n_logs;
                 n += m;
             }
         }

@@ -253,6 +253,9 @@ bool access_log_is_error(const struct access_log *l);
 /* Service-graph wait: how long a half of a call (a span or an access-log record) waits for its
  * other half, and the default of --service-graph-wait. Tempo's service-graph processor waits 10 s. */
 #define GRAPH_WAIT_DEFAULT_MS 10000
+/* The most hash-chain entries a pairing lookup (red.c, store.c) walks: past it the record is
+ * counted alone at once instead of waiting (bounded work per record when ids repeat). */
+#define GRAPH_PAIR_CHAIN_MAX 16u
 
 /* The record's half of a call: NONE draws no edge (not a request, or no destination). */
 enum alog_side { ALOG_SIDE_NONE, ALOG_SIDE_CLIENT, ALOG_SIDE_SERVER };

@@ -481,13 +481,18 @@ static void rpend_free(struct rpend_map *m)
     free(m->buckets);
 }
 
-/* A live entry of key still missing the given side, -1 if none. */
+/* A live entry of key still missing the given side; -1 if none; -2 when the bucket's chain is
+ * longer than GRAPH_PAIR_CHAIN_MAX (many records of one request id and callee, a client that
+ * repeats its ids: the caller counts the record alone rather than walk and grow the chain, so
+ * a record costs bounded time whatever the input). */
 static int32_t rpend_find(const struct rpend_map *m, uint64_t key, bool client, int64_t cutoff)
 {
+    unsigned walked = 0;
     for (int32_t i = m->buckets[key & (RPEND_BUCKETS - 1)]; i >= 0; i = m->e[i].hnext) {
         const struct rpend *e = &m->e[i];
         if (e->key == key && e->added_us >= cutoff && !(client ? e->has_client : e->has_server))
             return i;
+        if (++walked >= GRAPH_PAIR_CHAIN_MAX) return -2;
     }
     return -1;
 }
@@ -2304,8 +2309,8 @@ static int log_edge(struct store *st, const struct access_log *l, int64_t sid)
         return 0;
     }
     t.added_us = now;
-    int32_t i = rpend_add(&st->rpend, &t);
-    if (i < 0) return rpend_count(st, &t); /* full: counted alone at once */
+    int32_t i = w == -1 ? rpend_add(&st->rpend, &t) : -1;
+    if (i < 0) return rpend_count(st, &t); /* full (or a long chain): counted alone at once */
     return undo_push(st, i, NULL);
 }
 
