@@ -350,6 +350,40 @@ static void test_red_waits(void **state)
     red_destroy(r);
 }
 
+/* One request id repeated by every record (a client that never changes it): at most
+ * GRAPH_PAIR_CHAIN_MAX wait under its key, the rest count alone at once (store_full), and
+ * every record is still on the graph exactly once after the wait. */
+static void test_red_repeated_ids(void **state)
+{
+    (void)state;
+    struct red_options o = {.now_ms = red_clock};
+    red_now = 1000;
+    struct red *r = red_create(&o);
+    assert_non_null(r);
+    struct span_batch *b = span_batch_create();
+    struct rec in = IN("same", 200);
+    for (int i = 0; i < 500; i++) add_record(b, &in, T0 + i);
+    red_observe_batch(r, b);
+    span_batch_destroy(b);
+    char *out = render(r);
+    char want[96];
+    /* Pending: what waits under the one key, never more than the chain bound. */
+    static const char gauge[] = "\nmeshscope_service_graph_pending_records ";
+    const char *p = strstr(out, gauge);
+    assert_non_null(p);
+    unsigned long pending = strtoul(p + strlen(gauge), NULL, 10);
+    if (pending == 0 || pending > GRAPH_PAIR_CHAIN_MAX) fail_msg("%lu records wait", pending);
+    snprintf(want, sizeof want, "meshscope_service_graph_records_total{outcome=\"store_full\"}");
+    assert_int_equal(sum_family(out, want), 500 - pending);
+    free(out);
+    red_now += 60000;
+    red_expire(r);
+    out = render(r);
+    assert_int_equal(sum_family(out, "traces_service_graph_request_total{"), 500);
+    free(out);
+    red_destroy(r);
+}
+
 /* A full record store (count) counts a record alone at once, and says so. */
 static void test_red_bound(void **state)
 {
@@ -592,6 +626,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_red_cases),      cmocka_unit_test(test_red_waits),
         cmocka_unit_test(test_red_bound),      cmocka_unit_test(test_red_threads),
+        cmocka_unit_test(test_red_repeated_ids),
         cmocka_unit_test(test_store_cases),    cmocka_unit_test(test_store_waits),
         cmocka_unit_test(test_store_rollback),
     };
