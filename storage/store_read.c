@@ -15,8 +15,13 @@
  * first. Each candidate trace is loaded and decoded, and every condition (tags, kind, exact
  * window, errors) is checked per span in C, all conditions on the same span as Jaeger does. A
  * trace's "matching start" is the latest start among its matching spans; results are sorted by
- * it, newest first. At most FIND_MAX_CANDIDATES traces are examined per query, which bounds the
- * cost of a tag filter that matches nothing in a busy window.
+ * it, newest first. Only the best `limit` traces are kept (a heap, worst at the root); since an
+ * index row's spans start within INDEX_GROUP_SPREAD_US of the row's start, the scan stops at the
+ * first row that starts that long before the worst trace kept, so a busy service reads about
+ * `limit` traces plus a minute's worth, not every match in the window (which it did while the bar
+ * was the lowest start found, since that sinks with every trace examined). At most
+ * FIND_MAX_CANDIDATES traces are examined per query, which bounds the cost of a tag filter that
+ * matches nothing in a busy window.
  *
  * Dependencies and the service graph read the same edge rollups (store.c, EDGE ROLLUPS): every
  * row whose bucket [bucket, bucket + resolution) overlaps the window, at whichever resolution
@@ -800,9 +805,12 @@ struct found {
     int64_t start;
 };
 
+/* items is a min-heap of the best `limit` traces found so far, the worst (found_worse) at the
+ * root: a trace that cannot make the result is freed as soon as it is judged, and the root's
+ * start is the bar every later candidate must beat. */
 struct find_state {
     struct found *items;
-    size_t n, cap;
+    size_t n, cap, limit;
     int64_t *seen; /* open-addressing set of trace keys already examined */
     size_t seen_cap, seen_n;
     bool seen_zero; /* key 0 marks empty slots, so it is tracked apart */
@@ -838,24 +846,65 @@ static int seen_check(struct find_state *f, int64_t key)
     return 0;
 }
 
-static int add_found(struct find_state *f, struct span_batch *b, int64_t start)
-{
-    if (f->n == f->cap) {
-        size_t cap = f->cap ? f->cap * 2 : 32;
-        struct found *p = realloc(f->items, cap * sizeof *p);
-        if (!p) return -ENOMEM;
-        f->items = p;
-        f->cap = cap;
-    }
-    f->items[f->n++] = (struct found){b, start};
-    return 0;
-}
-
 static int found_cmp(const void *pa, const void *pb)
 {
     const struct found *a = pa, *b = pb;
     if (a->start != b->start) return a->start > b->start ? -1 : 1;
     return memcmp(a->trace->spans[0].trace_id, b->trace->spans[0].trace_id, 16);
+}
+
+/* a ranks after b in the result (newest matching start first, then trace id). */
+static bool found_worse(const struct found *a, const struct found *b)
+{
+    return found_cmp(a, b) > 0;
+}
+
+static void heap_down(struct found *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t w = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && found_worse(&h[l], &h[w])) w = l;
+        if (r < n && found_worse(&h[r], &h[w])) w = r;
+        if (w == i) return;
+        struct found t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* Offers trace b (consumed on every return path) with its matching start to the best limit. */
+static int add_found(struct find_state *f, struct span_batch *b, int64_t start)
+{
+    struct found it = {b, start};
+    if (f->n == f->limit) { /* full: replace the worst, or drop this one */
+        if (!found_worse(&f->items[0], &it)) {
+            span_batch_destroy(b);
+            return 0;
+        }
+        span_batch_destroy(f->items[0].trace);
+        f->items[0] = it;
+        heap_down(f->items, f->n, 0);
+        return 0;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 32;
+        if (cap > f->limit) cap = f->limit;
+        struct found *p = realloc(f->items, cap * sizeof *p);
+        if (!p) {
+            span_batch_destroy(b);
+            return -ENOMEM;
+        }
+        f->items = p;
+        f->cap = cap;
+    }
+    size_t i = f->n++; /* sift up */
+    while (i > 0 && found_worse(&it, &f->items[(i - 1) / 2])) {
+        f->items[i] = f->items[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    f->items[i] = it;
+    return 0;
 }
 
 /* Evaluates the trace(s) under one key; matching ones go to f. */
@@ -871,8 +920,11 @@ static int examine(struct reader *r, const struct trace_query *q, const uint8_t 
         single = memcmp(all->spans[i].trace_id, all->spans[0].trace_id, 16) == 0;
     if (single) {
         int64_t start = match_start(q, all, all->spans[0].trace_id);
-        if (start < 0 || (rc = add_found(f, all, start))) span_batch_destroy(all);
-        return rc;
+        if (start < 0) {
+            span_batch_destroy(all);
+            return 0;
+        }
+        return add_found(f, all, start);
     }
     for (uint32_t i = 0; i < all->n_spans && !rc; i++) {
         const uint8_t *id = all->spans[i].trace_id;
@@ -884,7 +936,7 @@ static int examine(struct reader *r, const struct trace_query *q, const uint8_t 
         if (start < 0) continue;
         struct span_batch *one;
         rc = load_trace(r, id, true, &one);
-        if (!rc && one && (rc = add_found(f, one, start))) span_batch_destroy(one);
+        if (!rc && one) rc = add_found(f, one, start);
     }
     span_batch_destroy(all);
     return rc;
@@ -898,7 +950,7 @@ int store_find_traces(struct store *st, const struct trace_query *q, struct span
     if (!q || !q->service || (q->n_tags && !q->tags)) return -EINVAL;
     size_t limit = q->limit ? q->limit : FIND_DEFAULT_LIMIT;
     if (limit > FIND_MAX_LIMIT) limit = FIND_MAX_LIMIT;
-    struct find_state f = {0};
+    struct find_state f = {.limit = limit};
     struct reader *r;
     int rc = checkout(st, &r);
     if (rc) return rc;
@@ -928,13 +980,13 @@ int store_find_traces(struct store *st, const struct trace_query *q, struct span
     else sqlite3_bind_null(s, 6);
 
     unsigned examined = 0;
-    int64_t lowest = INT64_MAX; /* lowest matching start found so far */
     while ((step = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t key = sqlite3_column_int64(s, 0);
         int64_t row_start = sqlite3_column_int64(s, 1);
         /* Rows come newest first and a row's spans start within the spread of its start, so
-         * once limit traces are found nothing later can beat the ones we have. */
-        if (f.n >= limit && row_start + INDEX_GROUP_SPREAD_US < lowest) break;
+         * once limit traces are found, a row starting a spread before the worst of them (the
+         * heap's root: it only ever rises) cannot beat it, nor can any row after it. */
+        if (f.n >= limit && row_start + INDEX_GROUP_SPREAD_US < f.items[0].start) break;
         int seen = seen_check(&f, key);
         if (seen < 0) {
             rc = seen;
@@ -949,10 +1001,7 @@ int store_find_traces(struct store *st, const struct trace_query *q, struct span
         }
         uint8_t id[16] = {0};
         for (int i = 0; i < 8; i++) id[8 + i] = (uint8_t)((uint64_t)key >> (56 - 8 * i));
-        size_t before = f.n;
         if ((rc = examine(r, q, id, &f))) break;
-        for (size_t i = before; i < f.n; i++)
-            if (f.items[i].start < lowest) lowest = f.items[i].start;
     }
     reset(s);
     if (!rc && step != SQLITE_ROW && step != SQLITE_DONE)
@@ -964,11 +1013,11 @@ done:
     free(f.seen);
     if (rc == 0 && f.n) {
         qsort(f.items, f.n, sizeof *f.items, found_cmp);
-        *out = malloc((f.n < limit ? f.n : limit) * sizeof **out);
+        *out = malloc(f.n * sizeof **out);
         if (!*out) rc = -ENOMEM;
     }
     for (size_t i = 0; i < f.n; i++) {
-        if (rc == 0 && i < limit) (*out)[(*n_out)++] = f.items[i].trace;
+        if (rc == 0) (*out)[(*n_out)++] = f.items[i].trace;
         else span_batch_destroy(f.items[i].trace);
     }
     free(f.items);

@@ -658,6 +658,70 @@ static void test_find_limit_order(void **state)
     store_free_traces(out, n);
 }
 
+/* The best `limit` traces by their latest matching start, newest first (ties: trace id), when a
+ * trace's index row starts well before its matching span (two spans of one operation in one
+ * write call share a row that starts at the first): a search that stopped at the limit-th row,
+ * or at a bar that sinks with every trace found, would return the wrong traces or read them all. */
+struct topk_want {
+    int64_t start;
+    int k;
+};
+
+static int topk_cmp(const void *pa, const void *pb)
+{
+    const struct topk_want *a = pa, *b = pb;
+    if (a->start != b->start) return a->start > b->start ? -1 : 1;
+    return a->k - b->k;
+}
+
+static void test_find_top_k(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 120 };
+    struct span_batch *b = span_batch_create();
+    const struct resource *r = make_resource(b, "svc", NULL);
+    struct topk_want all[N], errs[N];
+    size_t n_errs = 0;
+    for (int i = 0; i < N; i++) {
+        int k = (i * 47) % N; /* scrambled insertion order */
+        int64_t a = T0 + k * 2 * SEC, later = a + ((k * 37) % 59) * SEC;
+        struct span *sa = add_span(b, r, 1000 + (uint64_t)k, 1, 0, "op", SPAN_KIND_SERVER, a, MS);
+        struct span *sb = add_span(b, r, 1000 + (uint64_t)k, 2, 1, "op", SPAN_KIND_SERVER, later,
+                                   MS);
+        if (k % 4 == 0) sb->status_code = STATUS_ERROR;
+        if (k % 4 == 1) sa->status_code = STATUS_ERROR;
+        all[k] = (struct topk_want){later, k};
+    }
+    for (int k = 0; k < N; k++)
+        if (k % 4 < 2) errs[n_errs++] = (struct topk_want){k % 4 ? all[k].start - ((k * 37) % 59) * SEC
+                                                                  : all[k].start, k};
+    qsort(all, N, sizeof *all, topk_cmp);
+    qsort(errs, n_errs, sizeof *errs, topk_cmp);
+    put1(f->st, b);
+    static const unsigned limits[] = {1, 5, 17, 29, 200};
+    for (size_t c = 0; c < 2 * sizeof limits / sizeof *limits; c++) {
+        bool errors = c % 2;
+        struct trace_query q = {.service = "svc", .limit = limits[c / 2], .errors_only = errors};
+        const struct topk_want *want = errors ? errs : all;
+        size_t n_want = errors ? n_errs : N;
+        if (n_want > q.limit) n_want = q.limit;
+        struct span_batch **out;
+        size_t n;
+        assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+        if (n != n_want) fail_msg("limit %u errors %d: %zu traces, want %zu", q.limit, errors, n,
+                                  n_want);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t id[16];
+            trace_id_of(id, 1000 + (uint64_t)want[i].k);
+            if (memcmp(out[i]->spans[0].trace_id, id, 16) != 0)
+                fail_msg("limit %u errors %d: result %zu is not trace %d", q.limit, errors, i,
+                         want[i].k);
+            assert_int_equal(out[i]->n_spans, 2);
+        }
+        store_free_traces(out, n);
+    }
+}
+
 /* ----- dictionaries ------------------------------------------------------------------------ */
 
 static void test_list_services_operations(void **state)
@@ -1454,6 +1518,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_split_trace, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_find_traces, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_find_limit_order, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_find_top_k, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_list_services_operations, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_dependencies, fixture_setup, fixture_teardown),
