@@ -169,6 +169,19 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
             (unsigned long long)ss.spans_deleted);
         header(&b, "meshscope_db_size_bytes", "gauge", "Database file size, WAL included.");
         put(&b, "meshscope_db_size_bytes %lld\n", (long long)ss.db_bytes);
+        header(&b, "meshscope_store_wal_restarts_total", "counter",
+               "Times the SQLite WAL started over from its beginning (it stays bounded while "
+               "this rises).");
+        put(&b, "meshscope_store_wal_restarts_total %llu\n", (unsigned long long)ss.wal_restarts);
+        header(&b, "meshscope_store_writer_checkpoints_total", "counter",
+               "WAL checkpoints the writer ran inside a commit because the checkpointer thread "
+               "fell behind (each delays the requests waiting for that commit).");
+        put(&b, "meshscope_store_writer_checkpoints_total %llu\n",
+            (unsigned long long)ss.writer_checkpoints);
+        header(&b, "meshscope_store_writer_checkpoint_seconds_total", "counter",
+               "Time the writer spent in those checkpoints.");
+        put(&b, "meshscope_store_writer_checkpoint_seconds_total %.6f\n",
+            (double)ss.writer_checkpoint_us / 1e6);
     }
     header(&b, "meshscope_syslog_messages_total", "counter",
            "Syslog messages received (--syslog), by transport and outcome.");

@@ -372,6 +372,9 @@ struct store_stats {
     uint64_t logs_stored;  /* access-log records committed */
     uint64_t logs_deleted; /* access-log records removed by retention */
     int64_t db_bytes; /* page_count * page_size of the main file, plus the WAL */
+    uint64_t wal_restarts;         /* times the WAL started over from its first frame */
+    uint64_t writer_checkpoints;   /* checkpoints the writer ran itself (store.c, wal_hook) */
+    uint64_t writer_checkpoint_us; /* time they took, inside its commits */
 };
 /* Any thread. Counters are atomics; the snapshot is not one consistent instant. */
 void store_get_stats(struct store *st, struct store_stats *out /* OUT */);

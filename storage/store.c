@@ -137,11 +137,14 @@
  *    itself; it touches nothing else. Training takes ~0.3 s of CPU, which
  *    on the writer thread was a stall that every request waiting for a commit shared.
  *  - The checkpointer thread owns a connection of its own (ckpt_db) and only checkpoints
- *    (PASSIVE) when the writer's WAL hook says the WAL passed CKPT_PAGES. A checkpoint (page
- *    copies and the fsync of the database file) in the writer's COMMIT delayed every request
- *    waiting for that commit by 50-150 ms on the bench machine; in WAL mode it runs beside the
- *    writer's commits instead. Past CKPT_FORCE_PAGES the writer checkpoints itself (bounded
- *    WAL). Its mutex and condition variable are the only locks in the write side.
+ *    (PASSIVE) when the writer's WAL hook asks, after each commit once the WAL passed
+ *    CKPT_PAGES, until the WAL starts over (wal_hook). A checkpoint (page copies and the fsyncs
+ *    of the WAL and the database file) in the writer's COMMIT delayed every request waiting for
+ *    that commit by 50-150 ms on the bench machine, and a last "tail" of it still did by 15-45
+ *    ms; in WAL mode it runs beside the writer's commits instead, and at anything below the
+ *    writer's full speed the writer copies nothing. The writer copies a small tail itself only
+ *    past CKPT_WRITER_PAGES, and whatever is left past CKPT_FORCE_PAGES (bounded WAL). Its
+ *    mutex and condition variable are the only locks in the write side.
  *  - Statistics are _Atomic and written by the writer only; store_get_stats reads them from any
  *    thread.
  *  - store_open and store_close run while no other thread is inside the store.
@@ -181,12 +184,19 @@
 #define DICT_SAMPLE_BYTES (4u << 20)
 #define DICT_MAX_SAMPLES 20000u
 #define DICT_BYTES (64u << 10)
-/* The checkpointer is woken once the WAL holds this many pages (~16 MiB at 4 KiB pages: fewer,
- * larger checkpoints copy each hot page once instead of several times); past CKPT_FORCE_PAGES
- * the writer checkpoints itself, which bounds the WAL when the checkpointer falls behind. */
+/* WAL bounds, in frames (pages of 4 KiB; wal_hook has the whole scheme). The checkpointer starts
+ * once the WAL holds CKPT_PAGES (~16 MiB: fewer, larger checkpoints copy each hot page once
+ * instead of several times) and passes after every commit until the WAL starts over, which at
+ * half the maximum rate happens by ~5,500 frames (measured). Past CKPT_WRITER_PAGES (48 MiB) the
+ * writer copies the last <= CKPT_TAIL_PAGES itself (the maximum rate, where it never pauses);
+ * past CKPT_FORCE_PAGES (256 MiB: the checkpointer cannot keep up, or is not running) it
+ * checkpoints whatever is left. Without a reader holding an old snapshot (which SQLite lets
+ * block any restart) the WAL therefore stays under CKPT_WRITER_PAGES plus a few commits, and
+ * under CKPT_FORCE_PAGES plus one commit whatever happens. */
 #define CKPT_PAGES 4096
+#define CKPT_WRITER_PAGES 12288
+#define CKPT_TAIL_PAGES 1024
 #define CKPT_FORCE_PAGES 65536
-#define CKPT_TAIL_PAGES 2048
 /* Access-log records get a dictionary of their own (they share little with span chunks): one
  * record is ~0.5-1 KiB, and zstd alone on that spends most of its time building per-frame
  * tables for a ratio of ~1.4; with a dictionary trained on the first records a frame costs a
@@ -820,6 +830,7 @@ struct store {
     pthread_cond_t ckpt_cv;
     bool ckpt_want, ckpt_stop, ckpt_busy; /* under ckpt_mu */
     int ckpt_done_frames;                 /* under ckpt_mu: WAL frames its last run copied */
+    int wal_last_pages;                   /* writer: the WAL's frames after the last commit */
     ZSTD_CCtx *log_cctx;      /* access-log records (their own dictionary, LOG_DICT_*) */
     ZSTD_CDict *log_cdict;    /* NULL until the database has an access-log dictionary */
     struct trainer log_train; /* record samples and their trainer */
@@ -836,6 +847,9 @@ struct store {
     _Atomic uint64_t logs_stored;
     _Atomic uint64_t logs_deleted;
     _Atomic int64_t db_bytes;
+    _Atomic uint64_t wal_restarts;
+    _Atomic uint64_t writer_ckpts;
+    _Atomic uint64_t writer_ckpt_us;
 };
 
 int store_sqlite_err(sqlite3 *db, int rc, const char *what)
@@ -857,6 +871,14 @@ static int64_t now_us(const struct store *st)
     if (st->test_now_us) return st->test_now_us;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* For durations (the writer's checkpoint time). */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -1107,32 +1129,51 @@ static void maybe_train_dict(struct store *st, bool wait)
 
 /* ----- checkpointer ------------------------------------------------------------------------ */
 
-/* The writer's WAL hook, after each commit (pages: frames in the WAL). Past CKPT_PAGES it wakes
- * the checkpointer, which copies the frames while the writer goes on committing. The WAL only
- * starts over from its beginning when a write transaction begins with every frame copied,
- * which a busy writer never sees after the checkpointer's run (it has committed more frames
- * meanwhile); so once the checkpointer has copied all but the last CKPT_TAIL_PAGES, the writer
- * checkpoints that tail itself (a few pages), and its next transaction restarts the WAL. Past
- * CKPT_FORCE_PAGES (the checkpointer cannot keep up, or is not running) it checkpoints here
- * as SQLite's autocheckpoint would. */
+/* The writer's WAL hook, after each commit (pages: frames in the WAL). The WAL only starts over
+ * from its beginning when a write transaction begins with every frame copied into the database
+ * (and synced), so the goal is a checkpoint that ends between two commits. Past CKPT_PAGES the
+ * hook wakes the checkpointer after every commit: its first pass copies the bulk, each later
+ * pass only what the commits during the previous one added (a few hundred frames, a few ms
+ * with its two fsyncs), so at anything below the writer's full speed one of them soon ends
+ * while the writer waits for requests, and the writer's next transaction restarts the WAL
+ * without copying anything. A writer that never pauses (the maximum rate) would let the WAL
+ * grow: past CKPT_WRITER_PAGES it stops waking the checkpointer, lets its pass end, and, once
+ * at most CKPT_TAIL_PAGES are left, copies them itself (the tail is what one or two commits
+ * wrote, since the checkpointer had been passing continuously). Past CKPT_FORCE_PAGES (no
+ * checkpointer, or it cannot get ahead) it checkpoints here whatever is left, as SQLite's
+ * autocheckpoint would. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store *st = arg;
+    if (pages < st->wal_last_pages) { /* the WAL started over */
+        atomic_fetch_add(&st->wal_restarts, 1);
+        if (st->ckpt_started) {
+            pthread_mutex_lock(&st->ckpt_mu);
+            st->ckpt_done_frames = 0; /* counted in the old WAL */
+            pthread_mutex_unlock(&st->ckpt_mu);
+        }
+    }
+    st->wal_last_pages = pages;
     if (pages < CKPT_PAGES) return SQLITE_OK;
     bool here = !st->ckpt_started || pages >= CKPT_FORCE_PAGES;
     if (!here) {
         pthread_mutex_lock(&st->ckpt_mu);
-        if (!st->ckpt_busy && !st->ckpt_want && st->ckpt_done_frames > 0 &&
+        if (pages >= CKPT_WRITER_PAGES && !st->ckpt_busy && !st->ckpt_want &&
             st->ckpt_done_frames >= pages - CKPT_TAIL_PAGES) {
             here = true;
             st->ckpt_done_frames = 0;
-        } else if (!st->ckpt_busy) {
+        } else if (pages < CKPT_WRITER_PAGES || !st->ckpt_busy) {
             st->ckpt_want = true;
             pthread_cond_signal(&st->ckpt_cv);
-        }
+        } /* else: past the writer's mark with a pass running: the writer takes over after it */
         pthread_mutex_unlock(&st->ckpt_mu);
     }
-    if (here) sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    if (here) {
+        int64_t t0 = mono_us();
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        atomic_fetch_add(&st->writer_ckpts, 1);
+        atomic_fetch_add(&st->writer_ckpt_us, (uint64_t)(mono_us() - t0));
+    }
     return SQLITE_OK;
 }
 
@@ -2706,6 +2747,9 @@ void store_get_stats(struct store *st, struct store_stats *out)
     out->logs_stored = atomic_load(&st->logs_stored);
     out->logs_deleted = atomic_load(&st->logs_deleted);
     out->db_bytes = atomic_load(&st->db_bytes);
+    out->wal_restarts = atomic_load(&st->wal_restarts);
+    out->writer_checkpoints = atomic_load(&st->writer_ckpts);
+    out->writer_checkpoint_us = atomic_load(&st->writer_ckpt_us);
 }
 
 /* ----- test hooks -------------------------------------------------------------------------- */
