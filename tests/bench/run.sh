@@ -104,7 +104,16 @@ measure otlp_proto_committed "" "--protocol otlp-proto" "$sustained_secs"
 measure otlp_json_committed "" "--protocol otlp-json"
 measure zipkin_json_committed "" "--protocol zipkin-json"
 measure otlp_proto_received "--ack received" "--protocol otlp-proto"
-g=$(free_port); say "end to end: otlp_grpc_committed"; run_daemon "--otlp-grpc 127.0.0.1:$g"; grpc_res=$("$build/tests/meshscope-grpc-loadgen" --target "127.0.0.1:$g" --threads "$conns" --streams 4 --spans-per-request 200 --duration "$secs" --json); stop_daemon; say "otlp_grpc_committed: $(json_field "$grpc_res" spans_per_second) spans/s (${grpc_res})"
+# OTLP/gRPC unary Export (issue 10, reported beside HTTP): 4 streams per connection.
+g=$(free_port); say "end to end: otlp_grpc_committed"; run_daemon "--otlp-grpc 127.0.0.1:$g"
+grpc_res=$("$build/tests/meshscope-grpc-loadgen" --target "127.0.0.1:$g" --threads "$conns" --streams 4 \
+  --spans-per-request 200 --duration "$secs" --json)
+grpc_rss=$(peak_rss_kb)
+stop_daemon
+grpc_stored=$(sqlite3 "file:$work/e2e.db?mode=ro" 'select coalesce(sum(n_spans),0) from chunks' 2>/dev/null ||
+              json_field "$grpc_res" spans_accepted)
+echo "{\"loadgen\":$grpc_res,\"peak_rss_kb\":$grpc_rss,\"spans_stored\":$grpc_stored}" >"$work/otlp_grpc_committed.json"
+say "otlp_grpc_committed: $(json_field "$grpc_res" spans_per_second) spans/s (${grpc_res})"
 max_sps=$(python3 -c "import json; print(json.load(open('$work/otlp_proto_committed.json'))['loadgen']['spans_per_second'])")
 half=$(python3 -c "print(max(int($max_sps/2), 1000))")
 measure otlp_proto_half_rate "" "--protocol otlp-proto --rate $half"
@@ -170,6 +179,9 @@ for n in ['otlp_proto_committed', 'otlp_json_committed', 'zipkin_json_committed'
   r['ratio_to_storage_only'] = round(r['loadgen']['spans_per_second'] / store_sps, 3)
   r['bytes_per_span'] = round(r['db_bytes'] / max(r['spans_stored'], 1), 1)
   res['end_to_end'][n] = r
+g = load('otlp_grpc_committed')
+g['ratio_to_storage_only'] = round(g['loadgen']['spans_per_second'] / store_sps, 3)
+res['end_to_end']['otlp_grpc_committed'] = g
 # Nothing dropped: every request sent was answered 2xx or 429/503 (which the sender retries),
 # none refused otherwise or lost in transport, and every accepted span is in the database.
 c = res['end_to_end']['otlp_proto_committed']; cl = c['loadgen']
@@ -189,6 +201,9 @@ for n, label in names.items():
   r = res['end_to_end'][n]; l = r['loadgen']
   row(f'{label}: spans/s accepted (ratio to storage only)',
       f"{l['spans_per_second']:,.0f} ({r['ratio_to_storage_only']:.2f}); stored {r['spans_stored']:,} of {l['spans_accepted']:,} accepted; 503s {l['retried']}")
+gl = g['loadgen']
+row(f"OTLP/gRPC unary Export ({gl['threads']} connections x {gl['streams']} streams): spans/s accepted (ratio to storage only)",
+    f"{gl['spans_per_second']:,.0f} ({g['ratio_to_storage_only']:.2f}); stored {g['spans_stored']:,} of {gl['spans_accepted']:,} accepted; failed calls {gl['calls_failed']:,}; peak RSS {g['peak_rss_kb'] // 1024} MiB")
 for n, label in names.items():
   r = res['end_to_end'][n]
   row(f'{label}: peak RSS', f"{r['peak_rss_kb'] // 1024} MiB")
