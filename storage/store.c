@@ -162,8 +162,10 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <zdict.h>
 #include <zstd.h>
 
@@ -187,15 +189,14 @@
 /* WAL bounds, in frames (pages of 4 KiB; wal_hook has the whole scheme). The checkpointer starts
  * once the WAL holds CKPT_PAGES (~16 MiB: fewer, larger checkpoints copy each hot page once
  * instead of several times) and passes after every commit until the WAL starts over, which at
- * half the maximum rate happens by ~5,500 frames (measured). Past CKPT_WRITER_PAGES (48 MiB) the
- * writer copies the last <= CKPT_TAIL_PAGES itself (the maximum rate, where it never pauses);
- * past CKPT_FORCE_PAGES (256 MiB: the checkpointer cannot keep up, or is not running) it
- * checkpoints whatever is left. Without a reader holding an old snapshot (which SQLite lets
+ * half the maximum rate happens by ~5,500 frames (measured). Past CKPT_WRITER_PAGES (128 MiB) the
+ * writer copies what the checkpointer's last pass left (the maximum rate, where the writer never
+ * pauses); past CKPT_FORCE_PAGES (256 MiB: the checkpointer cannot keep up, or is not running)
+ * it checkpoints after every commit. Without a reader holding an old snapshot (which SQLite lets
  * block any restart) the WAL therefore stays under CKPT_WRITER_PAGES plus a few commits, and
  * under CKPT_FORCE_PAGES plus one commit whatever happens. */
 #define CKPT_PAGES 4096
-#define CKPT_WRITER_PAGES 12288
-#define CKPT_TAIL_PAGES 1024
+#define CKPT_WRITER_PAGES 32768
 #define CKPT_FORCE_PAGES 65536
 /* Access-log records get a dictionary of their own (they share little with span chunks): one
  * record is ~0.5-1 KiB, and zstd alone on that spends most of its time building per-frame
@@ -829,7 +830,6 @@ struct store {
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
     bool ckpt_want, ckpt_stop, ckpt_busy; /* under ckpt_mu */
-    int ckpt_done_frames;                 /* under ckpt_mu: WAL frames its last run copied */
     int wal_last_pages;                   /* writer: the WAL's frames after the last commit */
     ZSTD_CCtx *log_cctx;      /* access-log records (their own dictionary, LOG_DICT_*) */
     ZSTD_CDict *log_cdict;    /* NULL until the database has an access-log dictionary */
@@ -1034,6 +1034,21 @@ static void *trainer_main(void *arg)
     return NULL;
 }
 
+/* A trainer's thread runs below the other threads' priority: its ~0.3 s of CPU comes in the
+ * first second of a fresh database, and at normal priority it took one of the bench machine's
+ * two cores from the writer and the HTTP threads for that long (the requests of that moment were
+ * the slowest of a 15 s run at half the maximum rate, 50-100 ms). At nice TRAIN_NICE it still
+ * gets a share when every core is busy (the maximum rate), so the dictionary is not put off for
+ * long. */
+#define TRAIN_NICE 10
+static void *trainer_thread(void *arg)
+{
+#ifdef __linux__
+    (void)setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE); /* best effort */
+#endif
+    return trainer_main(arg);
+}
+
 /* Moves the samples to a training thread (or trains here when no thread can be had). */
 static void trainer_start(struct trainer *t, size_t dict_bytes)
 {
@@ -1046,7 +1061,7 @@ static void trainer_start(struct trainer *t, size_t dict_bytes)
     t->dict_bytes = dict_bytes;
     t->running = true;
     atomic_store(&t->ready, false);
-    if (pthread_create(&t->thread, NULL, trainer_main, t) != 0) {
+    if (pthread_create(&t->thread, NULL, trainer_thread, t) != 0) {
         trainer_main(t);
         t->thread = pthread_self();
     }
@@ -1137,35 +1152,26 @@ static void maybe_train_dict(struct store *st, bool wait)
  * with its two fsyncs), so at anything below the writer's full speed one of them soon ends
  * while the writer waits for requests, and the writer's next transaction restarts the WAL
  * without copying anything. A writer that never pauses (the maximum rate) would let the WAL
- * grow: past CKPT_WRITER_PAGES it stops waking the checkpointer, lets its pass end, and, once
- * at most CKPT_TAIL_PAGES are left, copies them itself (the tail is what one or two commits
- * wrote, since the checkpointer had been passing continuously). Past CKPT_FORCE_PAGES (no
- * checkpointer, or it cannot get ahead) it checkpoints here whatever is left, as SQLite's
- * autocheckpoint would. */
+ * grow (it did to the 256 MiB bound): past CKPT_WRITER_PAGES it stops waking the checkpointer,
+ * lets its pass end, and copies what came since the pass began itself (what the commits during
+ * one pass wrote: the checkpointer had been passing continuously); its next transaction then
+ * restarts the WAL. Past CKPT_FORCE_PAGES (no checkpointer, or it cannot get ahead) it
+ * checkpoints here after every commit, as SQLite's autocheckpoint would. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store *st = arg;
-    if (pages < st->wal_last_pages) { /* the WAL started over */
-        atomic_fetch_add(&st->wal_restarts, 1);
-        if (st->ckpt_started) {
-            pthread_mutex_lock(&st->ckpt_mu);
-            st->ckpt_done_frames = 0; /* counted in the old WAL */
-            pthread_mutex_unlock(&st->ckpt_mu);
-        }
-    }
+    if (pages < st->wal_last_pages) atomic_fetch_add(&st->wal_restarts, 1);
     st->wal_last_pages = pages;
     if (pages < CKPT_PAGES) return SQLITE_OK;
     bool here = !st->ckpt_started || pages >= CKPT_FORCE_PAGES;
     if (!here) {
         pthread_mutex_lock(&st->ckpt_mu);
-        if (pages >= CKPT_WRITER_PAGES && !st->ckpt_busy && !st->ckpt_want &&
-            st->ckpt_done_frames >= pages - CKPT_TAIL_PAGES) {
-            here = true;
-            st->ckpt_done_frames = 0;
-        } else if (pages < CKPT_WRITER_PAGES || !st->ckpt_busy) {
+        if (pages < CKPT_WRITER_PAGES) {
             st->ckpt_want = true;
             pthread_cond_signal(&st->ckpt_cv);
-        } /* else: past the writer's mark with a pass running: the writer takes over after it */
+        } else if (!st->ckpt_busy && !st->ckpt_want) {
+            here = true; /* the last pass has ended: the writer copies what came since */
+        } /* else: a pass is running or about to: the writer takes over after it */
         pthread_mutex_unlock(&st->ckpt_mu);
     }
     if (here) {
@@ -1190,15 +1196,13 @@ static void *checkpointer_main(void *arg)
         pthread_mutex_unlock(&st->ckpt_mu);
         /* PASSIVE: copies what no reader still needs, never waits for the writer or readers;
          * the writer restarts the WAL from its start once everything was copied. */
-        int frames = 0, copied = 0;
-        int rc = sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames,
-                                           &copied);
+        int rc = sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
+                                           NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_ratelimited(LOG_WARN, "store-checkpoint", "store: checkpoint: %s",
                             sqlite3_errmsg(st->ckpt_db));
         pthread_mutex_lock(&st->ckpt_mu);
         st->ckpt_busy = false;
-        st->ckpt_done_frames = rc == SQLITE_OK ? copied : 0;
     }
     pthread_mutex_unlock(&st->ckpt_mu);
     return NULL;

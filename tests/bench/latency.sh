@@ -2,7 +2,8 @@
 # Step 3 of run.sh on its own, for iterating on the writer: the release daemon (default flags,
 # --ack=committed) on a fresh database, fed OTLP protobuf Bookinfo traces at a fixed rate by
 # meshscope-loadgen, then prints the loadgen's JSON, the writer's commit-duration histogram
-# (meshscope_batch_commit_duration_seconds) and the largest WAL size seen (sampled every 0.2 s).
+# (meshscope_batch_commit_duration_seconds), the WAL and writer-checkpoint counters, the daemon's
+# CPU seconds and the largest WAL size seen (sampled every 0.2 s).
 # Usage: tests/bench/latency.sh BUILD_DIR RATE_SPANS_PER_S [SECONDS] [CONNECTIONS]
 set -euo pipefail
 build=${1:?usage: latency.sh BUILD_DIR RATE [SECONDS] [CONNECTIONS]}
@@ -31,6 +32,8 @@ sampler=$!
   --duration "$secs" --rate "$rate" --json
 curl -s --max-time 30 "http://127.0.0.1:$http/metrics" | grep -E '^(meshscope_batch_commit_duration_seconds|meshscope_store_)' |
   awk '{printf "%s %s\n", $1, $2}'
+# The daemon's CPU seconds (utime + stime) for the run: less sensitive to a shared machine.
+awk -v hz="$(getconf CLK_TCK)" '{printf "daemon_cpu_seconds %.2f\n", ($14 + $15) / hz}' "/proc/$pid/stat"
 kill "$sampler" 2>/dev/null || true; sampler=
 echo "wal_max_bytes $(sort -n "$work/wal.txt" | tail -1)"
 kill -TERM "$pid"
