@@ -135,16 +135,17 @@
  *    records, once per process while the database has no dictionary of that kind): the writer
  *    moves its samples to it and joins it after it set ready, then stores the dictionary
  *    itself; it touches nothing else. Training takes ~0.3 s of CPU, which
- *    on the writer thread was a stall that every request waiting for a commit shared.
+ *    on the writer thread was a stall that every request waiting for a commit shared; the
+ *    trainers run at nice TRAIN_NICE (trainer_thread).
  *  - The checkpointer thread owns a connection of its own (ckpt_db) and only checkpoints
  *    (PASSIVE) when the writer's WAL hook asks, after each commit once the WAL passed
  *    CKPT_PAGES, until the WAL starts over (wal_hook). A checkpoint (page copies and the fsyncs
  *    of the WAL and the database file) in the writer's COMMIT delayed every request waiting for
  *    that commit by 50-150 ms on the bench machine, and a last "tail" of it still did by 15-45
  *    ms; in WAL mode it runs beside the writer's commits instead, and at anything below the
- *    writer's full speed the writer copies nothing. The writer copies a small tail itself only
- *    past CKPT_WRITER_PAGES, and whatever is left past CKPT_FORCE_PAGES (bounded WAL). Its
- *    mutex and condition variable are the only locks in the write side.
+ *    writer's full speed the writer copies nothing. The writer copies what the last pass left
+ *    only past CKPT_WRITER_PAGES, and after every commit past CKPT_FORCE_PAGES (bounded WAL).
+ *    Its mutex and condition variable are the only locks in the write side.
  *  - Statistics are _Atomic and written by the writer only; store_get_stats reads them from any
  *    thread.
  *  - store_open and store_close run while no other thread is inside the store.
@@ -1170,8 +1171,10 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
             st->ckpt_want = true;
             pthread_cond_signal(&st->ckpt_cv);
         } else if (!st->ckpt_busy && !st->ckpt_want) {
-            here = true; /* the last pass has ended: the writer copies what came since */
-        } /* else: a pass is running or about to: the writer takes over after it */
+            /* The last pass has ended: the writer copies what came since. (While a pass runs,
+             * or is about to, it waits for its end.) */
+            here = true;
+        }
         pthread_mutex_unlock(&st->ckpt_mu);
     }
     if (here) {
@@ -1196,8 +1199,8 @@ static void *checkpointer_main(void *arg)
         pthread_mutex_unlock(&st->ckpt_mu);
         /* PASSIVE: copies what no reader still needs, never waits for the writer or readers;
          * the writer restarts the WAL from its start once everything was copied. */
-        int rc = sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL,
-                                           NULL);
+        int rc =
+            sqlite3_wal_checkpoint_v2(st->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
             log_ratelimited(LOG_WARN, "store-checkpoint", "store: checkpoint: %s",
                             sqlite3_errmsg(st->ckpt_db));

@@ -686,15 +686,16 @@ static void test_find_top_k(void **state)
         int k = (i * 47) % N; /* scrambled insertion order */
         int64_t a = T0 + k * 2 * SEC, later = a + ((k * 37) % 59) * SEC;
         struct span *sa = add_span(b, r, 1000 + (uint64_t)k, 1, 0, "op", SPAN_KIND_SERVER, a, MS);
-        struct span *sb = add_span(b, r, 1000 + (uint64_t)k, 2, 1, "op", SPAN_KIND_SERVER, later,
-                                   MS);
+        struct span *sb =
+            add_span(b, r, 1000 + (uint64_t)k, 2, 1, "op", SPAN_KIND_SERVER, later, MS);
         if (k % 4 == 0) sb->status_code = STATUS_ERROR;
         if (k % 4 == 1) sa->status_code = STATUS_ERROR;
         all[k] = (struct topk_want){later, k};
     }
     for (int k = 0; k < N; k++)
-        if (k % 4 < 2) errs[n_errs++] = (struct topk_want){k % 4 ? all[k].start - ((k * 37) % 59) * SEC
-                                                                  : all[k].start, k};
+        if (k % 4 < 2)
+            errs[n_errs++] =
+                (struct topk_want){k % 4 ? all[k].start - ((k * 37) % 59) * SEC : all[k].start, k};
     qsort(all, N, sizeof *all, topk_cmp);
     qsort(errs, n_errs, sizeof *errs, topk_cmp);
     put1(f->st, b);
@@ -708,8 +709,8 @@ static void test_find_top_k(void **state)
         struct span_batch **out;
         size_t n;
         assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
-        if (n != n_want) fail_msg("limit %u errors %d: %zu traces, want %zu", q.limit, errors, n,
-                                  n_want);
+        if (n != n_want)
+            fail_msg("limit %u errors %d: %zu traces, want %zu", q.limit, errors, n, n_want);
         for (size_t i = 0; i < n; i++) {
             uint8_t id[16];
             trace_id_of(id, 1000 + (uint64_t)want[i].k);

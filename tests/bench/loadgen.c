@@ -367,7 +367,8 @@ static void *worker_main(void *arg)
     int built = lg_template_build_ex(&t, alog ? LG_OTLP_JSON : cfg.proto, cfg.scenario,
                                      cfg.services, cfg.spans, w->id + 1, cfg.access_logs || alog);
     atomic_fetch_add(&n_ready, 1);
-    while (!atomic_load(&go)) usleep(1000); /* main sets go within its bounded wait */
+    while (!atomic_load(&go))
+        usleep(1000); /* main sets go within its bounded wait */
     if (built != 0) {
         w->failed = 1;
         return NULL;
@@ -560,8 +561,9 @@ int main(int argc, char **argv)
         ws[i].id = i;
         if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) break;
     }
-    for (int i = 0; i < 60000 && atomic_load(&n_ready) < started; i++) usleep(1000); /* <= 60 s */
-    t0 = now_s(); /* the run starts when every template is built */
+    for (int i = 0; i < 60000 && atomic_load(&n_ready) < started; i++)
+        usleep(1000); /* <= 60 s */
+    t0 = now_s();     /* the run starts when every template is built */
     atomic_store(&go, true);
     size_t total = 0;
     bool failed = started < cfg.threads;
