@@ -1096,53 +1096,6 @@ static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
     trainer_sample(&st->train, raw, len, DICT_MAX_SAMPLES, SIZE_MAX);
 }
 
-/* Writer thread, once the trainer is done: stores the dictionary in its own transaction and
- * starts using it. */
-static void finish_dict(struct store *st)
-{
-    void *dict = st->train.dict;
-    size_t len = st->train.len;
-    st->train.dict = NULL;
-    if (!dict || ZDICT_isError(len)) {
-        log_msg(LOG_WARN, "store: no compression dictionary: %s",
-                dict ? ZDICT_getErrorName(len) : "out of memory");
-        st->train.failed = true;
-        goto done;
-    }
-    unsigned id = ZDICT_getDictID(dict, len);
-    sqlite3_stmt *s = st->stmt[W_DICT_INSERT];
-    sqlite3_bind_int64(s, 1, id);
-    sqlite3_bind_blob(s, 2, dict, (int)len, SQLITE_STATIC);
-    if (step_done(st, s, "store dictionary") != 0) { /* autocommit: its own transaction */
-        st->train.failed = true;
-        goto done;
-    }
-    if (use_dict(st, dict, len) != 0)
-        st->train.failed = true;
-    else
-        log_msg(LOG_INFO, "store: compression dictionary %u (%zu bytes) from %zu samples", id, len,
-                st->train.train_n);
-done:
-    free(dict);
-}
-
-/* Starts training once there are enough samples (on a thread of its own: training takes a
- * few hundred ms of CPU, which would stall every request waiting for the writer's next
- * commit), and picks the result up on a later call. wait: block for a running trainer
- * (store_close). Outside the write transaction (the dictionary must be committed before any
- * chunk uses it). Failures only mean no dictionary. */
-static void maybe_train_dict(struct store *st, bool wait)
-{
-    if (trainer_done(&st->train, wait)) {
-        finish_dict(st);
-        return;
-    }
-    if (wait || st->cdict || st->train.failed || st->train.running) return;
-    if (st->train.samples.len < st->dict_threshold && st->train.n < DICT_MAX_SAMPLES) return;
-    trainer_start(&st->train, DICT_BYTES);
-    if (trainer_done(&st->train, false)) finish_dict(st); /* trained here, without a thread */
-}
-
 /* ----- checkpointer ------------------------------------------------------------------------ */
 
 /* The writer's WAL hook, after each commit (pages: frames in the WAL). The WAL only starts over
@@ -1289,51 +1242,66 @@ static void sample_log(struct store *st, const uint8_t *raw, size_t len)
     trainer_sample(&st->log_train, raw, len, LOG_DICT_MAX_SAMPLES, LOG_DICT_SAMPLE_BYTES);
 }
 
-/* Writer thread, once the access-log trainer is done: stores its dictionary (its own
- * transaction) under an id in the access-log range and starts using it. */
-static void finish_log_dict(struct store *st)
+/* Writer thread, once a trainer is done (t: st->train for span chunks, st->log_train for
+ * access-log records): stores its dictionary in its own transaction (an access-log one under
+ * an id in the LOG_DICT_ID_BASE range) and starts using it. Failures only mean no dictionary. */
+static void finish_training(struct store *st, struct trainer *t)
 {
-    uint8_t *dict = st->log_train.dict;
-    size_t len = st->log_train.len;
-    st->log_train.dict = NULL;
+    bool logs = t == &st->log_train;
+    const char *what = logs ? "access-log dictionary" : "compression dictionary";
+    uint8_t *dict = t->dict;
+    size_t len = t->len;
+    t->dict = NULL;
     if (!dict || ZDICT_isError(len) || len < 8) {
-        log_msg(LOG_WARN, "store: no access-log dictionary: %s",
+        log_msg(LOG_WARN, "store: no %s: %s", what,
                 dict && ZDICT_isError(len) ? ZDICT_getErrorName(len) : "out of memory");
-        st->log_train.failed = true;
+        t->failed = true;
         goto done;
     }
-    /* The dictionary header is magic (4 bytes) then the id (u32 little endian): put it in the
-     * access-log range, keeping the trained id's low bits. */
-    uint32_t id = LOG_DICT_ID_BASE | (ZDICT_getDictID(dict, len) & 0xffffu);
-    for (int i = 0; i < 4; i++) dict[4 + i] = (uint8_t)(id >> (8 * i));
+    uint32_t id = ZDICT_getDictID(dict, len);
+    if (logs) {
+        /* The dictionary header is magic (4 bytes) then the id (u32 little endian): put it in
+         * the access-log range, keeping the trained id's low bits. */
+        id = LOG_DICT_ID_BASE | (id & 0xffffu);
+        for (int i = 0; i < 4; i++) dict[4 + i] = (uint8_t)(id >> (8 * i));
+    }
     sqlite3_stmt *s = st->stmt[W_DICT_INSERT];
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_blob(s, 2, dict, (int)len, SQLITE_STATIC);
-    if (step_done(st, s, "store access-log dictionary") != 0) {
-        st->log_train.failed = true;
+    if (step_done(st, s, what) != 0) { /* autocommit: its own transaction */
+        t->failed = true;
         goto done;
     }
-    if (use_log_dict(st, dict, len) != 0)
-        st->log_train.failed = true;
-    else
-        log_msg(LOG_INFO, "store: access-log dictionary %u (%zu bytes) from %zu samples",
-                (unsigned)id, len, st->log_train.train_n);
+    if ((logs ? use_log_dict : use_dict)(st, dict, len) != 0) t->failed = true;
+    else log_msg(LOG_INFO, "store: %s %u (%zu bytes) from %zu samples", what, (unsigned)id, len,
+                 t->train_n);
 done:
     free(dict);
 }
 
-/* maybe_train_dict for the access-log dictionary. */
-static void maybe_train_log_dict(struct store *st, bool wait)
+/* Starts training a dictionary once there are enough samples (on a thread of its own: training
+ * takes a few hundred ms of CPU, which would stall every request waiting for the writer's next
+ * commit), and picks the result up on a later call; for both kinds. wait: block for running
+ * trainers (store_close). Outside the write transaction (a dictionary must be committed before
+ * any row uses it). */
+static void maybe_train(struct store *st, bool wait)
 {
-    if (trainer_done(&st->log_train, wait)) {
-        finish_log_dict(st);
-        return;
+    struct trainer *const kinds[2] = {&st->train, &st->log_train};
+    for (int k = 0; k < 2; k++) {
+        struct trainer *t = kinds[k];
+        if (trainer_done(t, wait)) {
+            finish_training(st, t);
+            continue;
+        }
+        bool logs = k == 1;
+        if (wait || (logs ? st->log_cdict != NULL : st->cdict != NULL) || t->failed || t->running)
+            continue;
+        bool enough = logs ? t->n >= LOG_DICT_MAX_SAMPLES || t->samples.len >= LOG_DICT_SAMPLE_BYTES
+                           : t->n >= DICT_MAX_SAMPLES || t->samples.len >= st->dict_threshold;
+        if (!enough) continue;
+        trainer_start(t, logs ? LOG_DICT_BYTES : DICT_BYTES);
+        if (trainer_done(t, false)) finish_training(st, t); /* trained here, without a thread */
     }
-    if (wait || st->log_cdict || st->log_train.failed || st->log_train.running) return;
-    if (st->log_train.n < LOG_DICT_MAX_SAMPLES && st->log_train.samples.len < LOG_DICT_SAMPLE_BYTES)
-        return;
-    trainer_start(&st->log_train, LOG_DICT_BYTES);
-    if (trainer_done(&st->log_train, false)) finish_log_dict(st);
 }
 
 static void disable_memstatus(void)
@@ -1454,8 +1422,7 @@ void store_close(struct store *st)
 {
     if (!st) return;
     if (st->db) { /* a running trainer's dictionary is kept */
-        maybe_train_dict(st, true);
-        maybe_train_log_dict(st, true);
+        maybe_train(st, true);
     }
     stop_checkpointer(st);
     read_pool_destroy(st->pool);
@@ -2543,8 +2510,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     st->mark_minute = minute;
     apply_pending(st, now);
     rpend_commit(st);
-    maybe_train_dict(st, false);
-    maybe_train_log_dict(st, false);
+    maybe_train(st, false);
     atomic_fetch_add(&st->spans_stored, total);
     atomic_fetch_add(&st->logs_stored, total_logs);
     atomic_fetch_add(&st->chunks_stored, chunks);
@@ -2768,8 +2734,7 @@ void store_test_set_clock(struct store *st, int64_t now)
 
 void store_test_wait_dicts(struct store *st)
 {
-    maybe_train_dict(st, true);
-    maybe_train_log_dict(st, true);
+    maybe_train(st, true);
 }
 
 void store_test_set_dict_threshold(struct store *st, size_t bytes)

@@ -959,15 +959,22 @@ static void test_store_migrate_v2(void **state)
 
 /* Records i = 0..8 of service "svc" (duration i ms, a 503 when i % 3 == 2, request id "req-i")
  * and 3 of service "other" without request ids. */
-static void put_filter_logs(struct store *st)
+static void make_filter_logs(struct span_batch *b[2])
 {
-    struct span_batch *b[2] = {make_logs("svc", 9, T0, 0), make_logs("other", 3, T0, 0)};
+    b[0] = make_logs("svc", 9, T0, 0);
+    b[1] = make_logs("other", 3, T0, 0);
     for (uint32_t i = 0; i < 9; i++) {
         char rid[16];
         int n = snprintf(rid, sizeof rid, "req-%u", i);
         b[0]->logs[i].str[ALOG_REQUEST_ID] =
             (struct mstr){arena_strndup(b[0]->arena, rid, (size_t)n), (uint32_t)n};
     }
+}
+
+static void put_filter_logs(struct store *st)
+{
+    struct span_batch *b[2];
+    make_filter_logs(b);
     assert_int_equal(store_put_batches(st, b, 2), 0);
     span_batch_destroy(b[0]);
     span_batch_destroy(b[1]);
@@ -1088,13 +1095,8 @@ static void put_filter_logs_legacy(struct sfix *f)
 {
     store_close(f->st);
     f->st = NULL;
-    struct span_batch *b[2] = {make_logs("svc", 9, T0, 0), make_logs("other", 3, T0, 0)};
-    for (uint32_t i = 0; i < 9; i++) {
-        char rid[16];
-        int n = snprintf(rid, sizeof rid, "req-%u", i);
-        b[0]->logs[i].str[ALOG_REQUEST_ID] =
-            (struct mstr){arena_strndup(b[0]->arena, rid, (size_t)n), (uint32_t)n};
-    }
+    struct span_batch *b[2];
+    make_filter_logs(b);
     put_legacy_logs(f->path, b[0]);
     put_legacy_logs(f->path, b[1]);
     span_batch_destroy(b[0]);
