@@ -215,7 +215,6 @@ struct gspan {
     const char *method;
     char route[40];
     uint64_t start_ns, end_ns;
-    char request_id[40];
     unsigned agent, body_size;
     char client_ip[24];
 };
@@ -299,10 +298,6 @@ static int add_span(struct model *m, unsigned svc, unsigned peer, int kind, int 
     snprintf(s->route, sizeof s->route, "%s", route);
     s->start_ns = start;
     s->end_ns = start + dur;
-    uint64_t r1 = rnd(m), r2 = rnd(m);
-    snprintf(s->request_id, sizeof s->request_id, "%08x-%04x-4%03x-a%03x-%012" PRIx64,
-             (unsigned)r1, (unsigned)(r1 >> 32) & 0xffff, (unsigned)(r1 >> 48) & 0xfff,
-             (unsigned)r2 & 0xfff, (uint64_t)((r2 >> 16) & 0xffffffffffffULL));
     s->agent = (unsigned)(rnd(m) % 5);
     s->body_size = 200 + (unsigned)(rnd(m) % 8000);
     const struct svc *from = kind == 3 ? &m->svcs[svc] : parent >= 0 ? &m->svcs[m->spans[parent].svc]
@@ -380,7 +375,19 @@ struct kv {
     const char *key;
     const char *s; /* NULL: integer i */
     int64_t i;
+    uint32_t rid; /* non-zero: the value is span rid - 1's request id, patched per send */
 };
+
+/* A span's x-request-id, unique per send as a mesh's are: its trace id and span id in hex
+ * ("<32 hex>-<16 hex>"), both slots patched with the ids of the send (spans and access-log
+ * lines carry the same one, so the two join as Envoy's do). */
+#define REQUEST_ID_LEN 49u
+static void put_request_id(struct enc *e, const struct model *m, uint32_t span)
+{
+    put_id(e, true, true, m->spans[span].trace);
+    put(e, "-", 1);
+    put_id(e, true, false, span);
+}
 
 /* The span's attributes under OTel semantic conventions (OTLP) or Envoy's Zipkin tag names.
  * bufs holds the formatted strings. Returns the count. */
@@ -405,7 +412,7 @@ static unsigned span_attrs(const struct model *m, const struct gspan *s, bool zi
         a[n++] = (struct kv){"client.address", s->client_ip, 0};
         a[n++] = (struct kv){"user_agent.original", agents[s->agent], 0};
         a[n++] = (struct kv){"upstream_cluster", bufs[2], 0};
-        a[n++] = (struct kv){"guid:x-request-id", s->request_id, 0};
+        a[n++] = (struct kv){"guid:x-request-id", "", 0, (uint32_t)(s - m->spans) + 1};
         a[n++] = (struct kv){"response_flags", s->status >= 500 ? "UF" : "-", 0};
         a[n++] = (struct kv){"network.protocol.version", "1.1", 0};
         a[n++] = (struct kv){"istio.mesh_id", "cluster.local", 0};
@@ -420,7 +427,7 @@ static unsigned span_attrs(const struct model *m, const struct gspan *s, bool zi
         a[n++] = (struct kv){"user_agent", agents[s->agent], 0};
         a[n++] = (struct kv){"upstream_cluster", bufs[2], 0};
         a[n++] = (struct kv){"upstream_cluster.name", bufs[2], 0};
-        a[n++] = (struct kv){"guid:x-request-id", s->request_id, 0};
+        a[n++] = (struct kv){"guid:x-request-id", "", 0, (uint32_t)(s - m->spans) + 1};
         a[n++] = (struct kv){"response_flags", s->status >= 500 ? "UF" : "-", 0};
         a[n++] = (struct kv){"response_size", bufs[4], 0};
         a[n++] = (struct kv){"component", "proxy", 0};
@@ -482,7 +489,21 @@ static void encode_otlp_proto(struct enc *out, const struct model *m)
             struct kv a[16];
             char bufs[5][160];
             unsigned n = span_attrs(m, s, false, a, bufs);
-            for (unsigned k = 0; k < n; k++) pb_kv(&sp, 9, a[k].key, a[k].s, a[k].i);
+            for (unsigned k = 0; k < n; k++) {
+                if (!a[k].rid) {
+                    pb_kv(&sp, 9, a[k].key, a[k].s, a[k].i);
+                    continue;
+                }
+                struct enc av = {0}, kv = {0}; /* AnyValue{string_value=1}: the patched id */
+                pb_tag(&av, 1, 2);
+                pb_varint(&av, REQUEST_ID_LEN);
+                put_request_id(&av, m, a[k].rid - 1);
+                pb_string(&kv, 1, a[k].key);
+                pb_message(&kv, 2, &av);
+                pb_message(&sp, 9, &kv);
+                enc_free(&kv);
+                enc_free(&av);
+            }
             if (s->status >= 500) {
                 pb_tag(&tmp, 3, 0);
                 pb_varint(&tmp, 2); /* STATUS_CODE_ERROR */
@@ -507,14 +528,18 @@ static void encode_otlp_proto(struct enc *out, const struct model *m)
     enc_free(&tmp);
 }
 
-static void json_kvs(struct enc *e, const struct kv *a, unsigned n)
+static void json_kvs(struct enc *e, const struct model *m, const struct kv *a, unsigned n)
 {
     puts_(e, "[");
     for (unsigned k = 0; k < n; k++) {
         if (k) puts_(e, ",");
         puts_(e, "{\"key\":");
         json_str(e, a[k].key);
-        if (a[k].s) {
+        if (a[k].rid) {
+            puts_(e, ",\"value\":{\"stringValue\":\"");
+            put_request_id(e, m, a[k].rid - 1);
+            puts_(e, "\"}}");
+        } else if (a[k].s) {
             puts_(e, ",\"value\":{\"stringValue\":");
             json_str(e, a[k].s);
             puts_(e, "}}");
@@ -542,7 +567,7 @@ static void encode_otlp_json(struct enc *e, const struct model *m)
                            {"k8s.pod.name", svc->pod, 0},
                            {"telemetry.sdk.name", "envoy", 0}};
         puts_(e, "{\"resource\":{\"attributes\":");
-        json_kvs(e, res, 5);
+        json_kvs(e, m, res, 5);
         puts_(e, "},\"scopeSpans\":[{\"scope\":{\"name\":\"meshscope-loadgen\",\"version\":"
                  "\"0.2.0\"},\"spans\":[");
         bool first = true;
@@ -568,7 +593,7 @@ static void encode_otlp_json(struct enc *e, const struct model *m)
                  s->kind, s->start_ns, s->end_ns);
             struct kv a[16];
             char bufs[5][160];
-            json_kvs(e, a, span_attrs(m, s, false, a, bufs));
+            json_kvs(e, m, a, span_attrs(m, s, false, a, bufs));
             if (s->status >= 500) puts_(e, ",\"status\":{\"code\":2}");
             puts_(e, "}");
         }
@@ -614,7 +639,13 @@ static void encode_zipkin_json(struct enc *e, const struct model *m)
             if (k) puts_(e, ",");
             json_str(e, a[k].key);
             puts_(e, ":");
-            json_str(e, a[k].s);
+            if (a[k].rid) {
+                puts_(e, "\"");
+                put_request_id(e, m, a[k].rid - 1);
+                puts_(e, "\"");
+            } else {
+                json_str(e, a[k].s);
+            }
         }
         puts_(e, "}}");
     }
@@ -624,7 +655,8 @@ static void encode_zipkin_json(struct enc *e, const struct model *m)
 /* Envoy/Istio JSON access logs (--access-logs): one NDJSON line per SERVER span, as the callee's
  * sidecar writes it for the inbound request (Istio's default JSON format plus trace_id/span_id,
  * the fields of Envoy's %TRACE_ID% and a span-id header), with the span's status, duration, sizes
- * and request id. trace_id and span_id are hex slots, patched with the span's ids. */
+ * and request id. trace_id, span_id and request_id (put_request_id) are hex slots, patched with
+ * the span's ids. */
 static void encode_access_logs(struct enc *e, const struct model *m, unsigned *lines)
 {
     for (unsigned i = 0; i < m->n; i++) {
@@ -650,8 +682,9 @@ static void encode_access_logs(struct enc *e, const struct model *m, unsigned *l
         json_str(e, s->client_ip);
         puts_(e, ",\"user_agent\":");
         json_str(e, agents[s->agent]);
-        puts_(e, ",\"request_id\":");
-        json_str(e, s->request_id);
+        puts_(e, ",\"request_id\":\"");
+        put_request_id(e, m, i);
+        puts_(e, "\"");
         putf(e, ",\"authority\":\"%s:9080\",\"upstream_host\":\"%s:9080\"", svc->name, svc->ip);
         putf(e, ",\"upstream_cluster\":\"inbound|9080||%s.%s.svc.cluster.local\"", svc->name,
              svc->ns);

@@ -71,6 +71,12 @@ test('loadgen --scenario bookinfo --access-logs: graph, traces and joined access
       assert.equal(l.request_id, rid, 'request_id matches the span');
     }
     assert.ok(logs.some((l) => l.service === 'reviews'), 'a line of reviews');
+    /* The trace view joins lines by x-request-id too: 20 sends of the same template within a
+     * minute must not bring the other sends' lines (every send has its own request ids). */
+    const view = (await getJson(`${d.httpUrl}/api/traces/${t.traceID}`)).data[0];
+    assert.equal(view.accessLogs.length, servers.length, 'the trace view lists its own lines only');
+    for (const l of view.accessLogs) assert.equal(l.traceID, t.traceID);
+    assert.equal(new Set(logs.map((l) => l.request_id)).size, logs.length, 'one request id per line');
 
     /* Each request once on the graph: the lines' requests are already counted by their spans
      * (same trace and span ids), so none of them is a request of its own (no unknown -> reviews
