@@ -165,13 +165,8 @@ static int alog_parse(const uint8_t *p, size_t len, struct access_log *l, struct
         uint64_t tag = get_varint(&d), sl;
         const char *s;
         if (tag == 0) continue;
-        if (version == 1) {
-            sl = tag - 1;
-            if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
-            s = (const char *)d.p;
-            d.p += sl;
-        } else if (tag & 1) {
-            sl = (tag - 1) / 2;
+        if (version == 1 || (tag & 1)) { /* a literal */
+            sl = version == 1 ? tag - 1 : (tag - 1) / 2;
             if (sl > (uint64_t)(d.end - d.p)) return -EINVAL;
             s = (const char *)d.p;
             d.p += sl;

@@ -509,8 +509,7 @@ static int find_in_blocks(struct reader *r, const struct log_query *q, bool asc,
                       : -EINVAL;
             if (rc == -EINVAL) {
                 log_ratelimited(LOG_WARN, "store-corrupt",
-                                "store: skipping a corrupt access-log "
-                                "block");
+                                "store: skipping a corrupt access-log block");
                 rc = 0;
             }
         } else if (got != SQLITE_DONE) { /* SQLITE_DONE: retention deleted it meanwhile */
