@@ -3,10 +3,12 @@
 # parameters (ctest label "fuzz").
 #
 # Configures a separate clang build in $MESHSCOPE_BUILD/fuzz-clang (the default build is gcc,
-# which has no libFuzzer), builds fuzz_{otlp,zipkin}_{proto,json}, and runs each for
-# FUZZ_SECONDS (default 20) over a copy of the seeds in tests/data/otlp and tests/data/zipkin. Fails if either finds
-# a crash, leak, sanitizer report or timeout; the reproducer is kept in
-# $MESHSCOPE_BUILD/fuzz-artifacts. Fails when clang or its fuzzer runtime is absent (.ci/deps installs them).
+# which has no libFuzzer), builds the fuzz_* targets, and runs each for FUZZ_SECONDS (default
+# 20) over a copy of its seeds in tests/data. Fails if any finds a crash, leak, sanitizer report
+# or timeout; the reproducer is kept in $MESHSCOPE_BUILD/fuzz-artifacts and, since a CI log
+# keeps only its start and end, the failing target's report and the reproducer in base64 are
+# repeated at the end of the output. Fails when clang or its fuzzer runtime is absent
+# (.ci/deps installs them).
 #
 # Longer runs (e.g. an hour each, 4 workers, corpus kept between runs):
 #   CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_FUZZ=ON
@@ -50,6 +52,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
+failed=
 for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog otlp_logs_proto otlp_logs_json \
     otlp_metrics_proto otlp_metrics_json syslog grpc; do
     case $kind in
@@ -70,9 +73,23 @@ for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog otlp_l
         "$work/$kind" >"$work/$kind.log" 2>&1; then
         tail -n 60 "$work/$kind.log"
         echo "fuzz_smoke: fuzz_$kind FAILED; reproducer in $artifacts"
+        failed="$failed $kind"
         status=1
     else
         tail -n 12 "$work/$kind.log"
     fi
+done
+# A CI log keeps the start and the end of the output: repeat each failure's report here, with
+# its reproducer in base64 (the artifacts directory does not outlive a CI checkout).
+for kind in $failed; do
+    echo "fuzz_smoke: FAILED fuzz_$kind:"
+    grep -E '^(==[0-9]+== ?ERROR|SUMMARY|.*runtime error:|.*Test unit written to|.*out-of-memory|.*timeout after)' \
+        "$work/$kind.log" | head -n 12
+    for f in $(sed -n 's/.*Test unit written to //p' "$work/$kind.log"); do
+        [ -f "$f" ] || continue
+        echo "fuzz_smoke: $f ($(wc -c <"$f") bytes), base64:"
+        head -c 65536 "$f" | base64 -w 0
+        echo
+    done
 done
 exit $status
