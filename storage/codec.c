@@ -7,13 +7,19 @@
  * length-prefixed. A string's prefix is len+1 so that 0 can mean "absent" (ptr NULL), which the
  * model distinguishes from "".
  *
- *   chunk    := version(=1) n_res resource* n_scope scope* n_span span*
+ *   chunk    := version(=2) n_res resource* n_scope scope* n_span span*
  *   resource := attrs str(schema_url)
  *   scope    := str(name) str(version) attrs str(schema_url)
- *   span     := v(res_index+1 | 0) v(scope_index+1 | 0) trace_id[16] span_id[8]
- *               byte(has_parent) [parent_span_id[8]] str(trace_state) v(flags) str(name)
- *               v(kind) v(start) z(end-start) attrs v(n_events) v(dropped_events) event*
+ *   span     := v(res_index+1 | 0) v(scope_index+1 | 0) byte(ids) [trace_id[16]] span_id[8]
+ *               [v(i - parent_index - 1) | parent_span_id[8]] str(trace_state) v(flags)
+ *               str(name) v(kind) z(start - previous span's start, 0 for the first)
+ *               z(end-start) attrs v(n_events) v(dropped_events) event*
  *               v(n_links) v(dropped_links) link* v(status_code) str(status_message)
+ *   ids      := IDS_PARENT (has a parent) | IDS_SAME_TRACE (trace id = the previous span's, not
+ *               written) | IDS_PARENT_REF (the parent is an earlier span of the chunk: its
+ *               index, not its id)
+ *   version 1 span := (as above up to the ids) trace_id[16] span_id[8] byte(has_parent)
+ *               [parent_span_id[8]] ... v(start) ... (absolute start); still decoded
  *   event    := z(time-start) str(name) attrs
  *   link     := trace_id[16] span_id[8] str(trace_state) attrs v(flags)
  *   attrs    := v(n) v(dropped) (str(key) value)*
@@ -36,7 +42,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CODEC_VERSION 1
+/* Version 2: a span's ids byte says whether its trace id is the previous span's and whether its
+ * parent is an earlier span of the chunk (then an index, not 8 bytes), and start times are
+ * deltas from the previous span's. Version 1 (every id in full, absolute starts) is still read. */
+#define CODEC_VERSION 2
+#define IDS_PARENT 1u     /* has a parent span id */
+#define IDS_SAME_TRACE 2u /* trace id as the previous span's (not written) */
+#define IDS_PARENT_REF 4u /* the parent is span i of this chunk: varint (index - i - 1) follows */
 
 int buf_reserve(struct buf *b, size_t extra)
 {
@@ -242,19 +254,35 @@ int codec_encode_chunk(struct buf *out, const struct span *const *spans, size_t 
         put_str(&e, sc->schema_url);
     }
     put_v(&e, n);
+    uint64_t prev_start = 0;
     for (size_t i = 0; i < n; i++) {
         const struct span *s = spans[i];
         put_v(&e, res_idx[i]);
         put_v(&e, scope_idx[i]);
-        put_bytes(&e, s->trace_id, 16);
+        unsigned ids = s->has_parent ? IDS_PARENT : 0;
+        if (i && memcmp(s->trace_id, spans[i - 1]->trace_id, 16) == 0) ids |= IDS_SAME_TRACE;
+        size_t parent = i;
+        if (s->has_parent) /* nearest first: a child usually follows its parent closely */
+            for (size_t j = i; j-- > 0 && i - j <= 64;)
+                if (memcmp(spans[j]->span_id, s->parent_span_id, 8) == 0 &&
+                    memcmp(spans[j]->trace_id, s->trace_id, 16) == 0) {
+                    parent = j;
+                    ids |= IDS_PARENT_REF;
+                    break;
+                }
+        put_byte(&e, (uint8_t)ids);
+        if (!(ids & IDS_SAME_TRACE)) put_bytes(&e, s->trace_id, 16);
         put_bytes(&e, s->span_id, 8);
-        put_byte(&e, s->has_parent ? 1 : 0);
-        if (s->has_parent) put_bytes(&e, s->parent_span_id, 8);
+        if (ids & IDS_PARENT_REF)
+            put_v(&e, i - parent - 1);
+        else if (s->has_parent)
+            put_bytes(&e, s->parent_span_id, 8);
         put_str(&e, s->trace_state);
         put_v(&e, s->flags);
         put_str(&e, s->name);
         put_v(&e, (uint64_t)s->kind);
-        put_v(&e, s->start_unix_nano);
+        put_z(&e, (int64_t)(s->start_unix_nano - prev_start));
+        prev_start = s->start_unix_nano;
         put_z(&e, (int64_t)(s->end_unix_nano - s->start_unix_nano));
         put_attrs(&e, &s->attrs);
         put_v(&e, s->n_events);
@@ -467,27 +495,55 @@ static void get_attrs(struct dec *d, struct attrs *a)
     a->n = d->err ? 0 : n;
 }
 
-static void get_span(struct dec *d, struct span *s, struct resource **res, uint32_t n_res,
-                     struct scope **scopes, uint32_t n_scopes)
+/* Span i of the chunk into s; chunk[0..i) are the spans decoded before it (version 2 refers to
+ * them). */
+static void get_span(struct dec *d, int version, const struct span *chunk, uint32_t i,
+                     struct span *s, struct resource **res, uint32_t n_res, struct scope **scopes,
+                     uint32_t n_scopes)
 {
     uint32_t ri = get_u32(d), si = get_u32(d);
     if (ri > n_res || si > n_scopes) fail(d, -EINVAL);
     if (d->err) return;
     s->resource = ri ? res[ri - 1] : NULL;
     s->scope = si ? scopes[si - 1] : NULL;
-    get_id(d, s->trace_id, 16);
-    get_id(d, s->span_id, 8);
-    uint8_t hp = get_byte(d);
-    if (hp > 1) fail(d, -EINVAL);
-    s->has_parent = hp == 1;
-    if (s->has_parent) get_id(d, s->parent_span_id, 8);
+    if (version == 1) {
+        get_id(d, s->trace_id, 16);
+        get_id(d, s->span_id, 8);
+        uint8_t hp = get_byte(d);
+        if (hp > 1) fail(d, -EINVAL);
+        s->has_parent = hp == 1;
+        if (s->has_parent) get_id(d, s->parent_span_id, 8);
+    } else {
+        uint8_t ids = get_byte(d);
+        if (ids > (IDS_PARENT | IDS_SAME_TRACE | IDS_PARENT_REF) ||
+            ((ids & IDS_PARENT_REF) && !(ids & IDS_PARENT)) || ((ids & IDS_SAME_TRACE) && !i))
+            fail(d, -EINVAL);
+        if (d->err) return;
+        if (ids & IDS_SAME_TRACE)
+            memcpy(s->trace_id, chunk[i - 1].trace_id, 16);
+        else
+            get_id(d, s->trace_id, 16);
+        get_id(d, s->span_id, 8);
+        s->has_parent = ids & IDS_PARENT;
+        if (ids & IDS_PARENT_REF) {
+            uint64_t back = get_v(d);
+            if (back >= i) fail(d, -EINVAL);
+            if (d->err) return;
+            memcpy(s->parent_span_id, chunk[i - 1 - back].span_id, 8);
+        } else if (s->has_parent) {
+            get_id(d, s->parent_span_id, 8);
+        }
+    }
     s->trace_state = get_str(d);
     s->flags = get_u32(d);
     s->name = get_str(d);
     uint64_t kind = get_v(d);
     if (kind > SPAN_KIND_CONSUMER) fail(d, -EINVAL);
     s->kind = (enum span_kind)kind;
-    s->start_unix_nano = get_v(d);
+    if (version == 1)
+        s->start_unix_nano = get_v(d);
+    else
+        s->start_unix_nano = (i ? chunk[i - 1].start_unix_nano : 0) + (uint64_t)get_z(d);
     s->end_unix_nano = s->start_unix_nano + (uint64_t)get_z(d);
     get_attrs(d, &s->attrs);
 
@@ -526,7 +582,8 @@ int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b)
     struct dec d = {.p = p, .end = p + len, .arena = b->arena};
     uint32_t first = b->n_spans;
 
-    if (get_byte(&d) != CODEC_VERSION) fail(&d, -EINVAL);
+    int version = get_byte(&d);
+    if (version != 1 && version != CODEC_VERSION) fail(&d, -EINVAL);
     uint32_t n_res = get_count(&d);
     struct resource **res = get_array(&d, n_res, sizeof *res);
     for (uint32_t i = 0; i < n_res && !d.err; i++) {
@@ -558,7 +615,7 @@ int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b)
             fail(&d, -ENOMEM);
             break;
         }
-        get_span(&d, s, res, n_res, scopes, n_scopes);
+        get_span(&d, version, b->spans + first, i, s, res, n_res, scopes, n_scopes);
     }
     if (!d.err && d.p != d.end) fail(&d, -EINVAL); /* trailing bytes */
     if (d.err) b->n_spans = first;

@@ -927,7 +927,7 @@ static void test_store_migrate_v2(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db,
                                   "DROP TABLE access_logs; DROP TABLE access_log_blocks; "
-                                  "PRAGMA user_version = 2;",
+                                  TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 2;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
@@ -935,7 +935,7 @@ static void test_store_migrate_v2(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 6); /* v6: blocks */
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 7); /* v6: blocks; v7 */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('access_logs', 'access_logs_service', "
                                       "'access_logs_trace', 'access_logs_request', "
@@ -1144,11 +1144,11 @@ static void test_store_migrate_v4(void **state)
                            "DROP INDEX access_logs_request;"
                            "ALTER TABLE access_logs DROP COLUMN request_key;"
                            "ALTER TABLE access_logs DROP COLUMN duration_ms;"
-                           "PRAGMA user_version = 4;");
+                           TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 4;");
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 7);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM access_logs WHERE request_key IS "
                                       "NULL AND duration_ms IS NULL"),
                      12);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "storage_int.h"
+#include "test_util.h"
 
 #define T0 1700000000000000LL /* a fixed span-time origin, in us */
 #define MS 1000LL
@@ -333,6 +334,74 @@ static void test_codec_roundtrip(void **state)
     assert_ptr_equal(d->spans[0].resource, d->spans[2].resource);
     assert_ptr_equal(d->spans[0].scope, d->spans[2].scope);
     assert_string_equal(span_service_name(&d->spans[0]), "frontend");
+    span_batch_destroy(d);
+    span_batch_destroy(b);
+    buf_free(&enc);
+}
+
+/* Version 2 writes a trace id once per run of spans and a parent in the chunk as an index: the
+ * four spans above take 3 trace ids and 2 parent ids fewer than version 1's 4 and 3. A version
+ * 1 chunk (as stored before) still decodes. */
+static void test_codec_versions(void **state)
+{
+    (void)state;
+    struct span_batch *b = span_batch_create();
+    /* One trace: a chain of four spans, the last starting first (a negative start delta). */
+    for (uint64_t i = 1; i <= 4; i++)
+        add_span(b, NULL, 9, i, i - 1, "op", SPAN_KIND_SERVER, i < 4 ? T0 + (int64_t)i : T0 - 5,
+                 1);
+    struct span_batch *apart = span_batch_create(); /* the same, in four traces */
+    for (uint64_t i = 1; i <= 4; i++)
+        add_span(apart, NULL, 9 + i, i, i - 1, "op", SPAN_KIND_SERVER,
+                 i < 4 ? T0 + (int64_t)i : T0 - 5, 1);
+    struct buf enc = {0}, enc_apart = {0};
+    encode_batch(b, &enc);
+    encode_batch(apart, &enc_apart);
+    assert_int_equal(enc_apart.len - enc.len, 3 * 16 + 3 * (8 - 1));
+    span_batch_destroy(apart);
+    buf_free(&enc_apart);
+    struct span_batch *d = span_batch_create();
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), 0);
+    assert_int_equal(d->n_spans, 4);
+    for (uint32_t i = 0; i < 4; i++) assert_span(&b->spans[i], &d->spans[i]);
+    span_batch_destroy(d);
+
+    static const uint8_t v1[] = {
+        1, 0, 0, 1,                                     /* version 1, no resources/scopes, 1 span */
+        0, 0,                                           /* resource, scope */
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, /* trace id */
+        0xa, 0xb, 0xc, 0xd, 0xe, 0xf, 0x10, 0x11,       /* span id */
+        1, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff, 0, 1,    /* has parent, parent id */
+        0, 0, 2, 'x', 2,                                /* no trace state, flags, "x", SERVER */
+        0xe8, 0x07, 20,                                 /* start 1000 ns absolute, duration +10 */
+        0, 0, 0, 0, 0, 0, 0, 0,                         /* attrs, events, links, status, msg */
+    };
+    d = span_batch_create();
+    assert_int_equal(codec_decode_chunk(v1, sizeof v1, d), 0);
+    assert_int_equal(d->n_spans, 1);
+    assert_int_equal(d->spans[0].trace_id[15], 16);
+    assert_int_equal(d->spans[0].parent_span_id[0], 0xaa);
+    assert_true(d->spans[0].has_parent);
+    assert_int_equal(d->spans[0].start_unix_nano, 1000);
+    assert_int_equal(d->spans[0].end_unix_nano, 1010);
+    assert_string_equal(d->spans[0].name.ptr, "x");
+    span_batch_destroy(d);
+
+    /* Version 2 refusals: the first span "same trace as the previous", a parent index past the
+     * chunk's start, unknown ids bits. */
+    uint8_t bad[sizeof v1];
+    memcpy(bad, v1, sizeof v1);
+    bad[0] = 2;
+    bad[6] = 2; /* IDS_SAME_TRACE on span 0 */
+    d = span_batch_create();
+    assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
+    bad[6] = 1 | 4; /* a parent index on span 0 */
+    assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
+    bad[6] = 8;
+    assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
+    bad[0] = 3; /* unknown version */
+    assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
+    assert_int_equal(d->n_spans, 0);
     span_batch_destroy(d);
     span_batch_destroy(b);
     buf_free(&enc);
@@ -1460,8 +1529,8 @@ static void test_migrate_v1(void **state)
     f->st = store_open(&o);
     assert_non_null(f->st);
     /* v1 -> v2 -> v3 (access logs) -> v4 (hour summaries) -> v5 (request keys) -> v6
-     * (access-log blocks) in one open. */
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 6);
+     * (access-log blocks) -> v7 (search index without rowids) in one open. */
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
                                          "3600 AND calls = 7"),
                      1);
@@ -1502,11 +1571,101 @@ static void test_migrate_v1(void **state)
     assert_int_equal(nd, 1);
     assert_int_equal(deps[0].call_count, 17);
     store_free_dependencies(deps, nd);
-    /* Reopening a v6 file migrates nothing more. */
+    /* Reopening a v7 file migrates nothing more. */
     store_close(f->st);
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 6);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
+}
+
+static size_t find_count(struct store *st, const char *service, bool errors_only, int64_t min_dur)
+{
+    struct trace_query q = {.service = service, .start_us = T0 - 60 * SEC, .end_us = T0 + 60 * SEC,
+                            .errors_only = errors_only, .min_duration_us = min_dur};
+    struct span_batch **out = NULL;
+    size_t n = 0;
+    assert_int_equal(store_find_traces(st, &q, &out, &n), 0);
+    store_free_traces(out, n);
+    return n;
+}
+
+/* A v6 file (search rows in a rowid table, receive_marks.first_index) migrates to v7: every row
+ * is kept, two rows with one key become one with both rows' durations and error flag, and
+ * searches find what they found before. */
+static void test_migrate_v6_search_index(void **state)
+{
+    struct fixture *f = *state;
+    store_test_set_clock(f->st, T0);
+    put_cart_calls(f->st, T0, 20, 5000); /* 20 traces, cart's 10th and 20th are errors */
+    int64_t rows = count_rows(f->path, "SELECT count(*) FROM span_index");
+    assert_int_equal(rows, 60);
+    assert_int_equal(find_count(f->st, "cart", true, 0), 2);
+    store_close(f->st);
+    f->st = NULL;
+    /* Back to the v6 layout, plus a second row for cart's first trace: slower, an error. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, TEST_SEARCH_INDEX_V6_SQL
+                                  "INSERT INTO span_index(trace_key, service_id, op_id, start_us,"
+                                  " min_dur_us, max_dur_us, error) SELECT trace_key, service_id,"
+                                  " op_id, start_us, 900000, 900000, 1 FROM span_index WHERE"
+                                  " service_id = (SELECT id FROM services WHERE name = 'cart')"
+                                  " AND max_dur_us = 1000;"
+                                  "PRAGMA user_version = 6;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), rows + 1);
+
+    struct store_options o = {.path = f->path};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), rows);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM pragma_table_info('span_index')"
+                                         " WHERE name = 'id'"),
+                     0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM pragma_table_info("
+                                         "'receive_marks') WHERE name = 'first_index'"),
+                     0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index WHERE min_dur_us = "
+                                         "1000 AND max_dur_us = 900000 AND error = 1"),
+                     1);
+    assert_int_equal(find_count(f->st, "cart", false, 0), 20);
+    /* The merged row is a candidate only: the spans decide (cart's first call is no error). */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index WHERE error = 1"), 3);
+    assert_int_equal(find_count(f->st, "cart", true, 0), 2);
+    assert_int_equal(find_count(f->st, "frontend", false, 0), 20);
+    /* New calls go in beside the migrated rows. */
+    put_cart_calls(f->st, T0 + SEC, 5, 6000);
+    assert_int_equal(find_count(f->st, "cart", false, 0), 25);
+}
+
+/* Retention deletes search rows by start time, service by service, at most max_rows a step,
+ * resuming where the last step ran out; chunks go by receive time. */
+static void test_retention_search_rows(void **state)
+{
+    struct fixture *f = *state;
+    store_close(f->st);
+    struct store_options o = {.path = f->path, .retention_us = 3600 * SEC};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    store_test_set_clock(f->st, T0);
+    put_cart_calls(f->st, T0, 30, 7000);                /* 60 frontend rows, 30 cart rows */
+    put_cart_calls(f->st, T0 + 2 * 3600 * SEC, 4, 8000); /* late start: kept */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 102);
+    uint64_t deleted = 0;
+    /* Received at T0, so the chunks are past the retention too. */
+    assert_int_equal(store_retention_step(f->st, T0 + 3600 * SEC + 70 * SEC, 40, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 62);
+    assert_int_equal(store_retention_step(f->st, T0 + 3600 * SEC + 70 * SEC, 40, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 22);
+    assert_int_equal(store_retention_step(f->st, T0 + 3600 * SEC + 70 * SEC, 40, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 12);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index WHERE start_us < "
+                                         "(SELECT max(start_us) FROM span_index) - 3600000000"),
+                     0);
+    assert_int_equal(find_count(f->st, "cart", false, 0), 0);
 }
 
 int main(void)
@@ -1514,6 +1673,7 @@ int main(void)
     log_min_level = LOG_ERROR;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip),
+        cmocka_unit_test(test_codec_versions),
         cmocka_unit_test(test_codec_rejects_corrupt),
         cmocka_unit_test_setup_teardown(test_put_get, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_split_trace, fixture_setup, fixture_teardown),
@@ -1536,6 +1696,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_graph_retention, fixture_setup_retention,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v1, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v6_search_index, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_retention_search_rows, fixture_setup,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

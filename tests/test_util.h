@@ -135,4 +135,20 @@ static inline void test_store_destroy(struct store *st, const char *dir)
 
 #endif /* MESHSCOPE_QUERY_H */
 
+/* SQL that takes a closed store file's search index back to its schema v1-v6 layout (a rowid
+ * table and a (service_id, start_us) index; receive_marks with first_index), keeping its rows:
+ * for tests that set user_version back to migrate an older file. */
+#define TEST_SEARCH_INDEX_V6_SQL                                                                   \
+    "CREATE TABLE span_index_v6(id INTEGER PRIMARY KEY, trace_key INTEGER NOT NULL,"               \
+    " service_id INTEGER NOT NULL, op_id INTEGER NOT NULL, start_us INTEGER NOT NULL,"             \
+    " min_dur_us INTEGER NOT NULL, max_dur_us INTEGER NOT NULL, error INTEGER NOT NULL);"          \
+    "INSERT INTO span_index_v6(trace_key, service_id, op_id, start_us, min_dur_us, max_dur_us,"    \
+    " error) SELECT trace_key, service_id, op_id, start_us, min_dur_us, max_dur_us, error FROM"   \
+    " span_index;"                                                                                 \
+    "DROP TABLE span_index;"                                                                       \
+    "ALTER TABLE span_index_v6 RENAME TO span_index;"                                              \
+    "CREATE INDEX span_index_service ON span_index(service_id, start_us);"                         \
+    "CREATE INDEX span_index_error ON span_index(service_id, start_us) WHERE error = 1;"           \
+    "ALTER TABLE receive_marks ADD COLUMN first_index INTEGER NOT NULL DEFAULT 1;"
+
 #endif
