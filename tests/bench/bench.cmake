@@ -12,6 +12,12 @@ add_executable(meshscope-grpc-loadgen
 target_link_libraries(meshscope-grpc-loadgen PRIVATE Threads::Threads PkgConfig::ZLIB PkgConfig::ZSTD
   PkgConfig::NGHTTP2)
 
+# test_loadgen: the templates read back with the daemon's decoders, before and after patching.
+meshscope_unit_test(test_loadgen
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_loadgen.c ${CMAKE_CURRENT_SOURCE_DIR}/bench/loadgen_encode.c
+  LIBS collector_core)
+target_include_directories(test_loadgen PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/bench)
+
 # bench_query: fills a store with millions of spans (cached) and times queries through
 # query_handle.
 add_executable(bench_query ${CMAKE_CURRENT_SOURCE_DIR}/bench/bench_query.c)

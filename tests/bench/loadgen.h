@@ -6,7 +6,8 @@
  * from a set of generated mesh traces, plus the offsets of every trace, span and parent id in
  * it. Before each send the driver calls lg_template_patch, which writes fresh random ids at
  * those offsets (raw bytes for protobuf, lowercase hex for JSON; the lengths never change), so
- * every span sent is unique and nothing else is re-encoded.
+ * every span sent is unique and nothing else is re-encoded, and moves every span's start and end
+ * time by the time since the template was built, so that each send's spans start now.
  */
 #ifndef MESHSCOPE_LOADGEN_H
 #define MESHSCOPE_LOADGEN_H
@@ -30,6 +31,7 @@ struct lg_template {
     struct lg_slot *slots;
     size_t n_slots;
     uint8_t *ids; /* scratch: traces * 16 + spans * 8 bytes of fresh ids */
+    uint64_t built_ns; /* the clock when built: lg_template_patch moves every time by now - this */
     /* --access-logs: one Envoy/Istio JSON access-log line (NDJSON) per SERVER span, for
      * POST /api/v1/accesslogs; its trace and span ids are hex slots patched with the same ids
      * as the spans (NULL when not asked for). */
@@ -50,7 +52,8 @@ int lg_template_build(struct lg_template *t, enum lg_protocol proto, enum lg_sce
 int lg_template_build_ex(struct lg_template *t, enum lg_protocol proto, enum lg_scenario scenario,
                          unsigned services, unsigned min_spans, uint64_t seed, int access_logs);
 /* Writes fresh trace and span ids (parents follow their span) into t->body, and the same ids
- * into t->logs when present. *rng is the caller's xorshift state (one per thread). */
+ * into t->logs when present, and moves every span time and access-log start_time to now (by
+ * the time since the template was built). *rng is the caller's xorshift state (one per thread). */
 void lg_template_patch(struct lg_template *t, uint64_t *rng);
 /* Accepts a zeroed or half-built template. */
 void lg_template_free(struct lg_template *t);

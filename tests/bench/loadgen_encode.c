@@ -7,7 +7,10 @@
  *  - OTLP JSON (the same message in OTLP's JSON mapping: hex ids, int64 as strings),
  *  - Zipkin v2 JSON (a list of spans; Envoy's tag names, as an Istio sidecar sends them).
  * Every id written is recorded as a slot (offset, raw or hex, which trace or span) so that
- * lg_template_patch can write fresh ids in place before each send.
+ * lg_template_patch can write fresh ids in place before each send; so is every span start and
+ * end time (fixed64 in protobuf, fixed-width decimal in JSON) and access-log start_time, moved
+ * by the time since the template was built, so that each send's spans start now, as a live
+ * mesh's do.
  *
  * Scenarios:
  *  - bookinfo: Istio's Bookinfo. user -> productpage; productpage -> details; productpage ->
@@ -36,11 +39,36 @@
 #define WIDE_ENTRY 20u /* the wide mesh's edge services (where user traffic enters) */
 #define WIDE_ROUTES 20u /* endpoints per wide-mesh service (x 3 methods = 60 span names) */
 
+enum slot_time {
+    SLOT_ID,          /* an id, see hex and trace */
+    SLOT_TIME_FIXED64, /* a time in ns, 8 bytes little-endian */
+    SLOT_TIME_DEC_NS, /* a time in ns, width decimal digits */
+    SLOT_TIME_DEC_US, /* a time in µs, width decimal digits */
+    SLOT_TIME_ISO_MS, /* a time in ns as "YYYY-MM-DDTHH:MM:SS.mmmZ" (ISO_MS_LEN characters) */
+};
+#define ISO_MS_LEN 24u
+
+/* t (ns since the epoch) as ISO 8601 UTC with milliseconds into out[ISO_MS_LEN] (no NUL). */
+static void iso_ms(uint64_t t, char *out)
+{
+    time_t sec = (time_t)(t / 1000000000ULL);
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char tmp[96]; /* room for any int the format could print */
+    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (unsigned)(t / 1000000ULL % 1000));
+    memcpy(out, tmp, ISO_MS_LEN);
+}
+
 struct lg_slot {
     uint32_t off;
-    uint8_t hex;   /* 0 raw bytes, 1 lowercase hex */
-    uint8_t trace; /* 1 trace id (16 bytes), 0 span id (8 bytes) */
-    uint32_t idx;  /* trace index or span index in the template */
+    uint8_t hex;   /* ids: 0 raw bytes, 1 lowercase hex */
+    uint8_t trace; /* ids: 1 trace id (16 bytes), 0 span id (8 bytes) */
+    uint8_t time;  /* enum slot_time */
+    uint8_t width; /* decimal times: digits */
+    uint32_t idx;  /* ids: trace index or span index in the template */
+    uint64_t base; /* times: the value in the template */
 };
 
 /* ----- a growable buffer with id slots -------------------------------------------------------- */
@@ -92,7 +120,7 @@ static void putf(struct enc *e, const char *fmt, ...)
     if (n > 0) put(e, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-static void add_slot(struct enc *e, uint32_t off, bool hex, bool trace, uint32_t idx)
+static void add_slot(struct enc *e, struct lg_slot slot)
 {
     if (e->oom) return;
     if (e->n_slots == e->cap_slots) {
@@ -105,7 +133,7 @@ static void add_slot(struct enc *e, uint32_t off, bool hex, bool trace, uint32_t
         e->slots = s;
         e->cap_slots = cap;
     }
-    e->slots[e->n_slots++] = (struct lg_slot){off, hex, trace, idx};
+    e->slots[e->n_slots++] = slot;
 }
 
 /* A placeholder id of n bytes (raw zeros, or 2n hex zeros), recorded as a slot. */
@@ -115,8 +143,18 @@ static void put_id(struct enc *e, bool hex, bool trace, uint32_t idx)
     if (hex) n *= 2;
     if (!reserve(e, n)) return;
     memset(e->p + e->len, hex ? '0' : 0, n);
-    add_slot(e, (uint32_t)e->len, hex, trace, idx);
+    add_slot(e, (struct lg_slot){.off = (uint32_t)e->len, .hex = hex, .trace = trace, .idx = idx});
     e->len += n;
+}
+
+/* A time v (ns, or µs with SLOT_TIME_DEC_US) in decimal, recorded as a slot. */
+static void put_time_dec(struct enc *e, uint64_t v, enum slot_time kind)
+{
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    uint32_t off = (uint32_t)e->len;
+    put(e, tmp, (size_t)n);
+    add_slot(e, (struct lg_slot){.off = off, .time = (uint8_t)kind, .width = (uint8_t)n, .base = v});
 }
 
 static void enc_free(struct enc *e)
@@ -153,9 +191,11 @@ static void pb_string(struct enc *e, unsigned field, const char *s)
     put(e, s, n);
 }
 
-static void pb_fixed64(struct enc *e, unsigned field, uint64_t v)
+/* A fixed64 time in ns, recorded as a slot. */
+static void pb_time(struct enc *e, unsigned field, uint64_t v)
 {
     pb_tag(e, field, 1);
+    add_slot(e, (struct lg_slot){.off = (uint32_t)e->len, .time = SLOT_TIME_FIXED64, .base = v});
     put(e, &v, 8); /* little-endian host */
 }
 
@@ -175,7 +215,8 @@ static void pb_message(struct enc *e, unsigned field, struct enc *sub)
     put(e, sub->p, sub->len);
     for (size_t i = 0; i < sub->n_slots; i++) {
         struct lg_slot s = sub->slots[i];
-        add_slot(e, (uint32_t)(base + s.off), s.hex, s.trace, s.idx);
+        s.off += (uint32_t)base;
+        add_slot(e, s);
     }
     if (sub->oom) e->oom = true;
     sub->len = 0;
@@ -484,8 +525,8 @@ static void encode_otlp_proto(struct enc *out, const struct model *m)
             pb_string(&sp, 5, name);
             pb_tag(&sp, 6, 0);
             pb_varint(&sp, s->kind);
-            pb_fixed64(&sp, 7, s->start_ns);
-            pb_fixed64(&sp, 8, s->end_ns);
+            pb_time(&sp, 7, s->start_ns);
+            pb_time(&sp, 8, s->end_ns);
             struct kv a[16];
             char bufs[5][160];
             unsigned n = span_attrs(m, s, false, a, bufs);
@@ -588,9 +629,11 @@ static void encode_otlp_json(struct enc *e, const struct model *m)
             span_name(m, s, false, name, sizeof name);
             puts_(e, "\",\"name\":");
             json_str(e, name);
-            putf(e, ",\"kind\":%u,\"startTimeUnixNano\":\"%" PRIu64 "\",\"endTimeUnixNano\":\"%" PRIu64
-                    "\",\"attributes\":",
-                 s->kind, s->start_ns, s->end_ns);
+            putf(e, ",\"kind\":%u,\"startTimeUnixNano\":\"", s->kind);
+            put_time_dec(e, s->start_ns, SLOT_TIME_DEC_NS);
+            puts_(e, "\",\"endTimeUnixNano\":\"");
+            put_time_dec(e, s->end_ns, SLOT_TIME_DEC_NS);
+            puts_(e, "\",\"attributes\":");
             struct kv a[16];
             char bufs[5][160];
             json_kvs(e, m, a, span_attrs(m, s, false, a, bufs));
@@ -621,8 +664,9 @@ static void encode_zipkin_json(struct enc *e, const struct model *m)
         span_name(m, s, true, name, sizeof name);
         putf(e, "\",\"kind\":\"%s\",\"name\":", s->kind == 3 ? "CLIENT" : "SERVER");
         json_str(e, name);
-        putf(e, ",\"timestamp\":%" PRIu64 ",\"duration\":%" PRIu64, s->start_ns / 1000,
-             (s->end_ns - s->start_ns) / 1000);
+        puts_(e, ",\"timestamp\":");
+        put_time_dec(e, s->start_ns / 1000, SLOT_TIME_DEC_US);
+        putf(e, ",\"duration\":%" PRIu64, (s->end_ns - s->start_ns) / 1000);
         puts_(e, ",\"localEndpoint\":{\"serviceName\":");
         json_str(e, svc->name);
         putf(e, ",\"ipv4\":\"%s\"}", svc->ip);
@@ -663,13 +707,14 @@ static void encode_access_logs(struct enc *e, const struct model *m, unsigned *l
         const struct gspan *s = &m->spans[i];
         if (s->kind != 2) continue;
         const struct svc *svc = &m->svcs[s->svc];
-        time_t sec = (time_t)(s->start_ns / 1000000000ULL);
-        struct tm tm;
-        gmtime_r(&sec, &tm);
         uint64_t dur_ms = (s->end_ns - s->start_ns) / 1000000ULL;
-        putf(e, "{\"start_time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03uZ\"", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-             (unsigned)(s->start_ns / 1000000ULL % 1000));
+        char iso[ISO_MS_LEN];
+        iso_ms(s->start_ns, iso);
+        puts_(e, "{\"start_time\":\"");
+        add_slot(e, (struct lg_slot){.off = (uint32_t)e->len, .time = SLOT_TIME_ISO_MS,
+                                     .base = s->start_ns});
+        put(e, iso, ISO_MS_LEN);
+        puts_(e, "\"");
         putf(e, ",\"method\":\"%s\",\"path\":", s->method);
         json_str(e, s->route);
         putf(e, ",\"protocol\":\"HTTP/1.1\",\"response_code\":%d,\"response_flags\":\"%s\"",
@@ -749,6 +794,7 @@ int lg_template_build_ex(struct lg_template *t, enum lg_protocol proto, enum lg_
         t->spans = m.n;
         t->traces = m.traces;
         for (unsigned i = 0; i < m.n; i++) t->errors += m.spans[i].status >= 500;
+        t->built_ns = m.now_ns;
         t->logs = logs.p;
         t->logs_len = logs.len;
         t->log_slots = logs.slots;
@@ -772,7 +818,7 @@ static uint64_t xorshift(uint64_t *s)
 }
 
 static void write_slots(const struct lg_template *t, uint8_t *body, const struct lg_slot *slots,
-                        size_t n_slots);
+                        size_t n_slots, uint64_t shift_ns);
 
 void lg_template_patch(struct lg_template *t, uint64_t *rng)
 {
@@ -781,18 +827,36 @@ void lg_template_patch(struct lg_template *t, uint64_t *rng)
         uint64_t v = xorshift(rng) | 1; /* never all-zero (an invalid id) */
         memcpy(t->ids + i * 8, &v, 8);
     }
-    write_slots(t, t->body, t->slots, t->n_slots);
-    if (t->logs) write_slots(t, t->logs, t->log_slots, t->n_log_slots);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+    uint64_t shift = now > t->built_ns ? now - t->built_ns : 0;
+    write_slots(t, t->body, t->slots, t->n_slots, shift);
+    if (t->logs) write_slots(t, t->logs, t->log_slots, t->n_log_slots, shift);
 }
 
-/* Writes t->ids into body at the slots. */
+/* Writes t->ids into body at the id slots, and each time slot's value moved by shift_ns. */
 static void write_slots(const struct lg_template *t, uint8_t *body, const struct lg_slot *slots,
-                        size_t n_slots)
+                        size_t n_slots, uint64_t shift_ns)
 {
     static const char hexd[] = "0123456789abcdef";
     const uint8_t *span_ids = t->ids + (size_t)t->traces * 16;
     for (size_t i = 0; i < n_slots; i++) {
         const struct lg_slot *s = &slots[i];
+        if (s->time != SLOT_ID) {
+            uint64_t v = s->base + (s->time == SLOT_TIME_DEC_US ? shift_ns / 1000 : shift_ns);
+            if (s->time == SLOT_TIME_FIXED64) {
+                memcpy(body + s->off, &v, 8);
+                continue;
+            }
+            if (s->time == SLOT_TIME_ISO_MS) {
+                iso_ms(v, (char *)body + s->off);
+                continue;
+            }
+            for (unsigned k = s->width; k-- > 0; v /= 10) /* same width: ~year 2286 for ns */
+                body[s->off + k] = (uint8_t)('0' + v % 10);
+            continue;
+        }
         const uint8_t *src = s->trace ? t->ids + (size_t)s->idx * 16 : span_ids + (size_t)s->idx * 8;
         size_t n = s->trace ? 16 : 8;
         uint8_t *dst = body + s->off;
