@@ -12,11 +12,13 @@
  *                                                   compressed codec.c encoding of its spans;
  *                                                   index chunks(trace_key)
  *   span_index(service_id, start_us, trace_key,     one narrow search row per (trace, service,
- *              op_id, min_dur_us, max_dur_us,       operation+kind) per write call, grouping spans
+ *              op_id, min_dur_us, dur_spread_us,    operation+kind) per write call, grouping spans
  *              error)                               whose starts lie within INDEX_GROUP_SPREAD_US;
  *                                                   (v7) WITHOUT ROWID, keyed (service_id,
- *                                                   start_us, trace_key, op_id); a partial index
- *                                                   on error rows
+ *                                                   start_us, trace_key, op_id); the longest
+ *                                                   duration is min_dur_us + dur_spread_us
+ *                                                   (max_dur_us until v6); a partial index on
+ *                                                   error rows
  *   edge_rollup(bucket, resolution, client_id,      (v2) service-graph rollups: calls, errors,
  *               server_id, conn, calls, errors,     latency sum and sparse latency histogram
  *               dur_sum_us, hist)                   (rollup.c) per edge per time bucket; see
@@ -602,10 +604,11 @@ static const char *const writer_sql[W_COUNT] = {
     /* Two groups with one key (the same trace's spans of one service and operation, starting
      * in the same microsecond, sent in two calls) share the row. */
     [W_INDEX_INSERT] = "INSERT INTO span_index(service_id, start_us, trace_key, op_id, "
-                       "min_dur_us, max_dur_us, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                       "min_dur_us, dur_spread_us, error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                        "ON CONFLICT DO UPDATE SET min_dur_us = min(min_dur_us, "
-                       "excluded.min_dur_us), max_dur_us = max(max_dur_us, excluded.max_dur_us), "
-                       "error = max(error, excluded.error)",
+                       "excluded.min_dur_us), dur_spread_us = max(min_dur_us + dur_spread_us, "
+                       "excluded.min_dur_us + excluded.dur_spread_us) - min(min_dur_us, "
+                       "excluded.min_dur_us), error = max(error, excluded.error)",
     [W_MARK_INSERT] = "INSERT OR IGNORE INTO receive_marks(minute, first_chunk) VALUES(?1, ?2)",
     [W_EDGE_UPSERT] = "INSERT INTO edge_rollup(bucket, resolution, client_id, server_id, conn, "
                       "calls, errors, dur_sum_us, hist) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) "
@@ -743,15 +746,18 @@ static const char schema_v6[] =
 
 /* v6 -> v7: the search index keyed by what searches seek, (service, start), without a rowid:
  * one b-tree per row instead of a rowid table plus an index (59.9 -> 37.3 bytes per row on the
- * 10M bench set). Retention deletes its rows by start time (delete_index), so receive_marks
- * loses first_index. Rows with one key are merged as W_INDEX_INSERT does. */
+ * 10M bench set). The longest duration is kept as its difference from the shortest
+ * (dur_spread_us): 0, which SQLite stores in no bytes, for the usual row of one span. Retention
+ * deletes the rows by start time (delete_index), so receive_marks loses first_index. Rows with
+ * one key are merged as W_INDEX_INSERT does. */
 static const char schema_v7[] =
     ("CREATE TABLE span_index_v7(service_id INTEGER NOT NULL, start_us INTEGER NOT NULL,"
      " trace_key INTEGER NOT NULL, op_id INTEGER NOT NULL, min_dur_us INTEGER NOT NULL,"
-     " max_dur_us INTEGER NOT NULL, error INTEGER NOT NULL,"
+     " dur_spread_us INTEGER NOT NULL, error INTEGER NOT NULL,"
      " PRIMARY KEY(service_id, start_us, trace_key, op_id)) WITHOUT ROWID;"
      "INSERT INTO span_index_v7 SELECT service_id, start_us, trace_key, op_id, min(min_dur_us),"
-     " max(max_dur_us), max(error) FROM span_index GROUP BY service_id, start_us, trace_key,"
+     " max(max_dur_us) - min(min_dur_us), max(error) FROM span_index GROUP BY service_id,"
+     " start_us, trace_key,"
      " op_id ORDER BY service_id, start_us, trace_key, op_id;"
      "DROP TABLE span_index;"
      "ALTER TABLE span_index_v7 RENAME TO span_index;"
@@ -1687,7 +1693,7 @@ static int write_index_row(struct store *st, const struct put_entry *first, int6
     sqlite3_bind_int64(s, 3, trace_key_of(first->span->trace_id));
     sqlite3_bind_int64(s, 4, first->op_id);
     sqlite3_bind_int64(s, 5, min_dur);
-    sqlite3_bind_int64(s, 6, max_dur);
+    sqlite3_bind_int64(s, 6, max_dur - min_dur); /* dur_spread_us */
     sqlite3_bind_int(s, 7, error ? 1 : 0);
     return step_done(st, s, "insert index row");
 }

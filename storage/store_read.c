@@ -74,8 +74,9 @@ enum {
 
 #define FIND_SQL(extra)                                                                            \
     "SELECT trace_key, start_us FROM span_index WHERE service_id = ?1 AND start_us BETWEEN ?2 "    \
-    "AND ?3 AND max_dur_us >= ?4 AND min_dur_us <= ?5 " extra "AND (?6 IS NULL OR op_id IN "       \
-    "(SELECT id FROM operations WHERE service_id = ?1 AND name = ?6)) ORDER BY start_us DESC"
+    "AND ?3 AND min_dur_us + dur_spread_us >= ?4 AND min_dur_us <= ?5 " extra                     \
+    "AND (?6 IS NULL OR op_id IN (SELECT id FROM operations WHERE service_id = ?1 AND "            \
+    "name = ?6)) ORDER BY start_us DESC"
 
 /* The edge rollup rows (columns cols) that sum a window's calls. ?1, ?2: the window's start and
  * end in whole seconds; ?3 <= ?4 <= ?5 <= ?6 (see bind_edge_window): whole 10 min blocks inside

@@ -1629,7 +1629,11 @@ static void test_migrate_v6_search_index(void **state)
                                          "'receive_marks') WHERE name = 'first_index'"),
                      0);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index WHERE min_dur_us = "
-                                         "1000 AND max_dur_us = 900000 AND error = 1"),
+                                         "1000 AND dur_spread_us = 899000 AND error = 1"),
+                     1);
+    /* Rows of one span keep no spread: 0, stored in no bytes. */
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index WHERE dur_spread_us "
+                                         "!= 0"),
                      1);
     assert_int_equal(find_count(f->st, "cart", false, 0), 20);
     /* The merged row is a candidate only: the spans decide (cart's first call is no error). */
@@ -1639,6 +1643,26 @@ static void test_migrate_v6_search_index(void **state)
     /* New calls go in beside the migrated rows. */
     put_cart_calls(f->st, T0 + SEC, 5, 6000);
     assert_int_equal(find_count(f->st, "cart", false, 0), 25);
+}
+
+/* One trace's span of one service and operation, starting in the same microsecond, sent in two
+ * calls: one search row with both durations and the error. */
+static void test_index_upsert(void **state)
+{
+    struct fixture *f = *state;
+    for (int call = 0; call < 2; call++) {
+        struct span_batch *b = span_batch_create();
+        const struct resource *r = make_resource_ns(b, "cart", "shop");
+        struct span *s = add_span(b, r, 77, 10 + (uint64_t)call, 0, "GetCart", SPAN_KIND_SERVER,
+                                  T0, call ? 9 * MS : 2 * MS);
+        if (call) attr_int(b, s, "http.response.status_code", 503);
+        put1(f->st, b);
+    }
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 1);
+    assert_int_equal(count_rows(f->path, "SELECT min_dur_us * 1000000 + dur_spread_us * 10 + "
+                                         "error FROM span_index"),
+                     2000 * 1000000LL + 7000 * 10 + 1);
+    assert_int_equal(find_count(f->st, "cart", true, 8 * MS), 1);
 }
 
 /* Retention deletes search rows by start time, service by service, at most max_rows a step,
@@ -1700,6 +1724,7 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_retention_search_rows, fixture_setup,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_index_upsert, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -143,8 +143,8 @@ static inline void test_store_destroy(struct store *st, const char *dir)
     " service_id INTEGER NOT NULL, op_id INTEGER NOT NULL, start_us INTEGER NOT NULL,"             \
     " min_dur_us INTEGER NOT NULL, max_dur_us INTEGER NOT NULL, error INTEGER NOT NULL);"          \
     "INSERT INTO span_index_v6(trace_key, service_id, op_id, start_us, min_dur_us, max_dur_us,"    \
-    " error) SELECT trace_key, service_id, op_id, start_us, min_dur_us, max_dur_us, error FROM"   \
-    " span_index;"                                                                                 \
+    " error) SELECT trace_key, service_id, op_id, start_us, min_dur_us, min_dur_us +"              \
+    " dur_spread_us, error FROM span_index;"                                                       \
     "DROP TABLE span_index;"                                                                       \
     "ALTER TABLE span_index_v6 RENAME TO span_index;"                                              \
     "CREATE INDEX span_index_service ON span_index(service_id, start_us);"                         \
