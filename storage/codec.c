@@ -48,7 +48,7 @@
 #define CODEC_VERSION 2
 #define IDS_PARENT 1u     /* has a parent span id */
 #define IDS_SAME_TRACE 2u /* trace id as the previous span's (not written) */
-#define IDS_PARENT_REF 4u /* the parent is span i of this chunk: varint (index - i - 1) follows */
+#define IDS_PARENT_REF 4u /* the parent is an earlier span: varint (i - its index - 1) follows */
 
 int buf_reserve(struct buf *b, size_t extra)
 {
