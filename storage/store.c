@@ -854,6 +854,7 @@ struct store {
     size_t n_adds, cap_pend, n_removes, cap_removes;
     int64_t next_chunk_id;
     int64_t index_cursor; /* retention: the service whose old search rows go next (delete_index) */
+    int64_t index_floor_us; /* no search row starts before this (INT64_MIN: unknown) */
     int64_t mark_minute; /* receive minute of the last mark written; -1 = unknown */
     int64_t test_now_us;
     ZSTD_CDict *cdict;     /* NULL until the database has a dictionary */
@@ -1425,6 +1426,7 @@ struct store *store_open(const struct store_options *opts)
         query_int(st->db, "SELECT coalesce(max(first_chunk), 0) FROM receive_marks", &b) != 0)
         goto fail;
     st->next_chunk_id = (a > b ? a : b) + 1;
+    st->index_floor_us = INT64_MIN;
 
     st->cctx = ZSTD_createCCtx();
     if (!st->cctx) goto oom;
@@ -1688,6 +1690,7 @@ static int write_index_row(struct store *st, const struct put_entry *first, int6
                            int64_t max_dur, bool error)
 {
     sqlite3_stmt *s = st->stmt[W_INDEX_INSERT];
+    if (first->start_us < st->index_floor_us) st->index_floor_us = first->start_us;
     sqlite3_bind_int64(s, 1, first->service_id);
     sqlite3_bind_int64(s, 2, first->start_us);
     sqlite3_bind_int64(s, 3, trace_key_of(first->span->trace_id));
@@ -2619,6 +2622,10 @@ static int delete_before(struct store *st, int which, int64_t before, unsigned m
  * then from the first again. */
 static int delete_index(struct store *st, int64_t before_us, unsigned max)
 {
+    /* A sweep seeks once per service: at most one a minute (retention's granularity) once a
+     * sweep found nothing older left, unless a late row started before the floor. */
+    if (st->index_floor_us != INT64_MIN && before_us < st->index_floor_us + US_PER_MINUTE)
+        return 0;
     sqlite3_stmt *svc = st->stmt[W_INDEX_SERVICES], *del = st->stmt[W_DEL_INDEX_BEFORE];
     int64_t cursor = st->index_cursor;
     unsigned left = max;
@@ -2645,7 +2652,10 @@ static int delete_index(struct store *st, int64_t before_us, unsigned max)
             return store_sqlite_err(st->db, rc, "index services");
         if (rc < 0) return rc;
     }
-    if (left) st->index_cursor = 0;
+    if (left) { /* every service swept: nothing older is left */
+        st->index_cursor = 0;
+        st->index_floor_us = before_us;
+    }
     return 0;
 }
 

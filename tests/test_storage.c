@@ -1690,6 +1690,11 @@ static void test_retention_search_rows(void **state)
                                          "(SELECT max(start_us) FROM span_index) - 3600000000"),
                      0);
     assert_int_equal(find_count(f->st, "cart", false, 0), 0);
+    /* Spans that started before the cutoff and arrive after the sweep go at the next step. */
+    put_cart_calls(f->st, T0, 2, 9000);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 18);
+    assert_int_equal(store_retention_step(f->st, T0 + 3600 * SEC + 80 * SEC, 40, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 12);
 }
 
 int main(void)
