@@ -1,5 +1,5 @@
 # libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders, the syslog
-# parsers and the gRPC framing layer.
+# parsers, the gRPC framing layer and the stored chunk codec.
 #
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
@@ -53,6 +53,16 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     target_link_libraries(${t} PRIVATE PkgConfig::JANSSON PkgConfig::PROTOBUFC PkgConfig::ZLIB
       Threads::Threads m)
   endforeach()
+  # fuzz_codec: the chunk codec alone (with the model and the logger).
+  add_executable(fuzz_codec ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_codec.c
+    ${PROJECT_SOURCE_DIR}/storage/codec.c ${PROJECT_SOURCE_DIR}/storage/model.c
+    ${PROJECT_SOURCE_DIR}/storage/log.c)
+  target_include_directories(fuzz_codec PRIVATE ${PROJECT_SOURCE_DIR}/storage)
+  target_compile_options(fuzz_codec PRIVATE
+    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g)
+  target_link_options(fuzz_codec PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_codec PRIVATE Threads::Threads m)
+
   # fuzz_accesslog also round-trips every record through the stored encoding.
   target_sources(fuzz_accesslog PRIVATE ${PROJECT_SOURCE_DIR}/storage/access_log.c
     ${PROJECT_SOURCE_DIR}/storage/codec.c)

@@ -46,7 +46,7 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
 }
 cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
     fuzz_accesslog fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto \
-    fuzz_otlp_metrics_json fuzz_syslog fuzz_grpc -j2
+    fuzz_otlp_metrics_json fuzz_syslog fuzz_grpc fuzz_codec -j2
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT INT TERM
@@ -54,11 +54,12 @@ mkdir -p "$artifacts"
 status=0
 failed=
 for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog otlp_logs_proto otlp_logs_json \
-    otlp_metrics_proto otlp_metrics_json syslog grpc; do
+    otlp_metrics_proto otlp_metrics_json syslog grpc codec; do
     case $kind in
     accesslog) pattern='*.ndjson' ;;
     syslog) pattern='*.txt' ;;
     grpc) pattern='*.h2' ;;
+    codec) pattern='*.bin' ;;
     *_proto) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
     query) pattern='*.txt' ;;
