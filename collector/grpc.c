@@ -1167,6 +1167,7 @@ static void sweep(struct loop *l, int64_t now)
 static void *loop_main(void *arg)
 {
     struct loop *l = arg;
+    pthread_setname_np(pthread_self(), "ms-grpc");
     struct epoll_event evs[64];
     int64_t last_sweep = mono_us();
     while (!atomic_load(&l->srv->stop)) {

@@ -358,6 +358,7 @@ static void close_idle(struct syslog_server *s, int64_t now)
 static void *loop(void *arg)
 {
     struct syslog_server *s = arg;
+    pthread_setname_np(pthread_self(), "ms-syslog");
     struct epoll_event evs[MAX_EVENTS], tevs[MAX_EVENTS];
     int64_t next_idle_check = mono_us() + 1000000;
     bool stop = false;

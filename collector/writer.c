@@ -95,6 +95,7 @@ static void retention(struct writer *w)
 static void *writer_main(void *arg)
 {
     struct writer *w = arg;
+    pthread_setname_np(pthread_self(), "ms-writer");
     struct span_batch **batches = calloc(MAX_COMMIT_BATCHES, sizeof *batches);
     if (!batches) {
         log_msg(LOG_ERROR, "writer: out of memory");

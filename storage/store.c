@@ -1085,6 +1085,7 @@ static void *trainer_main(void *arg)
 #define TRAIN_NICE 10
 static void *trainer_thread(void *arg)
 {
+    pthread_setname_np(pthread_self(), "ms-train");
 #ifdef __linux__
     (void)setpriority(PRIO_PROCESS, (id_t)gettid(), TRAIN_NICE); /* best effort */
 #endif
@@ -1183,6 +1184,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 static void *checkpointer_main(void *arg)
 {
     struct store *st = arg;
+    pthread_setname_np(pthread_self(), "ms-ckpt");
     pthread_mutex_lock(&st->ckpt_mu);
     for (;;) {
         while (!st->ckpt_want && !st->ckpt_stop)
