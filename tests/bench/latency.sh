@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Step 3 of run.sh on its own, for iterating on the writer: the release daemon (default flags,
 # --ack=committed) on a fresh database, fed OTLP protobuf Bookinfo traces at a fixed rate by
-# meshscope-loadgen, then prints the loadgen's JSON, the writer's commit-duration histogram
+# meshscope-loadgen (after BENCH_WARMUP_SECONDS, default 15, of the same load: steady state), then
+# prints the loadgen's JSON, the writer's commit-duration histogram
 # (meshscope_batch_commit_duration_seconds), the WAL and writer-checkpoint counters, the daemon's
 # CPU seconds and the largest WAL size seen (sampled every 0.2 s).
 # Usage: tests/bench/latency.sh BUILD_DIR RATE_SPANS_PER_S [SECONDS] [CONNECTIONS]
@@ -10,6 +11,8 @@ build=${1:?usage: latency.sh BUILD_DIR RATE [SECONDS] [CONNECTIONS]}
 rate=${2:?rate in spans/s}
 secs=${3:-15}
 conns=${4:-64}
+# As make bench: the same load for this long first (printed as "warmup ..."), then the measure.
+warm=${BENCH_WARMUP_SECONDS:-15}
 work=$(mktemp -d /tmp/meshscope-lat.XXXXXX)
 pid= sampler=
 cleanup() {
@@ -28,6 +31,11 @@ for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/readyz" >/dev/null && b
 ( for _ in $(seq $(( (secs + 10) * 5 ))); do stat -c %s "$work/e2e.db-wal" 2>/dev/null || echo 0; sleep 0.2; done ) \
   >"$work/wal.txt" &
 sampler=$!
+if (( warm > 0 )); then
+  echo -n "warmup "
+  "$build/tests/meshscope-loadgen" --target "127.0.0.1:$otlp" --threads "$conns" --spans-per-request 200 \
+    --duration "$warm" --rate "$rate" --json
+fi
 "$build/tests/meshscope-loadgen" --target "127.0.0.1:$otlp" --threads "$conns" --spans-per-request 200 \
   --duration "$secs" --rate "$rate" --json
 curl -s --max-time 30 "http://127.0.0.1:$http/metrics" | grep -E '^(meshscope_batch_commit_duration_seconds|meshscope_store_)' |
