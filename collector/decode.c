@@ -14,6 +14,16 @@ int decode_copy_utf8(struct arena *a, const char *s, size_t len, struct mstr *ou
     const unsigned char *u = (const unsigned char *)s;
     size_t bad = 0;
     for (size_t i = 0; i < len;) {
+        /* Eight ASCII bytes at a time, none of them NUL (attribute keys and values, names and
+         * URLs are mostly ASCII: this was the byte-by-byte loop's ~13% of an OTLP decode). */
+        if (len - i >= 8) {
+            uint64_t w;
+            memcpy(&w, u + i, 8);
+            if (((w | ((w - 0x0101010101010101u) & ~w)) & 0x8080808080808080u) == 0) {
+                i += 8;
+                continue;
+            }
+        }
         size_t n = decode_utf8_seq(u + i, len - i);
         if (n) {
             i += n;

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
+#include "decode.h"
 #include "otlp.h"
 #include "test_util.h"
 
@@ -1066,6 +1067,52 @@ struct str_case {
     const char *want; /* after U+FFFD replacement */
 };
 
+/* decode_copy_utf8 skips eight ASCII bytes at a time: a NUL, a bad byte or a multibyte
+ * sequence at any offset of a longer string, across the 8-byte steps, is still seen. The
+ * reference is the plain loop over decode_utf8_seq. */
+static size_t ref_copy_utf8(const unsigned char *u, size_t len, char *out)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = decode_utf8_seq(u + i, len - i);
+        if (n) {
+            memcpy(out + o, u + i, n);
+            o += n;
+            i += n;
+        } else {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+        }
+    }
+    return o;
+}
+
+static void test_utf8_copy_offsets(void **state)
+{
+    (void)state;
+    static const char *const inserts[] = {"\0", "\x80", "\xff", "\xc3\xa9", "\xe2\x82\xac",
+                                          "\xf0\x9f\x98\x80", "\xe2\x82", "\x7f"};
+    static const size_t insert_len[] = {1, 1, 1, 2, 3, 4, 2, 1};
+    struct arena *a = arena_create(0);
+    assert_non_null(a);
+    for (size_t k = 0; k < sizeof inserts / sizeof inserts[0]; k++) {
+        for (size_t at = 0; at <= 24; at++) {
+            unsigned char in[40];
+            memset(in, 'a', sizeof in);
+            memcpy(in + at, inserts[k], insert_len[k]);
+            size_t len = 24 + insert_len[k];
+            char want[128];
+            size_t want_len = ref_copy_utf8(in, len, want);
+            struct mstr got;
+            assert_int_equal(decode_copy_utf8(a, (const char *)in, len, &got), 0);
+            if (got.len != want_len || memcmp(got.ptr, want, want_len) != 0 || got.ptr[got.len])
+                fail_msg("insert %zu at offset %zu: copy differs from the plain loop", k, at);
+        }
+    }
+    arena_destroy(a);
+}
+
 static void test_hostile_strings(void **state)
 {
     (void)state;
@@ -1150,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_too_many_spans),
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_hostile_strings),
+        cmocka_unit_test(test_utf8_copy_offsets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
