@@ -43,6 +43,10 @@ const struct decode_limits *decode_limits_or_default(const struct decode_limits 
  * data: the caller destroys it. */
 int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
                              struct span_batch *out, char *err, size_t errlen);
+/* The same request decoded through protobuf-c's unpacked tree (otlp_proto.c): the reference
+ * that fuzz_otlp_wire holds otlp_decode_traces_proto's one-pass wire decoder to. */
+int otlp_decode_traces_protoc(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                              struct span_batch *out, char *err, size_t errlen);
 
 /* Same for OTLP/JSON (protobuf JSON mapping with OTLP's exceptions: trace/span ids as hex
  * strings, enums as integers, 64-bit integers as strings or numbers, lowerCamelCase keys;

@@ -450,6 +450,12 @@ static const struct otlp_pb_signal trace_signal = {
     &opentelemetry__proto__trace__v1__span__descriptor, "ExportTraceServiceRequest",
     "resource_spans", "scope_spans", "spans", convert_span_item};
 
+int otlp_decode_traces_protoc(const uint8_t *body, size_t len, const struct decode_limits *lim,
+                              struct span_batch *out, char *err, size_t errlen)
+{
+    return otlp_pb_decode(&trace_signal, body, len, lim, out, err, errlen);
+}
+
 int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
                              struct span_batch *out, char *err, size_t errlen)
 {
