@@ -44,7 +44,8 @@ const struct decode_limits *decode_limits_or_default(const struct decode_limits 
 int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
                              struct span_batch *out, char *err, size_t errlen);
 /* The same request decoded through protobuf-c's unpacked tree (otlp_proto.c): the reference
- * that fuzz_otlp_wire holds otlp_decode_traces_proto's one-pass wire decoder to. */
+ * that fuzz_otlp_wire holds otlp_decode_traces_proto (otlp_wire.c, one pass over the wire
+ * bytes) to, and what it hands the requests it does not read itself. */
 int otlp_decode_traces_protoc(const uint8_t *body, size_t len, const struct decode_limits *lim,
                               struct span_batch *out, char *err, size_t errlen);
 

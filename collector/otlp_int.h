@@ -41,6 +41,8 @@ int otlp_pb_refuse(struct otlp_pbconv *c, const char *fmt, ...)
 /* Copies a protobuf-c string (NULL = "") into the arena (U+FFFD for invalid UTF-8); over
  * max_string bytes: DECODE_REFUSE naming what. */
 int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, const char *what);
+/* Puts "[i]" after the what that starts c->why (a refusal inside item i of the list what). */
+void otlp_pb_index_why(struct otlp_pbconv *c, const char *what, size_t i);
 /* An AnyValue (NULL = empty); depth = arrays/kvlists around it. */
 int otlp_pb_convert_value(struct otlp_pbconv *c,
                           const Opentelemetry__Proto__Common__V1__AnyValue *in, struct value *out,
@@ -64,6 +66,12 @@ struct otlp_pb_signal {
                         const struct resource *res, const struct scope *sc);
 };
 
+/* Message nesting pbwire_scan allows for lim (room for lim->max_depth AnyValue levels). */
+unsigned otlp_pb_wire_depth(const struct decode_limits *lim);
+/* protobuf-c's heap budget for a request: 16 x its bytes + OTLP_PB_PER_SPAN per span (an
+ * empty Span is 2 bytes on the wire, ~200 unpacked) + OTLP_PB_SLACK. */
+#define OTLP_PB_PER_SPAN 256u
+#define OTLP_PB_SLACK (1u << 20)
 /* The protobuf decode_fn (otlp.h contract) of signal sig. */
 int otlp_pb_decode(const struct otlp_pb_signal *sig, const uint8_t *body, size_t len,
                    const struct decode_limits *lim, struct span_batch *out, char *err,

@@ -1,7 +1,8 @@
 /*
- * otlp_proto.c: the OTLP/protobuf trace decoder (ExportTraceServiceRequest -> span model), the
- * request walk and conversions it shares with the log decoder (otlp_int.h, otlp_logs.c), and
- * decode_limits_default, shared with the JSON decoders.
+ * otlp_proto.c: the OTLP/protobuf decoding through protobuf-c (ExportTraceServiceRequest -> span
+ * model: otlp_decode_traces_protoc, the reference that otlp_wire.c's one-pass decoder is held
+ * to and hands irregular requests to), the request walk and conversions it shares with the log
+ * decoder (otlp_int.h, otlp_logs.c), and decode_limits_default, shared with the JSON decoders.
  *
  * Three steps, each bounded before it allocates (style rule 7):
  *
@@ -26,7 +27,7 @@
  *    Bytes values are copied verbatim (NULs included).
  *  - Depth: AnyValue nesting beyond lim->max_depth rejects the span (or, for resource/scope
  *    attributes, every span under them). Message nesting on the wire beyond
- *    wire_depth_limit() (room for max_depth, clamped to [100, 400]) cannot be unpacked
+ *    otlp_pb_wire_depth() (room for max_depth, clamped to [100, 400]) cannot be unpacked
  *    safely and fails the whole request with -EINVAL.
  *  - Enums: span kind and status code values unknown to us become UNSPECIFIED / UNSET.
  *  - A resource or scope over a cap rejects all the spans under it.
@@ -76,7 +77,7 @@ const struct decode_limits *decode_limits_or_default(const struct decode_limits 
  * message. Never below 100 (protobuf's customary recursion limit); never above 400, which
  * keeps protobuf-c's recursion well inside a thread stack (max_depth above ~120 is therefore
  * enforced on the wire, whole request, rather than per span). */
-static unsigned wire_depth_limit(const struct decode_limits *lim)
+unsigned otlp_pb_wire_depth(const struct decode_limits *lim)
 {
     uint64_t need = 8 + 3 * ((uint64_t)lim->max_depth + 2);
     return need < 100 ? 100 : need > 400 ? 400 : (unsigned)need;
@@ -105,6 +106,14 @@ int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, con
 
 static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struct attr **items,
                        uint32_t *n_out, unsigned depth, const char *what);
+
+void otlp_pb_index_why(struct otlp_pbconv *c, const char *what, size_t i)
+{
+    size_t wlen = strlen(what);
+    char rest[sizeof c->why];
+    snprintf(rest, sizeof rest, "%s", strncmp(c->why, what, wlen) == 0 ? c->why + wlen : c->why);
+    decode_pathf(c->why, sizeof c->why, "%s[%zu]%s", what, i, rest);
+}
 
 /* depth = number of arrays/kvlists around this value. */
 int otlp_pb_convert_value(struct otlp_pbconv *c, const pb_any *in, struct value *out,
@@ -191,12 +200,7 @@ static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struc
          * attribute was a measurable share of ingest CPU. */
         int rc = otlp_pb_copy_str(c, kvs[i]->key, &a[i].key, what);
         if (!rc) rc = otlp_pb_convert_value(c, kvs[i]->value, &a[i].value, depth, what);
-        if (rc == DECODE_REFUSE) {
-            size_t wlen = strlen(what);
-            char rest[sizeof c->why];
-            snprintf(rest, sizeof rest, "%s", strncmp(c->why, what, wlen) == 0 ? c->why + wlen : c->why);
-            decode_pathf(c->why, sizeof c->why, "%s[%zu]%s", what, i, rest);
-        }
+        if (rc == DECODE_REFUSE) otlp_pb_index_why(c, what, i);
         if (rc) return rc;
     }
     *items = a;
@@ -416,9 +420,9 @@ int otlp_pb_decode(const struct otlp_pb_signal *sig, const uint8_t *body, size_t
         .sc = {.root = sig->request,
                .span = sig->item,
                .max_spans = lim->max_spans,
-               .max_depth = wire_depth_limit(lim)},
-        .per_span = 256,
-        .slack = 1u << 20,
+               .max_depth = otlp_pb_wire_depth(lim)},
+        .per_span = OTLP_PB_PER_SPAN,
+        .slack = OTLP_PB_SLACK,
         .what = sig->request_name,
     };
     int rc = pbwire_unpack(&u, body, len, err, errlen);
@@ -456,8 +460,3 @@ int otlp_decode_traces_protoc(const uint8_t *body, size_t len, const struct deco
     return otlp_pb_decode(&trace_signal, body, len, lim, out, err, errlen);
 }
 
-int otlp_decode_traces_proto(const uint8_t *body, size_t len, const struct decode_limits *lim,
-                             struct span_batch *out, char *err, size_t errlen)
-{
-    return otlp_pb_decode(&trace_signal, body, len, lim, out, err, errlen);
-}

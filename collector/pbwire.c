@@ -19,6 +19,8 @@ struct scan {
     uint64_t spans;
     bool nul_in_string; /* a string field holds a NUL byte */
     uint8_t *patch;     /* second pass: the writable copy of the body to patch, else NULL */
+    bool irregular;     /* see struct pbwire_scan */
+    uint64_t heap;
     int rc;
     char msg[128];
 };
@@ -39,15 +41,67 @@ static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
 }
 
 /* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
+/* The wire type protobuf-c reads field f with, outside packed repeated fields. */
+static unsigned wire_type_of(const ProtobufCFieldDescriptor *f)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_FIXED32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+    case PROTOBUF_C_TYPE_FLOAT:
+        return 5;
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return 1;
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_BYTES:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+/* Notes, on the first pass, what makes a message irregular (struct pbwire_scan) and a bound on
+ * what protobuf-c allocates for field f (NULL: unknown) of n payload bytes: 64 bytes per field
+ * seen covers its scan slabs (32-byte entries, doubling), 8 a pointer array slot, 40 an
+ * unknown-field record; strings and bytes cost their length plus a NUL. */
+static void note_field(struct scan *sc, const ProtobufCMessageDescriptor *d,
+                       const ProtobufCFieldDescriptor *f, unsigned wire_type, uint64_t n,
+                       uint64_t *seen, unsigned *oneofs)
+{
+    if (sc->patch) return;
+    sc->heap += 64 + 8;
+    if (!f) {
+        sc->heap += 40 + (wire_type == 2 ? n : 10);
+        return;
+    }
+    if (wire_type == 2) sc->heap += n + 1;
+    if (wire_type != wire_type_of(f)) sc->irregular = true;
+    if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF && ++*oneofs > 1) sc->irregular = true;
+    if (f->label != PROTOBUF_C_LABEL_REPEATED) {
+        unsigned i = (unsigned)(f - d->fields);
+        uint64_t bit = i < 64 ? UINT64_C(1) << i : 0;
+        if (!bit || (*seen & bit)) sc->irregular = true;
+        *seen |= bit;
+    }
+}
+
 static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
                         const ProtobufCMessageDescriptor *d, unsigned depth)
 {
     size_t pos = 0;
+    uint64_t seen = 0;
+    unsigned oneofs = 0;
+    if (!sc->patch) sc->heap += d->sizeof_message;
     while (pos < len) {
         size_t at = pos;
         uint64_t tag, v;
         if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
         unsigned field = (unsigned)(tag >> 3);
+        if ((tag & 7) != 2)
+            note_field(sc, d, protobuf_c_message_descriptor_get_field(d, field), tag & 7, 0,
+                       &seen, &oneofs);
         switch (tag & 7) {
         case 0:
             if (read_varint(p, len, &pos, &v)) goto bad;
@@ -63,7 +117,9 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
         case 2: {
             if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
-            if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p + pos, 0, (size_t)v)) {
+            note_field(sc, d, f, 2, v, &seen, &oneofs);
+            if (f && f->type == PROTOBUF_C_TYPE_STRING && !sc->in->keep_nuls &&
+                memchr(p + pos, 0, (size_t)v)) {
                 sc->nul_in_string = true;
                 if (sc->patch) {
                     uint8_t *w = sc->patch + base + pos;
@@ -107,10 +163,14 @@ int pbwire_scan(struct pbwire_scan *out, const uint8_t *body, size_t len, char *
     struct scan sc = {.in = out};
     out->spans = 0;
     out->patched = NULL;
+    out->irregular = false;
+    out->heap_bound = 0;
     if (scan_message(&sc, body, len, 0, out->root, 0)) {
         if (err && errlen) snprintf(err, errlen, "%s", sc.msg);
         return sc.rc;
     }
+    out->irregular = sc.irregular;
+    out->heap_bound = sc.heap;
     if (sc.nul_in_string) {
         /* The same bytes scanned again cannot fail: this pass only patches the copy. */
         uint8_t *patched = malloc(len);

@@ -25,7 +25,7 @@
 
 #include "storage.h"
 
-/* One wire scan. The caller fills the first four fields; pbwire_scan fills the rest. */
+/* One wire scan. The caller fills the first five fields; pbwire_scan fills the rest. */
 struct pbwire_scan {
     const ProtobufCMessageDescriptor *root; /* the request message */
     const ProtobufCMessageDescriptor *span; /* messages of this type count against max_spans */
@@ -33,9 +33,18 @@ struct pbwire_scan {
     unsigned max_depth; /* message nesting beyond this fails the request (-EINVAL) */
     const char *items;  /* what the counted messages are called in the -E2BIG message
                            ("more than N <items> in one request"); NULL: "spans" */
+    bool keep_nuls;     /* the caller reads strings with their length and turns a NUL into
+                           U+FFFD itself (decode_copy_utf8): no patched copy */
     uint64_t spans;     /* OUT: span messages in the body */
     uint8_t *patched;   /* OUT: NULL, or a malloc'd copy of the body to unpack instead (string
                            NULs made 0xFF); the caller frees it on every path */
+    /* OUT, for a decoder that reads the wire itself (otlp_wire.c) and leaves to protobuf-c only
+     * what it would read differently: */
+    bool irregular;      /* a known field with a wire type its type does not have (or packed), a
+                            non-repeated field more than once in one message (protobuf merges
+                            messages and keeps the last scalar), two members of a oneof */
+    uint64_t heap_bound; /* at least what protobuf-c would allocate unpacking the body (structs,
+                            pointer arrays, strings, unknown fields, its scan slabs) */
 };
 
 /* Scans body (borrowed; NULL only with len 0) as a message of sc->root.

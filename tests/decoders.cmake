@@ -3,6 +3,7 @@
 meshscope_unit_test(test_otlp
   SOURCES test_otlp.c
           ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
+          ${PROJECT_SOURCE_DIR}/collector/otlp_wire.c
           ${PROJECT_SOURCE_DIR}/collector/otlp_json.c
           ${PROJECT_SOURCE_DIR}/collector/pbwire.c
           ${PROJECT_SOURCE_DIR}/collector/decode.c

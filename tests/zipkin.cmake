@@ -3,6 +3,7 @@
 meshscope_unit_test(test_zipkin
   SOURCES test_zipkin.c
           ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
+          ${PROJECT_SOURCE_DIR}/collector/otlp_wire.c
           ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
           ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
           ${PROJECT_SOURCE_DIR}/collector/pbwire.c

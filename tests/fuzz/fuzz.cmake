@@ -21,6 +21,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/storage/model.c
     ${PROJECT_SOURCE_DIR}/storage/log.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_proto.c
+    ${PROJECT_SOURCE_DIR}/collector/otlp_wire.c
     ${PROJECT_SOURCE_DIR}/collector/otlp_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_json.c
     ${PROJECT_SOURCE_DIR}/collector/zipkin_proto.c
