@@ -1187,8 +1187,18 @@ static void test_hostile_strings(void **state)
  * otlp_decode_traces_proto must decode every request exactly as otlp_decode_traces_protoc
  * (fuzz/batch_equal.h; fuzz_otlp_wire does the same on random input). The bodies below are
  * written on the wire by hand where protobuf-c's packer cannot express them: a singular message
- * field twice (protobuf merges the two), a oneof member switched, unknown fields of every wire
- * type in every message. */
+ * field twice, a oneof member switched, unknown fields of every wire type in every message.
+ * What protobuf-c 1.4 makes of them (the reference, not always protobuf's merge rules):
+ *  - a singular message field twice (resource, scope, status, KeyValue.value) is merged:
+ *    repeated fields concatenate (earlier items first), strings keep the earlier value when the
+ *    later message has none, but scalars (dropped_attributes_count, Status.code) take the later
+ *    message's value even when it is absent there (0), unlike protobuf's rule;
+ *  - AnyValue's oneof always comes from the later message, whole: string then int is the int,
+ *    array then array is the later array alone (no concatenation), a value then an empty
+ *    AnyValue is empty;
+ *  - a oneof member switched inside one AnyValue: the last one wins;
+ *  - unknown fields of wire types 0, 1, 2, 5 are skipped; a group (3, 4) fails the request
+ *    ("malformed protobuf near byte N", from the wire scan). */
 
 struct wb {
     uint8_t *p;
@@ -1426,6 +1436,19 @@ static struct wb wire_span(const struct wire_opts *o, uint8_t span_byte)
                 wb_sub(&s, 9, &k);
             }
         }
+        /* two values, one of them empty (no member set) */
+        for (int h = 0; h < 2; h++) {
+            k = (struct wb){0};
+            wb_str(&k, 1, h ? "empty+string" : "string+empty");
+            struct wb empty = {0};
+            wb_unknowns(&empty, o);
+            v = any_str(o, "kept?");
+            wb_sub(&k, 2, h ? &empty : &v);
+            wb_sub(&k, 2, h ? &v : &empty);
+            free(v.p);
+            free(empty.p);
+            wb_sub(&s, 9, &k);
+        }
         /* the key twice: the last one counts */
         k = (struct wb){0};
         wb_str(&k, 1, "key one");
@@ -1514,6 +1537,7 @@ static uint8_t *wire_request(const struct wire_opts *o, size_t *len)
     return req.p ? req.p : calloc(1, 1);
 }
 
+
 /* Decodes body with both decoders: same rc, then the same batch or the same error. */
 static void expect_same(const char *name, const uint8_t *body, size_t len,
                         const struct decode_limits *lim, int want_rc)
@@ -1600,6 +1624,30 @@ static void test_wire_matches_protoc(void **state)
                      0);
     assert_int_equal(b->n_spans, 0);
     assert_int_equal(b->rejected, 8);
+    span_batch_destroy(b);
+    free(body);
+    /* protobuf-c's merges, as described above (the new decoder must do the same) */
+    body = wire_request(&cases[3].o, &len);
+    assert_int_equal(test_decode(otlp_decode_traces_protoc, body, len, NULL, &b, err, sizeof err), 0);
+    const struct span *s = &b->spans[0];
+    assert_int_equal(s->status_code, STATUS_UNSET); /* code 2, then a status without one */
+    assert_string_equal(s->status_message.ptr, "second status");
+    assert_int_equal(s->resource->attrs.n, 2);
+    assert_int_equal(s->resource->attrs.dropped, 9);
+    assert_string_equal(s->scope->name.ptr, "io.meshscope.test");
+    assert_string_equal(s->scope->version.ptr, "2.0");
+    assert_int_equal(s->scope->attrs.n, 2);
+    assert_int_equal(s->scope->attrs.dropped, 0); /* 2, then a scope without one */
+    assert_string_equal(s->scope->schema_url.ptr, "https://example.com/scope2");
+    assert_int_equal(span_attr(s, "switch in one")->type, VALUE_INT);
+    assert_int_equal(span_attr(s, "switch int to string")->type, VALUE_STRING);
+    assert_int_equal(span_attr(s, "two values")->u.i, -5);
+    assert_int_equal(span_attr(s, "array+array")->u.array.n, 1);
+    assert_int_equal(span_attr(s, "kvlist+kvlist")->u.kvlist.n, 1);
+    assert_int_equal(span_attr(s, "array+kvlist")->type, VALUE_KVLIST);
+    assert_int_equal(span_attr(s, "string+empty")->type, VALUE_EMPTY);
+    assert_int_equal(span_attr(s, "empty+string")->type, VALUE_STRING);
+    assert_non_null(span_attr(s, "key two"));
     span_batch_destroy(b);
     free(body);
     body = wire_request(&cases[7].o, &len);
