@@ -1598,20 +1598,23 @@ static void test_wire_matches_protoc(void **state)
         {"trace id of 17 bytes", {0, "GET /cart", 9, 17}, 0},
         {"empty trace id", {0, "GET /cart", 9, 0}, 0},
     };
-    struct decode_limits tight;
-    decode_limits_default(&tight);
-    tight.max_attrs = 4;
-    tight.max_events = 2;
-    tight.max_links = 2;
-    tight.max_string = 16;
-    tight.max_depth = 3;
-    tight.max_spans = 100;
+    /* Limits {spans, attrs, events, links, string, depth}: the first refuses the resources'
+     * schema_url, the next ones each span in turn by one cap, the last the whole request. */
+    static const struct decode_limits tight = {100, 4, 2, 2, 16, 3};
+    static const struct decode_limits lims[] = {
+        {100, 4, 2, 2, 16, 3},   {100, 4, 2, 2, 64, 3},   {100, 64, 0, 2, 64, 16},
+        {100, 64, 2, 0, 64, 16}, {100, 64, 2, 2, 64, 1},  {100, 64, 2, 2, 64, 16},
+        {3, 64, 2, 2, 64, 16},
+    };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *body = wire_request(&cases[i].o, &len);
-        char name[64];
         expect_same(cases[i].name, body, len, NULL, cases[i].want_rc);
-        snprintf(name, sizeof name, "%s, tight limits", cases[i].name);
-        expect_same(name, body, len, &tight, cases[i].want_rc);
+        for (size_t l = 0; l < sizeof lims / sizeof lims[0]; l++) {
+            char name[80];
+            snprintf(name, sizeof name, "%s, limits %zu", cases[i].name, l);
+            int want = cases[i].want_rc == 1 ? 1 : l == 6 ? -E2BIG : 0;
+            expect_same(name, body, len, &lims[l], want);
+        }
         free(body);
     }
 

@@ -56,12 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct decode_limits lim;
     decode_limits_default(&lim);
     compare(data, size, &lim, "default");
-    lim.max_spans = 5;
-    lim.max_attrs = 4;
-    lim.max_events = 2;
-    lim.max_links = 2;
-    lim.max_string = 16;
-    lim.max_depth = 3;
-    compare(data, size, &lim, "tight");
+    static const struct decode_limits tight = {.max_spans = 5, .max_attrs = 4, .max_events = 2,
+                                               .max_links = 2, .max_string = 16, .max_depth = 3};
+    compare(data, size, &tight, "tight");
     return 0;
 }
