@@ -3,7 +3,8 @@
  * for the differential fuzz target fuzz_otlp_wire.c and test_otlp.c's test_wire_matches_protoc:
  * two decoders of the same request must produce the same model.
  *
- * Compared by content: span count, rejected count and reason, every span field (the parent id
+ * Compared by content: span count (and that of access-log records, not compared further: the
+ * trace decoders make none), rejected count and reason, every span field (the parent id
  * only when has_parent), attributes recursively (doubles bitwise, so NaN equals NaN; strings and
  * bytes by length and bytes), events, links, status, and the resource and scope each span points
  * at. Pointer identity differs between decoders, but the sharing must not: spans i and i-1 share
@@ -225,6 +226,8 @@ static bool batch_equal(const struct span_batch *a, const struct span_batch *b, 
     if (why && whylen) why[0] = '\0';
     if (a->n_spans != b->n_spans)
         return beq_fail(why, whylen, "batch", "n_spans %u vs %u", a->n_spans, b->n_spans);
+    if (a->n_logs != b->n_logs)
+        return beq_fail(why, whylen, "batch", "n_logs %u vs %u", a->n_logs, b->n_logs);
     if (a->rejected != b->rejected)
         return beq_fail(why, whylen, "batch", "rejected %u vs %u", a->rejected, b->rejected);
     if (!a->reject_reason != !b->reject_reason)
