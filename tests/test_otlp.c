@@ -19,6 +19,7 @@
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb-c.h"
 #include "decode.h"
+#include "fuzz/batch_equal.h"
 #include "otlp.h"
 #include "test_util.h"
 
@@ -1182,6 +1183,483 @@ static void test_hostile_strings(void **state)
     free(longs);
 }
 
+/* ----- the one-pass wire decoder against protobuf-c's -------------------------------------
+ * otlp_decode_traces_proto must decode every request exactly as otlp_decode_traces_protoc
+ * (fuzz/batch_equal.h; fuzz_otlp_wire does the same on random input). The bodies below are
+ * written on the wire by hand where protobuf-c's packer cannot express them: a singular message
+ * field twice, a oneof member switched, unknown fields of every wire type in every message.
+ * What protobuf-c 1.4 makes of them (the reference, not always protobuf's merge rules):
+ *  - a singular message field twice (resource, scope, status, KeyValue.value) is merged:
+ *    repeated fields concatenate (earlier items first), strings keep the earlier value when the
+ *    later message has none, but scalars (dropped_attributes_count, Status.code) take the later
+ *    message's value even when it is absent there (0), unlike protobuf's rule;
+ *  - AnyValue's oneof always comes from the later message, whole: string then int is the int,
+ *    array then array is the later array alone (no concatenation), a value then an empty
+ *    AnyValue is empty;
+ *  - a oneof member switched inside one AnyValue: the last one wins;
+ *  - unknown fields of wire types 0, 1, 2, 5 are skipped; a group (3, 4) fails the request
+ *    ("malformed protobuf near byte N", from the wire scan). */
+
+struct wb {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static void wb_raw(struct wb *b, const void *p, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2 + 64;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    if (n) memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void wb_varint(struct wb *b, uint64_t v)
+{
+    uint8_t t[10];
+    int k = 0;
+    do {
+        t[k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    wb_raw(b, t, (size_t)k);
+}
+
+static void wb_tag(struct wb *b, unsigned field, unsigned wt) { wb_varint(b, (uint64_t)field << 3 | wt); }
+
+static void wb_uint(struct wb *b, unsigned field, uint64_t v)
+{
+    wb_tag(b, field, 0);
+    wb_varint(b, v);
+}
+
+static void wb_fixed(struct wb *b, unsigned field, uint64_t v, unsigned size)
+{
+    uint8_t t[8];
+    for (unsigned i = 0; i < size; i++) t[i] = (uint8_t)(v >> (8 * i));
+    wb_tag(b, field, size == 8 ? 1 : 5);
+    wb_raw(b, t, size);
+}
+
+static void wb_bytes(struct wb *b, unsigned field, const void *p, size_t n)
+{
+    wb_tag(b, field, 2);
+    wb_varint(b, n);
+    wb_raw(b, p, n);
+}
+
+static void wb_str(struct wb *b, unsigned field, const char *s) { wb_bytes(b, field, s, strlen(s)); }
+
+/* Appends sub as a length-delimited field and frees it. */
+static void wb_sub(struct wb *b, unsigned field, struct wb *sub)
+{
+    wb_bytes(b, field, sub->p, sub->n);
+    free(sub->p);
+    *sub = (struct wb){0};
+}
+
+enum wire_mode {
+    WIRE_UNKNOWN = 1, /* unknown fields of wire types 0, 1, 2, 5 in every message */
+    WIRE_GROUPS = 2,  /* unknown groups (wire types 3, 4) in every message */
+    WIRE_DUP = 4,     /* every singular message field twice, oneof members switched */
+};
+
+struct wire_opts {
+    unsigned mode;
+    const char *name; /* span name, name_len bytes (may hold NULs or bad UTF-8) */
+    size_t name_len;
+    size_t trace_len; /* trace_id length (16 is valid) */
+};
+
+static void wb_unknowns(struct wb *b, const struct wire_opts *o)
+{
+    if (o->mode & WIRE_UNKNOWN) {
+        wb_uint(b, 100, 300);
+        wb_fixed(b, 101, 0x0102030405060708ULL, 8);
+        wb_str(b, 102, "unknown");
+        wb_fixed(b, 103, 0x01020304, 4);
+        wb_uint(b, 536870911, 1); /* the largest field number */
+    }
+    if (o->mode & WIRE_GROUPS) {
+        wb_tag(b, 104, 3);
+        wb_uint(b, 1, 5);
+        wb_str(b, 2, "in a group");
+        wb_tag(b, 104, 4);
+    }
+}
+
+/* AnyValue holding a string. */
+static struct wb any_str(const struct wire_opts *o, const char *s)
+{
+    struct wb v = {0};
+    wb_unknowns(&v, o);
+    wb_str(&v, 1, s);
+    return v;
+}
+
+static struct wb any_int(const struct wire_opts *o, int64_t i)
+{
+    struct wb v = {0};
+    wb_uint(&v, 3, (uint64_t)i);
+    wb_unknowns(&v, o);
+    return v;
+}
+
+static struct wb kv(const struct wire_opts *o, const char *key, struct wb *value)
+{
+    struct wb k = {0};
+    wb_unknowns(&k, o);
+    wb_str(&k, 1, key);
+    if (value) wb_sub(&k, 2, value);
+    return k;
+}
+
+/* An attributes field: key = a string value. */
+static void wb_attr_str(struct wb *b, unsigned field, const struct wire_opts *o, const char *key,
+                        const char *s)
+{
+    struct wb v = any_str(o, s), k = kv(o, key, &v);
+    wb_sub(b, field, &k);
+}
+
+static void wb_attr_int(struct wb *b, unsigned field, const struct wire_opts *o, const char *key,
+                        int64_t i)
+{
+    struct wb v = any_int(o, i), k = kv(o, key, &v);
+    wb_sub(b, field, &k);
+}
+
+static struct wb wire_span(const struct wire_opts *o, uint8_t span_byte)
+{
+    static const uint8_t trace[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30};
+    uint8_t span[8] = {0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, span_byte};
+    struct wb s = {0}, v, k, l, e, st;
+    bool dup = o->mode & WIRE_DUP;
+    wb_unknowns(&s, o);
+    wb_bytes(&s, 1, trace, o->trace_len);
+    wb_bytes(&s, 2, span, 8);
+    wb_str(&s, 3, "rojo=00f067aa0ba902b7");
+    wb_bytes(&s, 4, PARENT_ID, 8);
+    wb_bytes(&s, 5, o->name, o->name_len);
+    wb_uint(&s, 6, 2);
+    wb_fixed(&s, 7, 1700000000000000000ULL, 8);
+    wb_fixed(&s, 8, 1700000000123456789ULL, 8);
+    wb_attr_str(&s, 9, o, "http.method", "GET");
+    /* nested: array [ "x", kvlist { in: 1.5, deeper: [true] } ] */
+    {
+        struct wb arr = {0}, item = any_str(o, "x"), kvl = {0}, d = {0}, in, deeper = {0},
+                  inner = {0}, t = {0};
+        wb_sub(&arr, 1, &item);
+        wb_fixed(&d, 4, 0x3ff8000000000000ULL, 8); /* 1.5 */
+        wb_unknowns(&d, o);
+        in = kv(o, "in", &d);
+        wb_unknowns(&kvl, o);
+        wb_sub(&kvl, 1, &in);
+        wb_uint(&t, 2, 1);
+        wb_sub(&inner, 1, &t);
+        wb_unknowns(&inner, o);
+        wb_sub(&deeper, 5, &inner);
+        in = kv(o, "deeper", &deeper);
+        wb_sub(&kvl, 1, &in);
+        item = (struct wb){0};
+        wb_sub(&item, 6, &kvl);
+        wb_sub(&arr, 1, &item);
+        wb_unknowns(&arr, o);
+        v = (struct wb){0};
+        wb_sub(&v, 5, &arr);
+        k = kv(o, "nested", &v);
+        wb_sub(&s, 9, &k);
+    }
+    {
+        static const uint8_t binv[4] = {0, 1, 0xff, 0};
+        v = (struct wb){0};
+        wb_bytes(&v, 7, binv, sizeof binv);
+        k = kv(o, "bin", &v);
+        wb_sub(&s, 9, &k);
+        v = (struct wb){0};
+        wb_fixed(&v, 4, 0x7ff8000000000001ULL, 8); /* a NaN with a payload */
+        k = kv(o, "nan", &v);
+        wb_sub(&s, 9, &k);
+        v = (struct wb){0};
+        wb_uint(&v, 2, 0); /* bool false, set explicitly */
+        k = kv(o, "false", &v);
+        wb_sub(&s, 9, &k);
+        k = kv(o, "no value", NULL);
+        wb_sub(&s, 9, &k);
+        v = (struct wb){0};
+        k = kv(o, "empty value", &v);
+        wb_sub(&s, 9, &k);
+    }
+    if (dup) {
+        /* the oneof switches member inside one AnyValue: string then int */
+        v = any_str(o, "first");
+        wb_uint(&v, 3, 7);
+        k = kv(o, "switch in one", &v);
+        wb_sub(&s, 9, &k);
+        /* int then string */
+        v = any_int(o, 7);
+        wb_str(&v, 1, "second");
+        k = kv(o, "switch int to string", &v);
+        wb_sub(&s, 9, &k);
+        /* two value fields in one KeyValue (merged): string then int */
+        k = (struct wb){0};
+        wb_str(&k, 1, "two values");
+        v = any_str(o, "first");
+        wb_sub(&k, 2, &v);
+        v = any_int(o, -5);
+        wb_sub(&k, 2, &v);
+        wb_sub(&s, 9, &k);
+        /* two values: array then array (the arrays' items concatenate), then kvlist then
+         * kvlist, then array then kvlist */
+        {
+            const unsigned fields[3][2] = {{5, 5}, {6, 6}, {5, 6}};
+            const char *keys[3] = {"array+array", "kvlist+kvlist", "array+kvlist"};
+            for (int c = 0; c < 3; c++) {
+                k = (struct wb){0};
+                wb_str(&k, 1, keys[c]);
+                for (int h = 0; h < 2; h++) {
+                    struct wb list = {0}, item;
+                    if (fields[c][h] == 5) {
+                        item = any_int(o, h);
+                    } else {
+                        struct wb iv = any_int(o, h);
+                        item = kv(o, h ? "b" : "a", &iv);
+                    }
+                    wb_sub(&list, 1, &item);
+                    v = (struct wb){0};
+                    wb_sub(&v, fields[c][h], &list);
+                    wb_sub(&k, 2, &v);
+                }
+                wb_sub(&s, 9, &k);
+            }
+        }
+        /* two values, one of them empty (no member set) */
+        for (int h = 0; h < 2; h++) {
+            k = (struct wb){0};
+            wb_str(&k, 1, h ? "empty+string" : "string+empty");
+            struct wb empty = {0};
+            wb_unknowns(&empty, o);
+            v = any_str(o, "kept?");
+            wb_sub(&k, 2, h ? &empty : &v);
+            wb_sub(&k, 2, h ? &v : &empty);
+            free(v.p);
+            free(empty.p);
+            wb_sub(&s, 9, &k);
+        }
+        /* the key twice: the last one counts */
+        k = (struct wb){0};
+        wb_str(&k, 1, "key one");
+        wb_str(&k, 1, "key two");
+        v = any_int(o, 1);
+        wb_sub(&k, 2, &v);
+        wb_sub(&s, 9, &k);
+    }
+    wb_uint(&s, 10, 3);
+    e = (struct wb){0};
+    wb_unknowns(&e, o);
+    wb_fixed(&e, 1, 1700000000000000100ULL, 8);
+    wb_str(&e, 2, "exception");
+    wb_attr_str(&e, 3, o, "exception.message", "boom");
+    wb_uint(&e, 4, 4);
+    wb_sub(&s, 11, &e);
+    wb_uint(&s, 12, 5);
+    l = (struct wb){0};
+    wb_bytes(&l, 1, LINK_TRACE, 16);
+    wb_bytes(&l, 2, LINK_SPAN, 8);
+    wb_str(&l, 3, "a=b");
+    wb_attr_int(&l, 4, o, "link.attr", 7);
+    wb_uint(&l, 5, 6);
+    wb_fixed(&l, 6, 1, 4);
+    wb_unknowns(&l, o);
+    wb_sub(&s, 13, &l);
+    wb_uint(&s, 14, 7);
+    st = (struct wb){0};
+    wb_unknowns(&st, o);
+    wb_str(&st, 2, "upstream failed");
+    wb_uint(&st, 3, 2);
+    wb_sub(&s, 15, &st);
+    if (dup) { /* a second status: the message changes, the code stays */
+        wb_str(&st, 2, "second status");
+        wb_unknowns(&st, o);
+        wb_sub(&s, 15, &st);
+    }
+    wb_fixed(&s, 16, 0x101, 4);
+    wb_unknowns(&s, o);
+    return s;
+}
+
+static uint8_t *wire_request(const struct wire_opts *o, size_t *len)
+{
+    struct wb req = {0};
+    bool dup = o->mode & WIRE_DUP;
+    wb_unknowns(&req, o);
+    for (int r = 0; r < 2; r++) {
+        struct wb rs = {0}, res = {0}, ss = {0}, sc = {0}, sp;
+        wb_unknowns(&rs, o);
+        wb_attr_str(&res, 1, o, "service.name", r ? "cart" : "checkout");
+        wb_uint(&res, 2, 1);
+        wb_unknowns(&res, o);
+        wb_sub(&rs, 1, &res);
+        if (dup) { /* a second resource: attributes append, the dropped count is replaced */
+            wb_attr_int(&res, 1, o, "r.second", 2);
+            wb_uint(&res, 2, 9);
+            wb_sub(&rs, 1, &res);
+        }
+        for (int si = 0; si < 2; si++) {
+            wb_unknowns(&ss, o);
+            wb_str(&sc, 1, "io.meshscope.test");
+            wb_str(&sc, 2, "1.2.3");
+            wb_attr_str(&sc, 3, o, "scope.attr", "x");
+            wb_uint(&sc, 4, 2);
+            wb_unknowns(&sc, o);
+            wb_sub(&ss, 1, &sc);
+            if (dup) { /* a second scope: version replaced, attributes appended */
+                wb_str(&sc, 2, "2.0");
+                wb_attr_int(&sc, 3, o, "scope.second", 1);
+                wb_sub(&ss, 1, &sc);
+            }
+            for (uint8_t k = 0; k < 2; k++) {
+                sp = wire_span(o, (uint8_t)(0x20 + r * 4 + si * 2 + k));
+                wb_sub(&ss, 2, &sp);
+            }
+            wb_str(&ss, 3, "https://example.com/scope");
+            if (dup) wb_str(&ss, 3, "https://example.com/scope2");
+            wb_sub(&rs, 2, &ss);
+        }
+        wb_str(&rs, 3, "https://opentelemetry.io/schemas/1.21.0");
+        wb_unknowns(&rs, o);
+        wb_sub(&req, 1, &rs);
+    }
+    *len = req.n;
+    return req.p ? req.p : calloc(1, 1);
+}
+
+
+/* Decodes body with both decoders: same rc, then the same batch or the same error. */
+static void expect_same(const char *name, const uint8_t *body, size_t len,
+                        const struct decode_limits *lim, int want_rc)
+{
+    char err_c[256], err_w[256], why[512];
+    struct span_batch *c, *w;
+    int rc_c = test_decode(otlp_decode_traces_protoc, body, len, lim, &c, err_c, sizeof err_c);
+    int rc_w = test_decode(otlp_decode_traces_proto, body, len, lim, &w, err_w, sizeof err_w);
+    if (rc_c != rc_w) fail_msg("%s: rc protoc %d (%s), wire %d (%s)", name, rc_c, err_c, rc_w, err_w);
+    if (want_rc != 1 && rc_c != want_rc) fail_msg("%s: rc %d (%s), want %d", name, rc_c, err_c, want_rc);
+    if (rc_c == 0 && !batch_equal(c, w, why, sizeof why)) fail_msg("%s: %s", name, why);
+    if (rc_c != 0 && strcmp(err_c, err_w) != 0)
+        fail_msg("%s: err protoc \"%s\", wire \"%s\"", name, err_c, err_w);
+    span_batch_destroy(c);
+    span_batch_destroy(w);
+}
+
+static void test_wire_matches_protoc(void **state)
+{
+    (void)state;
+    char err[256];
+    struct span_batch *b;
+    size_t len;
+
+    /* The full request (protobuf-c's packer), default and tight limits (every cap: see
+     * test_caps), and cut short at every length. */
+    uint8_t *full = build_full(&len);
+    expect_same("full", full, len, NULL, 0);
+    static const struct decode_limits caps[] = {
+        {100, 7, 10, 10, 1000, 16}, {100, 10, 0, 10, 1000, 16}, {100, 10, 10, 0, 1000, 16},
+        {100, 10, 10, 10, 1000, 1}, {100, 1, 10, 10, 1000, 16}, {100, 10, 10, 10, 38, 16},
+        {100, 10, 10, 10, 4, 16},   {1, 10, 10, 10, 1000, 16},  {4, 4, 2, 2, 16, 3},
+    };
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "full, caps %zu", i);
+        expect_same(name, full, len, &caps[i], i == 7 ? -E2BIG : 0);
+    }
+    for (size_t cut = 0; cut < len; cut++) expect_same("full, cut", full, cut, NULL, 1);
+    free(full);
+
+    /* Hand-written bodies: every span has two events' worth of content, so tight limits
+     * reject some and keep none of the rest unchecked. */
+    static const char bad_utf8[] = "GET \xc3(\xff /cart\xe2\x82";
+    static const struct {
+        const char *name;
+        struct wire_opts o;
+        int want_rc; /* 1: whatever protoc says */
+    } cases[] = {
+        {"plain", {0, "GET /cart", 9, 16}, 0},
+        {"unknown fields", {WIRE_UNKNOWN, "GET /cart", 9, 16}, 0},
+        {"unknown groups", {WIRE_GROUPS, "GET /cart", 9, 16}, 1},
+        {"singular fields twice", {WIRE_DUP, "GET /cart", 9, 16}, 0},
+        {"everything", {WIRE_UNKNOWN | WIRE_DUP, "GET /cart", 9, 16}, 0},
+        {"NUL in a string", {0, "GET\0/cart", 9, 16}, 0},
+        {"invalid UTF-8", {0, bad_utf8, sizeof bad_utf8 - 1, 16}, 0},
+        {"trace id of 15 bytes", {0, "GET /cart", 9, 15}, 0},
+        {"trace id of 17 bytes", {0, "GET /cart", 9, 17}, 0},
+        {"empty trace id", {0, "GET /cart", 9, 0}, 0},
+    };
+    /* Limits {spans, attrs, events, links, string, depth}: the first refuses the resources'
+     * schema_url, the next ones each span in turn by one cap, the last the whole request. */
+    static const struct decode_limits tight = {100, 4, 2, 2, 16, 3};
+    static const struct decode_limits lims[] = {
+        {100, 4, 2, 2, 16, 3},   {100, 4, 2, 2, 64, 3},   {100, 64, 0, 2, 64, 16},
+        {100, 64, 2, 0, 64, 16}, {100, 64, 2, 2, 64, 1},  {100, 64, 2, 2, 64, 16},
+        {3, 64, 2, 2, 64, 16},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *body = wire_request(&cases[i].o, &len);
+        expect_same(cases[i].name, body, len, NULL, cases[i].want_rc);
+        for (size_t l = 0; l < sizeof lims / sizeof lims[0]; l++) {
+            char name[80];
+            snprintf(name, sizeof name, "%s, limits %zu", cases[i].name, l);
+            int want = cases[i].want_rc == 1 ? 1 : l == 6 ? -E2BIG : 0;
+            expect_same(name, body, len, &lims[l], want);
+        }
+        free(body);
+    }
+
+    /* The test can fail: the bodies above decode to spans, and rejected ones where expected. */
+    uint8_t *body = wire_request(&cases[4].o, &len);
+    assert_int_equal(test_decode(otlp_decode_traces_protoc, body, len, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(b->n_spans, 8);
+    span_batch_destroy(b);
+    assert_int_equal(test_decode(otlp_decode_traces_protoc, body, len, &tight, &b, err, sizeof err),
+                     0);
+    assert_int_equal(b->n_spans, 0);
+    assert_int_equal(b->rejected, 8);
+    span_batch_destroy(b);
+    free(body);
+    /* protobuf-c's merges, as described above (the new decoder must do the same) */
+    body = wire_request(&cases[3].o, &len);
+    assert_int_equal(test_decode(otlp_decode_traces_protoc, body, len, NULL, &b, err, sizeof err), 0);
+    const struct span *s = &b->spans[0];
+    assert_int_equal(s->status_code, STATUS_UNSET); /* code 2, then a status without one */
+    assert_string_equal(s->status_message.ptr, "second status");
+    assert_int_equal(s->resource->attrs.n, 2);
+    assert_int_equal(s->resource->attrs.dropped, 9);
+    assert_string_equal(s->scope->name.ptr, "io.meshscope.test");
+    assert_string_equal(s->scope->version.ptr, "2.0");
+    assert_int_equal(s->scope->attrs.n, 2);
+    assert_int_equal(s->scope->attrs.dropped, 0); /* 2, then a scope without one */
+    assert_string_equal(s->scope->schema_url.ptr, "https://example.com/scope2");
+    assert_int_equal(span_attr(s, "switch in one")->type, VALUE_INT);
+    assert_int_equal(span_attr(s, "switch int to string")->type, VALUE_STRING);
+    assert_int_equal(span_attr(s, "two values")->u.i, -5);
+    assert_int_equal(span_attr(s, "array+array")->u.array.n, 1);
+    assert_int_equal(span_attr(s, "kvlist+kvlist")->u.kvlist.n, 1);
+    assert_int_equal(span_attr(s, "array+kvlist")->type, VALUE_KVLIST);
+    assert_int_equal(span_attr(s, "string+empty")->type, VALUE_EMPTY);
+    assert_int_equal(span_attr(s, "empty+string")->type, VALUE_STRING);
+    assert_non_null(span_attr(s, "key two"));
+    span_batch_destroy(b);
+    free(body);
+    body = wire_request(&cases[7].o, &len);
+    assert_int_equal(test_decode(otlp_decode_traces_protoc, body, len, NULL, &b, err, sizeof err), 0);
+    assert_int_equal(b->rejected, 8);
+    span_batch_destroy(b);
+    free(body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1198,6 +1676,7 @@ int main(void)
         cmocka_unit_test(test_caps),
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_utf8_copy_offsets),
+        cmocka_unit_test(test_wire_matches_protoc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 # libFuzzer targets for the OTLP (traces, logs), Zipkin and access-log decoders, the syslog
 # parsers, the gRPC framing layer and the stored chunk codec.
 #
+# fuzz_otlp_wire is differential: it holds otlp_decode_traces_proto to otlp_decode_traces_protoc.
+#
 # With clang (and MESHSCOPE_FUZZ), fuzz_otlp_{proto,json} and fuzz_zipkin_{proto,json} are built with
 # -fsanitize=fuzzer,address,undefined. Every source they run (decoders, span model, logger, the
 # protobuf-c generated code) is compiled into each executable so that all of it carries the
@@ -39,7 +41,7 @@ if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     ${PROJECT_SOURCE_DIR}/collector/red_render.c
     ${PROJECT_SOURCE_DIR}/storage/graph_pair.c # RED's service-graph pairing of access-log records
     ${fuzz_proto_srcs})
-  foreach(t fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
+  foreach(t fuzz_otlp_proto fuzz_otlp_wire fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_accesslog
       fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto fuzz_otlp_metrics_json
       fuzz_syslog)
     add_executable(${t} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${t}.c ${fuzz_common_srcs})

@@ -1,6 +1,7 @@
 #!/bin/sh
 # smoke.sh: short libFuzzer runs of the OTLP, Zipkin and access-log decoders and the query
-# parameters (ctest label "fuzz").
+# parameters (ctest label "fuzz"); fuzz_otlp_wire also holds the one-pass OTLP/protobuf decoder to
+# the protobuf-c one (same rc, same model, same error) on the OTLP seeds.
 #
 # Configures a separate clang build in $MESHSCOPE_BUILD/fuzz-clang (the default build is gcc,
 # which has no libFuzzer), builds the fuzz_* targets, and runs each for FUZZ_SECONDS (default
@@ -44,7 +45,7 @@ CC=$cc cmake -S "$src" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMESHSCOPE_F
     cat "$dir.configure.log"
     exit 1
 }
-cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
+cmake --build "$dir" --target fuzz_otlp_proto fuzz_otlp_wire fuzz_otlp_json fuzz_zipkin_proto fuzz_zipkin_json fuzz_query \
     fuzz_accesslog fuzz_otlp_logs_proto fuzz_otlp_logs_json fuzz_otlp_metrics_proto \
     fuzz_otlp_metrics_json fuzz_syslog fuzz_grpc fuzz_codec -j2
 
@@ -53,14 +54,14 @@ trap 'rm -rf "$work"' EXIT INT TERM
 mkdir -p "$artifacts"
 status=0
 failed=
-for kind in otlp_proto otlp_json zipkin_proto zipkin_json query accesslog otlp_logs_proto otlp_logs_json \
+for kind in otlp_proto otlp_wire otlp_json zipkin_proto zipkin_json query accesslog otlp_logs_proto otlp_logs_json \
     otlp_metrics_proto otlp_metrics_json syslog grpc codec; do
     case $kind in
     accesslog) pattern='*.ndjson' ;;
     syslog) pattern='*.txt' ;;
     grpc) pattern='*.h2' ;;
     codec) pattern='*.bin' ;;
-    *_proto) pattern='*.pb' ;;
+    *_proto | otlp_wire) pattern='*.pb' ;;
     *_json) pattern='*.json' ;;
     query) pattern='*.txt' ;;
     esac
