@@ -55,12 +55,12 @@ struct wf {
  * bytes, so a malformed field ends the message rather than failing. */
 static inline bool wf_next(struct wbuf *m, struct wf *f)
 {
+    f->b.p = NULL;
+    f->b.n = 0;
+    if (m->n == 0) return false; /* an absent message is {NULL, 0}: no arithmetic on NULL */
     const uint8_t *p = m->p, *end = m->p + m->n;
     uint64_t tag = 0, v = 0;
     bool nz = false;
-    f->b.p = NULL;
-    f->b.n = 0;
-    if (p == end) return false;
     if (*p < 0x80) {
         tag = *p++;
     } else {
