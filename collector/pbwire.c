@@ -98,6 +98,7 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
         size_t at = pos;
         uint64_t tag, v;
         if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
+        if (pos - at > 5) sc->irregular = true; /* protobuf-c reads a tag of at most 5 bytes */
         unsigned field = (unsigned)(tag >> 3);
         if ((tag & 7) != 2)
             note_field(sc, d, protobuf_c_message_descriptor_get_field(d, field), tag & 7, 0,
@@ -115,7 +116,9 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
             pos += 4;
             break;
         case 2: {
+            size_t at_len = pos;
             if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
+            if (pos - at_len > 5) sc->irregular = true; /* and a length of at most 5 */
             const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
             note_field(sc, d, f, 2, v, &seen, &oneofs);
             if (f && f->type == PROTOBUF_C_TYPE_STRING && !sc->in->keep_nuls &&

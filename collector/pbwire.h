@@ -42,7 +42,8 @@ struct pbwire_scan {
      * what it would read differently: */
     bool irregular;      /* a known field with a wire type its type does not have (or packed), a
                             non-repeated field more than once in one message (protobuf merges
-                            messages and keeps the last scalar), two members of a oneof */
+                            messages and keeps the last scalar), two members of a oneof, a tag
+                            or a length in more than 5 bytes (protobuf-c refuses those) */
     uint64_t heap_bound; /* at least what protobuf-c would allocate unpacking the body (structs,
                             pointer arrays, strings, unknown fields, its scan slabs) */
 };
