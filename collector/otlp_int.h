@@ -41,6 +41,9 @@ int otlp_pb_refuse(struct otlp_pbconv *c, const char *fmt, ...)
 /* Copies a protobuf-c string (NULL = "") into the arena (U+FFFD for invalid UTF-8); over
  * max_string bytes: DECODE_REFUSE naming what. */
 int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, const char *what);
+/* The same for len bytes at s (NUL bytes included: each becomes U+FFFD). */
+int otlp_pb_copy_len(struct otlp_pbconv *c, const char *s, size_t len, struct mstr *out,
+                     const char *what);
 /* Puts "[i]" after the what that starts c->why (a refusal inside item i of the list what). */
 void otlp_pb_index_why(struct otlp_pbconv *c, const char *what, size_t i);
 /* An AnyValue (NULL = empty); depth = arrays/kvlists around it. */

@@ -94,14 +94,19 @@ int otlp_pb_refuse(struct otlp_pbconv *c, const char *fmt, ...)
     return DECODE_REFUSE;
 }
 
+int otlp_pb_copy_len(struct otlp_pbconv *c, const char *s, size_t len, struct mstr *out,
+                     const char *what)
+{
+    if (len > c->lim->max_string)
+        return otlp_pb_refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
+    return decode_copy_utf8(c->b->arena, len ? s : "", len, out);
+}
+
 /* Copies a NUL-terminated protobuf-c string into the arena, replacing invalid UTF-8 with
  * U+FFFD. A string over max_string bytes is refused. */
 int otlp_pb_copy_str(struct otlp_pbconv *c, const char *s, struct mstr *out, const char *what)
 {
-    size_t len = s ? strlen(s) : 0;
-    if (len > c->lim->max_string)
-        return otlp_pb_refuse(c, "%s: string of %zu bytes, max %u", what, len, c->lim->max_string);
-    return decode_copy_utf8(c->b->arena, s, len, out);
+    return otlp_pb_copy_len(c, s, s ? strlen(s) : 0, out, what);
 }
 
 static int convert_kvs(struct otlp_pbconv *c, pb_kv *const *kvs, size_t n, struct attr **items,
@@ -459,4 +464,3 @@ int otlp_decode_traces_protoc(const uint8_t *body, size_t len, const struct deco
 {
     return otlp_pb_decode(&trace_signal, body, len, lim, out, err, errlen);
 }
-

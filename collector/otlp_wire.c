@@ -134,9 +134,7 @@ static bool find_field(struct wbuf m, uint32_t num, struct wf *out)
  * reference gets a 0xFF from pbwire's patched copy and turns that into U+FFFD. */
 static int copy_str(struct otlp_pbconv *c, struct wbuf s, struct mstr *out, const char *what)
 {
-    if (s.n > c->lim->max_string)
-        return otlp_pb_refuse(c, "%s: string of %zu bytes, max %u", what, s.n, c->lim->max_string);
-    return decode_copy_utf8(c->b->arena, s.n ? (const char *)s.p : "", s.n, out);
+    return otlp_pb_copy_len(c, (const char *)s.p, s.n, out, what);
 }
 
 /* A string field of m ("" when absent). */

@@ -40,7 +40,6 @@ static int read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *out)
     return -1;
 }
 
-/* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
 /* The wire type protobuf-c reads field f with, outside packed repeated fields. */
 static unsigned wire_type_of(const ProtobufCFieldDescriptor *f)
 {
@@ -87,6 +86,7 @@ static void note_field(struct scan *sc, const ProtobufCMessageDescriptor *d,
     }
 }
 
+/* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
 static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
                         const ProtobufCMessageDescriptor *d, unsigned depth)
 {
