@@ -80,6 +80,9 @@ int decompress(enum content_encoding enc, const uint8_t *in, size_t in_len, size
 struct ingest_queue;
 
 struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes);
+/* Before any push: every pushed batch is then prepared for st (store_prepare_batch) on the
+ * pushing thread, before it is counted against the byte bound. */
+void ingest_queue_prepare_for(struct ingest_queue *q, struct store *st);
 /* Accepts NULL; destroys batches still queued. */
 void ingest_queue_destroy(struct ingest_queue *q);
 /* Any thread. Consumes b on success; on -EBUSY (full) or -EPIPE (closed) the caller keeps b. */

@@ -144,6 +144,7 @@ int main(int argc, char **argv)
     if (!store) goto out;
     queue = ingest_queue_create(QUEUE_MAX_BATCHES, (size_t)opts.queue_bytes);
     if (!queue) goto out;
+    ingest_queue_prepare_for(queue, store);
     writer = writer_start(queue, store, (int)opts.flush_ms, batch_done);
     if (!writer) goto out;
 

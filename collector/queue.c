@@ -11,6 +11,9 @@
  * - Waking the writer: a POSIX semaphore counts published batches; the consumer waits on it with a
  *   timeout (the group-commit window). sem_post is a futex wake only when someone waits.
  * - Threads: any thread pushes; only the writer pops. `closed` is set once by main at shutdown.
+ * - Before a batch is counted and queued, the pushing thread prepares it for the store
+ *   (store_prepare_batch: its chunks encoded and compressed), so this work runs on the many
+ *   producer threads instead of the one writer; the byte bound counts the compressed chunks too.
  */
 #include "collector_int.h"
 
@@ -33,6 +36,7 @@ struct ingest_queue {
     _Alignas(64) _Atomic size_t bytes;
     _Atomic size_t items;
     size_t max_bytes;
+    struct store *store; /* batches are prepared for it (NULL: not) */
     _Atomic bool closed;
     sem_t ready;
 };
@@ -58,6 +62,11 @@ struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes)
     return q;
 }
 
+void ingest_queue_prepare_for(struct ingest_queue *q, struct store *st)
+{
+    q->store = st;
+}
+
 void ingest_queue_destroy(struct ingest_queue *q)
 {
     if (!q) return;
@@ -73,6 +82,8 @@ int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
                                void (*observe)(void *arg, const struct span_batch *b), void *arg)
 {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
+    /* A batch that cannot be prepared (out of memory) goes as it is: the writer encodes it. */
+    if (q->store) (void)store_prepare_batch(q->store, b);
     size_t bytes = span_batch_bytes(b);
     size_t before = atomic_fetch_add_explicit(&q->bytes, bytes, memory_order_relaxed);
     if (before + bytes > q->max_bytes) {

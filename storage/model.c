@@ -6,7 +6,7 @@
  * free of a short block list. Blocks double in size up to 1 MiB so a big request costs few
  * mallocs; huge single allocations get a block of their own.
  */
-#include "storage.h"
+#include "storage_int.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -108,12 +108,21 @@ struct span_batch *span_batch_create(void)
     return b;
 }
 
+void prepared_chunks_free(struct prepared_chunks *p)
+{
+    if (!p) return;
+    free(p->chunks);
+    free(p->data.p);
+    free(p);
+}
+
 void span_batch_destroy(struct span_batch *b)
 {
     if (!b) return;
     arena_destroy(b->arena);
     free(b->spans);
     free(b->logs);
+    prepared_chunks_free(b->prepared);
     free(b);
 }
 
@@ -170,8 +179,12 @@ void span_batch_drop_last_log(struct span_batch *b)
 
 size_t span_batch_bytes(const struct span_batch *b)
 {
+    size_t prepared = b->prepared
+                          ? sizeof *b->prepared + b->prepared->n * sizeof(struct prepared_chunk) +
+                                b->prepared->data.cap
+                          : 0;
     return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span) +
-           (size_t)b->cap_logs * sizeof(struct access_log);
+           (size_t)b->cap_logs * sizeof(struct access_log) + prepared;
 }
 
 bool access_log_is_error(const struct access_log *l)

@@ -297,6 +297,9 @@ struct span_batch {
     uint32_t rejected;         /* spans a decoder refused (partial_success.rejected_spans) */
     const char *reject_reason; /* first refusal's message, static or in the arena; may be NULL */
     void *user; /* the producer's tag (e.g. the request waiting for the commit); storage ignores it */
+    /* The spans' chunks, encoded and compressed by store_prepare_batch on the producer's thread
+     * (NULL: the writer does it). Stale if spans are added after it: prepare last. */
+    struct prepared_chunks *prepared;
 };
 
 /* Returns NULL on out of memory. */
@@ -347,6 +350,13 @@ struct store_options {
 struct store *store_open(const struct store_options *opts);
 /* Accepts NULL. Caller guarantees no other thread is inside the store. */
 void store_close(struct store *st);
+
+/* Any thread, any number at once (an HTTP thread, before pushing the batch to the writer):
+ * encodes and compresses the batch's spans into one chunk per trace, the writer's most costly
+ * step, so that store_put_batches only inserts them. Does nothing (returns 0) before the
+ * database has a compression dictionary (the writer samples raw chunks for it) or for a batch
+ * already prepared; a batch left unprepared (also on -ENOMEM) is stored just the same. */
+int store_prepare_batch(struct store *st, struct span_batch *b);
 
 /* Writer thread only. Stores every span and access-log record of the n batches in one
  * transaction: on return 0 all are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size

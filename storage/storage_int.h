@@ -4,6 +4,7 @@
  *
  *  - struct buf, a growable byte buffer the writer reuses between calls;
  *  - the span codec (codec.c): the binary form of a chunk of spans stored in one row;
+ *  - chunks prepared ahead of the writer (store_prepare_batch), which the batch owns;
  *  - the read-only connection pool (store_read.c) the store (store.c) owns;
  *  - helpers both store files use (error mapping, time units);
  *  - the edge rollups' latency histogram (rollup.c) and their node-id and bucket conventions;
@@ -44,6 +45,23 @@ int codec_encode_chunk(struct buf *out, const struct span *const *spans, size_t 
  * Returns 0, -EINVAL for malformed input (truncated, trailing bytes, bad tags, nesting deeper
  * than CODEC_MAX_DEPTH) leaving b's span count as it was, or -ENOMEM. Borrows p and b. */
 int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b);
+
+/* ----- prepared chunks (store.c, store_prepare_batch) ---------------------------------------- */
+
+/* One trace's spans of a batch: n_spans spans, stored as len compressed bytes at data + off. */
+struct prepared_chunk {
+    uint8_t trace_id[16];
+    uint32_t n_spans;
+    uint32_t len;
+    size_t off;
+};
+struct prepared_chunks {
+    size_t n;
+    struct prepared_chunk *chunks; /* n, in the order the writer inserts them */
+    struct buf data;
+};
+/* Accepts NULL. span_batch_destroy calls it (model.c). */
+void prepared_chunks_free(struct prepared_chunks *p);
 
 /* ----- access-log records (access_log.c) ---------------------------------------------------- */
 

@@ -8,9 +8,10 @@
  *                                                   last k8s.namespace.name / service.namespace /
  *                                                   istio.namespace seen on its resource, or NULL
  *   operations(id, service_id, name, kind)          operation dictionary, UNIQUE(service,name,kind)
- *   chunks(id, trace_key, n_spans, data)            one row per trace per write call: the zstd-
- *                                                   compressed codec.c encoding of its spans;
- *                                                   index chunks(trace_key)
+ *   chunks(id, trace_key, n_spans, data)            one row per trace per write call (per
+ *                                                   batch for a prepared batch, see DESIGN):
+ *                                                   the zstd-compressed codec.c encoding of its
+ *                                                   spans; index chunks(trace_key)
  *   span_index(service_id, start_us, trace_key,     one narrow search row per (trace, service,
  *              op_id, min_dur_us, dur_spread_us,    operation+kind) per write call, grouping spans
  *              error)                               whose starts lie within INDEX_GROUP_SPREAD_US;
@@ -135,6 +136,12 @@
  *    touches st->db, its prepared statements, the zstd compression context, the scratch
  *    buffers, the service/operation caches, the pending dependency map and the id counters; none
  *    of these is locked.
+ *  - Any thread calls store_prepare_batch, the producers (HTTP threads) before they queue a
+ *    batch: it encodes and compresses the batch's chunks (one per trace), which was half of the
+ *    writer's CPU per span, so the writer only inserts them. It reads only prep_cdict (set once
+ *    the dictionary is committed; a replaced one is freed at close, not before) and takes
+ *    compression contexts from prep_cctx by atomic exchange. Before the database has a
+ *    dictionary it prepares nothing: the writer encodes and samples the chunks for training.
  *  - Any thread calls the read functions (store_read.c). They use only st->pool, whose
  *    connections are read-only and checked out under the pool's mutex; WAL lets them read a
  *    consistent snapshot while the writer commits.
@@ -764,6 +771,10 @@ static const char schema_v7[] =
      "CREATE INDEX span_index_error ON span_index(service_id, start_us) WHERE error = 1;"
      "ALTER TABLE receive_marks DROP COLUMN first_index;");
 
+/* Compression contexts store_prepare_batch keeps between calls (more threads at once make and
+ * free their own). */
+#define PREP_CCTX_SLOTS 16
+
 /* One span of a write call, with what the writer derives from it. */
 struct put_entry {
     const struct span *span;
@@ -777,6 +788,7 @@ struct put_entry {
     bool child_edge;       /* a child in the same call with another service counted the edge */
     bool has_server_child; /* a SERVER/CONSUMER child is in the same call (any service) */
     bool shared_server;    /* SERVER half of a Zipkin shared span (zipkin.shared=true) */
+    bool prepared;         /* its batch's chunks were made by store_prepare_batch */
 };
 
 /* One edge rollup row being built by a write call (or by downsampling). */
@@ -858,6 +870,13 @@ struct store {
     int64_t mark_minute; /* receive minute of the last mark written; -1 = unknown */
     int64_t test_now_us;
     ZSTD_CDict *cdict;     /* NULL until the database has a dictionary */
+    /* store_prepare_batch's side, read by any thread: the dictionary (cdict, published once it
+     * is in the dicts table), compression contexts handed out without a lock, and the
+     * dictionaries replaced while preparers may still use them (freed at close). */
+    _Atomic(ZSTD_CDict *) prep_cdict;
+    _Atomic(ZSTD_CCtx *) prep_cctx[PREP_CCTX_SLOTS];
+    ZSTD_CDict **retired_cdicts;
+    size_t n_retired_cdicts;
     struct trainer train;  /* chunk samples and their trainer */
     size_t dict_threshold; /* sample bytes that trigger training (DICT_SAMPLE_BYTES) */
     /* WAL checkpoints off the writer thread (see DESIGN): the writer's WAL hook wakes the
@@ -1029,12 +1048,22 @@ static int use_dict(struct store *st, const void *dict, size_t len)
 {
     ZSTD_CDict *cd = ZSTD_createCDict(dict, len, STORE_ZSTD_LEVEL);
     if (!cd) return -ENOMEM;
+    if (st->cdict) { /* room to retire the old one */
+        ZSTD_CDict **r = realloc(st->retired_cdicts, (st->n_retired_cdicts + 1) * sizeof *r);
+        if (!r) {
+            ZSTD_freeCDict(cd);
+            return -ENOMEM;
+        }
+        st->retired_cdicts = r;
+    }
     if (ZSTD_isError(ZSTD_CCtx_refCDict(st->cctx, cd))) {
         ZSTD_freeCDict(cd);
         return -EIO;
     }
-    ZSTD_freeCDict(st->cdict);
+    /* A preparer may still be compressing with the old one: it is freed at close. */
+    if (st->cdict) st->retired_cdicts[st->n_retired_cdicts++] = st->cdict;
     st->cdict = cd;
+    atomic_store_explicit(&st->prep_cdict, cd, memory_order_release);
     buf_free(&st->train.samples);
     st->train.n = 0;
     return 0;
@@ -1475,6 +1504,11 @@ void store_close(struct store *st)
     }
     ZSTD_freeCCtx(st->cctx);
     ZSTD_freeCDict(st->cdict);
+    for (size_t i = 0; i < st->n_retired_cdicts; i++)
+        ZSTD_freeCDict(st->retired_cdicts[i]);
+    free(st->retired_cdicts);
+    for (int i = 0; i < PREP_CCTX_SLOTS; i++)
+        ZSTD_freeCCtx(atomic_load(&st->prep_cctx[i]));
     trainer_free(&st->train);
     ZSTD_freeCCtx(st->log_cctx);
     ZSTD_freeCDict(st->log_cdict);
@@ -1665,9 +1699,20 @@ static int entry_cmp(const void *pa, const void *pb)
     return 0;
 }
 
-static int write_chunk(struct store *st, struct put_entry **run, size_t n)
+static int insert_chunk(struct store *st, const uint8_t *trace_id, size_t n_spans, const void *data,
+                        size_t len)
 {
-    for (size_t i = 0; i < n; i++) st->chunk_spans[i] = run[i]->span;
+    sqlite3_stmt *s = st->stmt[W_CHUNK_INSERT];
+    sqlite3_bind_int64(s, 1, st->next_chunk_id++);
+    sqlite3_bind_int64(s, 2, trace_key_of(trace_id));
+    sqlite3_bind_int64(s, 3, (int64_t)n_spans);
+    sqlite3_bind_blob(s, 4, data, (int)len, SQLITE_STATIC);
+    return step_done(st, s, "insert chunk");
+}
+
+/* The n spans of one trace (st->chunk_spans) as one chunk row. */
+static int write_chunk(struct store *st, size_t n)
+{
     st->enc.len = 0;
     int rc = codec_encode_chunk(&st->enc, st->chunk_spans, n);
     if (rc) return rc;
@@ -1680,12 +1725,23 @@ static int write_chunk(struct store *st, struct put_entry **run, size_t n)
         log_ratelimited(LOG_ERROR, "store-zstd", "store: compress: %s", ZSTD_getErrorName(clen));
         return -EIO;
     }
-    sqlite3_stmt *s = st->stmt[W_CHUNK_INSERT];
-    sqlite3_bind_int64(s, 1, st->next_chunk_id++);
-    sqlite3_bind_int64(s, 2, trace_key_of(run[0]->span->trace_id));
-    sqlite3_bind_int64(s, 3, (int64_t)n);
-    sqlite3_bind_blob(s, 4, st->comp.p, (int)clen, SQLITE_STATIC);
-    return step_done(st, s, "insert chunk");
+    return insert_chunk(st, st->chunk_spans[0]->trace_id, n, st->comp.p, clen);
+}
+
+/* The chunks store_prepare_batch made. */
+static int write_prepared(struct store *st, struct span_batch *const *batches, size_t n,
+                          uint64_t *chunks)
+{
+    for (size_t b = 0; b < n; b++) {
+        const struct prepared_chunks *p = batches[b]->prepared;
+        for (size_t i = 0; p && i < p->n; i++) {
+            const struct prepared_chunk *c = &p->chunks[i];
+            int rc = insert_chunk(st, c->trace_id, c->n_spans, p->data.p + c->off, c->len);
+            if (rc) return rc;
+            (*chunks)++;
+        }
+    }
+    return 0;
 }
 
 static int write_index_row(struct store *st, const struct put_entry *first, int64_t min_dur,
@@ -1703,7 +1759,8 @@ static int write_index_row(struct store *st, const struct put_entry *first, int6
     return step_done(st, s, "insert index row");
 }
 
-/* Chunks per trace; index rows per (trace, service, operation) within the group spread. */
+/* Chunks per trace (of the batches not prepared); index rows per (trace, service, operation)
+ * within the group spread. */
 static int write_rows(struct store *st, size_t total, uint64_t *chunks)
 {
     struct put_entry **o = st->order;
@@ -1714,9 +1771,12 @@ static int write_rows(struct store *st, size_t total, uint64_t *chunks)
         size_t t_end = t + 1;
         while (t_end < total && memcmp(o[t_end]->span->trace_id, o[t]->span->trace_id, 16) == 0)
             t_end++;
-        int rc = write_chunk(st, o + t, t_end - t);
+        size_t k = 0; /* the spans whose batch was not prepared */
+        for (size_t i = t; i < t_end; i++)
+            if (!o[i]->prepared) st->chunk_spans[k++] = o[i]->span;
+        int rc = k ? write_chunk(st, k) : 0;
         if (rc) return rc;
-        (*chunks)++;
+        if (k) (*chunks)++;
         size_t g = t;
         while (g < t_end) {
             const struct put_entry *first = o[g];
@@ -1739,6 +1799,110 @@ static int write_rows(struct store *st, size_t total, uint64_t *chunks)
         t = t_end;
     }
     return 0;
+}
+
+/* ----- chunks prepared ahead of the writer (store_prepare_batch) ---------------------------- */
+
+/* A compression context for one prepare call: a kept one (each slot is taken by an atomic
+ * exchange, so no lock), or a new one when every slot is in use. */
+static ZSTD_CCtx *prep_cctx_take(struct store *st)
+{
+    for (int i = 0; i < PREP_CCTX_SLOTS; i++) {
+        ZSTD_CCtx *c = atomic_exchange_explicit(&st->prep_cctx[i], NULL, memory_order_acquire);
+        if (c) return c;
+    }
+    return ZSTD_createCCtx();
+}
+
+static void prep_cctx_give(struct store *st, ZSTD_CCtx *c)
+{
+    for (int i = 0; i < PREP_CCTX_SLOTS; i++) {
+        ZSTD_CCtx *none = NULL;
+        if (atomic_compare_exchange_strong_explicit(&st->prep_cctx[i], &none, c,
+                                                    memory_order_release, memory_order_relaxed))
+            return;
+    }
+    ZSTD_freeCCtx(c);
+}
+
+struct prep_ref {
+    const struct span *span;
+    uint32_t i; /* in the batch: ties keep the batch's order */
+};
+
+/* Trace id, then start time: a parent comes before its children, which the codec then writes
+ * as a back reference instead of the 8-byte id, and start deltas stay small. */
+static int prep_ref_cmp(const void *pa, const void *pb)
+{
+    const struct prep_ref *a = pa, *b = pb;
+    int c = memcmp(a->span->trace_id, b->span->trace_id, 16);
+    if (c) return c;
+    if (a->span->start_unix_nano != b->span->start_unix_nano)
+        return a->span->start_unix_nano < b->span->start_unix_nano ? -1 : 1;
+    return a->i < b->i ? -1 : a->i > b->i;
+}
+
+int store_prepare_batch(struct store *st, struct span_batch *b)
+{
+    if (!st || !b || b->prepared || b->n_spans == 0) return 0;
+    ZSTD_CDict *cd = atomic_load_explicit(&st->prep_cdict, memory_order_acquire);
+    if (!cd) return 0; /* the writer encodes, and samples the encodings for the dictionary */
+    size_t n = b->n_spans;
+    struct prep_ref *refs = malloc(n * sizeof *refs);
+    const struct span **run = malloc(n * sizeof *run);
+    struct prepared_chunks *p = calloc(1, sizeof *p);
+    struct buf enc = {0};
+    ZSTD_CCtx *cc = NULL;
+    int rc = -ENOMEM;
+    if (!refs || !run || !p || !(p->chunks = malloc(n * sizeof *p->chunks))) goto done;
+    if (!(cc = prep_cctx_take(st))) goto done;
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (struct prep_ref){&b->spans[i], (uint32_t)i};
+    qsort(refs, n, sizeof *refs, prep_ref_cmp);
+    for (size_t t = 0, t_end; t < n; t = t_end) {
+        t_end = t + 1;
+        while (t_end < n && memcmp(refs[t_end].span->trace_id, refs[t].span->trace_id, 16) == 0)
+            t_end++;
+        for (size_t i = t; i < t_end; i++)
+            run[i - t] = refs[i].span;
+        enc.len = 0;
+        if ((rc = codec_encode_chunk(&enc, run, t_end - t))) goto done;
+        size_t bound = ZSTD_compressBound(enc.len);
+        rc = -ENOMEM;
+        if (enc.len > UINT32_MAX || buf_reserve(&p->data, bound) != 0) goto done;
+        size_t clen =
+            ZSTD_compress_usingCDict(cc, p->data.p + p->data.len, bound, enc.p, enc.len, cd);
+        if (ZSTD_isError(clen)) {
+            log_ratelimited(LOG_ERROR, "store-zstd", "store: compress: %s",
+                            ZSTD_getErrorName(clen));
+            rc = -EIO;
+            goto done;
+        }
+        struct prepared_chunk *c = &p->chunks[p->n++];
+        memcpy(c->trace_id, refs[t].span->trace_id, 16);
+        c->n_spans = (uint32_t)(t_end - t);
+        c->len = (uint32_t)clen;
+        c->off = p->data.len;
+        p->data.len += clen;
+    }
+    /* The ingest queue's byte bound counts what the batch holds: give back the slack. */
+    void *shrunk = realloc(p->data.p, p->data.len);
+    if (shrunk) {
+        p->data.p = shrunk;
+        p->data.cap = p->data.len;
+    }
+    shrunk = realloc(p->chunks, p->n * sizeof *p->chunks);
+    if (shrunk) p->chunks = shrunk;
+    b->prepared = p;
+    p = NULL;
+    rc = 0;
+done:
+    if (cc) prep_cctx_give(st, cc);
+    prepared_chunks_free(p);
+    buf_free(&enc);
+    free(run);
+    free(refs);
+    return rc;
 }
 
 /* ----- edge rollups (see EDGE ROLLUPS at the top) ------------------------------------------ */
@@ -2514,6 +2678,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
             struct put_entry *e = &st->entries[k];
             memset(e, 0, sizeof *e);
             e->span = s;
+            e->prepared = batches[b]->prepared != NULL;
             e->start_us = (int64_t)(s->start_unix_nano / 1000);
             e->dur_us = s->end_unix_nano > s->start_unix_nano
                             ? (int64_t)((s->end_unix_nano - s->start_unix_nano) / 1000)
@@ -2530,6 +2695,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
         mark_spans(st, total, now);
         if ((rc = find_edges(st, total, now))) goto fail;
         if ((rc = write_rows(st, total, &chunks))) goto fail;
+        if ((rc = write_prepared(st, batches, n, &chunks))) goto fail;
     } else {
         edges_reset(st); /* and no pending-map changes planned (apply_pending) */
         st->n_adds = st->n_removes = 0;

@@ -520,6 +520,25 @@ static void put1(struct store *st, struct span_batch *b)
 
 /* ----- put / get --------------------------------------------------------------------------- */
 
+/* rich_batch's traces read back field for field: trace 1 (orig's spans 0 and 2) and 2. */
+static void assert_rich_stored(struct store *st, const struct span_batch *orig)
+{
+    uint8_t id[16];
+    trace_id_of(id, 1);
+    struct span_batch *got = NULL;
+    assert_int_equal(store_get_trace(st, id, &got), 0);
+    assert_int_equal(got->n_spans, 2);
+    assert_span(&orig->spans[0], &got->spans[0]); /* sorted by start: span 0 first */
+    assert_span(&orig->spans[2], &got->spans[1]);
+    span_batch_destroy(got);
+
+    trace_id_of(id, 2);
+    assert_int_equal(store_get_trace(st, id, &got), 0);
+    assert_int_equal(got->n_spans, 1);
+    assert_span(&orig->spans[1], &got->spans[0]);
+    span_batch_destroy(got);
+}
+
 static void test_put_get(void **state)
 {
     struct fixture *f = *state;
@@ -528,21 +547,10 @@ static void test_put_get(void **state)
     assert_int_equal(store_put_batches(f->st, &b, 1), 0);
     span_batch_destroy(b);
 
+    assert_rich_stored(f->st, orig);
+
     uint8_t id[16];
-    trace_id_of(id, 1);
     struct span_batch *got = NULL;
-    assert_int_equal(store_get_trace(f->st, id, &got), 0);
-    assert_int_equal(got->n_spans, 2);
-    assert_span(&orig->spans[0], &got->spans[0]); /* sorted by start: span 0 first */
-    assert_span(&orig->spans[2], &got->spans[1]);
-    span_batch_destroy(got);
-
-    trace_id_of(id, 2);
-    assert_int_equal(store_get_trace(f->st, id, &got), 0);
-    assert_int_equal(got->n_spans, 1);
-    assert_span(&orig->spans[1], &got->spans[0]);
-    span_batch_destroy(got);
-
     /* Same trace key (first 8 bytes), different id: not found. */
     trace_id_of(id, 1);
     id[15] ^= 1;
@@ -1080,12 +1088,11 @@ static void test_enospc_rolls_back(void **state)
     store_free_operations(ops, n);
 }
 
-/* Once enough chunks were sampled the writer trains a zstd dictionary; chunks from before and
- * after it read back, also from a reopened store (which loads the dictionary). */
-static void test_dictionary(void **state)
+/* 20 batches of 64 one-span traces (5000..6279): enough for the writer to train a dictionary
+ * at a 64 KiB threshold; returns once it is in use. */
+static void train_dictionary(struct store *st)
 {
-    struct fixture *f = *state;
-    store_test_set_dict_threshold(f->st, 64 * 1024);
+    store_test_set_dict_threshold(st, 64 * 1024);
     for (int k = 0; k < 20; k++) {
         struct span_batch *b = span_batch_create();
         const struct resource *r = make_resource(b, "dict", "prod");
@@ -1098,8 +1105,17 @@ static void test_dictionary(void **state)
             attr_str(b, s, "http.route", "/item/{id}");
             attr_int(b, s, "http.response.status_code", 200);
         }
-        put1(f->st, b);
+        put1(st, b);
     }
+    store_test_wait_dicts(st);
+}
+
+/* Once enough chunks were sampled the writer trains a zstd dictionary; chunks from before and
+ * after it read back, also from a reopened store (which loads the dictionary). */
+static void test_dictionary(void **state)
+{
+    struct fixture *f = *state;
+    train_dictionary(f->st);
     for (int pass = 0; pass < 2; pass++) {
         for (int t = 0; t < 20 * 64; t += 37) {
             uint8_t id[16];
@@ -1589,6 +1605,122 @@ static size_t find_count(struct store *st, const char *service, bool errors_only
     return n;
 }
 
+/* ----- prepared batches (store_prepare_batch) ---------------------------------------------- */
+
+/* Each preparing thread makes PREP_BATCHES batches of 10 traces of 5 spans. */
+#define PREP_THREADS 4
+#define PREP_BATCHES 8
+struct prep_arg {
+    struct store *st;
+    int t;
+    struct span_batch *out[PREP_BATCHES];
+    int rc;
+};
+
+static void *prepare_thread(void *p)
+{
+    struct prep_arg *a = p;
+    for (int k = 0; k < PREP_BATCHES; k++) {
+        struct span_batch *b = span_batch_create();
+        const struct resource *r = make_resource(b, "prepared", NULL);
+        for (int i = 0; i < 50; i++) {
+            uint64_t trace = 100000 + (uint64_t)((a->t * PREP_BATCHES + k) * 10 + i / 5);
+            add_span(b, r, trace, 1 + (uint64_t)(i % 5), i % 5 ? 1 : 0, "work",
+                     i % 5 ? SPAN_KIND_INTERNAL : SPAN_KIND_SERVER, T0 + i, MS);
+        }
+        int rc = store_prepare_batch(a->st, b);
+        if (rc || !b->prepared || b->prepared->n != 10) a->rc = rc ? rc : -1;
+        a->out[k] = b;
+    }
+    return NULL;
+}
+
+/* Batches prepared ahead (store_prepare_batch, as the HTTP threads do before the ingest queue)
+ * store the same spans as batches the writer encodes: nothing is prepared before the database
+ * has a dictionary; a prepared batch reads back field for field; a trace split between a
+ * prepared and an unprepared batch of one write call reads back whole; threads prepare while the
+ * writer writes. */
+static void test_prepared_batches(void **state)
+{
+    struct fixture *f = *state;
+    struct span_batch *b = rich_batch();
+    assert_int_equal(store_prepare_batch(f->st, b), 0);
+    assert_null(b->prepared); /* no dictionary yet: the writer samples raw chunks for it */
+    span_batch_destroy(b);
+    train_dictionary(f->st);
+
+    struct store_stats before, after;
+    store_get_stats(f->st, &before);
+    b = rich_batch();
+    struct span_batch *orig = rich_batch();
+    assert_int_equal(store_prepare_batch(f->st, b), 0);
+    assert_non_null(b->prepared);
+    assert_int_equal(b->prepared->n, 2);                /* traces 1 (two spans) and 2 */
+    assert_int_equal(store_prepare_batch(f->st, b), 0); /* already prepared: kept as it is */
+    assert_int_equal(b->prepared->n, 2);
+    put1(f->st, b);
+    store_get_stats(f->st, &after);
+    assert_int_equal(after.spans_stored - before.spans_stored, 3);
+    assert_int_equal(after.traces_chunks_stored - before.traces_chunks_stored, 2);
+    assert_rich_stored(f->st, orig);
+    span_batch_destroy(orig);
+    uint8_t id[16];
+    struct span_batch *got;
+
+    /* Trace 7 in a prepared batch and in one the writer encodes, in one call. */
+    struct span_batch *two[2] = {span_batch_create(), span_batch_create()};
+    const struct resource *r1 = make_resource(two[0], "frontend", NULL);
+    add_span(two[0], r1, 7, 1, 0, "root", SPAN_KIND_SERVER, T0, 100 * MS);
+    add_span(two[0], r1, 7, 3, 1, "late", SPAN_KIND_INTERNAL, T0 + 50 * MS, MS);
+    const struct resource *r2 = make_resource(two[1], "cart", NULL);
+    add_span(two[1], r2, 7, 2, 1, "GetCart", SPAN_KIND_SERVER, T0 + 10 * MS, 20 * MS);
+    assert_int_equal(store_prepare_batch(f->st, two[0]), 0);
+    assert_non_null(two[0]->prepared);
+    assert_int_equal(store_put_batches(f->st, two, 2), 0);
+    span_batch_destroy(two[0]);
+    span_batch_destroy(two[1]);
+    trace_id_of(id, 7);
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 3);
+    assert_string_equal(got->spans[0].name.ptr, "root");
+    assert_string_equal(got->spans[1].name.ptr, "GetCart");
+    assert_string_equal(span_service_name(&got->spans[1]), "cart");
+    assert_string_equal(got->spans[2].name.ptr, "late");
+    span_batch_destroy(got);
+
+    /* Preparing threads beside the writer. */
+    struct prep_arg args[PREP_THREADS];
+    pthread_t th[PREP_THREADS];
+    for (int t = 0; t < PREP_THREADS; t++) {
+        args[t] = (struct prep_arg){.st = f->st, .t = t};
+        assert_int_equal(pthread_create(&th[t], NULL, prepare_thread, &args[t]), 0);
+    }
+    for (int k = 0; k < 8; k++)
+        put1(f->st, big_batch("beside", 200000 + (uint64_t)k * 3000));
+    for (int t = 0; t < PREP_THREADS; t++) {
+        assert_int_equal(pthread_join(th[t], NULL), 0);
+        assert_int_equal(args[t].rc, 0);
+        assert_int_equal(store_put_batches(f->st, args[t].out, PREP_BATCHES), 0);
+        for (int k = 0; k < PREP_BATCHES; k++)
+            span_batch_destroy(args[t].out[k]);
+    }
+    for (uint64_t trace = 100000; trace < 100000 + PREP_THREADS * PREP_BATCHES * 10; trace++) {
+        trace_id_of(id, trace);
+        assert_int_equal(store_get_trace(f->st, id, &got), 0);
+        assert_int_equal(got->n_spans, 5);
+        assert_string_equal(span_service_name(&got->spans[0]), "prepared");
+        span_batch_destroy(got);
+    }
+    /* The search rows are the writer's, from every span, prepared or not. */
+    struct trace_query q = {
+        .service = "prepared", .start_us = T0 - SEC, .end_us = T0 + SEC, .limit = 1000};
+    struct span_batch **out = NULL;
+    size_t n = 0;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, PREP_THREADS * PREP_BATCHES * 10);
+    store_free_traces(out, n);
+}
+
 /* A v6 file (search rows in a rowid table, receive_marks.first_index) migrates to v7: every row
  * is kept, two rows with one key become one with both rows' durations and error flag, and
  * searches find what they found before. */
@@ -1712,8 +1844,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_services_operations, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_dependencies, fixture_setup, fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_retention, fixture_setup_retention,
-                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_retention, fixture_setup_retention, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_reads, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_enospc_rolls_back, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_reopen, fixture_setup, fixture_teardown),
@@ -1730,6 +1861,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_search_rows, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_index_upsert, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_prepared_batches, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
