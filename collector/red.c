@@ -1098,7 +1098,7 @@ void red_observe_batch(void *arg, const struct span_batch *b)
         /* Request marks of CLIENT/SERVER spans: an access-log record of the same request is
          * counted by these spans, not again (consecutive spans of one trace mark it once). */
         uint64_t marks[2];
-        uint32_t n_marks = span_request_marks(s, marks);
+        uint32_t n_marks = span_batch_request_marks(b, i, marks);
         for (uint32_t k = 0; k < n_marks; k++)
             if (k > 0 || marks[0] != last_trace_mark) seen_add(r, marks[k], now);
         if (n_marks) last_trace_mark = marks[0];

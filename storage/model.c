@@ -113,6 +113,8 @@ void prepared_chunks_free(struct prepared_chunks *p)
     if (!p) return;
     free(p->chunks);
     free(p->data.p);
+    free(p->span_flags);
+    free(p->marks);
     free(p);
 }
 
@@ -179,12 +181,27 @@ void span_batch_drop_last_log(struct span_batch *b)
 
 size_t span_batch_bytes(const struct span_batch *b)
 {
-    size_t prepared = b->prepared
-                          ? sizeof *b->prepared + b->prepared->n * sizeof(struct prepared_chunk) +
-                                b->prepared->data.cap
-                          : 0;
+    size_t prepared =
+        b->prepared ? sizeof *b->prepared + b->prepared->n * sizeof(struct prepared_chunk) +
+                          b->prepared->data.cap + b->n_spans * (sizeof *b->prepared->marks + 1)
+                    : 0;
     return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span) +
            (size_t)b->cap_logs * sizeof(struct access_log) + prepared;
+}
+
+unsigned span_batch_request_marks(const struct span_batch *b, uint32_t i, uint64_t out[2])
+{
+    if (!b->prepared) return span_request_marks(&b->spans[i], out);
+    unsigned n = b->prepared->span_flags[i] & PREP_N_MARKS;
+    for (unsigned k = 0; k < n; k++)
+        out[k] = b->prepared->marks[i][k];
+    return n;
+}
+
+bool span_batch_is_error(const struct span_batch *b, uint32_t i)
+{
+    if (!b->prepared) return span_is_error(&b->spans[i]);
+    return (b->prepared->span_flags[i] & PREP_ERROR) != 0;
 }
 
 bool access_log_is_error(const struct access_log *l)

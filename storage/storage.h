@@ -330,6 +330,11 @@ const struct value *span_attr(const struct span *s, const char *key);
  * http.status_code), or a SERVER span with rpc.grpc.status_code not 0. This is the flag the
  * error index is built on. */
 bool span_is_error(const struct span *s);
+/* span_request_marks and span_is_error of span i of b, as store_prepare_batch computed them on
+ * the producer's thread when it prepared b (else computed now): the writer and the RED
+ * aggregation need both for every span. */
+unsigned span_batch_request_marks(const struct span_batch *b, uint32_t i, uint64_t out[2]);
+bool span_batch_is_error(const struct span_batch *b, uint32_t i);
 /* True if all bytes are zero. */
 bool id_is_zero(const uint8_t *id, size_t len);
 

@@ -59,7 +59,13 @@ struct prepared_chunks {
     size_t n;
     struct prepared_chunk *chunks; /* n, in the order the writer inserts them */
     struct buf data;
+    /* Per span of the batch, in its order: PREP_N_MARKS bits (span_request_marks' count) and
+     * PREP_ERROR (span_is_error), and the marks. */
+    uint8_t *span_flags;
+    uint64_t (*marks)[2];
 };
+#define PREP_N_MARKS 3u
+#define PREP_ERROR 4u
 /* Accepts NULL. span_batch_destroy calls it (model.c). */
 void prepared_chunks_free(struct prepared_chunks *p);
 

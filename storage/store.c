@@ -789,6 +789,8 @@ struct put_entry {
     bool has_server_child; /* a SERVER/CONSUMER child is in the same call (any service) */
     bool shared_server;    /* SERVER half of a Zipkin shared span (zipkin.shared=true) */
     bool prepared;         /* its batch's chunks were made by store_prepare_batch */
+    uint8_t n_marks;       /* span_request_marks */
+    uint64_t marks[2];
 };
 
 /* One edge rollup row being built by a write call (or by downsampling). */
@@ -1854,8 +1856,15 @@ int store_prepare_batch(struct store *st, struct span_batch *b)
     struct buf enc = {0};
     ZSTD_CCtx *cc = NULL;
     int rc = -ENOMEM;
-    if (!refs || !run || !p || !(p->chunks = malloc(n * sizeof *p->chunks))) goto done;
+    if (!refs || !run || !p || !(p->chunks = malloc(n * sizeof *p->chunks)) ||
+        !(p->span_flags = malloc(n)) || !(p->marks = malloc(n * sizeof *p->marks)))
+        goto done;
     if (!(cc = prep_cctx_take(st))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        unsigned flags = span_request_marks(&b->spans[i], p->marks[i]);
+        if (span_is_error(&b->spans[i])) flags |= PREP_ERROR;
+        p->span_flags[i] = (uint8_t)flags;
+    }
     for (size_t i = 0; i < n; i++)
         refs[i] = (struct prep_ref){&b->spans[i], (uint32_t)i};
     qsort(refs, n, sizeof *refs, prep_ref_cmp);
@@ -2372,8 +2381,8 @@ static void mark_spans(struct store *st, size_t total, int64_t now)
 {
     uint64_t last = 0;
     for (size_t i = 0; i < total; i++) {
-        uint64_t marks[2];
-        unsigned n = span_request_marks(st->entries[i].span, marks);
+        const uint64_t *marks = st->entries[i].marks;
+        unsigned n = st->entries[i].n_marks;
         for (unsigned k = 0; k < n; k++)
             if (k > 0 || marks[0] != last) recent_set_add(st->seen, marks[k], now);
         if (n) {
@@ -2684,7 +2693,8 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
                             ? (int64_t)((s->end_unix_nano - s->start_unix_nano) / 1000)
                             : 0;
             e->bucket = floor_div(e->start_us, ROLLUP_FINE_S * 1000000LL) * ROLLUP_FINE_S;
-            e->error = span_is_error(s);
+            e->error = span_batch_is_error(batches[b], i);
+            e->n_marks = (uint8_t)span_batch_request_marks(batches[b], i, e->marks);
             e->shared_server = s->kind == SPAN_KIND_SERVER && span_shared(s);
             if ((rc = span_service_id(st, s, &e->service_id))) goto fail;
             if ((rc = operation_id(st, e->service_id, s, &e->op_id))) goto fail;

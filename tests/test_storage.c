@@ -1607,6 +1607,20 @@ static size_t find_count(struct store *st, const char *service, bool errors_only
 
 /* ----- prepared batches (store_prepare_batch) ---------------------------------------------- */
 
+/* The request marks and error flags computed while preparing are what the writer and the RED
+ * aggregation would compute themselves. */
+static void assert_prepared_flags(const struct span_batch *b)
+{
+    for (uint32_t i = 0; i < b->n_spans; i++) {
+        uint64_t m1[2], m2[2];
+        unsigned n1 = span_batch_request_marks(b, i, m1);
+        assert_int_equal(n1, span_request_marks(&b->spans[i], m2));
+        for (unsigned k = 0; k < n1; k++)
+            assert_true(m1[k] == m2[k]);
+        assert_int_equal(span_batch_is_error(b, i), span_is_error(&b->spans[i]));
+    }
+}
+
 /* Each preparing thread makes PREP_BATCHES batches of 10 traces of 5 spans. */
 #define PREP_THREADS 4
 #define PREP_BATCHES 8
@@ -1655,7 +1669,9 @@ static void test_prepared_batches(void **state)
     struct span_batch *orig = rich_batch();
     assert_int_equal(store_prepare_batch(f->st, b), 0);
     assert_non_null(b->prepared);
-    assert_int_equal(b->prepared->n, 2);                /* traces 1 (two spans) and 2 */
+    assert_int_equal(b->prepared->n, 2); /* traces 1 (two spans) and 2 */
+    assert_prepared_flags(b);
+    assert_true(span_batch_is_error(b, 0));             /* status ERROR */
     assert_int_equal(store_prepare_batch(f->st, b), 0); /* already prepared: kept as it is */
     assert_int_equal(b->prepared->n, 2);
     put1(f->st, b);
@@ -1664,18 +1680,29 @@ static void test_prepared_batches(void **state)
     assert_int_equal(after.traces_chunks_stored - before.traces_chunks_stored, 2);
     assert_rich_stored(f->st, orig);
     span_batch_destroy(orig);
+    struct trace_query eq = {
+        .service = "frontend", .start_us = T0 - SEC, .end_us = T0 + SEC, .errors_only = true};
+    struct span_batch **found = NULL;
+    size_t n_found = 0;
+    assert_int_equal(store_find_traces(f->st, &eq, &found, &n_found), 0);
+    assert_int_equal(n_found, 1); /* trace 1, by its prepared error flag */
+    store_free_traces(found, n_found);
     uint8_t id[16];
     struct span_batch *got;
 
     /* Trace 7 in a prepared batch and in one the writer encodes, in one call. */
     struct span_batch *two[2] = {span_batch_create(), span_batch_create()};
     const struct resource *r1 = make_resource(two[0], "frontend", NULL);
-    add_span(two[0], r1, 7, 1, 0, "root", SPAN_KIND_SERVER, T0, 100 * MS);
+    struct span *root = add_span(two[0], r1, 7, 1, 0, "root", SPAN_KIND_SERVER, T0, 100 * MS);
+    attr_str(two[0], root, "guid:x-request-id", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
     add_span(two[0], r1, 7, 3, 1, "late", SPAN_KIND_INTERNAL, T0 + 50 * MS, MS);
     const struct resource *r2 = make_resource(two[1], "cart", NULL);
     add_span(two[1], r2, 7, 2, 1, "GetCart", SPAN_KIND_SERVER, T0 + 10 * MS, 20 * MS);
     assert_int_equal(store_prepare_batch(f->st, two[0]), 0);
     assert_non_null(two[0]->prepared);
+    assert_prepared_flags(two[0]);
+    uint64_t marks[2];
+    assert_int_equal(span_batch_request_marks(two[0], 0, marks), 2); /* trace, request id */
     assert_int_equal(store_put_batches(f->st, two, 2), 0);
     span_batch_destroy(two[0]);
     span_batch_destroy(two[1]);
