@@ -85,7 +85,9 @@ struct ingest_queue *ingest_queue_create(unsigned max_items, size_t max_bytes);
 void ingest_queue_prepare_for(struct ingest_queue *q, struct store *st);
 /* Accepts NULL; destroys batches still queued. */
 void ingest_queue_destroy(struct ingest_queue *q);
-/* Any thread. Consumes b on success; on -EBUSY (full) or -EPIPE (closed) the caller keeps b. */
+/* Any thread. Consumes b on success; on -EBUSY (full), -E2BIG (more bytes than the whole
+ * queue holds, counted once prepared for the store: never fits) or -EPIPE (closed) the caller
+ * keeps b. */
 int ingest_queue_push(struct ingest_queue *q, struct span_batch *b);
 /* Same, and calls observe(arg, b) once the push can no longer fail, before the writer can see
  * b: whoever aggregates accepted spans (RED metrics) counts each accepted batch exactly once and

@@ -148,6 +148,7 @@ struct call {
     size_t in_len, in_cap;
     size_t unconsumed;       /* bytes received but not given back as window */
     struct span_batch *held; /* refused by a full queue, retried (streaming) */
+    size_t held_bytes;       /* what held added to buffered_bytes (a retry may prepare it) */
     struct pending *pending; /* waiting for the writer's commit (unary) */
     int commit_rc;
     bool committed;
@@ -259,7 +260,7 @@ static void respond_error(struct call *c, int http_status, enum grpc_code code, 
     if (c->responded) return;
     c->responded = true;
     if (c->held) { /* refused: the batch must not go in after the client was told so */
-        atomic_fetch_sub(&buffered_bytes, span_batch_bytes(c->held));
+        atomic_fetch_sub(&buffered_bytes, c->held_bytes);
         span_batch_destroy(c->held);
         c->held = NULL;
         c->conn->loop->n_held--;
@@ -458,7 +459,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
     }
     b->user = NULL;
     free(p);
-    if (rc == -EBUSY && span_batch_bytes(b) > ingest_queue_capacity_bytes(ctx->queue)) {
+    if (rc == -E2BIG) {
         /* It would never fit: holding it would hold the stream forever. */
         span_batch_destroy(b);
         selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
@@ -470,6 +471,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
         size_t bytes = span_batch_bytes(b);
         if (atomic_fetch_add(&buffered_bytes, bytes) + bytes <= budget(ctx->opts)) {
             c->held = b;
+            c->held_bytes = bytes;
             c->conn->loop->n_held++;
             log_ratelimited(LOG_DEBUG, "grpc-hold",
                             "grpc: %s: ingest queue full; stream held by flow control", c->path);
@@ -590,19 +592,24 @@ static int retry_held(struct call *c)
 {
     struct http_context *ctx = c->conn->loop->ctx;
     struct span_batch *b = c->held;
-    size_t bytes = span_batch_bytes(b);
     uint32_t n = b->n_spans + b->n_logs;
     int rc = ingest_queue_push_observed(ctx->queue, b, ctx->observe, ctx->observe_arg);
     if (rc == -EBUSY) return HOLD;
     c->held = NULL;
     c->conn->loop->n_held--;
-    atomic_fetch_sub(&buffered_bytes, bytes);
+    atomic_fetch_sub(&buffered_bytes, c->held_bytes);
     if (rc == 0) {
         atomic_fetch_add_explicit(&self_metrics.spans_accepted[c->m->proto], n,
                                   memory_order_relaxed);
         return 0;
     }
     span_batch_destroy(b);
+    if (rc == -E2BIG) { /* prepared for storage by this retry, it outgrew the whole queue */
+        selfmetrics_count_reject(c->m->proto, REJECT_TOO_LARGE);
+        respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED,
+                      "message decodes to more than --queue-size holds", false);
+        return 0;
+    }
     selfmetrics_count_reject(c->m->proto, REJECT_QUEUE_FULL);
     respond_error(c, 200, GRPC_UNAVAILABLE, "shutting down", true);
     return 0;
@@ -685,7 +692,7 @@ static void call_free(struct call *c)
     if (c->next) c->next->prev = c->prev;
     if (c->pending) c->pending->call = NULL; /* the loop frees it when the writer returns it */
     if (c->held) {
-        atomic_fetch_sub(&buffered_bytes, span_batch_bytes(c->held));
+        atomic_fetch_sub(&buffered_bytes, c->held_bytes);
         span_batch_destroy(c->held);
         k->loop->n_held--;
     }

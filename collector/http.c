@@ -201,6 +201,11 @@ static enum MHD_Result answer_ingest(struct MHD_Connection *conn, struct request
                               "ingest queue full, retry later", 1);
     if (rc == -EPIPE)
         return respond_status(conn, 503, req->json, code_for(req, 14), "shutting down", 1);
+    if (rc == -E2BIG) /* the queue's bound, once the batch was prepared for storage */
+        return respond_status(conn, 413, req->json, code_for(req, 3),
+                              "request, encoded for storage, is more than the whole ingest "
+                              "queue (--queue-size) holds: send smaller requests",
+                              0);
     if (rc != 0)
         return respond_status(
             conn, 503, req->json, code_for(req, 14),
@@ -382,9 +387,10 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
     rc = ingest_queue_push_observed(ctx->queue, batch, ctx->observe, ctx->observe_arg);
     if (rc != 0) {
         span_batch_destroy(batch);
-        selfmetrics_count_reject(proto, REJECT_QUEUE_FULL);
-        atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][REJECT_QUEUE_FULL],
-                                  req->accepted, memory_order_relaxed);
+        int why = rc == -E2BIG ? REJECT_TOO_LARGE : REJECT_QUEUE_FULL;
+        selfmetrics_count_reject(proto, why);
+        atomic_fetch_add_explicit(&self_metrics.spans_rejected[proto][why], req->accepted,
+                                  memory_order_relaxed);
         atomic_store(&req->commit_rc, rc);
         if (!wait) return answer_ingest(conn, req);
         MHD_resume_connection(conn); /* the next handler call answers 503 */

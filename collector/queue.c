@@ -82,9 +82,20 @@ int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
                                void (*observe)(void *arg, const struct span_batch *b), void *arg)
 {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
-    /* A batch that cannot be prepared (out of memory) goes as it is: the writer encodes it. */
-    if (q->store) (void)store_prepare_batch(q->store, b);
     size_t bytes = span_batch_bytes(b);
+    if (q->store && !b->prepared && b->n_spans) {
+        /* Preparing only adds bytes: refuse at once what would not fit as it is, before the
+         * work (a full queue must not cost an encode and a compression per refused request). */
+        if (bytes > q->max_bytes) return -E2BIG;
+        if (atomic_load_explicit(&q->bytes, memory_order_relaxed) + bytes > q->max_bytes)
+            return -EBUSY;
+        /* A batch that cannot be prepared (out of memory) goes as it is: the writer encodes it. */
+        (void)store_prepare_batch(q->store, b);
+        /* Preparing takes a while: do not queue behind a writer that stopped meanwhile. */
+        if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
+        bytes = span_batch_bytes(b);
+    }
+    if (bytes > q->max_bytes) return -E2BIG;
     size_t before = atomic_fetch_add_explicit(&q->bytes, bytes, memory_order_relaxed);
     if (before + bytes > q->max_bytes) {
         atomic_fetch_sub_explicit(&q->bytes, bytes, memory_order_relaxed);

@@ -14,10 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
 #include "collector_int.h"
+#include "storage_int.h"
 
 static void test_parse_size(void **state)
 {
@@ -202,6 +204,92 @@ static struct span_batch *batch_of(uint32_t spans)
     return b;
 }
 
+/* n SERVER spans, one trace each (ids from seed), with a name and an attribute: enough content
+ * for a dictionary to be trained on such batches. */
+static struct span_batch *named_batch(uint32_t n, uint32_t seed)
+{
+    struct span_batch *b = span_batch_create();
+    for (uint32_t i = 0; i < n; i++) {
+        struct span *s = span_batch_add(b);
+        uint32_t id = seed + i;
+        memcpy(s->trace_id + 12, &id, 4);
+        memcpy(s->span_id, &id, 4);
+        char name[48];
+        int len = snprintf(name, sizeof name, "GET /items/%u", id % 97);
+        s->name = (struct mstr){arena_strndup(b->arena, name, (size_t)len), (uint32_t)len};
+        s->kind = SPAN_KIND_SERVER;
+        s->start_unix_nano = 1700000000000000000ULL + (uint64_t)id * 1000;
+        s->end_unix_nano = s->start_unix_nano + 250000;
+    }
+    return b;
+}
+
+/* A queue that prepares batches for a store (store_prepare_batch): a batch that would not fit
+ * even unprepared is refused before any work (-E2BIG when it exceeds the whole queue, -EBUSY
+ * when the queue is too full for it, left unprepared); one that outgrows the whole queue once
+ * prepared gets -E2BIG (never fits: HTTP answers 413); one that fits goes in prepared. */
+static void test_queue_prepares(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/meshscope-queue-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/q.db", dir);
+    struct store_options o = {.path = path};
+    struct store *st = store_open(&o);
+    assert_non_null(st);
+    store_test_set_dict_threshold(st, 32 * 1024);
+    for (uint32_t k = 0; k < 20; k++) {
+        struct span_batch *t = named_batch(100, 100000 + k * 100);
+        assert_int_equal(store_put_batches(st, &t, 1), 0);
+        span_batch_destroy(t);
+    }
+    store_test_wait_dicts(st);
+
+    struct span_batch *b = named_batch(200, 9000);
+    size_t raw = span_batch_bytes(b);
+    struct ingest_queue *q = ingest_queue_create(4, raw - 1);
+    ingest_queue_prepare_for(q, st);
+    assert_int_equal(ingest_queue_push(q, b), -E2BIG);
+    assert_null(b->prepared);
+    ingest_queue_destroy(q);
+    q = ingest_queue_create(4, raw);
+    ingest_queue_prepare_for(q, st);
+    assert_int_equal(ingest_queue_push(q, b), -E2BIG);
+    assert_non_null(b->prepared); /* fits as decoded, not with its chunks */
+    assert_true(span_batch_bytes(b) > raw);
+    assert_int_equal(ingest_queue_items(q), 0);
+    ingest_queue_destroy(q);
+
+    struct span_batch *filler = named_batch(200, 20000);
+    assert_int_equal(store_prepare_batch(st, filler), 0);
+    assert_non_null(filler->prepared);
+    struct span_batch *c = named_batch(200, 30000);
+    q = ingest_queue_create(4, span_batch_bytes(filler) + span_batch_bytes(c) - 1);
+    ingest_queue_prepare_for(q, st);
+    assert_int_equal(ingest_queue_push(q, filler), 0);
+    assert_int_equal(ingest_queue_push(q, c), -EBUSY);
+    assert_null(c->prepared); /* refused before the work */
+    struct span_batch *out[4];
+    assert_int_equal(ingest_queue_pop(q, out, 4, 0), 1);
+    span_batch_destroy(out[0]);
+    assert_int_equal(ingest_queue_push(q, c), 0);
+    assert_int_equal(ingest_queue_pop(q, out, 4, 0), 1);
+    assert_ptr_equal(out[0], c);
+    assert_non_null(c->prepared);
+    assert_int_equal(store_put_batches(st, out, 1), 0);
+    span_batch_destroy(c);
+    ingest_queue_destroy(q);
+    span_batch_destroy(b);
+    store_close(st);
+    char f[96];
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(f, sizeof f, "%s%s", path, suffix[i]);
+        unlink(f);
+    }
+    rmdir(dir);
+}
+
 static void test_queue_bounds(void **state)
 {
     struct span_batch *probe = batch_of(1);
@@ -312,8 +400,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_size),       cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_options),          cmocka_unit_test(test_decompress),
-        cmocka_unit_test(test_queue_bounds),     cmocka_unit_test(test_queue_concurrent),
-        cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_queue_bounds),     cmocka_unit_test(test_queue_prepares),
+        cmocka_unit_test(test_queue_concurrent), cmocka_unit_test(test_responses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
