@@ -142,6 +142,21 @@ unsigned span_request_marks(const struct span *s, uint64_t out[2])
     return n;
 }
 
+unsigned span_batch_request_marks(const struct span_batch *b, uint32_t i, uint64_t out[2])
+{
+    if (!b->prepared) return span_request_marks(&b->spans[i], out);
+    unsigned n = b->prepared->span_flags[i] & PREP_N_MARKS;
+    for (unsigned k = 0; k < n; k++)
+        out[k] = b->prepared->marks[i][k];
+    return n;
+}
+
+bool span_batch_is_error(const struct span_batch *b, uint32_t i)
+{
+    if (!b->prepared) return span_is_error(&b->spans[i]);
+    return (b->prepared->span_flags[i] & PREP_ERROR) != 0;
+}
+
 struct recent_set {
     uint32_t mask;
     struct {

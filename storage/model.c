@@ -189,21 +189,6 @@ size_t span_batch_bytes(const struct span_batch *b)
            (size_t)b->cap_logs * sizeof(struct access_log) + prepared;
 }
 
-unsigned span_batch_request_marks(const struct span_batch *b, uint32_t i, uint64_t out[2])
-{
-    if (!b->prepared) return span_request_marks(&b->spans[i], out);
-    unsigned n = b->prepared->span_flags[i] & PREP_N_MARKS;
-    for (unsigned k = 0; k < n; k++)
-        out[k] = b->prepared->marks[i][k];
-    return n;
-}
-
-bool span_batch_is_error(const struct span_batch *b, uint32_t i)
-{
-    if (!b->prepared) return span_is_error(&b->spans[i]);
-    return (b->prepared->span_flags[i] & PREP_ERROR) != 0;
-}
-
 bool access_log_is_error(const struct access_log *l)
 {
     if (l->response_code >= 500 || l->response_code == 0) return true;
