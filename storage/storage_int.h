@@ -124,6 +124,44 @@ int64_t trace_key_of(const uint8_t trace_id[16]);
  * not the id: readers compare the decoded request_id too (collisions). */
 int64_t request_key_of(const char *id, size_t len);
 
+/* ----- trace index rows not yet written (trace_pending.c; see its top and store.c DESIGN) ---
+ * The writer thread adds, plans and merges; reader threads pin, look up and unpin. */
+struct tpend;
+struct tpend_entry {
+    int64_t key;   /* trace_key_of */
+    int64_t chunk; /* chunks.id */
+};
+/* NULL on out of memory. */
+struct tpend *tpend_create(void);
+/* Accepts NULL. No reader may hold a pin. */
+void tpend_destroy(struct tpend *t);
+/* Writer, before committing the chunks of n entries: room for them, so that tpend_add after the
+ * commit cannot fail. 0 or -ENOMEM. */
+int tpend_reserve(struct tpend *t, size_t n);
+/* Writer: the entries of chunks just committed, in chunk order (borrows e). 0, or -ENOMEM
+ * (then none was added) unless tpend_reserve made room for them. */
+int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t now_us);
+/* Writer, before a write transaction: seals live into a run when it is due, then names the next
+ * piece to merge (at most max entries, in key order; *piece points into the run and stays valid
+ * until tpend_merged or the next plan) and *watermark, the smallest chunk id still waiting once
+ * that piece is in (INT64_MAX: none but the coming transaction's). 0 or -ENOMEM. */
+int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
+               size_t *n, int64_t *watermark);
+/* Writer, after the transaction holding the planned piece committed: n entries are in. */
+void tpend_merged(struct tpend *t, size_t n);
+/* Entries waiting (live and the unmerged parts of runs). Any thread. */
+size_t tpend_count(struct tpend *t);
+/* Reader, before its first SQL statement: *token for tpend_lookup, until tpend_unpin.
+ * 0 or -ENOMEM (then lookups are still answered, unprotected). */
+int tpend_pin(struct tpend *t, uint64_t *token);
+void tpend_unpin(struct tpend *t, uint64_t token);
+/* Reader: appends to *ids (realloc'd, *n used of *cap) the chunk ids of key that the reader's
+ * snapshot may not have in trace_index; may repeat some it has. 0 or -ENOMEM. */
+int tpend_lookup(struct tpend *t, uint64_t token, int64_t key, int64_t **ids, size_t *n,
+                 size_t *cap);
+/* The pending trace index of a store (store.c). */
+struct tpend *store_tpend(struct store *st);
+
 /* Read-only connection pool (store_read.c). */
 struct read_pool;
 /* Opens nothing yet (connections are opened on first use, up to size); NULL on out of memory.

@@ -2,7 +2,7 @@
  * store.c: the trace store's write side: opening and migrating the database, storing batches of
  * spans (chunks, search index, dictionaries, edge rollups), retention, statistics.
  *
- * Schema (PRAGMA user_version 7; migrate() brings older files forward):
+ * Schema (PRAGMA user_version 8; migrate() brings older files forward):
  *
  *   services(id, name UNIQUE, namespace)            service dictionary; namespace (v2) is the
  *                                                   last k8s.namespace.name / service.namespace /
@@ -11,7 +11,14 @@
  *   chunks(id, trace_key, n_spans, data)            one row per trace per write call (per
  *                                                   batch for a prepared batch, see DESIGN):
  *                                                   the zstd-compressed codec.c encoding of its
- *                                                   spans; index chunks(trace_key)
+ *                                                   spans; found by trace through
+ *                                                   trace_index (v8; until v7 an index on
+ *                                                   chunks(trace_key))
+ *   trace_index(trace_key, chunk_id)                (v8) WITHOUT ROWID: the chunks of each
+ *                                                   trace key, written in key order seconds
+ *                                                   after the chunks (THE TRACE INDEX below)
+ *   store_state(name, value)                        (v8) trace_index_from: the first chunk id
+ *                                                   whose trace_index row may be missing
  *   span_index(service_id, start_us, trace_key,     one narrow search row per (trace, service,
  *              op_id, min_dur_us, dur_spread_us,    operation+kind) per write call, grouping spans
  *              error)                               whose starts lie within INDEX_GROUP_SPREAD_US;
@@ -70,9 +77,9 @@
  * EDGE ROLLUPS (the service graph, /api/graph and /api/dependencies): an edge is (client node,
  * server node, connection type). Pairs are found per write call (a span and its parent in the
  * same call) and across calls through the pending map (the first half of a CLIENT/SERVER or
- * PRODUCER/CONSUMER pair waits the service-graph wait (wait_us) for the other, as Tempo's service-graph processor
- * does; the Zipkin/Envoy shared-span form, a SERVER with zipkin.shared=true and its CLIENT's
- * span id, pairs the same way). Consistent with the RED metrics (collector/red.c):
+ * PRODUCER/CONSUMER pair waits the service-graph wait (wait_us) for the other, as Tempo's
+ * service-graph processor does; the Zipkin/Envoy shared-span form, a SERVER with zipkin.shared=true
+ * and its CLIENT's span id, pairs the same way). Consistent with the RED metrics (collector/red.c):
  *  - a paired call counts on client -> server; it failed if either half failed; its latency is
  *    the SERVER (or CONSUMER) span's duration; its time is the server span's start;
  *  - a root SERVER span (no parent) counts on "user" -> server at once, and so does a SERVER
@@ -119,6 +126,18 @@
  *
  * trace_key is the last 8 bytes of the trace id (its random low half); readers check the full id
  * after decoding.
+ *
+ * THE TRACE INDEX (v8): keys are random, so an index on chunks(trace_key) put each new trace's
+ * key on a random page, and every commit wrote one 4 KiB page per trace to the WAL (590 bytes of
+ * WAL per span at the maximum rate, 4.9x what was stored, copied again by the checkpointer).
+ * Now a committed chunk's (key, id) waits in memory (trace_pending.c) until it is ~8 s old;
+ * then the writer merges it into trace_index in key order with the others of those seconds,
+ * TIX_PIECE per write transaction (merge_trace_index), so a page written takes many keys.
+ * Readers look in memory and in trace_index (store_read.c, load_trace). trace_index_from,
+ * updated in the same transactions, is the first chunk id that may have no row: store_open
+ * reads the chunks from it on back into memory, so a crash loses no entry. Retention deletes
+ * chunks by id; their rows go in a sweep over the key space, 1/256 of it per retention step
+ * (sweep_trace_index).
  * Chunk ids are assigned by the writer from a counter that only grows, so rowid order is receive
  * order and retention deletes rowid ranges found through receive_marks, without a time index on
  * the big table. Chunk retention is therefore by RECEIVE time (a span that arrives late can be
@@ -145,6 +164,8 @@
  *  - Any thread calls the read functions (store_read.c). They use only st->pool, whose
  *    connections are read-only and checked out under the pool's mutex; WAL lets them read a
  *    consistent snapshot while the writer commits.
+ *  - The writer and the readers share st->tpend, the trace index entries not yet written; it
+ *    has its own mutex and DESIGN (trace_pending.c). Readers pin it before their snapshot.
  *  - The dictionary trainers (struct trainer: one thread per kind, chunks and access-log
  *    records, once per process while the database has no dictionary of that kind): the writer
  *    moves its samples to it and joins it after it set ready, then stores the dictionary
@@ -184,7 +205,7 @@
 #include <zdict.h>
 #include <zstd.h>
 
-#define SCHEMA_VERSION 7
+#define SCHEMA_VERSION 8
 /* zstd level 1: chunks are small (one trace of one write call), and level 1 already removes
  * the repeated attribute keys and resources; higher levels cost writer CPU for a few percent. */
 #define STORE_ZSTD_LEVEL 1
@@ -595,6 +616,10 @@ enum {
     W_DEL_BLOCKS_BEFORE,
     W_DEL_BLOCKS_OLDEST,
     W_LOG_DICT_LATEST,
+    W_TIX_INSERT,
+    W_TIX_FROM,
+    W_TIX_SWEEP,
+    W_MIN_CHUNK,
     W_COUNT
 };
 
@@ -673,6 +698,12 @@ static const char *const writer_sql[W_COUNT] = {
                            "recv_minute < ?1)"),
     [W_DEL_LOGS_OLDEST] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM access_logs "
                            "ORDER BY id LIMIT ?1)"),
+    /* OR IGNORE: store_open reads back chunks from trace_index_from on, some already in. */
+    [W_TIX_INSERT] = "INSERT OR IGNORE INTO trace_index(trace_key, chunk_id) VALUES(?1, ?2)",
+    [W_TIX_FROM] = "UPDATE store_state SET value = ?1 WHERE name = 'trace_index_from'",
+    /* Retention's sweep of one key range (see sweep_trace_index). */
+    [W_TIX_SWEEP] = "DELETE FROM trace_index WHERE trace_key BETWEEN ?1 AND ?2 AND chunk_id < ?3",
+    [W_MIN_CHUNK] = "SELECT min(id) FROM chunks",
 };
 
 static const char schema_v1[] =
@@ -771,6 +802,18 @@ static const char schema_v7[] =
      "CREATE INDEX span_index_error ON span_index(service_id, start_us) WHERE error = 1;"
      "ALTER TABLE receive_marks DROP COLUMN first_index;");
 
+/* v7 -> v8: the trace index as a table the writer fills in key order, seconds behind the chunks
+ * (trace_pending.c), instead of an index SQLite maintained on every chunk insert (one random page
+ * per trace per commit). store_state's trace_index_from is the first chunk id whose entry may be
+ * missing from trace_index (store_open reads those chunks back into memory). */
+static const char schema_v8[] =
+    ("CREATE TABLE trace_index(trace_key INTEGER NOT NULL, chunk_id INTEGER NOT NULL,"
+     " PRIMARY KEY(trace_key, chunk_id)) WITHOUT ROWID;"
+     "INSERT INTO trace_index SELECT trace_key, id FROM chunks ORDER BY trace_key, id;"
+     "DROP INDEX chunks_trace;"
+     "CREATE TABLE store_state(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+     "INSERT INTO store_state SELECT 'trace_index_from', coalesce(max(id), 0) + 1 FROM chunks;");
+
 /* Compression contexts store_prepare_batch keeps between calls (more threads at once make and
  * free their own). */
 #define PREP_CCTX_SLOTS 16
@@ -867,6 +910,15 @@ struct store {
     int32_t *pend_removes;
     size_t n_adds, cap_pend, n_removes, cap_removes;
     int64_t next_chunk_id;
+    /* The trace index (DESIGN): entries of chunks not yet in trace_index, shared with readers;
+     * this write call's new entries (published after its commit), the piece of a sealed run it
+     * merges, the trace_index_from value last committed and the one this call writes. */
+    struct tpend *tpend;
+    struct tpend_entry *tp_new;
+    size_t n_tp_new, cap_tp_new;
+    size_t tp_piece;
+    int64_t tp_from, tp_from_new;
+    uint64_t tix_sweep;   /* retention: the next of TIX_SWEEP_RANGES key ranges to sweep */
     int64_t index_cursor; /* retention: the service whose old search rows go next (delete_index) */
     int64_t index_floor_us; /* no search row starts before this (INT64_MIN: unknown) */
     int64_t mark_minute; /* receive minute of the last mark written; -1 = unknown */
@@ -924,6 +976,13 @@ struct read_pool *store_read_pool(struct store *st)
 {
     return st->pool;
 }
+
+struct tpend *store_tpend(struct store *st)
+{
+    return st->tpend;
+}
+
+static int load_trace_pending(struct store *st);
 
 static int64_t now_us(const struct store *st)
 {
@@ -1009,6 +1068,7 @@ static int migrate(sqlite3 *db)
         {schema_v5, "access-log request keys"},
         {schema_v6, "access-log blocks"},
         {schema_v7, "search index without rowids"},
+        {schema_v8, "trace index written in key order"},
     };
     for (int64_t v = version; v < SCHEMA_VERSION; v++) {
         char set[40];
@@ -1460,6 +1520,10 @@ struct store *store_open(const struct store_options *opts)
         goto fail;
     st->next_chunk_id = (a > b ? a : b) + 1;
     st->index_floor_us = INT64_MIN;
+    if ((rc = load_trace_pending(st)) != 0) {
+        if (rc == -ENOMEM) goto oom;
+        goto fail;
+    }
 
     st->cctx = ZSTD_createCCtx();
     if (!st->cctx) goto oom;
@@ -1497,6 +1561,8 @@ void store_close(struct store *st)
     }
     stop_checkpointer(st);
     read_pool_destroy(st->pool);
+    tpend_destroy(st->tpend); /* entries not merged are read back at the next open */
+    free(st->tp_new);
     for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(st->stmt[i]);
     if (st->db) {
         /* A clean close checkpoints and removes the WAL; a failure only leaves it for the next
@@ -1704,9 +1770,18 @@ static int entry_cmp(const void *pa, const void *pb)
 static int insert_chunk(struct store *st, const uint8_t *trace_id, size_t n_spans, const void *data,
                         size_t len)
 {
+    if (st->n_tp_new == st->cap_tp_new) {
+        size_t cap = st->cap_tp_new ? st->cap_tp_new * 2 : 1024;
+        struct tpend_entry *e = realloc(st->tp_new, cap * sizeof *e);
+        if (!e) return -ENOMEM;
+        st->tp_new = e;
+        st->cap_tp_new = cap;
+    }
+    int64_t key = trace_key_of(trace_id);
+    st->tp_new[st->n_tp_new++] = (struct tpend_entry){.key = key, .chunk = st->next_chunk_id};
     sqlite3_stmt *s = st->stmt[W_CHUNK_INSERT];
     sqlite3_bind_int64(s, 1, st->next_chunk_id++);
-    sqlite3_bind_int64(s, 2, trace_key_of(trace_id));
+    sqlite3_bind_int64(s, 2, key);
     sqlite3_bind_int64(s, 3, (int64_t)n_spans);
     sqlite3_bind_blob(s, 4, data, (int)len, SQLITE_STATIC);
     return step_done(st, s, "insert chunk");
@@ -2659,6 +2734,113 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
     return rc;
 }
 
+/* ----- the trace index (DESIGN) ------------------------------------------------------------ */
+
+/* Entries merged into trace_index per write transaction: at ~20 commits/s that is 160k keys/s,
+ * 5x the bench's maximum rate of new traces, and ~8 ms of inserts in one commit. */
+#define TIX_PIECE 8192
+/* Retention sweeps trace_index in this many key ranges, one per step (~1/s). */
+#define TIX_SWEEP_RANGES 256
+
+/* The trace index's part of a write transaction: the next piece of a sealed run goes into
+ * trace_index, trace_index_from moves when it changed, and tpend gets room for this
+ * transaction's new chunks (st->tp_new), added after the commit (trace_index_committed). */
+static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_chunk)
+{
+    const struct tpend_entry *piece;
+    size_t n;
+    int64_t from;
+    st->tp_piece = 0;
+    int rc = tpend_plan(st->tpend, now, TIX_PIECE, &piece, &n, &from);
+    if (rc) return rc;
+    sqlite3_stmt *s = st->stmt[W_TIX_INSERT];
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, piece[i].key);
+        sqlite3_bind_int64(s, 2, piece[i].chunk);
+        if ((rc = step_done(st, s, "insert trace index"))) return rc;
+    }
+    st->tp_piece = n;
+    st->tp_from_new = from < first_new_chunk ? from : first_new_chunk;
+    if (st->tp_from_new != st->tp_from) {
+        sqlite3_bind_int64(st->stmt[W_TIX_FROM], 1, st->tp_from_new);
+        if ((rc = step_done(st, st->stmt[W_TIX_FROM], "trace index mark"))) return rc;
+    }
+    return tpend_reserve(st->tpend, st->n_tp_new);
+}
+
+/* After the commit of a transaction that ran merge_trace_index. */
+static void trace_index_committed(struct store *st, int64_t now)
+{
+    tpend_merged(st->tpend, st->tp_piece);
+    st->tp_piece = 0;
+    st->tp_from = st->tp_from_new;
+    tpend_add(st->tpend, st->tp_new, st->n_tp_new, now); /* cannot fail: reserved */
+    st->n_tp_new = 0;
+}
+
+/* After a failed write transaction. */
+static void trace_index_rolled_back(struct store *st)
+{
+    st->tp_piece = 0;
+    st->n_tp_new = 0;
+}
+
+/* Retention: deletes the trace_index rows of deleted chunks in one of TIX_SWEEP_RANGES key
+ * ranges (chunks go oldest id first, so "deleted" is "below the smallest id left"). A full
+ * sweep takes TIX_SWEEP_RANGES steps; a row left over until then only costs a failed lookup. */
+static int sweep_trace_index(struct store *st)
+{
+    int64_t min_chunk;
+    int rc = step_int(st, st->stmt[W_MIN_CHUNK], &min_chunk, "smallest chunk id");
+    if (rc) return rc;
+    if (min_chunk == 0) min_chunk = st->next_chunk_id; /* no chunks */
+    uint64_t r = st->tix_sweep++ % TIX_SWEEP_RANGES, top = 1ULL << 63;
+    uint64_t lo = r << 56, hi = lo | ((1ULL << 56) - 1); /* in key order: key ^ top unsigned */
+    sqlite3_stmt *s = st->stmt[W_TIX_SWEEP];
+    sqlite3_bind_int64(s, 1, (int64_t)(lo ^ top));
+    sqlite3_bind_int64(s, 2, (int64_t)(hi ^ top));
+    sqlite3_bind_int64(s, 3, min_chunk);
+    return step_done(st, s, "sweep trace index");
+}
+
+/* store_open: reads back the entries of the chunks from trace_index_from on (written after the
+ * last merge that committed before the process stopped). */
+static int load_trace_pending(struct store *st)
+{
+    st->tpend = tpend_create();
+    if (!st->tpend) return -ENOMEM;
+    int rc = query_int(st->db, "SELECT value FROM store_state WHERE name = 'trace_index_from'",
+                       &st->tp_from);
+    if (rc) return rc;
+    st->tp_from_new = st->tp_from;
+    sqlite3_stmt *s = NULL;
+    rc = sqlite3_prepare_v2(st->db, "SELECT trace_key, id FROM chunks WHERE id >= ?1 ORDER BY id",
+                            -1, &s, NULL);
+    if (rc != SQLITE_OK) return store_sqlite_err(st->db, rc, "read trace index tail");
+    sqlite3_bind_int64(s, 1, st->tp_from);
+    int64_t now = now_us(st);
+    size_t total = 0;
+    struct tpend_entry e[1024];
+    size_t n = 0;
+    int err = 0;
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        e[n++] = (struct tpend_entry){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
+        if (n == sizeof e / sizeof e[0]) {
+            err = tpend_add(st->tpend, e, n, now);
+            total += n;
+            n = 0;
+        }
+    }
+    sqlite3_finalize(s);
+    if (!err && rc != SQLITE_DONE) return store_sqlite_err(st->db, rc, "read trace index tail");
+    if (!err) err = tpend_add(st->tpend, e, n, now);
+    total += n;
+    if (!err && total)
+        log_msg(LOG_INFO, "store: %zu chunks to add to the trace index (from chunk %lld)", total,
+                (long long)st->tp_from);
+    return err;
+}
+
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n)
 {
     size_t total = 0, total_logs = 0;
@@ -2721,7 +2903,9 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
         sqlite3_bind_int64(m, 2, chunk_id0);
         if ((rc = step_done(st, m, "insert receive mark"))) goto fail;
     }
+    if ((rc = merge_trace_index(st, now, chunk_id0))) goto fail;
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
+    trace_index_committed(st, now);
     st->mark_minute = minute;
     apply_pending(st, now);
     rpend_commit(st);
@@ -2737,6 +2921,7 @@ fail:
     if (sqlite3_get_autocommit(st->db) == 0) step_done(st, st->stmt[W_ROLLBACK], "rollback");
     forget_uncommitted(st);
     rpend_rollback(st);
+    trace_index_rolled_back(st);
     st->next_chunk_id = chunk_id0;
     update_db_bytes(st);
     return rc;
@@ -2927,6 +3112,7 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             goto fail;
     }
     if ((rc = downsample(st, now, max_rows))) goto fail;
+    if ((rc = sweep_trace_index(st))) goto fail;
     if (st->opts.max_db_bytes > 0 && spans == 0) {
         int64_t pages = 0, free_pages = 0;
         if ((rc = step_int(st, st->stmt[W_PAGE_COUNT], &pages, "page_count")) ||
@@ -2952,7 +3138,10 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             }
         }
     }
+    /* Merges trace index entries when no write call comes (an idle daemon). */
+    if ((rc = merge_trace_index(st, now_us(st), st->next_chunk_id))) goto fail;
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
+    trace_index_committed(st, now_us(st));
     *deleted = spans + logs;
     atomic_fetch_add(&st->spans_deleted, spans);
     atomic_fetch_add(&st->logs_deleted, logs);
@@ -2962,6 +3151,7 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
 fail:
     if (sqlite3_get_autocommit(st->db) == 0) step_done(st, st->stmt[W_ROLLBACK], "rollback");
     forget_uncommitted(st);
+    trace_index_rolled_back(st);
     return rc;
 }
 

@@ -50,6 +50,7 @@ enum {
     R_BEGIN,
     R_COMMIT,
     R_CHUNKS,
+    R_CHUNK_BY_ID,
     R_SERVICE_ID,
     R_FIND,
     R_FIND_ERRORS,
@@ -117,7 +118,10 @@ enum {
 static const char *const reader_sql[R_COUNT] = {
     [R_BEGIN] = "BEGIN",
     [R_COMMIT] = "COMMIT",
-    [R_CHUNKS] = "SELECT data FROM chunks WHERE trace_key = ?1 ORDER BY id",
+    /* The trace index rows the snapshot has; tpend has the rest (load_trace). */
+    [R_CHUNKS] = "SELECT c.id, c.data FROM trace_index t JOIN chunks c ON c.id = t.chunk_id "
+                 "WHERE t.trace_key = ?1 ORDER BY t.chunk_id",
+    [R_CHUNK_BY_ID] = "SELECT data FROM chunks WHERE id = ?1",
     [R_SERVICE_ID] = "SELECT id FROM services WHERE name = ?1",
     [R_FIND] = FIND_SQL(""),
     /* "error = 1" spelled out lets SQLite use the partial index span_index_error. */
@@ -178,6 +182,12 @@ struct reader {
     } dicts[READER_DICTS];
     unsigned n_dicts;
     struct reader *next;
+    /* While checked out: the store's pending trace index and this checkout's pin on it. */
+    struct tpend *tp;
+    uint64_t tp_token;
+    bool pinned;
+    int64_t *ids; /* load_trace scratch: chunk ids */
+    size_t n_ids, cap_ids;
 };
 
 struct read_pool {
@@ -197,6 +207,7 @@ static void reader_close(struct reader *r)
     ZSTD_freeDCtx(r->dctx);
     for (unsigned i = 0; i < r->n_dicts; i++) ZSTD_freeDDict(r->dicts[i].dict);
     buf_free(&r->raw);
+    free(r->ids);
     free(r);
 }
 
@@ -261,7 +272,7 @@ void read_pool_destroy(struct read_pool *p)
 }
 
 /* Borrows a connection, waiting while all are busy. -EIO/-ENOMEM if a new one cannot open. */
-static int checkout(struct store *st, struct reader **out)
+static int checkout_conn(struct store *st, struct reader **out)
 {
     struct read_pool *p = store_read_pool(st);
     pthread_mutex_lock(&p->mu);
@@ -287,9 +298,23 @@ static int checkout(struct store *st, struct reader **out)
     return 0;
 }
 
+/* A connection, pinned on the pending trace index before it runs any statement (trace_pending.c:
+ * the pin must come before the snapshot). */
+static int checkout(struct store *st, struct reader **out)
+{
+    int rc = checkout_conn(st, out);
+    if (rc) return rc;
+    struct reader *r = *out;
+    r->tp = store_tpend(st);
+    r->pinned = tpend_pin(r->tp, &r->tp_token) == 0;
+    return 0;
+}
+
 static void checkin(struct store *st, struct reader *r)
 {
     struct read_pool *p = store_read_pool(st);
+    if (r->pinned) tpend_unpin(r->tp, r->tp_token);
+    r->pinned = false;
     /* Never hand back a connection inside a transaction (an error path may leave one open). */
     if (!sqlite3_get_autocommit(r->db)) sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
     pthread_mutex_lock(&p->mu);
@@ -617,21 +642,42 @@ static int load_trace(struct reader *r, const uint8_t id[16], bool filter,
     *out = NULL;
     struct span_batch *b = span_batch_create();
     if (!b) return -ENOMEM;
+    int64_t key = trace_key_of(id);
+    /* First the chunks not yet in trace_index (before the statement below starts a snapshot,
+     * if none is open), then the rows; a chunk in both is loaded once. */
+    r->n_ids = 0;
+    int err =
+        tpend_lookup(r->tp, r->pinned ? r->tp_token : 0, key, &r->ids, &r->n_ids, &r->cap_ids);
+    size_t n_pending = r->n_ids;
     sqlite3_stmt *s = r->stmt[R_CHUNKS];
-    sqlite3_bind_int64(s, 1, trace_key_of(id));
-    int rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const void *data = sqlite3_column_blob(s, 0);
-        int len = sqlite3_column_bytes(s, 0);
-        if (!data || len <= 0) continue;
-        int err = load_chunk(r, data, (size_t)len, b);
-        if (err) {
-            reset(s);
-            span_batch_destroy(b);
-            return err;
-        }
+    sqlite3_bind_int64(s, 1, key);
+    int rc = SQLITE_DONE;
+    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t chunk = sqlite3_column_int64(s, 0);
+        for (size_t i = 0; i < n_pending; i++)
+            if (r->ids[i] == chunk) r->ids[i] = 0; /* 0: no chunk id */
+        const void *data = sqlite3_column_blob(s, 1);
+        int len = sqlite3_column_bytes(s, 1);
+        if (data && len > 0) err = load_chunk(r, data, (size_t)len, b);
     }
     reset(s);
+    s = r->stmt[R_CHUNK_BY_ID];
+    for (size_t i = 0; i < n_pending && !err && rc == SQLITE_DONE; i++) {
+        if (r->ids[i] == 0) continue;
+        sqlite3_bind_int64(s, 1, r->ids[i]);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            const void *data = sqlite3_column_blob(s, 0);
+            int len = sqlite3_column_bytes(s, 0);
+            if (data && len > 0) err = load_chunk(r, data, (size_t)len, b);
+            rc = SQLITE_DONE;
+        }
+        reset(s); /* none: deleted by retention since */
+    }
+    if (err) {
+        span_batch_destroy(b);
+        return err;
+    }
     if (rc != SQLITE_DONE) {
         span_batch_destroy(b);
         return store_sqlite_err(r->db, rc, "load trace");

@@ -925,17 +925,19 @@ static void test_store_migrate_v2(void **state)
     store_close(f->st);
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db,
-                                  "DROP TABLE access_logs; DROP TABLE access_log_blocks; "
-                                  TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 2;",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "DROP TABLE access_logs; DROP TABLE access_log_blocks; " TEST_TRACE_INDEX_V7_SQL
+                TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 2;",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 2);
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 7); /* v6: blocks; v7 */
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 8); /* v6: blocks; v7; v8 */
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                       "('access_logs', 'access_logs_service', "
                                       "'access_logs_trace', 'access_logs_request', "
@@ -1140,15 +1142,16 @@ static void test_store_migrate_v4(void **state)
 {
     struct sfix *f = *state;
     put_filter_logs_legacy(f);
-    exec_sql_file(f->path, "DROP TABLE access_log_blocks;"
-                           "DROP INDEX access_logs_request;"
-                           "ALTER TABLE access_logs DROP COLUMN request_key;"
-                           "ALTER TABLE access_logs DROP COLUMN duration_ms;"
-                           TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 4;");
+    exec_sql_file(f->path,
+                  "DROP TABLE access_log_blocks;"
+                  "DROP INDEX access_logs_request;"
+                  "ALTER TABLE access_logs DROP COLUMN request_key;"
+                  "ALTER TABLE access_logs DROP COLUMN duration_ms;" TEST_TRACE_INDEX_V7_SQL
+                      TEST_SEARCH_INDEX_V6_SQL "PRAGMA user_version = 4;");
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(sql_int(f->path, "PRAGMA user_version"), 8);
     assert_int_equal(sql_int(f->path, "SELECT count(*) FROM access_logs WHERE request_key IS "
                                       "NULL AND duration_ms IS NULL"),
                      12);

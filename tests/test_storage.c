@@ -1545,8 +1545,9 @@ static void test_migrate_v1(void **state)
     f->st = store_open(&o);
     assert_non_null(f->st);
     /* v1 -> v2 -> v3 (access logs) -> v4 (hour summaries) -> v5 (request keys) -> v6
-     * (access-log blocks) -> v7 (search index without rowids) in one open. */
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
+     * (access-log blocks) -> v7 (search index without rowids) -> v8 (trace index table) in
+     * one open. */
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 8);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
                                          "3600 AND calls = 7"),
                      1);
@@ -1587,11 +1588,11 @@ static void test_migrate_v1(void **state)
     assert_int_equal(nd, 1);
     assert_int_equal(deps[0].call_count, 17);
     store_free_dependencies(deps, nd);
-    /* Reopening a v7 file migrates nothing more. */
+    /* Reopening a v8 file migrates nothing more. */
     store_close(f->st);
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 8);
 }
 
 static size_t find_count(struct store *st, const char *service, bool errors_only, int64_t min_dur)
@@ -1764,7 +1765,8 @@ static void test_migrate_v6_search_index(void **state)
     /* Back to the v6 layout, plus a second row for cart's first trace: slower, an error. */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, TEST_SEARCH_INDEX_V6_SQL
+    assert_int_equal(sqlite3_exec(db,
+                                  TEST_TRACE_INDEX_V7_SQL TEST_SEARCH_INDEX_V6_SQL
                                   "INSERT INTO span_index(trace_key, service_id, op_id, start_us,"
                                   " min_dur_us, max_dur_us, error) SELECT trace_key, service_id,"
                                   " op_id, start_us, 900000, 900000, 1 FROM span_index WHERE"
@@ -1779,7 +1781,7 @@ static void test_migrate_v6_search_index(void **state)
     struct store_options o = {.path = f->path};
     f->st = store_open(&o);
     assert_non_null(f->st);
-    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 7);
+    assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 8);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), rows);
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM pragma_table_info('span_index')"
                                          " WHERE name = 'id'"),
@@ -1856,6 +1858,144 @@ static void test_retention_search_rows(void **state)
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM span_index"), 12);
 }
 
+/* ----- the trace index (store.c DESIGN, trace_pending.c) ----------------------------------- */
+
+static void put_trace_n(struct store *st, uint64_t trace)
+{
+    struct span_batch *b = span_batch_create();
+    add_span(b, make_resource(b, "ti", NULL), trace, 1, 0, "a", SPAN_KIND_SERVER, T0, MS);
+    put1(st, b);
+}
+
+static void assert_trace_found(struct store *st, uint64_t trace)
+{
+    uint8_t id[16];
+    trace_id_of(id, trace);
+    struct span_batch *got = NULL;
+    assert_int_equal(store_get_trace(st, id, &got), 0);
+    assert_int_equal(got->n_spans, 1);
+    span_batch_destroy(got);
+}
+
+/* A committed chunk is found by trace id at once, while its trace_index row waits in memory; the
+ * rows are written once their entries are 8 s old (TP_LAG_US); reopening reads back the chunks
+ * whose rows were not written; retention's sweep removes the rows of deleted chunks. The clock is
+ * the real one (store_open times what it reads back by it). */
+static void test_trace_index(void **state)
+{
+    struct fixture *f = *state; /* retention 1 h */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const int64_t r0 = (int64_t)ts.tv_sec * SEC;
+    store_test_set_clock(f->st, r0);
+    for (uint64_t t = 400; t < 410; t++)
+        put_trace_n(f->st, t);
+    const char *rows = "SELECT count(*) FROM trace_index";
+    assert_int_equal(count_rows(f->path, rows), 0);
+    for (uint64_t t = 400; t < 410; t++)
+        assert_trace_found(f->st, t);
+    struct trace_query q = {.service = "ti", .limit = 100};
+    struct span_batch **out;
+    size_t n;
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 10);
+    store_free_traces(out, n);
+
+    /* 9 s on, the next write call writes the ten rows; its own chunk waits. */
+    store_test_set_clock(f->st, r0 + 9 * SEC);
+    put_trace_n(f->st, 410);
+    assert_int_equal(count_rows(f->path, rows), 10);
+    assert_int_equal(count_rows(f->path, "SELECT value FROM store_state WHERE name = "
+                                         "'trace_index_from'"),
+                     count_rows(f->path, "SELECT max(id) FROM chunks"));
+    for (uint64_t t = 400; t < 411; t++)
+        assert_trace_found(f->st, t);
+    assert_int_equal(store_find_traces(f->st, &q, &out, &n), 0);
+    assert_int_equal(n, 11);
+    store_free_traces(out, n);
+
+    /* Reopened: 410 is read back from its chunk, found, and written 8 s later. */
+    store_close(f->st);
+    struct store_options o = {.path = f->path, .retention_us = 3600 * SEC};
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    assert_trace_found(f->st, 410);
+    assert_int_equal(count_rows(f->path, rows), 10);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    store_test_set_clock(f->st, (int64_t)ts.tv_sec * SEC + 9 * SEC);
+    put_trace_n(f->st, 411);
+    assert_int_equal(count_rows(f->path, rows), 11);
+    assert_trace_found(f->st, 410);
+    assert_trace_found(f->st, 411);
+
+    /* Two hours on, retention deletes the chunks; a whole sweep (256 steps) their rows. */
+    store_test_set_clock(f->st, r0 + 2 * 3600 * SEC);
+    uint64_t deleted;
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(store_retention_step(f->st, r0 + 2 * 3600 * SEC, 1000, &deleted), 0);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM chunks"), 0);
+    assert_int_equal(count_rows(f->path, rows), 0);
+    uint8_t id[16];
+    trace_id_of(id, 405);
+    struct span_batch *got;
+    assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+}
+
+/* The pending entries themselves: a reader pinned before a run was merged still finds its
+ * entries after the merge (its snapshot may predate it); once unpinned, the run is freed. */
+static void test_trace_pending_pins(void **state)
+{
+    (void)state;
+    struct tpend *t = tpend_create();
+    assert_non_null(t);
+    struct tpend_entry e[3] = {{7, 1}, {5, 2}, {7, 3}};
+    assert_int_equal(tpend_add(t, e, 3, 1000), 0);
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    uint64_t before;
+    assert_int_equal(tpend_pin(t, &before), 0);
+    assert_int_equal(tpend_lookup(t, before, 7, &ids, &n, &cap), 0);
+    assert_int_equal(n, 2);
+    /* Not due yet: nothing planned. */
+    const struct tpend_entry *piece;
+    size_t np;
+    int64_t from;
+    assert_int_equal(tpend_plan(t, 1000 + SEC, 2, &piece, &np, &from), 0);
+    assert_int_equal(np, 0);
+    assert_int_equal(from, 1);
+    /* Due: sealed, merged in key order, two entries at most per piece. */
+    assert_int_equal(tpend_plan(t, 1000 + 9 * SEC, 2, &piece, &np, &from), 0);
+    assert_int_equal(np, 2);
+    assert_int_equal(piece[0].key, 5);
+    assert_int_equal(piece[1].key, 7);
+    assert_int_equal(piece[1].chunk, 1);
+    assert_int_equal(from, 1); /* the run's smallest chunk still waits */
+    tpend_merged(t, 2);
+    assert_int_equal(tpend_count(t), 1);
+    assert_int_equal(tpend_plan(t, 1000 + 9 * SEC, 2, &piece, &np, &from), 0);
+    assert_int_equal(np, 1);
+    assert_int_equal(from, INT64_MAX);
+    tpend_merged(t, 1);
+    assert_int_equal(tpend_count(t), 0);
+    uint64_t after;
+    assert_int_equal(tpend_pin(t, &after), 0);
+    assert_int_equal(tpend_plan(t, 1000 + 10 * SEC, 2, &piece, &np, &from), 0);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, before, 7, &ids, &n, &cap), 0);
+    assert_int_equal(n, 2); /* kept for the earlier pin */
+    n = 0;
+    assert_int_equal(tpend_lookup(t, after, 7, &ids, &n, &cap), 0);
+    assert_int_equal(n, 0); /* merged before this pin: in its snapshot */
+    tpend_unpin(t, before);
+    tpend_unpin(t, after);
+    assert_int_equal(tpend_plan(t, 1000 + 11 * SEC, 2, &piece, &np, &from), 0);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, 0, 7, &ids, &n, &cap), 0);
+    assert_int_equal(n, 0); /* freed */
+    free(ids);
+    tpend_destroy(t);
+}
+
 int main(void)
 {
     log_min_level = LOG_ERROR;
@@ -1889,6 +2029,9 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_index_upsert, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_prepared_batches, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_trace_index, fixture_setup_retention,
+                                        fixture_teardown),
+        cmocka_unit_test(test_trace_pending_pins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -135,6 +135,12 @@ static inline void test_store_destroy(struct store *st, const char *dir)
 
 #endif /* MESHSCOPE_QUERY_H */
 
+/* Back from schema v8 to v7's trace index: the index SQLite kept on chunks(trace_key). Every
+ * test that sets user_version back to 7 or less runs it first. */
+#define TEST_TRACE_INDEX_V7_SQL                                                                    \
+    "DROP TABLE trace_index; DROP TABLE store_state;"                                              \
+    "CREATE INDEX chunks_trace ON chunks(trace_key);"
+
 /* SQL that takes a closed store file's search index back to its schema v1-v6 layout (a rowid
  * table and a (service_id, start_us) index; receive_marks with first_index), keeping its rows:
  * for tests that set user_version back to migrate an older file. */

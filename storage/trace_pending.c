@@ -1,0 +1,323 @@
+/*
+ * trace_pending.c: the trace index rows the writer has not written yet (store.c, DESIGN: the
+ * trace index). A committed chunk's (trace key, chunk id) waits here, in memory, until the writer
+ * merges it into the trace_index table in key order, a piece per write call.
+ *
+ * Why: trace keys are random, so inserting each chunk's key as it comes dirtied one random
+ * b-tree page per trace in every commit: 590 bytes of WAL per span (4.9x the bytes stored) and
+ * a third of the writer's and checkpointer's CPU at the maximum rate (BENCHMARKS.md). Merged in
+ * key order, seconds' worth of keys at a time, the same pages take many keys per write.
+ *
+ * Structure: "live" holds the entries of recent commits, in chunk order, with a hash over their
+ * keys for readers. When live is old enough (TP_LAG_US) or large (TP_SEAL), the writer seals it
+ * into a run: a copy sorted by (key, chunk) that it merges from the front (tpend_plan /
+ * tpend_merged); live starts again empty. Readers search live and the runs (binary search).
+ *
+ * Readers and snapshots: a reader must find every chunk either in its SQLite snapshot of
+ * trace_index or here. Entries leave only with their whole run, and a run is freed only once
+ * fully merged AND no reader pinned before its merge finished: tpend_pin, taken before the
+ * reader's first SQL statement (its snapshot starts later), returns a token; lookups with that
+ * token search every run sealed since, merged parts included (the caller skips chunk ids it
+ * already has). Runs kept for pins are bounded (TP_MAX_RUNS): past it the oldest merged run is
+ * freed anyway, and a reader pinned for longer than that many seal cycles (~8 s each) may miss
+ * the chunks it held.
+ *
+ * DESIGN (threads): the writer thread alone adds, seals, merges and frees; reader threads pin,
+ * look up and unpin. Everything readers see (live, its hash, the runs, the pins) changes under
+ * mu; the writer reads its own fields without it. The sort of a new run happens outside mu.
+ */
+#include "storage_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Live is sealed once its oldest entry is this old: ~8 s of keys per merge, at the bench's
+ * 28k traces/s about 30 keys per trace_index page written (a 60 s run's index has ~8.5k pages). */
+#define TP_LAG_US 8000000LL
+/* ... or once it holds this many entries, whatever their age. Memory (collector/main.c's bound
+ * counts 48 MiB): live holds TP_SEAL plus the chunks of the write calls that come while a run
+ * is merged, in arrays that double (at most 512k x 20 B + a 4 MiB hash); each run ~5 MiB. */
+#define TP_SEAL (1u << 18)
+/* Runs kept at once: the one being merged and those kept for pinned readers. */
+#define TP_MAX_RUNS 4
+
+struct tp_run {
+    struct tpend_entry *e; /* sorted by (key, chunk) */
+    size_t n;
+    size_t done;       /* writer: entries [0, done) are in trace_index */
+    int64_t min_chunk; /* the smallest chunk id in the run */
+    uint64_t gen;
+};
+
+struct tpend {
+    pthread_mutex_t mu;
+    struct tpend_entry *live; /* chunk order */
+    uint32_t *next;           /* live[i]'s hash chain: index + 1 of the next, 0 ends */
+    uint32_t *heads;          /* per bucket: index + 1 of the newest live entry, 0 none */
+    size_t n_live, cap_live, n_heads;
+    int64_t live_since_us;
+    struct tp_run runs[TP_MAX_RUNS]; /* oldest first */
+    size_t n_runs;
+    uint64_t next_gen;
+    uint64_t *pins; /* tokens of pinned readers */
+    size_t n_pins, cap_pins;
+};
+
+struct tpend *tpend_create(void)
+{
+    struct tpend *t = calloc(1, sizeof *t);
+    if (!t || pthread_mutex_init(&t->mu, NULL) != 0) {
+        free(t);
+        return NULL;
+    }
+    t->next_gen = 1;
+    return t;
+}
+
+void tpend_destroy(struct tpend *t)
+{
+    if (!t) return;
+    for (size_t i = 0; i < t->n_runs; i++)
+        free(t->runs[i].e);
+    free(t->live);
+    free(t->next);
+    free(t->heads);
+    free(t->pins);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+static size_t bucket_of(const struct tpend *t, int64_t key)
+{
+    uint64_t k = (uint64_t)key * 0x9E3779B97F4A7C15ULL; /* keys are random; mix anyway */
+    return (size_t)(k >> 32) & (t->n_heads - 1);
+}
+
+/* Under mu. Room for n more live entries; the hash grows with them (rehashed). */
+static int live_reserve(struct tpend *t, size_t n)
+{
+    size_t need = t->n_live + n;
+    if (need > UINT32_MAX - 1) return -E2BIG;
+    if (need > t->cap_live) {
+        size_t cap = t->cap_live ? t->cap_live : 4096;
+        while (cap < need)
+            cap *= 2;
+        struct tpend_entry *l = realloc(t->live, cap * sizeof *l);
+        if (!l) return -ENOMEM;
+        t->live = l;
+        uint32_t *nx = realloc(t->next, cap * sizeof *nx);
+        if (!nx) return -ENOMEM;
+        t->next = nx;
+        t->cap_live = cap;
+    }
+    if (need * 2 > t->n_heads) {
+        size_t nh = t->n_heads ? t->n_heads : 8192;
+        while (need * 2 > nh)
+            nh *= 2;
+        uint32_t *h = calloc(nh, sizeof *h);
+        if (!h) return -ENOMEM;
+        free(t->heads);
+        t->heads = h;
+        t->n_heads = nh;
+        for (size_t i = 0; i < t->n_live; i++) {
+            size_t b = bucket_of(t, t->live[i].key);
+            t->next[i] = t->heads[b];
+            t->heads[b] = (uint32_t)i + 1;
+        }
+    }
+    return 0;
+}
+
+int tpend_reserve(struct tpend *t, size_t n)
+{
+    pthread_mutex_lock(&t->mu);
+    int rc = live_reserve(t, n);
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t now_us)
+{
+    if (n == 0) return 0;
+    pthread_mutex_lock(&t->mu);
+    int rc = live_reserve(t, n);
+    if (!rc) {
+        if (t->n_live == 0) t->live_since_us = now_us;
+        for (size_t i = 0; i < n; i++) {
+            size_t k = t->n_live++, b = bucket_of(t, e[i].key);
+            t->live[k] = e[i];
+            t->next[k] = t->heads[b];
+            t->heads[b] = (uint32_t)k + 1;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
+
+static int entry_cmp(const void *pa, const void *pb)
+{
+    const struct tpend_entry *a = pa, *b = pb;
+    if (a->key != b->key) return a->key < b->key ? -1 : 1;
+    return (a->chunk > b->chunk) - (a->chunk < b->chunk);
+}
+
+static uint64_t min_pin(const struct tpend *t)
+{
+    uint64_t m = UINT64_MAX;
+    for (size_t i = 0; i < t->n_pins; i++)
+        if (t->pins[i] < m) m = t->pins[i];
+    return m;
+}
+
+/* Under mu. Frees the oldest runs that are merged and that no reader needs (or, past
+ * TP_MAX_RUNS - 1, merged ones whatever the pins: see the top of the file). */
+static void free_runs(struct tpend *t)
+{
+    uint64_t pinned = min_pin(t);
+    while (t->n_runs > 0 && t->runs[0].done == t->runs[0].n &&
+           (t->runs[0].gen < pinned || t->n_runs >= TP_MAX_RUNS)) {
+        free(t->runs[0].e);
+        memmove(t->runs, t->runs + 1, (t->n_runs - 1) * sizeof *t->runs);
+        t->n_runs--;
+    }
+}
+
+int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
+               size_t *n, int64_t *watermark)
+{
+    *piece = NULL;
+    *n = 0;
+    pthread_mutex_lock(&t->mu);
+    free_runs(t);
+    pthread_mutex_unlock(&t->mu);
+    struct tp_run *cur = t->n_runs ? &t->runs[t->n_runs - 1] : NULL;
+    bool merging = cur && cur->done < cur->n;
+    if (!merging && t->n_live > 0 && t->n_runs < TP_MAX_RUNS &&
+        (now_us - t->live_since_us >= TP_LAG_US || t->n_live >= TP_SEAL)) {
+        /* Seal: sort a copy outside mu (only this thread changes live), then swap it in. */
+        size_t cnt = t->n_live;
+        struct tpend_entry *e = malloc(cnt * sizeof *e);
+        if (!e) return -ENOMEM;
+        memcpy(e, t->live, cnt * sizeof *e);
+        int64_t min_chunk = t->live[0].chunk; /* live is in chunk order */
+        qsort(e, cnt, sizeof *e, entry_cmp);
+        pthread_mutex_lock(&t->mu);
+        t->runs[t->n_runs++] =
+            (struct tp_run){.e = e, .n = cnt, .min_chunk = min_chunk, .gen = t->next_gen++};
+        t->n_live = 0;
+        memset(t->heads, 0, t->n_heads * sizeof *t->heads);
+        pthread_mutex_unlock(&t->mu);
+        cur = &t->runs[t->n_runs - 1];
+        merging = true;
+    }
+    int64_t wm = INT64_MAX;
+    if (merging) {
+        size_t left = cur->n - cur->done;
+        /* Under pressure (live as large as a seal already) the run goes whole, so that live
+         * can be sealed next. */
+        size_t take = t->n_live >= TP_SEAL || left < max ? left : max;
+        *piece = cur->e + cur->done;
+        *n = take;
+        if (take < left) wm = cur->min_chunk;
+    }
+    if (t->n_live > 0 && t->live[0].chunk < wm) wm = t->live[0].chunk;
+    *watermark = wm;
+    return 0;
+}
+
+void tpend_merged(struct tpend *t, size_t n)
+{
+    pthread_mutex_lock(&t->mu); /* tpend_pin reads done */
+    if (t->n_runs) t->runs[t->n_runs - 1].done += n;
+    pthread_mutex_unlock(&t->mu);
+}
+
+size_t tpend_count(struct tpend *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n_live;
+    for (size_t i = 0; i < t->n_runs; i++)
+        n += t->runs[i].n - t->runs[i].done;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+int tpend_pin(struct tpend *t, uint64_t *token)
+{
+    pthread_mutex_lock(&t->mu);
+    /* Runs merged whole before now are in any snapshot that starts after this call. */
+    uint64_t tok = t->next_gen;
+    for (size_t i = 0; i < t->n_runs; i++)
+        if (t->runs[i].done < t->runs[i].n) {
+            tok = t->runs[i].gen;
+            break;
+        }
+    int rc = 0;
+    if (t->n_pins == t->cap_pins) {
+        size_t cap = t->cap_pins ? t->cap_pins * 2 : 16;
+        uint64_t *p = realloc(t->pins, cap * sizeof *p);
+        if (p) {
+            t->pins = p;
+            t->cap_pins = cap;
+        } else {
+            rc = -ENOMEM;
+        }
+    }
+    if (!rc) t->pins[t->n_pins++] = tok;
+    pthread_mutex_unlock(&t->mu);
+    *token = tok;
+    return rc;
+}
+
+void tpend_unpin(struct tpend *t, uint64_t token)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < t->n_pins; i++)
+        if (t->pins[i] == token) {
+            t->pins[i] = t->pins[--t->n_pins];
+            break;
+        }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static int push_id(int64_t **ids, size_t *n, size_t *cap, int64_t id)
+{
+    if (*n == *cap) {
+        size_t c = *cap ? *cap * 2 : 8;
+        int64_t *p = realloc(*ids, c * sizeof *p);
+        if (!p) return -ENOMEM;
+        *ids = p;
+        *cap = c;
+    }
+    (*ids)[(*n)++] = id;
+    return 0;
+}
+
+int tpend_lookup(struct tpend *t, uint64_t token, int64_t key, int64_t **ids, size_t *n,
+                 size_t *cap)
+{
+    int rc = 0;
+    pthread_mutex_lock(&t->mu);
+    if (t->n_live) {
+        for (uint32_t i = t->heads[bucket_of(t, key)]; i && !rc; i = t->next[i - 1])
+            if (t->live[i - 1].key == key) rc = push_id(ids, n, cap, t->live[i - 1].chunk);
+    }
+    for (size_t r = 0; r < t->n_runs && !rc; r++) {
+        const struct tp_run *run = &t->runs[r];
+        if (run->gen < token) continue;
+        size_t lo = 0, hi = run->n; /* first entry with e.key >= key */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (run->e[mid].key < key)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < run->n && run->e[i].key == key && !rc; i++)
+            rc = push_id(ids, n, cap, run->e[i].chunk);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return rc;
+}
