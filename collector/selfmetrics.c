@@ -182,6 +182,11 @@ int selfmetrics_render(struct ingest_queue *q, struct store *st, char **out, siz
                "Time the writer spent in those checkpoints.");
         put(&b, "meshscope_store_writer_checkpoint_seconds_total %.6f\n",
             (double)ss.writer_checkpoint_us / 1e6);
+        header(&b, "meshscope_store_trace_index_pending", "gauge",
+               "Committed chunks whose trace index row waits in memory to be written in key "
+               "order (found by trace id meanwhile).");
+        put(&b, "meshscope_store_trace_index_pending %llu\n",
+            (unsigned long long)ss.trace_index_pending);
     }
     header(&b, "meshscope_syslog_messages_total", "counter",
            "Syslog messages received (--syslog), by transport and outcome.");

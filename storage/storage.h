@@ -390,6 +390,7 @@ struct store_stats {
     uint64_t wal_restarts;         /* times the WAL started over from its first frame */
     uint64_t writer_checkpoints;   /* checkpoints the writer ran itself (store.c, wal_hook) */
     uint64_t writer_checkpoint_us; /* time they took, inside its commits */
+    uint64_t trace_index_pending;  /* committed chunks whose trace index row waits in memory */
 };
 /* Any thread. Counters are atomics; the snapshot is not one consistent instant. */
 void store_get_stats(struct store *st, struct store_stats *out /* OUT */);

@@ -3165,6 +3165,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
     out->logs_deleted = atomic_load(&st->logs_deleted);
     out->db_bytes = atomic_load(&st->db_bytes);
     out->wal_restarts = atomic_load(&st->wal_restarts);
+    out->trace_index_pending = tpend_count(st->tpend);
     out->writer_checkpoints = atomic_load(&st->writer_ckpts);
     out->writer_checkpoint_us = atomic_load(&st->writer_ckpt_us);
 }

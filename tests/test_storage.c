@@ -1892,6 +1892,9 @@ static void test_trace_index(void **state)
         put_trace_n(f->st, t);
     const char *rows = "SELECT count(*) FROM trace_index";
     assert_int_equal(count_rows(f->path, rows), 0);
+    struct store_stats ss;
+    store_get_stats(f->st, &ss);
+    assert_int_equal(ss.trace_index_pending, 10);
     for (uint64_t t = 400; t < 410; t++)
         assert_trace_found(f->st, t);
     struct trace_query q = {.service = "ti", .limit = 100};
@@ -1905,6 +1908,8 @@ static void test_trace_index(void **state)
     store_test_set_clock(f->st, r0 + 9 * SEC);
     put_trace_n(f->st, 410);
     assert_int_equal(count_rows(f->path, rows), 10);
+    store_get_stats(f->st, &ss);
+    assert_int_equal(ss.trace_index_pending, 1);
     assert_int_equal(count_rows(f->path, "SELECT value FROM store_state WHERE name = "
                                          "'trace_index_from'"),
                      count_rows(f->path, "SELECT max(id) FROM chunks"));
