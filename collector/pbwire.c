@@ -86,6 +86,16 @@ static void note_field(struct scan *sc, const ProtobufCMessageDescriptor *d,
     }
 }
 
+/* Field id of d. protobuf-c's lookup is an out-of-line binary search over ranges (2% of the HTTP
+ * threads' samples at the maximum rate); most messages OTLP and Zipkin send number their fields
+ * 1..n in order, which is one comparison. */
+static inline const ProtobufCFieldDescriptor *field_of(const ProtobufCMessageDescriptor *d,
+                                                       unsigned id)
+{
+    if (id - 1 < d->n_fields && d->fields[id - 1].id == id) return &d->fields[id - 1];
+    return protobuf_c_message_descriptor_get_field(d, id);
+}
+
 /* Returns 0, or sets sc->rc / sc->msg and returns -1. base is the offset of p in the body. */
 static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t base,
                         const ProtobufCMessageDescriptor *d, unsigned depth)
@@ -100,9 +110,7 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
         if (read_varint(p, len, &pos, &tag) || (tag >> 3) == 0 || (tag >> 3) > 0x1fffffff) goto bad;
         if (pos - at > 5) sc->irregular = true; /* protobuf-c reads a tag of at most 5 bytes */
         unsigned field = (unsigned)(tag >> 3);
-        if ((tag & 7) != 2)
-            note_field(sc, d, protobuf_c_message_descriptor_get_field(d, field), tag & 7, 0,
-                       &seen, &oneofs);
+        if ((tag & 7) != 2) note_field(sc, d, field_of(d, field), tag & 7, 0, &seen, &oneofs);
         switch (tag & 7) {
         case 0:
             if (read_varint(p, len, &pos, &v)) goto bad;
@@ -119,7 +127,7 @@ static int scan_message(struct scan *sc, const uint8_t *p, size_t len, size_t ba
             size_t at_len = pos;
             if (read_varint(p, len, &pos, &v) || v > len - pos) goto bad;
             if (pos - at_len > 5) sc->irregular = true; /* and a length of at most 5 */
-            const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(d, field);
+            const ProtobufCFieldDescriptor *f = field_of(d, field);
             note_field(sc, d, f, 2, v, &seen, &oneofs);
             if (f && f->type == PROTOBUF_C_TYPE_STRING && !sc->in->keep_nuls &&
                 memchr(p + pos, 0, (size_t)v)) {
