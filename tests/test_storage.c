@@ -1946,6 +1946,43 @@ static void test_trace_index(void **state)
     assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
 }
 
+/* A sealed run comes out in (key, chunk) order: signed keys, repeated keys (their chunks in
+ * order), keys that differ only in high or only in low bytes. */
+static void test_trace_pending_sort(void **state)
+{
+    (void)state;
+    struct tpend *t = tpend_create();
+    assert_non_null(t);
+    enum { N = 5000 };
+    struct tpend_entry *e = calloc(N, sizeof *e);
+    uint64_t x = 0x9E3779B97F4A7C15ULL, chunk_sum = 0;
+    for (int i = 0; i < N; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t key = (int64_t)x;
+        if (i % 5 == 1) key = e[i - 1].key;                       /* a repeated key */
+        if (i % 7 == 2) key = (int64_t)(x & 0xff);                /* low bytes only */
+        if (i % 11 == 3) key = (int64_t)(x & ~0xffffffffffffULL); /* high bytes only */
+        e[i] = (struct tpend_entry){key, i + 1};
+        chunk_sum += (uint64_t)i + 1;
+    }
+    assert_int_equal(tpend_add(t, e, N, 0), 0);
+    const struct tpend_entry *piece;
+    size_t n;
+    int64_t from;
+    assert_int_equal(tpend_plan(t, 9 * SEC, N, &piece, &n, &from), 0);
+    assert_int_equal(n, N);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += (uint64_t)piece[i].chunk;
+        if (i > 0)
+            assert_true(piece[i - 1].key < piece[i].key ||
+                        (piece[i - 1].key == piece[i].key && piece[i - 1].chunk < piece[i].chunk));
+    }
+    assert_int_equal(sum, chunk_sum);
+    free(e);
+    tpend_destroy(t);
+}
+
 /* The pending entries themselves: a reader pinned before a run was merged still finds its
  * entries after the merge (its snapshot may predate it); once unpinned, the run is freed. */
 static void test_trace_pending_pins(void **state)
@@ -2037,6 +2074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_trace_index, fixture_setup_retention,
                                         fixture_teardown),
         cmocka_unit_test(test_trace_pending_pins),
+        cmocka_unit_test(test_trace_pending_sort),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
