@@ -135,16 +135,16 @@ struct tpend_entry {
 struct tpend *tpend_create(void);
 /* Accepts NULL. No reader may hold a pin. */
 void tpend_destroy(struct tpend *t);
-/* Writer, before committing the chunks of n entries: room for them, so that tpend_add after the
- * commit cannot fail. 0 or -ENOMEM. */
-int tpend_reserve(struct tpend *t, size_t n);
-/* Writer: the entries of chunks just committed, in chunk order (borrows e). 0, or -ENOMEM
- * (then none was added) unless tpend_reserve made room for them. */
+/* Writer: the entries of chunks about to be committed, in chunk order (borrows e). 0, or -ENOMEM
+ * (then none was added). */
 int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t now_us);
+/* Writer: takes back the last n entries added (their transaction failed). */
+void tpend_unadd(struct tpend *t, size_t n);
 /* Writer, before a write transaction: seals live into a run when it is due, then names the next
  * piece to merge (at most max entries, in key order; *piece points into the run and stays valid
  * until tpend_merged or the next plan) and *watermark, the smallest chunk id still waiting once
- * that piece is in (INT64_MAX: none but the coming transaction's). 0 or -ENOMEM. */
+ * that piece is in (INT64_MAX: none but the coming transaction's). Returns 0 (a seal that cannot
+ * get memory waits for a later call). */
 int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
                size_t *n, int64_t *watermark);
 /* Writer, after the transaction holding the planned piece committed: n entries are in. */
@@ -156,7 +156,8 @@ size_t tpend_count(struct tpend *t);
 int tpend_pin(struct tpend *t, uint64_t *token);
 void tpend_unpin(struct tpend *t, uint64_t token);
 /* Reader: appends to *ids (realloc'd, *n used of *cap) the chunk ids of key that the reader's
- * snapshot may not have in trace_index; may repeat some it has. 0 or -ENOMEM. */
+ * snapshot may not have in trace_index; may repeat some it has. 0, -ENOMEM, or -EAGAIN: entries
+ * this pin needed were freed (trace_pending.c), the answer would be incomplete. */
 int tpend_lookup(struct tpend *t, uint64_t token, int64_t key, int64_t **ids, size_t *n,
                  size_t *cap);
 /* The pending trace index of a store (store.c). */

@@ -18,7 +18,9 @@
  *                                                   trace key, written in key order seconds
  *                                                   after the chunks (THE TRACE INDEX below)
  *   store_state(name, value)                        (v8) trace_index_from: the first chunk id
- *                                                   whose trace_index row may be missing
+ *                                                   whose trace_index row may be missing;
+ *                                                   chunk_id_floor: ids below it were used
+ *                                                   (retention records it), never reused
  *   span_index(service_id, start_us, trace_key,     one narrow search row per (trace, service,
  *              op_id, min_dur_us, dur_spread_us,    operation+kind) per write call, grouping spans
  *              error)                               whose starts lie within INDEX_GROUP_SPREAD_US;
@@ -620,6 +622,7 @@ enum {
     W_TIX_FROM,
     W_TIX_SWEEP,
     W_MIN_CHUNK,
+    W_ID_FLOOR,
     W_COUNT
 };
 
@@ -704,6 +707,10 @@ static const char *const writer_sql[W_COUNT] = {
     /* Retention's sweep of one key range (see sweep_trace_index). */
     [W_TIX_SWEEP] = "DELETE FROM trace_index WHERE trace_key BETWEEN ?1 AND ?2 AND chunk_id < ?3",
     [W_MIN_CHUNK] = "SELECT min(id) FROM chunks",
+    /* Chunk ids below this were used (store_open starts above it): a deleted chunk's id is never
+     * given again, so a trace_index row the sweep has not reached yet cannot name a new chunk. */
+    [W_ID_FLOOR] = "INSERT INTO store_state(name, value) VALUES('chunk_id_floor', ?1) "
+                   "ON CONFLICT(name) DO UPDATE SET value = max(value, excluded.value)",
 };
 
 static const char schema_v1[] =
@@ -917,6 +924,7 @@ struct store {
     struct tpend_entry *tp_new;
     size_t n_tp_new, cap_tp_new;
     size_t tp_piece;
+    size_t tp_added; /* entries of tp_new already published to tpend (before the COMMIT) */
     int64_t tp_from, tp_from_new;
     uint64_t tix_sweep;   /* retention: the next of TIX_SWEEP_RANGES key ranges to sweep */
     int64_t index_cursor; /* retention: the service whose old search rows go next (delete_index) */
@@ -1514,11 +1522,14 @@ struct store *store_open(const struct store_options *opts)
             goto fail;
         }
     }
-    int64_t a = 0, b = 0;
+    int64_t a = 0, b = 0, floor_id = 0;
     if (query_int(st->db, "SELECT coalesce(max(id), 0) FROM chunks", &a) != 0 ||
-        query_int(st->db, "SELECT coalesce(max(first_chunk), 0) FROM receive_marks", &b) != 0)
+        query_int(st->db, "SELECT coalesce(max(first_chunk), 0) FROM receive_marks", &b) != 0 ||
+        query_int(st->db, "SELECT value FROM store_state WHERE name = 'chunk_id_floor'",
+                  &floor_id) != 0)
         goto fail;
     st->next_chunk_id = (a > b ? a : b) + 1;
+    if (st->next_chunk_id < floor_id) st->next_chunk_id = floor_id;
     st->index_floor_us = INT64_MIN;
     if ((rc = load_trace_pending(st)) != 0) {
         if (rc == -ENOMEM) goto oom;
@@ -2736,22 +2747,29 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
 
 /* ----- the trace index (DESIGN) ------------------------------------------------------------ */
 
-/* Entries merged into trace_index per write transaction: at ~20 commits/s that is 160k keys/s,
- * 5x the bench's maximum rate of new traces, and ~8 ms of inserts in one commit. */
+/* Entries a write transaction merges into trace_index: twice as many as it adds (a run of 8 s
+ * goes in ~4 s whatever the rate, and each commit grows in proportion to its own size, ~1 µs per
+ * key against ~15 µs per trace it stores), at least TIX_PIECE_MIN; TIX_PIECE when it adds none
+ * (retention's transactions, about once a second). A fixed 8,192 added ~8 ms to every commit
+ * while a run went in, small commits at half rate included. */
+#define TIX_PIECE_MIN 256
 #define TIX_PIECE 8192
 /* Retention sweeps trace_index in this many key ranges, one per step (~1/s). */
 #define TIX_SWEEP_RANGES 256
 
-/* The trace index's part of a write transaction: the next piece of a sealed run goes into
- * trace_index, trace_index_from moves when it changed, and tpend gets room for this
- * transaction's new chunks (st->tp_new), added after the commit (trace_index_committed). */
+/* The trace index's part of a write transaction, last before its COMMIT: the next piece of a
+ * sealed run goes into trace_index, trace_index_from moves when it changed, and this
+ * transaction's new chunks (st->tp_new) are published to tpend, so that no reader whose snapshot
+ * has them misses them (trace_index_rolled_back takes them back). */
 static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_chunk)
 {
     const struct tpend_entry *piece;
     size_t n;
     int64_t from;
     st->tp_piece = 0;
-    int rc = tpend_plan(st->tpend, now, TIX_PIECE, &piece, &n, &from);
+    size_t max = st->n_tp_new ? 2 * st->n_tp_new : TIX_PIECE;
+    int rc =
+        tpend_plan(st->tpend, now, max < TIX_PIECE_MIN ? TIX_PIECE_MIN : max, &piece, &n, &from);
     if (rc) return rc;
     sqlite3_stmt *s = st->stmt[W_TIX_INSERT];
     for (size_t i = 0; i < n; i++) {
@@ -2765,24 +2783,26 @@ static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_ch
         sqlite3_bind_int64(st->stmt[W_TIX_FROM], 1, st->tp_from_new);
         if ((rc = step_done(st, st->stmt[W_TIX_FROM], "trace index mark"))) return rc;
     }
-    return tpend_reserve(st->tpend, st->n_tp_new);
+    if ((rc = tpend_add(st->tpend, st->tp_new, st->n_tp_new, now))) return rc;
+    st->tp_added = st->n_tp_new;
+    return 0;
 }
 
 /* After the commit of a transaction that ran merge_trace_index. */
-static void trace_index_committed(struct store *st, int64_t now)
+static void trace_index_committed(struct store *st)
 {
     tpend_merged(st->tpend, st->tp_piece);
     st->tp_piece = 0;
     st->tp_from = st->tp_from_new;
-    tpend_add(st->tpend, st->tp_new, st->n_tp_new, now); /* cannot fail: reserved */
-    st->n_tp_new = 0;
+    st->n_tp_new = st->tp_added = 0;
 }
 
 /* After a failed write transaction. */
 static void trace_index_rolled_back(struct store *st)
 {
+    tpend_unadd(st->tpend, st->tp_added);
     st->tp_piece = 0;
-    st->n_tp_new = 0;
+    st->n_tp_new = st->tp_added = 0;
 }
 
 /* Retention: deletes the trace_index rows of deleted chunks in one of TIX_SWEEP_RANGES key
@@ -2905,7 +2925,7 @@ int store_put_batches(struct store *st, struct span_batch *const *batches, size_
     }
     if ((rc = merge_trace_index(st, now, chunk_id0))) goto fail;
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
-    trace_index_committed(st, now);
+    trace_index_committed(st);
     st->mark_minute = minute;
     apply_pending(st, now);
     rpend_commit(st);
@@ -2922,7 +2942,8 @@ fail:
     forget_uncommitted(st);
     rpend_rollback(st);
     trace_index_rolled_back(st);
-    st->next_chunk_id = chunk_id0;
+    /* next_chunk_id stays past the ids of the failed call: a reader may have seen them among the
+     * pending trace index entries, and must not find them on other traces' chunks later. */
     update_db_bytes(st);
     return rc;
 }
@@ -3138,10 +3159,14 @@ int store_retention_step(struct store *st, int64_t now, unsigned max_rows, uint6
             }
         }
     }
+    if (spans) {
+        sqlite3_bind_int64(st->stmt[W_ID_FLOOR], 1, st->next_chunk_id);
+        if ((rc = step_done(st, st->stmt[W_ID_FLOOR], "chunk id floor"))) goto fail;
+    }
     /* Merges trace index entries when no write call comes (an idle daemon). */
     if ((rc = merge_trace_index(st, now_us(st), st->next_chunk_id))) goto fail;
     if ((rc = step_done(st, st->stmt[W_COMMIT], "commit"))) goto fail;
-    trace_index_committed(st, now_us(st));
+    trace_index_committed(st);
     *deleted = spans + logs;
     atomic_fetch_add(&st->spans_deleted, spans);
     atomic_fetch_add(&st->logs_deleted, logs);

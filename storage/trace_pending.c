@@ -19,8 +19,11 @@
  * reader's first SQL statement (its snapshot starts later), returns a token; lookups with that
  * token search every run sealed since, merged parts included (the caller skips chunk ids it
  * already has). Runs kept for pins are bounded (TP_MAX_RUNS): past it the oldest merged run is
- * freed anyway, and a reader pinned for longer than that many seal cycles (~8 s each) may miss
- * the chunks it held.
+ * freed anyway, and a reader still pinned before it gets -EAGAIN from its lookups (its query
+ * fails with 503 rather than answer with traces missing). The writer publishes a write call's
+ * entries before its COMMIT (a reader whose snapshot has the chunks must find them) and takes
+ * them back if the transaction fails (tpend_unadd); until the commit a reader may see ids of
+ * chunks its snapshot lacks, which load nothing.
  *
  * DESIGN (threads): the writer thread alone adds, seals, merges and frees; reader threads pin,
  * look up and unpin. Everything readers see (live, its hash, the runs, the pins) changes under
@@ -61,7 +64,8 @@ struct tpend {
     struct tp_run runs[TP_MAX_RUNS]; /* oldest first */
     size_t n_runs;
     uint64_t next_gen;
-    uint64_t *pins; /* tokens of pinned readers */
+    uint64_t forced_gen; /* newest run freed past TP_MAX_RUNS while pinned (0: none) */
+    uint64_t *pins;      /* tokens of pinned readers */
     size_t n_pins, cap_pins;
 };
 
@@ -130,14 +134,6 @@ static int live_reserve(struct tpend *t, size_t n)
     return 0;
 }
 
-int tpend_reserve(struct tpend *t, size_t n)
-{
-    pthread_mutex_lock(&t->mu);
-    int rc = live_reserve(t, n);
-    pthread_mutex_unlock(&t->mu);
-    return rc;
-}
-
 int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t now_us)
 {
     if (n == 0) return 0;
@@ -154,6 +150,17 @@ int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t no
     }
     pthread_mutex_unlock(&t->mu);
     return rc;
+}
+
+void tpend_unadd(struct tpend *t, size_t n)
+{
+    pthread_mutex_lock(&t->mu);
+    /* Newest first: each is the head of its chain. */
+    for (; n > 0 && t->n_live > 0; n--) {
+        size_t k = --t->n_live;
+        t->heads[bucket_of(t, t->live[k].key)] = t->next[k];
+    }
+    pthread_mutex_unlock(&t->mu);
 }
 
 /* Sorts e (in chunk order) by (key, chunk): a stable LSD radix sort on the key, a byte per pass,
@@ -201,6 +208,7 @@ static void free_runs(struct tpend *t)
     uint64_t pinned = min_pin(t);
     while (t->n_runs > 0 && t->runs[0].done == t->runs[0].n &&
            (t->runs[0].gen < pinned || t->n_runs >= TP_MAX_RUNS)) {
+        if (t->runs[0].gen >= pinned) t->forced_gen = t->runs[0].gen;
         free(t->runs[0].e);
         memmove(t->runs, t->runs + 1, (t->n_runs - 1) * sizeof *t->runs);
         t->n_runs--;
@@ -222,10 +230,11 @@ int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_e
         /* Seal: sort a copy outside mu (only this thread changes live), then swap it in. */
         size_t cnt = t->n_live;
         struct tpend_entry *e = malloc(cnt * sizeof *e), *tmp = malloc(cnt * sizeof *tmp);
-        if (!e || !tmp) {
+        if (!e || !tmp) { /* no seal this time: live waits, the write goes on */
             free(e);
             free(tmp);
-            return -ENOMEM;
+            *watermark = t->live[0].chunk;
+            return 0;
         }
         memcpy(e, t->live, cnt * sizeof *e);
         int64_t min_chunk = t->live[0].chunk; /* live is in chunk order */
@@ -326,9 +335,10 @@ static int push_id(int64_t **ids, size_t *n, size_t *cap, int64_t id)
 int tpend_lookup(struct tpend *t, uint64_t token, int64_t key, int64_t **ids, size_t *n,
                  size_t *cap)
 {
-    int rc = 0;
     pthread_mutex_lock(&t->mu);
-    if (t->n_live) {
+    /* A run this reader needed was freed (TP_MAX_RUNS): what it finds may be incomplete. */
+    int rc = token && token <= t->forced_gen ? -EAGAIN : 0;
+    if (t->n_live && !rc) {
         for (uint32_t i = t->heads[bucket_of(t, key)]; i && !rc; i = t->next[i - 1])
             if (t->live[i - 1].key == key) rc = push_id(ids, n, cap, t->live[i - 1].chunk);
     }

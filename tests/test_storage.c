@@ -1934,6 +1934,7 @@ static void test_trace_index(void **state)
     assert_trace_found(f->st, 411);
 
     /* Two hours on, retention deletes the chunks; a whole sweep (256 steps) their rows. */
+    int64_t max_id = count_rows(f->path, "SELECT max(id) FROM chunks");
     store_test_set_clock(f->st, r0 + 2 * 3600 * SEC);
     uint64_t deleted;
     for (int i = 0; i < 300; i++)
@@ -1944,6 +1945,12 @@ static void test_trace_index(void **state)
     trace_id_of(id, 405);
     struct span_batch *got;
     assert_int_equal(store_get_trace(f->st, id, &got), -ENOENT);
+    /* Every chunk gone, reopened: new chunks do not take the deleted ones' ids. */
+    store_close(f->st);
+    f->st = store_open(&o);
+    assert_non_null(f->st);
+    put_trace_n(f->st, 412);
+    assert_true(count_rows(f->path, "SELECT min(id) FROM chunks") > max_id);
 }
 
 /* A sealed run comes out in (key, chunk) order: signed keys, repeated keys (their chunks in
@@ -2034,6 +2041,50 @@ static void test_trace_pending_pins(void **state)
     n = 0;
     assert_int_equal(tpend_lookup(t, 0, 7, &ids, &n, &cap), 0);
     assert_int_equal(n, 0); /* freed */
+
+    /* Pinned while a run is half merged: the run stays for it once merged. */
+    struct tpend_entry f2[3] = {{1, 10}, {2, 11}, {3, 12}};
+    assert_int_equal(tpend_add(t, f2, 3, 20 * SEC), 0);
+    assert_int_equal(tpend_plan(t, 29 * SEC, 2, &piece, &np, &from), 0);
+    assert_int_equal(np, 2);
+    tpend_merged(t, 2);
+    uint64_t half;
+    assert_int_equal(tpend_pin(t, &half), 0);
+    assert_int_equal(tpend_plan(t, 29 * SEC, 2, &piece, &np, &from), 0);
+    assert_int_equal(np, 1);
+    tpend_merged(t, 1);
+    assert_int_equal(tpend_plan(t, 30 * SEC, 2, &piece, &np, &from), 0);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, half, 1, &ids, &n, &cap), 0);
+    assert_int_equal(n, 1);
+    tpend_unpin(t, half);
+
+    /* A transaction that fails takes its entries back. */
+    struct tpend_entry g[3] = {{40, 20}, {41, 21}, {40, 22}};
+    assert_int_equal(tpend_add(t, g, 3, 40 * SEC), 0);
+    tpend_unadd(t, 2);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, 0, 40, &ids, &n, &cap), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], 20);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, 0, 41, &ids, &n, &cap), 0);
+    assert_int_equal(n, 0);
+
+    /* Runs kept for a reader are bounded: past the bound the reader is told (-EAGAIN). */
+    uint64_t old;
+    assert_int_equal(tpend_pin(t, &old), 0);
+    for (int64_t r = 0; r < 6; r++) {
+        struct tpend_entry h = {100 + r, 30 + r};
+        int64_t t0 = (50 + 10 * r) * SEC;
+        assert_int_equal(tpend_add(t, &h, 1, t0), 0);
+        assert_int_equal(tpend_plan(t, t0 + 9 * SEC, 8, &piece, &np, &from), 0);
+        tpend_merged(t, np);
+    }
+    assert_int_equal(tpend_plan(t, 200 * SEC, 8, &piece, &np, &from), 0);
+    n = 0;
+    assert_int_equal(tpend_lookup(t, old, 100, &ids, &n, &cap), -EAGAIN);
+    tpend_unpin(t, old);
     free(ids);
     tpend_destroy(t);
 }
