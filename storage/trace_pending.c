@@ -36,8 +36,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Live is sealed once its oldest entry is this old: ~8 s of keys per merge, at the bench's
- * 28k traces/s about 30 keys per trace_index page written (a 60 s run's index has ~8.5k pages). */
+/* Live is sealed once its oldest entry is this old. Merging k keys into an index of p pages
+ * writes at most min(k, p) pages, so the longer the wait, the more keys per page written; and the
+ * more memory, and the more chunks a restart reads back. 8 s: WAL 590 -> 166 bytes per span at
+ * the maximum rate (BENCHMARKS.md, 2026-11-28 04:35). */
 #define TP_LAG_US 8000000LL
 /* ... or once it holds this many entries, whatever their age. Memory (collector/main.c's bound
  * counts 48 MiB): live holds TP_SEAL plus the chunks of the write calls that come while a run
