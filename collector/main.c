@@ -58,7 +58,7 @@ static char *read_file(const char *path)
  *                plus the service-graph pending store (100k x 0.4 KiB), the access-log records
  *                waiting for their pair (32 MiB + allocator overhead, red.c) and the recent
  *                request marks (4 MiB); storage's record map and marks (13 + 4 MiB, store.c)
- *                and the trace index entries waiting to be written (48 MiB at most:
+ *                and the trace index entries waiting to be written (64 MiB at most:
  *                trace_pending.c)
  *   otlp metrics --metrics-series-limit series in all, each at most OTEL_METRICS_SERIES_BYTES
  *   base         code, thread stacks, allocator slack: 64 MiB
@@ -74,7 +74,7 @@ static uint64_t memory_bound(const struct options *o)
     if (strcmp(o->otlp_grpc_addr, "off") != 0) bodies *= 2; /* gRPC's message buffers: same cap */
     uint64_t decoding = listeners * (uint64_t)o->http_threads * 35 * body;
     uint64_t sqlite = 64 * MiB + (uint64_t)o->http_threads * 2 * MiB + 8 * MiB;
-    uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB + 57 * MiB + 48 * MiB;
+    uint64_t red = (uint64_t)o->metrics_series_limit * 4 * 2560 + 40 * MiB + 57 * MiB + 64 * MiB;
     /* syslog: per listener, its connections' buffers (syslog.h) and a datagram buffer; the
      * pending batch (~1 MiB, + one epoll round of reads) is part of the queue's share. */
     struct syslog_listener_spec specs[SYSLOG_MAX_LISTENERS];

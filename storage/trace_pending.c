@@ -42,8 +42,11 @@
  * the maximum rate (BENCHMARKS.md, 2026-11-28 04:35). */
 #define TP_LAG_US 8000000LL
 /* ... or once it holds this many entries, whatever their age. Memory (collector/main.c's bound
- * counts 48 MiB): live holds TP_SEAL plus the chunks of the write calls that come while a run
- * is merged, in arrays that double (at most 512k x 20 B + a 4 MiB hash); each run ~5 MiB. */
+ * counts 64 MiB): live holds TP_SEAL plus the chunks of the one or two write calls that come
+ * before a run under pressure is merged whole; a write call of a whole 256 MiB queue carries at
+ * most ~150k chunks, so live stays under 1M entries (arrays that double: 20 MiB, + an 8 MiB
+ * hash) and each run under ~560k (9 MiB; TP_MAX_RUNS of them). A restart's read-back is not
+ * capped: it holds the lag of the last run, sealed at the next write call. */
 #define TP_SEAL (1u << 18)
 /* Runs kept at once: the one being merged and those kept for pinned readers. */
 #define TP_MAX_RUNS 4
