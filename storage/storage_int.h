@@ -135,8 +135,8 @@ struct tpend_entry {
 struct tpend *tpend_create(void);
 /* Accepts NULL. No reader may hold a pin. */
 void tpend_destroy(struct tpend *t);
-/* Writer: the entries of chunks about to be committed, in chunk order (borrows e). 0, or -ENOMEM
- * (then none was added). */
+/* Writer: the entries of chunks about to be committed, in chunk order (borrows e). 0, -ENOMEM,
+ * or -E2BIG when live would outgrow its cap (then none was added). */
 int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t now_us);
 /* Writer: takes back the last n entries added (their transaction failed). */
 void tpend_unadd(struct tpend *t, size_t n);

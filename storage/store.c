@@ -134,10 +134,11 @@
  * WAL per span at the maximum rate, 4.9x what was stored, copied again by the checkpointer).
  * Now a committed chunk's (key, id) waits in memory (trace_pending.c) until it is ~8 s old;
  * then the writer merges it into trace_index in key order with the others of those seconds,
- * TIX_PIECE per write transaction (merge_trace_index), so a page written takes many keys.
+ * twice as many per write transaction as it adds (merge_trace_index), so a page written takes
+ * many keys.
  * Readers look in memory and in trace_index (store_read.c, load_trace). trace_index_from,
  * updated in the same transactions, is the first chunk id that may have no row: store_open
- * reads the chunks from it on back into memory, so a crash loses no entry. Retention deletes
+ * writes the rows of the chunks from it on, so a crash loses no entry. Retention deletes
  * chunks by id; their rows go in a sweep over the key space, 1/256 of it per retention step
  * (sweep_trace_index).
  * Chunk ids are assigned by the writer from a counter that only grows, so rowid order is receive
@@ -701,7 +702,7 @@ static const char *const writer_sql[W_COUNT] = {
                            "recv_minute < ?1)"),
     [W_DEL_LOGS_OLDEST] = ("DELETE FROM access_logs WHERE id IN (SELECT id FROM access_logs "
                            "ORDER BY id LIMIT ?1)"),
-    /* OR IGNORE: store_open reads back chunks from trace_index_from on, some already in. */
+    /* OR IGNORE: a row already there (none should be) must not fail a write call. */
     [W_TIX_INSERT] = "INSERT OR IGNORE INTO trace_index(trace_key, chunk_id) VALUES(?1, ?2)",
     [W_TIX_FROM] = "UPDATE store_state SET value = ?1 WHERE name = 'trace_index_from'",
     /* Retention's sweep of one key range (see sweep_trace_index). */
@@ -812,7 +813,7 @@ static const char schema_v7[] =
 /* v7 -> v8: the trace index as a table the writer fills in key order, seconds behind the chunks
  * (trace_pending.c), instead of an index SQLite maintained on every chunk insert (one random page
  * per trace per commit). store_state's trace_index_from is the first chunk id whose entry may be
- * missing from trace_index (store_open reads those chunks back into memory). */
+ * missing from trace_index (store_open writes those chunks' rows). */
 static const char schema_v8[] =
     ("CREATE TABLE trace_index(trace_key INTEGER NOT NULL, chunk_id INTEGER NOT NULL,"
      " PRIMARY KEY(trace_key, chunk_id)) WITHOUT ROWID;"
@@ -1572,7 +1573,7 @@ void store_close(struct store *st)
     }
     stop_checkpointer(st);
     read_pool_destroy(st->pool);
-    tpend_destroy(st->tpend); /* entries not merged are read back at the next open */
+    tpend_destroy(st->tpend); /* rows not merged are written at the next open */
     free(st->tp_new);
     for (int i = 0; i < W_COUNT; i++) sqlite3_finalize(st->stmt[i]);
     if (st->db) {
@@ -2783,8 +2784,19 @@ static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_ch
         sqlite3_bind_int64(st->stmt[W_TIX_FROM], 1, st->tp_from_new);
         if ((rc = step_done(st, st->stmt[W_TIX_FROM], "trace index mark"))) return rc;
     }
-    if ((rc = tpend_add(st->tpend, st->tp_new, st->n_tp_new, now))) return rc;
-    st->tp_added = st->n_tp_new;
+    rc = tpend_add(st->tpend, st->tp_new, st->n_tp_new, now);
+    if (rc == 0) {
+        st->tp_added = st->n_tp_new;
+        return 0;
+    }
+    if (rc != -E2BIG) return rc;
+    /* Memory full of entries waiting (a backlog of huge write calls): this call's rows go in
+     * now, as the index SQLite kept used to, one random page per trace. */
+    for (size_t i = 0; i < st->n_tp_new; i++) {
+        sqlite3_bind_int64(s, 1, st->tp_new[i].key);
+        sqlite3_bind_int64(s, 2, st->tp_new[i].chunk);
+        if ((rc = step_done(st, s, "insert trace index"))) return rc;
+    }
     return 0;
 }
 
@@ -2823,8 +2835,9 @@ static int sweep_trace_index(struct store *st)
     return step_done(st, s, "sweep trace index");
 }
 
-/* store_open: reads back the entries of the chunks from trace_index_from on (written after the
- * last merge that committed before the process stopped). */
+/* store_open: writes the trace_index rows of the chunks from trace_index_from on (committed
+ * after the last merge before the process stopped), in key order, in one transaction. At most
+ * the lag of one run (~8 s of traces, or TP_LIVE_MAX entries), and nothing held in memory. */
 static int load_trace_pending(struct store *st)
 {
     st->tpend = tpend_create();
@@ -2832,33 +2845,23 @@ static int load_trace_pending(struct store *st)
     int rc = query_int(st->db, "SELECT value FROM store_state WHERE name = 'trace_index_from'",
                        &st->tp_from);
     if (rc) return rc;
-    st->tp_from_new = st->tp_from;
-    sqlite3_stmt *s = NULL;
-    rc = sqlite3_prepare_v2(st->db, "SELECT trace_key, id FROM chunks WHERE id >= ?1 ORDER BY id",
-                            -1, &s, NULL);
-    if (rc != SQLITE_OK) return store_sqlite_err(st->db, rc, "read trace index tail");
-    sqlite3_bind_int64(s, 1, st->tp_from);
-    int64_t now = now_us(st);
-    size_t total = 0;
-    struct tpend_entry e[1024];
-    size_t n = 0;
-    int err = 0;
-    while (!err && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        e[n++] = (struct tpend_entry){sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1)};
-        if (n == sizeof e / sizeof e[0]) {
-            err = tpend_add(st->tpend, e, n, now);
-            total += n;
-            n = 0;
-        }
+    if (st->tp_from >= st->next_chunk_id) return 0;
+    char sql[320];
+    snprintf(sql, sizeof sql,
+             "BEGIN IMMEDIATE;"
+             "INSERT OR IGNORE INTO trace_index SELECT trace_key, id FROM chunks WHERE id >= %lld"
+             " ORDER BY trace_key, id;"
+             "UPDATE store_state SET value = %lld WHERE name = 'trace_index_from';"
+             "COMMIT",
+             (long long)st->tp_from, (long long)st->next_chunk_id);
+    if ((rc = exec_sql(st->db, sql, "write the trace index tail"))) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return rc;
     }
-    sqlite3_finalize(s);
-    if (!err && rc != SQLITE_DONE) return store_sqlite_err(st->db, rc, "read trace index tail");
-    if (!err) err = tpend_add(st->tpend, e, n, now);
-    total += n;
-    if (!err && total)
-        log_msg(LOG_INFO, "store: %zu chunks to add to the trace index (from chunk %lld)", total,
-                (long long)st->tp_from);
-    return err;
+    log_msg(LOG_INFO, "store: trace index rows written for chunks %lld to %lld",
+            (long long)st->tp_from, (long long)st->next_chunk_id - 1);
+    st->tp_from = st->next_chunk_id;
+    return 0;
 }
 
 int store_put_batches(struct store *st, struct span_batch *const *batches, size_t n)

@@ -38,16 +38,15 @@
 
 /* Live is sealed once its oldest entry is this old. Merging k keys into an index of p pages
  * writes at most min(k, p) pages, so the longer the wait, the more keys per page written; and the
- * more memory, and the more chunks a restart reads back. 8 s: WAL 590 -> 166 bytes per span at
+ * more memory, and the more rows a restart writes. 8 s: WAL 590 -> 166 bytes per span at
  * the maximum rate (BENCHMARKS.md, 2026-11-28 04:35). */
 #define TP_LAG_US 8000000LL
-/* ... or once it holds this many entries, whatever their age. Memory (collector/main.c's bound
- * counts 64 MiB): live holds TP_SEAL plus the chunks of the one or two write calls that come
- * before a run under pressure is merged whole; a write call of a whole 256 MiB queue carries at
- * most ~150k chunks, so live stays under 1M entries (arrays that double: 20 MiB, + an 8 MiB
- * hash) and each run under ~560k (9 MiB; TP_MAX_RUNS of them). A restart's read-back is not
- * capped: it holds the lag of the last run, sealed at the next write call. */
+/* ... or once it holds this many entries, whatever their age. */
 #define TP_SEAL (1u << 18)
+/* Live never holds more (tpend_add refuses: the writer then writes that call's rows at once).
+ * Memory, counted as 64 MiB in collector/main.c's bound: live 512k x 20 B + a 4 MiB hash, runs
+ * of at most as many entries (8 MiB each, TP_MAX_RUNS of them), the sort's copy 8 MiB. */
+#define TP_LIVE_MAX (1u << 19)
 /* Runs kept at once: the one being merged and those kept for pinned readers. */
 #define TP_MAX_RUNS 4
 
@@ -143,7 +142,7 @@ int tpend_add(struct tpend *t, const struct tpend_entry *e, size_t n, int64_t no
 {
     if (n == 0) return 0;
     pthread_mutex_lock(&t->mu);
-    int rc = live_reserve(t, n);
+    int rc = n > TP_LIVE_MAX - t->n_live ? -E2BIG : live_reserve(t, n);
     if (!rc) {
         if (t->n_live == 0) t->live_since_us = now_us;
         for (size_t i = 0; i < n; i++) {

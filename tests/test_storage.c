@@ -1919,13 +1919,17 @@ static void test_trace_index(void **state)
     assert_int_equal(n, 11);
     store_free_traces(out, n);
 
-    /* Reopened: 410 is read back from its chunk, found, and written 8 s later. */
+    /* Reopened: the open writes 410's row (its chunk is past trace_index_from). */
     store_close(f->st);
+    assert_int_equal(count_rows(f->path, rows), 10);
     struct store_options o = {.path = f->path, .retention_us = 3600 * SEC};
     f->st = store_open(&o);
     assert_non_null(f->st);
+    assert_int_equal(count_rows(f->path, rows), 11);
+    assert_int_equal(count_rows(f->path, "SELECT value FROM store_state WHERE name = "
+                                         "'trace_index_from'"),
+                     count_rows(f->path, "SELECT max(id) FROM chunks") + 1);
     assert_trace_found(f->st, 410);
-    assert_int_equal(count_rows(f->path, rows), 10);
     clock_gettime(CLOCK_REALTIME, &ts);
     store_test_set_clock(f->st, (int64_t)ts.tv_sec * SEC + 9 * SEC);
     put_trace_n(f->st, 411);
@@ -2058,6 +2062,14 @@ static void test_trace_pending_pins(void **state)
     assert_int_equal(tpend_lookup(t, half, 1, &ids, &n, &cap), 0);
     assert_int_equal(n, 1);
     tpend_unpin(t, half);
+
+    /* Live is capped: a call that would outgrow it is refused whole (the writer then writes
+     * those rows at once). */
+    size_t big = (1u << 19) + 1;
+    struct tpend_entry *many = calloc(big, sizeof *many);
+    assert_int_equal(tpend_add(t, many, big, 30 * SEC), -E2BIG);
+    free(many);
+    assert_int_equal(tpend_count(t), 0);
 
     /* A transaction that fails takes its entries back. */
     struct tpend_entry g[3] = {{40, 20}, {41, 21}, {40, 22}};
