@@ -143,10 +143,10 @@ void tpend_unadd(struct tpend *t, size_t n);
 /* Writer, before a write transaction: seals live into a run when it is due, then names the next
  * piece to merge (at most max entries, in key order; *piece points into the run and stays valid
  * until tpend_merged or the next plan) and *watermark, the smallest chunk id still waiting once
- * that piece is in (INT64_MAX: none but the coming transaction's). Returns 0 (a seal that cannot
- * get memory waits for a later call). */
-int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
-               size_t *n, int64_t *watermark);
+ * that piece is in (INT64_MAX: none but the coming transaction's). A seal that cannot get memory
+ * waits for a later call. */
+void tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
+                size_t *n, int64_t *watermark);
 /* Writer, after the transaction holding the planned piece committed: n entries are in. */
 void tpend_merged(struct tpend *t, size_t n);
 /* Entries waiting (live and the unmerged parts of runs). Any thread. */

@@ -991,7 +991,7 @@ struct tpend *store_tpend(struct store *st)
     return st->tpend;
 }
 
-static int load_trace_pending(struct store *st);
+static int open_trace_index(struct store *st);
 
 static int64_t now_us(const struct store *st)
 {
@@ -1532,7 +1532,7 @@ struct store *store_open(const struct store_options *opts)
     st->next_chunk_id = (a > b ? a : b) + 1;
     if (st->next_chunk_id < floor_id) st->next_chunk_id = floor_id;
     st->index_floor_us = INT64_MIN;
-    if ((rc = load_trace_pending(st)) != 0) {
+    if ((rc = open_trace_index(st)) != 0) {
         if (rc == -ENOMEM) goto oom;
         goto fail;
     }
@@ -2758,6 +2758,19 @@ static int write_logs(struct store *st, struct span_batch *const *batches, size_
 /* Retention sweeps trace_index in this many key ranges, one per step (~1/s). */
 #define TIX_SWEEP_RANGES 256
 
+/* Inserts n trace_index rows (borrows e). */
+static int insert_trace_index(struct store *st, const struct tpend_entry *e, size_t n)
+{
+    sqlite3_stmt *s = st->stmt[W_TIX_INSERT];
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_bind_int64(s, 1, e[i].key);
+        sqlite3_bind_int64(s, 2, e[i].chunk);
+        int rc = step_done(st, s, "insert trace index");
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* The trace index's part of a write transaction, last before its COMMIT: the next piece of a
  * sealed run goes into trace_index, trace_index_from moves when it changed, and this
  * transaction's new chunks (st->tp_new) are published to tpend, so that no reader whose snapshot
@@ -2769,15 +2782,9 @@ static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_ch
     int64_t from;
     st->tp_piece = 0;
     size_t max = st->n_tp_new ? 2 * st->n_tp_new : TIX_PIECE;
-    int rc =
-        tpend_plan(st->tpend, now, max < TIX_PIECE_MIN ? TIX_PIECE_MIN : max, &piece, &n, &from);
+    tpend_plan(st->tpend, now, max < TIX_PIECE_MIN ? TIX_PIECE_MIN : max, &piece, &n, &from);
+    int rc = insert_trace_index(st, piece, n);
     if (rc) return rc;
-    sqlite3_stmt *s = st->stmt[W_TIX_INSERT];
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_bind_int64(s, 1, piece[i].key);
-        sqlite3_bind_int64(s, 2, piece[i].chunk);
-        if ((rc = step_done(st, s, "insert trace index"))) return rc;
-    }
     st->tp_piece = n;
     st->tp_from_new = from < first_new_chunk ? from : first_new_chunk;
     if (st->tp_from_new != st->tp_from) {
@@ -2792,12 +2799,7 @@ static int merge_trace_index(struct store *st, int64_t now, int64_t first_new_ch
     if (rc != -E2BIG) return rc;
     /* Memory full of entries waiting (a backlog of huge write calls): this call's rows go in
      * now, as the index SQLite kept used to, one random page per trace. */
-    for (size_t i = 0; i < st->n_tp_new; i++) {
-        sqlite3_bind_int64(s, 1, st->tp_new[i].key);
-        sqlite3_bind_int64(s, 2, st->tp_new[i].chunk);
-        if ((rc = step_done(st, s, "insert trace index"))) return rc;
-    }
-    return 0;
+    return insert_trace_index(st, st->tp_new, st->n_tp_new);
 }
 
 /* After the commit of a transaction that ran merge_trace_index. */
@@ -2838,7 +2840,7 @@ static int sweep_trace_index(struct store *st)
 /* store_open: writes the trace_index rows of the chunks from trace_index_from on (committed
  * after the last merge before the process stopped), in key order, in one transaction. At most
  * the lag of one run (~8 s of traces, or TP_LIVE_MAX entries), and nothing held in memory. */
-static int load_trace_pending(struct store *st)
+static int open_trace_index(struct store *st)
 {
     st->tpend = tpend_create();
     if (!st->tpend) return -ENOMEM;

@@ -219,8 +219,8 @@ static void free_runs(struct tpend *t)
     }
 }
 
-int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
-               size_t *n, int64_t *watermark)
+void tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_entry **piece,
+                size_t *n, int64_t *watermark)
 {
     *piece = NULL;
     *n = 0;
@@ -238,7 +238,7 @@ int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_e
             free(e);
             free(tmp);
             *watermark = t->live[0].chunk;
-            return 0;
+            return;
         }
         memcpy(e, t->live, cnt * sizeof *e);
         int64_t min_chunk = t->live[0].chunk; /* live is in chunk order */
@@ -265,7 +265,6 @@ int tpend_plan(struct tpend *t, int64_t now_us, size_t max, const struct tpend_e
     }
     if (t->n_live > 0 && t->live[0].chunk < wm) wm = t->live[0].chunk;
     *watermark = wm;
-    return 0;
 }
 
 void tpend_merged(struct tpend *t, size_t n)
