@@ -7,7 +7,7 @@
  * length-prefixed. A string's prefix is len+1 so that 0 can mean "absent" (ptr NULL), which the
  * model distinguishes from "".
  *
- *   chunk    := version(=2) n_res resource* n_scope scope* n_span span*
+ *   chunk    := version(=3) n_res resource* n_scope scope* n_span span*
  *   resource := attrs str(schema_url)
  *   scope    := str(name) str(version) attrs str(schema_url)
  *   span     := v(res_index+1 | 0) v(scope_index+1 | 0) byte(ids) [trace_id[16]] span_id[8]
@@ -25,6 +25,9 @@
  *   attrs    := v(n) v(dropped) (str(key) value)*
  *   value    := byte(type) payload   (string/bytes: str; bool: byte; int: z; double: 8 bytes
  *                                     little-endian; array: v(n) value*; kvlist: v(n) (str value)*)
+ *               | byte(HEX_STRING) v(n_runs) v(run_len)* nibbles   (version 3: a string value of
+ *               lowercase hex digit runs joined by single '-', e.g. a UUID request id: two digits
+ *               per byte, high nibble first, the last low nibble 0 when the count is odd)
  *
  * Resources and scopes are shared by pointer in the model (all spans of one ResourceSpans point
  * at one struct resource), so the encoder writes each distinct one once per chunk and the
@@ -44,11 +47,22 @@
 
 /* Version 2: a span's ids byte says whether its trace id is the previous span's and whether its
  * parent is an earlier span of the chunk (then an index, not 8 bytes), and start times are
- * deltas from the previous span's. Version 1 (every id in full, absolute starts) is still read. */
-#define CODEC_VERSION 2
+ * deltas from the previous span's. Version 3: string values that are hex digits (UUIDs, hex
+ * request and trace ids) are packed two digits per byte (HEX_STRING). Versions 1 (every id in
+ * full, absolute starts) and 2 are still read. */
+#define CODEC_VERSION 3
 #define IDS_PARENT 1u     /* has a parent span id */
 #define IDS_SAME_TRACE 2u /* trace id as the previous span's (not written) */
 #define IDS_PARENT_REF 4u /* the parent is an earlier span: varint (i - its index - 1) follows */
+
+/* A value type of the codec only (not an enum value_type): a VALUE_STRING packed as hex runs.
+ * Strings shorter than HEX_MIN stay text (a few digits gain nothing); at most HEX_MAX_RUNS runs,
+ * so the run lengths stay a small, repeated prefix zstd matches away. A 36-character UUID takes
+ * 16 bytes of digits instead of 36 characters, which zstd could only bring to ~26 bytes. */
+#define HEX_STRING 16u
+#define HEX_MIN 16
+#define HEX_MAX 4096
+#define HEX_MAX_RUNS 8
 
 int buf_reserve(struct buf *b, size_t extra)
 {
@@ -153,6 +167,52 @@ static void put_str(struct enc *e, struct mstr s)
     put_bytes(e, s.ptr, s.len);
 }
 
+static inline int hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* The runs of s if it is HEX_STRING material (lowercase hex digit runs joined by single '-',
+ * none empty, at most HEX_MAX_RUNS): their count, lengths in run_len. 0 if it is not. */
+static unsigned hex_runs(struct mstr s, uint32_t run_len[HEX_MAX_RUNS])
+{
+    if (s.len < HEX_MIN || s.len > HEX_MAX) return 0;
+    unsigned n = 0;
+    uint32_t start = 0;
+    for (uint32_t i = 0; i <= s.len; i++) {
+        if (i < s.len && hex_digit((unsigned char)s.ptr[i]) >= 0) continue;
+        if (i < s.len && s.ptr[i] != '-') return 0;
+        if (i == start || n == HEX_MAX_RUNS) return 0; /* an empty run, or too many */
+        run_len[n++] = i - start;
+        start = i + 1;
+    }
+    return n;
+}
+
+static void put_hex(struct enc *e, struct mstr s, const uint32_t *run_len, unsigned n_runs)
+{
+    put_byte(e, HEX_STRING);
+    put_v(e, n_runs);
+    for (unsigned r = 0; r < n_runs; r++)
+        put_v(e, run_len[r]);
+    uint8_t packed[HEX_MAX / 2];
+    size_t n = 0;
+    bool low = false;
+    for (uint32_t i = 0; i < s.len; i++) {
+        int v = hex_digit((unsigned char)s.ptr[i]);
+        if (v < 0) continue; /* a '-' between runs */
+        if (low)
+            packed[n++] |= (uint8_t)v;
+        else
+            packed[n] = (uint8_t)(v << 4);
+        low = !low;
+    }
+    if (low) n++; /* an odd count: the last byte's low nibble is 0 */
+    put_bytes(e, packed, n);
+}
+
 static void put_attr_list(struct enc *e, const struct attr *items, uint32_t n, int depth);
 
 static void put_value(struct enc *e, const struct value *v, int depth)
@@ -160,6 +220,14 @@ static void put_value(struct enc *e, const struct value *v, int depth)
     if (depth >= CODEC_MAX_DEPTH) {
         put_byte(e, VALUE_EMPTY); /* see CODEC_MAX_DEPTH */
         return;
+    }
+    if (v->type == VALUE_STRING) {
+        uint32_t run_len[HEX_MAX_RUNS];
+        unsigned n_runs = hex_runs(v->u.str, run_len);
+        if (n_runs) {
+            put_hex(e, v->u.str, run_len, n_runs);
+            return;
+        }
     }
     put_byte(e, (uint8_t)v->type);
     switch (v->type) {
@@ -322,6 +390,7 @@ struct dec {
     const uint8_t *p;
     const uint8_t *end;
     struct arena *arena;
+    int version;
     int err;
 };
 
@@ -416,6 +485,44 @@ static void *get_array(struct dec *d, uint32_t n, size_t elem)
     return p;
 }
 
+/* A HEX_STRING's payload (after its type byte) as the string it packs. */
+static struct mstr get_hex(struct dec *d)
+{
+    struct mstr s = {NULL, 0};
+    uint32_t n_runs = get_u32(d), run_len[HEX_MAX_RUNS];
+    if (n_runs == 0 || n_runs > HEX_MAX_RUNS) fail(d, -EINVAL);
+    size_t digits = 0;
+    for (uint32_t r = 0; r < n_runs && !d->err; r++) {
+        run_len[r] = get_u32(d);
+        if (run_len[r] == 0 || run_len[r] > HEX_MAX) fail(d, -EINVAL);
+        digits += run_len[r];
+    }
+    size_t len = digits + n_runs - 1;
+    if (!d->err && (len < HEX_MIN || len > HEX_MAX)) fail(d, -EINVAL); /* never written */
+    const uint8_t *p = get_raw(d, (digits + 1) / 2);
+    if (!p) return s;
+    if ((digits & 1) && (p[digits / 2] & 0x0f)) { /* only one encoding per string */
+        fail(d, -EINVAL);
+        return s;
+    }
+    char *out = arena_alloc(d->arena, len + 1);
+    if (!out) {
+        fail(d, -ENOMEM);
+        return s;
+    }
+    static const char xd[] = "0123456789abcdef";
+    size_t o = 0, k = 0;
+    for (uint32_t r = 0; r < n_runs; r++) {
+        if (r) out[o++] = '-';
+        for (uint32_t i = 0; i < run_len[r]; i++, k++)
+            out[o++] = xd[(k & 1) ? p[k / 2] & 0x0f : p[k / 2] >> 4];
+    }
+    out[o] = '\0';
+    s.ptr = out;
+    s.len = (uint32_t)len;
+    return s;
+}
+
 static void get_attr_items(struct dec *d, struct attr **items, uint32_t *n_out, int depth);
 
 static void get_value(struct dec *d, struct value *v, int depth)
@@ -426,6 +533,11 @@ static void get_value(struct dec *d, struct value *v, int depth)
     }
     uint8_t type = get_byte(d);
     if (d->err) return;
+    if (type == HEX_STRING && d->version >= 3) {
+        v->u.str = get_hex(d);
+        v->type = VALUE_STRING;
+        return;
+    }
     switch (type) {
     case VALUE_EMPTY:
         break;
@@ -583,7 +695,8 @@ int codec_decode_chunk(const uint8_t *p, size_t len, struct span_batch *b)
     uint32_t first = b->n_spans;
 
     int version = get_byte(&d);
-    if (version != 1 && version != CODEC_VERSION) fail(&d, -EINVAL);
+    if (version < 1 || version > CODEC_VERSION) fail(&d, -EINVAL);
+    d.version = version;
     uint32_t n_res = get_count(&d);
     struct resource **res = get_array(&d, n_res, sizeof *res);
     for (uint32_t i = 0; i < n_res && !d.err; i++) {

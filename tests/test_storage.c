@@ -84,7 +84,7 @@ static struct span *add_span(struct span_batch *b, const struct resource *res, u
     s->start_unix_nano = (uint64_t)start_us * 1000;
     s->end_unix_nano = (uint64_t)(start_us + dur_us) * 1000;
     s->resource = res;
-    s->attrs.items = arena_alloc(b->arena, 8 * sizeof *s->attrs.items);
+    s->attrs.items = arena_alloc(b->arena, 16 * sizeof *s->attrs.items);
     return s;
 }
 
@@ -234,6 +234,8 @@ static struct span_batch *rich_batch(void)
     s->status_message = S(b, "boom");
     s->attrs.dropped = 7;
     attr_str(b, s, "http.route", "/cart");
+    attr_str(b, s, "guid:x-request-id", "7f3c2a9e-1b4d-4e8f-a6c1-0d2e5f7a9b3c"); /* packed */
+    attr_str(b, s, "odd.hex", "0123456789abcdef0"); /* 17 digits: the last nibble pads */
     attr_int(b, s, "neg", -1234567890123LL);
     struct value *v = add_attr(b, s, "dbl");
     v->type = VALUE_DOUBLE;
@@ -399,9 +401,108 @@ static void test_codec_versions(void **state)
     assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
     bad[6] = 8;
     assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
-    bad[0] = 3; /* unknown version */
+    bad[0] = 4; /* unknown version */
     assert_int_equal(codec_decode_chunk(bad, sizeof bad, d), -EINVAL);
     assert_int_equal(d->n_spans, 0);
+    span_batch_destroy(d);
+    span_batch_destroy(b);
+    buf_free(&enc);
+}
+
+/* Version 3 packs string values of lowercase hex digit runs joined by '-' two digits per byte;
+ * every other string stays text, and every string reads back exactly. */
+static void test_codec_hex_strings(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        bool packed;
+    } cases[] = {
+        {"7f3c2a9e-1b4d-4e8f-a6c1-0d2e5f7a9b3c", true},  /* a UUID */
+        {"7F3C2A9E-1B4D-4E8F-A6C1-0D2E5F7A9B3C", false}, /* upper case */
+        {"4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", true},
+        {"0123456789abcdef", true},        /* HEX_MIN */
+        {"0123456789abcde", false},        /* one digit short */
+        {"0123456789abcdef0", true},       /* odd */
+        {"-0123456789abcdef", false},      /* leading '-' */
+        {"0123456789abcdef-", false},      /* trailing '-' */
+        {"01234567--89abcdef", false},     /* an empty run */
+        {"0-1-2-3-4-5-6-7-8", false},      /* 9 runs: more than HEX_MAX_RUNS */
+        {"0-1-2-3-4-5-6-789abcdef", true}, /* 8 runs */
+        {"0123456789abcdefg", false},
+        {"", false},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        /* The same span with the case's string and with a text string of the same length. */
+        struct buf enc[2] = {{0}, {0}};
+        struct span_batch *b[2];
+        for (int k = 0; k < 2; k++) {
+            b[k] = span_batch_create();
+            struct span *sp = add_span(b[k], NULL, 1, 2, 0, "op", SPAN_KIND_SERVER, T0, 1);
+            char text[64];
+            snprintf(text, sizeof text, "%s", cases[c].s);
+            if (k == 1)
+                for (char *q = text; *q; q++)
+                    *q = 'x';
+            attr_str(b[k], sp, "id", text);
+            struct value *v = add_attr(b[k], sp, "raw"); /* bytes are never packed */
+            v->type = VALUE_BYTES;
+            v->u.str = S(b[k], "0123456789abcdef0123");
+            encode_batch(b[k], &enc[k]);
+        }
+        /* After the type byte, text takes v(len + 1) and the characters; packed, v(runs), a
+         * v(length) per run and half a byte per digit. */
+        size_t text_cost = 1 + strlen(cases[c].s), cost = text_cost;
+        if (cases[c].packed) {
+            size_t runs = 1, digits = 0;
+            for (const char *q = cases[c].s; *q; q++)
+                runs += *q == '-', digits += *q != '-';
+            cost = 1 + runs + (digits + 1) / 2;
+        }
+        assert_int_equal(enc[1].len - enc[0].len, text_cost - cost);
+        struct span_batch *d = span_batch_create();
+        assert_int_equal(codec_decode_chunk(enc[0].p, enc[0].len, d), 0);
+        assert_int_equal(d->n_spans, 1);
+        assert_span(&b[0]->spans[0], &d->spans[0]);
+        assert_int_equal(d->spans[0].attrs.items[0].value.type, VALUE_STRING);
+        assert_int_equal(d->spans[0].attrs.items[1].value.type, VALUE_BYTES);
+        span_batch_destroy(d);
+        for (int k = 0; k < 2; k++) {
+            span_batch_destroy(b[k]);
+            buf_free(&enc[k]);
+        }
+    }
+
+    /* Refused: an odd count's pad nibble not 0, no runs, a run of 0 digits, a packed string in a
+     * version 2 chunk. */
+    struct span_batch *b = span_batch_create();
+    struct span *sp = add_span(b, NULL, 1, 2, 0, "op", SPAN_KIND_SERVER, T0, 1);
+    attr_str(b, sp, "id", "0123456789abcdef0");
+    struct buf enc = {0};
+    encode_batch(b, &enc);
+    /* The value is the span's last attribute: after it come 6 bytes (no events, none dropped, no
+     * links, none dropped, status, no message); before them its 9 bytes of 17 digits. */
+    size_t pad = enc.len - 6 - 1;
+    assert_int_equal(enc.p[pad], 0x00); /* the 17th digit '0' and the pad nibble */
+    struct span_batch *d = span_batch_create();
+    enc.p[pad] = 0x01;
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), -EINVAL);
+    enc.p[pad] = 0x00;
+    size_t runs = pad - 9 - 1; /* the run count, before one run length and 9 digit bytes */
+    assert_int_equal(enc.p[runs - 1], 16); /* HEX_STRING */
+    assert_int_equal(enc.p[runs], 1);
+    assert_int_equal(enc.p[runs + 1], 17);
+    enc.p[runs] = 0;
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), -EINVAL);
+    enc.p[runs] = 1;
+    enc.p[runs + 1] = 0;
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), -EINVAL);
+    enc.p[runs + 1] = 17;
+    enc.p[0] = 2;
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), -EINVAL);
+    enc.p[0] = 3;
+    assert_int_equal(codec_decode_chunk(enc.p, enc.len, d), 0);
+    assert_string_equal(d->spans[0].attrs.items[0].value.u.str.ptr, "0123456789abcdef0");
     span_batch_destroy(d);
     span_batch_destroy(b);
     buf_free(&enc);
@@ -2107,6 +2208,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip),
         cmocka_unit_test(test_codec_versions),
+        cmocka_unit_test(test_codec_hex_strings),
         cmocka_unit_test(test_codec_rejects_corrupt),
         cmocka_unit_test_setup_teardown(test_put_get, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_split_trace, fixture_setup, fixture_teardown),
