@@ -1629,6 +1629,7 @@ static const char v1_file[] =
 static void test_migrate_v1(void **state)
 {
     struct fixture *f = *state;
+    assert_int_equal(count_rows(f->path, "PRAGMA page_size"), 8192); /* a new file */
     store_close(f->st);
     f->st = NULL;
     static const char *const suffix[] = {"", "-wal", "-shm"};
@@ -1649,6 +1650,7 @@ static void test_migrate_v1(void **state)
      * (access-log blocks) -> v7 (search index without rowids) -> v8 (trace index table) in
      * one open. */
     assert_int_equal(count_rows(f->path, "PRAGMA user_version"), 8);
+    assert_int_equal(count_rows(f->path, "PRAGMA page_size"), 4096); /* an old file keeps its */
     assert_int_equal(count_rows(f->path, "SELECT count(*) FROM edge_rollup WHERE resolution = "
                                          "3600 AND calls = 7"),
                      1);
