@@ -177,12 +177,12 @@
  *    trainers run at nice TRAIN_NICE (trainer_thread).
  *  - The checkpointer thread owns a connection of its own (ckpt_db) and only checkpoints
  *    (PASSIVE) when the writer's WAL hook asks, after each commit once the WAL passed
- *    CKPT_PAGES, until the WAL starts over (wal_hook). A checkpoint (page copies and the fsyncs
+ *    CKPT_BYTES, until the WAL starts over (wal_hook). A checkpoint (page copies and the fsyncs
  *    of the WAL and the database file) in the writer's COMMIT delayed every request waiting for
  *    that commit by 50-150 ms on the bench machine, and a last "tail" of it still did by 15-45
  *    ms; in WAL mode it runs beside the writer's commits instead, and at anything below the
  *    writer's full speed the writer copies nothing. The writer copies what the last pass left
- *    only past CKPT_WRITER_PAGES, and after every commit past CKPT_FORCE_PAGES (bounded WAL).
+ *    only past CKPT_WRITER_BYTES, and after every commit past CKPT_FORCE_BYTES (bounded WAL).
  *    Its mutex and condition variable are the only locks in the write side.
  *  - Statistics are _Atomic and written by the writer only; store_get_stats reads them from any
  *    thread.
@@ -225,18 +225,19 @@
 #define DICT_SAMPLE_BYTES (4u << 20)
 #define DICT_MAX_SAMPLES 20000u
 #define DICT_BYTES (64u << 10)
-/* WAL bounds, in frames (pages of 4 KiB; wal_hook has the whole scheme). The checkpointer starts
- * once the WAL holds CKPT_PAGES (~16 MiB: fewer, larger checkpoints copy each hot page once
- * instead of several times) and passes after every commit until the WAL starts over, which at
- * half the maximum rate happens by ~5,500 frames (measured). Past CKPT_WRITER_PAGES (128 MiB) the
- * writer copies what the checkpointer's last pass left (the maximum rate, where the writer never
- * pauses); past CKPT_FORCE_PAGES (256 MiB: the checkpointer cannot keep up, or is not running)
- * it checkpoints after every commit. Without a reader holding an old snapshot (which SQLite lets
- * block any restart) the WAL therefore stays under CKPT_WRITER_PAGES plus a few commits, and
- * under CKPT_FORCE_PAGES plus one commit whatever happens. */
-#define CKPT_PAGES 4096
-#define CKPT_WRITER_PAGES 32768
-#define CKPT_FORCE_PAGES 65536
+/* WAL bounds, in bytes of frames (wal_hook has the whole scheme; it counts frames, which are
+ * pages: 8 KiB in a new file, 4 KiB in one made before). The checkpointer starts once the WAL
+ * holds CKPT_BYTES (fewer, larger checkpoints copy each hot page once instead of several times)
+ * and passes after every commit until the WAL starts over, which at half the maximum rate
+ * happens by ~22 MiB (measured with 4 KiB pages). Past CKPT_WRITER_BYTES the writer copies what
+ * the checkpointer's last pass left (the maximum rate, where the writer never pauses); past
+ * CKPT_FORCE_BYTES (the checkpointer cannot keep up, or is not running) it checkpoints after
+ * every commit. Without a reader holding an old snapshot (which SQLite lets block any restart)
+ * the WAL therefore stays under CKPT_WRITER_BYTES plus a few commits, and under
+ * CKPT_FORCE_BYTES plus one commit whatever happens. */
+#define CKPT_BYTES (16 << 20)
+#define CKPT_WRITER_BYTES (128 << 20)
+#define CKPT_FORCE_BYTES (256 << 20)
 /* Access-log records get a dictionary of their own (they share little with span chunks): one
  * record is ~0.5-1 KiB, and zstd alone on that spends most of its time building per-frame
  * tables for a ratio of ~1.4; with a dictionary trained on the first records a frame costs a
@@ -1242,27 +1243,28 @@ static void sample_chunk(struct store *st, const uint8_t *raw, size_t len)
 
 /* The writer's WAL hook, after each commit (pages: frames in the WAL). The WAL only starts over
  * from its beginning when a write transaction begins with every frame copied into the database
- * (and synced), so the goal is a checkpoint that ends between two commits. Past CKPT_PAGES the
+ * (and synced), so the goal is a checkpoint that ends between two commits. Past CKPT_BYTES the
  * hook wakes the checkpointer after every commit: its first pass copies the bulk, each later
  * pass only what the commits during the previous one added (a few hundred frames, a few ms
  * with its two fsyncs), so at anything below the writer's full speed one of them soon ends
  * while the writer waits for requests, and the writer's next transaction restarts the WAL
  * without copying anything. A writer that never pauses (the maximum rate) would let the WAL
- * grow (it did to the 256 MiB bound): past CKPT_WRITER_PAGES it stops waking the checkpointer,
+ * grow (it did to the 256 MiB bound): past CKPT_WRITER_BYTES it stops waking the checkpointer,
  * lets its pass end, and copies what came since the pass began itself (what the commits during
  * one pass wrote: the checkpointer had been passing continuously); its next transaction then
- * restarts the WAL. Past CKPT_FORCE_PAGES (no checkpointer, or it cannot get ahead) it
+ * restarts the WAL. Past CKPT_FORCE_BYTES (no checkpointer, or it cannot get ahead) it
  * checkpoints here after every commit, as SQLite's autocheckpoint would. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
     struct store *st = arg;
     if (pages < st->wal_last_pages) atomic_fetch_add(&st->wal_restarts, 1);
     st->wal_last_pages = pages;
-    if (pages < CKPT_PAGES) return SQLITE_OK;
-    bool here = !st->ckpt_started || pages >= CKPT_FORCE_PAGES;
+    int64_t bytes = (int64_t)pages * st->page_size;
+    if (bytes < CKPT_BYTES) return SQLITE_OK;
+    bool here = !st->ckpt_started || bytes >= CKPT_FORCE_BYTES;
     if (!here) {
         pthread_mutex_lock(&st->ckpt_mu);
-        if (pages < CKPT_WRITER_PAGES) {
+        if (bytes < CKPT_WRITER_BYTES) {
             st->ckpt_want = true;
             pthread_cond_signal(&st->ckpt_cv);
         } else if (!st->ckpt_busy && !st->ckpt_want) {
@@ -1516,10 +1518,10 @@ struct store *store_open(const struct store_options *opts)
         goto fail;
     /* Replaces SQLite's autocheckpoint: the checkpointer thread does it (started below, once
      * the schema exists). */
+    if (query_int(st->db, "PRAGMA page_size", &st->page_size) != 0) goto fail; /* for wal_hook */
     sqlite3_wal_hook(st->db, wal_hook, st);
     if (rollup_register_functions(st->db) != 0) goto fail; /* the v4 migration uses hist_sum */
     if (migrate(st->db) != 0) goto fail;
-    if (query_int(st->db, "PRAGMA page_size", &st->page_size) != 0) goto fail;
     for (int i = 0; i < W_COUNT; i++) {
         rc = sqlite3_prepare_v3(st->db, writer_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
                                 NULL);

@@ -38,8 +38,9 @@
  * Also bump when the store's file format changes, so the file is written by the store measured
  * (a migrated file keeps the old tables' pages free, misstating bytes per span): v4 is schema 7
  * (search index without rowids, durations as shortest and spread) with chunk codec 2; v5 is
- * schema 8 (trace_index written in key order). */
-#define GEN_VERSION 5
+ * schema 8 (trace_index written in key order); v6 is chunk codec 3 (hex strings packed) in 8 KiB
+ * pages. */
+#define GEN_VERSION 6
 #define DAY_US (24LL * 3600 * 1000000)
 #define HOUR_US (3600LL * 1000000)
 #define SPANS_PER_COMMIT 8192u
