@@ -115,6 +115,8 @@ void prepared_chunks_free(struct prepared_chunks *p)
     free(p->data.p);
     free(p->span_flags);
     free(p->marks);
+    free(p->raw.p);
+    free(p->raw_len);
     free(p);
 }
 
@@ -183,7 +185,9 @@ size_t span_batch_bytes(const struct span_batch *b)
 {
     size_t prepared =
         b->prepared ? sizeof *b->prepared + b->prepared->n * sizeof(struct prepared_chunk) +
-                          b->prepared->data.cap + b->n_spans * (sizeof *b->prepared->marks + 1)
+                          b->prepared->data.cap + b->prepared->raw.cap +
+                          (b->prepared->raw_len ? b->n_spans * sizeof *b->prepared->raw_len : 0) +
+                          b->n_spans * (sizeof *b->prepared->marks + 1)
                     : 0;
     return sizeof *b + arena_bytes(b->arena) + (size_t)b->cap_spans * sizeof(struct span) +
            (size_t)b->cap_logs * sizeof(struct access_log) + prepared;

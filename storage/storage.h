@@ -358,8 +358,9 @@ void store_close(struct store *st);
 
 /* Any thread, any number at once (an HTTP thread, before pushing the batch to the writer):
  * encodes and compresses the batch's spans into one chunk per trace, the writer's most costly
- * step, so that store_put_batches only inserts them. Does nothing (returns 0) before the
- * database has a compression dictionary (the writer samples raw chunks for it) or for a batch
+ * step, so that store_put_batches only inserts them. Before the database has a compression
+ * dictionary the chunks are compressed without one, and while the writer still samples chunk
+ * encodings to train it the batch keeps them for it. Does nothing (returns 0) for a batch
  * already prepared; a batch left unprepared (also on -ENOMEM) is stored just the same. */
 int store_prepare_batch(struct store *st, struct span_batch *b);
 

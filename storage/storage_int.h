@@ -63,6 +63,10 @@ struct prepared_chunks {
      * PREP_ERROR (span_is_error), and the marks. */
     uint8_t *span_flags;
     uint64_t (*marks)[2];
+    /* While the store samples chunk encodings for its dictionary: the chunks' encodings before
+     * compression (raw_len[i] bytes each, in chunk order), which the writer samples. Else NULL. */
+    struct buf raw;
+    uint32_t *raw_len;
 };
 #define PREP_N_MARKS 3u
 #define PREP_ERROR 4u

@@ -1190,8 +1190,9 @@ static void test_enospc_rolls_back(void **state)
 }
 
 /* 20 batches of 64 one-span traces (5000..6279): enough for the writer to train a dictionary
- * at a 64 KiB threshold; returns once it is in use. */
-static void train_dictionary(struct store *st)
+ * at a 64 KiB threshold; returns once it is in use. prepared: each batch goes through
+ * store_prepare_batch first (the samples are then the preparer's). */
+static void train_dictionary_with(struct store *st, bool prepared)
 {
     store_test_set_dict_threshold(st, 64 * 1024);
     for (int k = 0; k < 20; k++) {
@@ -1206,9 +1207,18 @@ static void train_dictionary(struct store *st)
             attr_str(b, s, "http.route", "/item/{id}");
             attr_int(b, s, "http.response.status_code", 200);
         }
+        if (prepared) {
+            assert_int_equal(store_prepare_batch(st, b), 0);
+            assert_non_null(b->prepared);
+        }
         put1(st, b);
     }
     store_test_wait_dicts(st);
+}
+
+static void train_dictionary(struct store *st)
+{
+    train_dictionary_with(st, false);
 }
 
 /* Once enough chunks were sampled the writer trains a zstd dictionary; chunks from before and
@@ -1754,18 +1764,36 @@ static void *prepare_thread(void *p)
 }
 
 /* Batches prepared ahead (store_prepare_batch, as the HTTP threads do before the ingest queue)
- * store the same spans as batches the writer encodes: nothing is prepared before the database
- * has a dictionary; a prepared batch reads back field for field; a trace split between a
- * prepared and an unprepared batch of one write call reads back whole; threads prepare while the
- * writer writes. */
+ * store the same spans as batches the writer encodes: before the database has a dictionary
+ * they are compressed without one and carry their encodings, from which the writer trains it; a
+ * prepared batch reads back field for field; a trace split between a prepared and an unprepared
+ * batch of one write call reads back whole; threads prepare while the writer writes. */
 static void test_prepared_batches(void **state)
 {
     struct fixture *f = *state;
-    struct span_batch *b = rich_batch();
+    struct span_batch *b = span_batch_create();
+    const struct resource *r0 = make_resource(b, "early", NULL);
+    for (uint64_t t = 8; t <= 9; t++) {
+        struct span *sp = add_span(b, r0, t, 1, 0, "GET /", SPAN_KIND_SERVER, T0, MS);
+        attr_str(b, sp, "guid:x-request-id", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    }
     assert_int_equal(store_prepare_batch(f->st, b), 0);
-    assert_null(b->prepared); /* no dictionary yet: the writer samples raw chunks for it */
-    span_batch_destroy(b);
-    train_dictionary(f->st);
+    assert_non_null(b->prepared); /* no dictionary yet: compressed without, encodings kept */
+    assert_non_null(b->prepared->raw_len);
+    assert_int_equal(b->prepared->n, 2);
+    assert_int_equal(b->prepared->raw.len,
+                     (size_t)b->prepared->raw_len[0] + b->prepared->raw_len[1]);
+    put1(f->st, b);
+    train_dictionary_with(f->st, true);
+    uint8_t id[16];
+    struct span_batch *got;
+    trace_id_of(id, 9); /* written without a dictionary, read with one in the database */
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 1);
+    assert_string_equal(got->spans[0].attrs.items[0].value.u.str.ptr,
+                        "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    span_batch_destroy(got);
+    assert_int_equal(count_rows(f->path, "SELECT count(*) FROM dicts"), 1);
 
     struct store_stats before, after;
     store_get_stats(f->st, &before);
@@ -1773,6 +1801,7 @@ static void test_prepared_batches(void **state)
     struct span_batch *orig = rich_batch();
     assert_int_equal(store_prepare_batch(f->st, b), 0);
     assert_non_null(b->prepared);
+    assert_null(b->prepared->raw_len);   /* the dictionary is made: no more samples */
     assert_int_equal(b->prepared->n, 2); /* traces 1 (two spans) and 2 */
     assert_prepared_flags(b);
     assert_true(span_batch_is_error(b, 0));             /* status ERROR */
@@ -1791,8 +1820,6 @@ static void test_prepared_batches(void **state)
     assert_int_equal(store_find_traces(f->st, &eq, &found, &n_found), 0);
     assert_int_equal(n_found, 1); /* trace 1, by its prepared error flag */
     store_free_traces(found, n_found);
-    uint8_t id[16];
-    struct span_batch *got;
 
     /* Trace 7 in a prepared batch and in one the writer encodes, in one call. */
     struct span_batch *two[2] = {span_batch_create(), span_batch_create()};
