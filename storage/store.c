@@ -1498,13 +1498,13 @@ struct store *store_open(const struct store_options *opts)
     sqlite3_busy_timeout(st->db, 5000);
     sqlite3_extended_result_codes(st->db, 1);
     int64_t wal = 0;
-    /* journal_mode returns the mode in force; anything but "wal" (e.g. a read-only medium)
-     * would break concurrent readers. */
     /* 8 KiB pages for a new file (an existing one keeps its size: WAL mode cannot change it):
      * a chunk row is ~0.7 KiB, and a 4 KiB page left ~0.5 KiB of it unused, 12% of the chunks'
-     * pages (14 bytes per span on the 10M bench set; 8 KiB: 7). Costs ~10% more WAL bytes for the
+     * pages (14 bytes per span on the 10M bench set; 8 KiB: 6). Costs ~10% more WAL bytes for the
      * pages random keys touch. */
     if (exec_sql(st->db, "PRAGMA page_size = 8192", "page size") != 0) goto fail;
+    /* journal_mode returns the mode in force; anything but "wal" (e.g. a read-only medium)
+     * would break concurrent readers. */
     sqlite3_stmt *jm = NULL;
     if (sqlite3_prepare_v2(st->db, "PRAGMA journal_mode = WAL", -1, &jm, NULL) == SQLITE_OK &&
         sqlite3_step(jm) == SQLITE_ROW) {
