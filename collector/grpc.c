@@ -464,7 +464,7 @@ static int decode_and_push(struct call *c, const uint8_t *msg, size_t len, decod
         span_batch_destroy(b);
         selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
         respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED,
-                      "message decodes to more than --queue-size holds", false);
+                      "message would hold more than --queue-size while queued", false);
         return -E2BIG;
     }
     if (rc == -EBUSY && c->m->streaming) {
@@ -607,7 +607,7 @@ static int retry_held(struct call *c)
     if (rc == -E2BIG) { /* prepared for storage by this retry, it outgrew the whole queue */
         selfmetrics_count_reject(c->m->proto, REJECT_TOO_LARGE);
         respond_error(c, 200, GRPC_RESOURCE_EXHAUSTED,
-                      "message decodes to more than --queue-size holds", false);
+                      "message would hold more than --queue-size while queued", false);
         return 0;
     }
     selfmetrics_count_reject(c->m->proto, REJECT_QUEUE_FULL);

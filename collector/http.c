@@ -365,13 +365,14 @@ static enum MHD_Result handle_ingest(struct http_context *ctx, struct MHD_Connec
         span_batch_destroy(batch);
         return answer_ingest(conn, req);
     }
-    size_t bytes = span_batch_bytes(batch);
+    size_t bytes = store_queued_bytes(batch);
     if (bytes > ingest_queue_capacity_bytes(ctx->queue)) {
         /* It would not fit even into an empty queue: a 503 would be retried for ever. */
         span_batch_destroy(batch);
         selfmetrics_count_reject(proto, REJECT_TOO_LARGE);
         snprintf(msg, sizeof msg,
-                 "request decodes to %zu bytes, more than the whole ingest queue (--queue-size "
+                 "request would hold %zu bytes while queued, more than the whole ingest queue "
+                 "(--queue-size "
                  "%zu bytes): send smaller requests",
                  bytes, ingest_queue_capacity_bytes(ctx->queue));
         return respond_status(conn, 413, req->json, code_for(req, 3), msg, 0);

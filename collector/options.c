@@ -61,8 +61,8 @@ static const struct opt_row opt_table[] = {
     /* 16 MiB fits any sane OTLP batch (the SDKs send 512 spans per request by default). */
     {"max-body", OPT_SIZE, "16MiB", 1024, GiB, OFF(max_body_bytes),
      "largest request body, measured after decompression (413 above)"},
-    {"queue-size", OPT_SIZE, "256MiB", 1 << 20, 64 * GiB, OFF(queue_bytes),
-     "ingest queue bound, in bytes of decoded spans (503 + Retry-After when full)"},
+    {"queue-size", OPT_SIZE, "64MiB", 1 << 20, 64 * GiB, OFF(queue_bytes),
+     "ingest queue bound, in bytes of the batches waiting (503 + Retry-After when full)"},
     {"http-threads", OPT_INT, "0", 0, 256, OFF(http_threads),
      "HTTP worker threads per listener (0 = one per CPU)"},
     /* Group-commit window: long enough to batch many requests per transaction, short enough
@@ -103,8 +103,7 @@ static const struct opt_row opt_table[] = {
     /* The service graph pairs the two halves of a call (CLIENT and SERVER spans, the two
      * proxies' access-log records) if the second comes this long after the first; Tempo's
      * service-graph processor waits 10s. Longer costs memory (the halves waiting) and delay. */
-    {"service-graph-wait", OPT_DURATION, "10s", 100000, 120 * INT64_C(1000000),
-     OFF(graph_wait_us),
+    {"service-graph-wait", OPT_DURATION, "10s", 100000, 120 * INT64_C(1000000), OFF(graph_wait_us),
      "how long a half of a call (span, access-log record) waits for its other half on the "
      "service graph"},
     {"syslog", OPT_SYSLOG, "off", 0, 0, OFF(syslog),

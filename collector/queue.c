@@ -14,6 +14,10 @@
  * - Before a batch is counted and queued, the pushing thread prepares it for the store
  *   (store_prepare_batch: its chunks encoded and compressed), so this work runs on the many
  *   producer threads instead of the one writer; the byte bound counts the compressed chunks too.
+ *   Once observed, a prepared batch is compacted (store_compact_batch: only what the writer reads
+ *   of its spans stays, a fifth of a proxy's span, in a mapping of its own) and the bound counts
+ *   what waits, the batch as it will be once compacted; the whole batch, while it is decoded,
+ *   prepared and observed, is the request's (README: Guarantees and limits).
  */
 #include "collector_int.h"
 
@@ -82,9 +86,10 @@ int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
                                void (*observe)(void *arg, const struct span_batch *b), void *arg)
 {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
-    size_t bytes = span_batch_bytes(b);
+    /* A prepared batch waits compacted (store_compact_batch, below): the bound counts that. */
+    size_t bytes = store_queued_bytes(b);
     if (q->store && !b->prepared && b->n_spans) {
-        /* Preparing only adds bytes: refuse at once what would not fit as it is, before the
+        /* Preparing only adds bytes: refuse at once what would not fit without them, before the
          * work (a full queue must not cost an encode and a compression per refused request). */
         if (bytes > q->max_bytes) return -E2BIG;
         if (atomic_load_explicit(&q->bytes, memory_order_relaxed) + bytes > q->max_bytes)
@@ -93,8 +98,8 @@ int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
         (void)store_prepare_batch(q->store, b);
         /* Preparing takes a while: do not queue behind a writer that stopped meanwhile. */
         if (atomic_load_explicit(&q->closed, memory_order_acquire)) return -EPIPE;
-        bytes = span_batch_bytes(b);
     }
+    bytes = b->prepared ? store_queued_bytes(b) : span_batch_bytes(b);
     if (bytes > q->max_bytes) return -E2BIG;
     size_t before = atomic_fetch_add_explicit(&q->bytes, bytes, memory_order_relaxed);
     if (before + bytes > q->max_bytes) {
@@ -122,6 +127,13 @@ int ingest_queue_push_observed(struct ingest_queue *q, struct span_batch *b,
      * accepted, once each. The consumer waits at this slot until it is published below, so the
      * observer must be quick (it is: RED aggregation of one batch). */
     if (observe) observe(arg, b);
+    /* Nothing but the writer reads the batch from here on: keep only what it reads. Without
+     * memory for the copy the batch waits whole, past the bound by the difference. */
+    if (b->prepared && store_compact_batch(b) != 0) {
+        size_t all = span_batch_bytes(b);
+        atomic_fetch_add_explicit(&q->bytes, all - bytes, memory_order_relaxed);
+        bytes = all;
+    }
     c->batch = b;
     c->bytes = bytes;
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);

@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 struct arena_block {
     struct arena_block *next;
@@ -23,6 +25,7 @@ struct arena {
     struct arena_block *head;
     size_t next_size;
     size_t total;
+    size_t map_len; /* arena_create_mapped: the length of the mapping holding it, else 0 */
 };
 
 #define ARENA_MAX_BLOCK (1u << 20) /* growth stops here: bigger blocks only waste tail space */
@@ -35,16 +38,44 @@ struct arena *arena_create(size_t first_block)
     return a;
 }
 
+#define MAPPED_HEAD ((sizeof(struct arena) + 15) & ~(size_t)15) /* the arena, then its block */
+
+size_t arena_mapped_bytes(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return (MAPPED_HEAD + sizeof(struct arena_block) + bytes + page - 1) / page * page;
+}
+
+struct arena *arena_create_mapped(size_t bytes)
+{
+    size_t head = MAPPED_HEAD, len = arena_mapped_bytes(bytes);
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    struct arena *a = m;
+    struct arena_block *b = (struct arena_block *)((char *)m + head);
+    b->next = NULL;
+    b->size = len - head - sizeof *b;
+    b->used = 0;
+    *a = (struct arena){.head = b, .next_size = 4096, .total = len, .map_len = len};
+    return a;
+}
+
 void arena_destroy(struct arena *a)
 {
     if (!a) return;
+    /* A mapped arena's first block follows it in its mapping; any later ones are malloc's. */
+    const struct arena_block *mapped =
+        a->map_len ? (const struct arena_block *)((char *)a + MAPPED_HEAD) : NULL;
     struct arena_block *b = a->head;
     while (b) {
         struct arena_block *next = b->next;
-        free(b);
+        if (b != mapped) free(b);
         b = next;
     }
-    free(a);
+    if (a->map_len)
+        munmap(a, a->map_len);
+    else
+        free(a);
 }
 
 /* arena_alloc without the zeroing (for memory the caller fills at once). */
@@ -124,7 +155,7 @@ void span_batch_destroy(struct span_batch *b)
 {
     if (!b) return;
     arena_destroy(b->arena);
-    free(b->spans);
+    if (b->cap_spans) free(b->spans); /* else none, or in the arena (store_compact_batch) */
     free(b->logs);
     prepared_chunks_free(b->prepared);
     free(b);
@@ -132,7 +163,9 @@ void span_batch_destroy(struct span_batch *b)
 
 struct span *span_batch_add(struct span_batch *b)
 {
-    if (b->n_spans == b->cap_spans) {
+    if (b->n_spans >= b->cap_spans) {
+        /* More spans than room: compacted (store_compact_batch), its spans in the arena. */
+        if (b->n_spans > b->cap_spans) return NULL;
         uint32_t cap = b->cap_spans ? b->cap_spans * 2 : 16;
         struct span *p = realloc(b->spans, (size_t)cap * sizeof *p);
         if (!p) return NULL;
@@ -141,12 +174,14 @@ struct span *span_batch_add(struct span_batch *b)
     }
     struct span *s = &b->spans[b->n_spans++];
     memset(s, 0, sizeof *s);
+    b->compact_need = 0;
     return s;
 }
 
 void span_batch_drop_last(struct span_batch *b)
 {
     if (b->n_spans) b->n_spans--;
+    b->compact_need = 0;
 }
 
 struct access_log *span_batch_add_log(struct span_batch *b)

@@ -42,6 +42,13 @@ struct arena;
 
 /* Returns NULL on out of memory. */
 struct arena *arena_create(size_t first_block);
+/* Like arena_create, with the arena and its first block of `bytes` in one mapping of their own
+ * rather than malloc's heap: for memory that outlives the allocations made around it (a
+ * compacted batch waiting in the queue), which would otherwise pin the heap's free space between
+ * them. The mapping goes back to the system when the arena is destroyed. */
+struct arena *arena_create_mapped(size_t bytes);
+/* arena_bytes of a fresh arena_create_mapped(bytes). */
+size_t arena_mapped_bytes(size_t bytes);
 /* Accepts NULL. */
 void arena_destroy(struct arena *a);
 /* 16-byte aligned, zeroed memory; NULL on out of memory. */
@@ -288,7 +295,7 @@ bool recent_set_has(const struct recent_set *r, uint64_t mark, int64_t since);
  * records, which travel the same queue, acknowledgement and write path. */
 struct span_batch {
     struct arena *arena;
-    struct span *spans;
+    struct span *spans; /* malloc'd, cap_spans of room; in the arena when cap_spans is 0 */
     uint32_t n_spans;
     uint32_t cap_spans;
     struct access_log *logs; /* malloc'd array, like spans; strings in the arena */
@@ -300,6 +307,9 @@ struct span_batch {
     /* The spans' chunks, encoded and compressed by store_prepare_batch on the producer's thread
      * (NULL: the writer does it). Stale if spans are added after it: prepare last. */
     struct prepared_chunks *prepared;
+    /* store_queued_bytes' measure of the batch's compacted copy, kept for store_compact_batch
+     * (0: not measured; adding or dropping a span clears it). */
+    size_t compact_need;
 };
 
 /* Returns NULL on out of memory. */
@@ -363,6 +373,15 @@ void store_close(struct store *st);
  * encodings to train it the batch keeps them for it. Does nothing (returns 0) for a batch
  * already prepared; a batch left unprepared (also on -ENOMEM) is stored just the same. */
 int store_prepare_batch(struct store *st, struct span_batch *b);
+/* Any thread, for a prepared batch (store_prepare_batch) of spans only, once nothing but the
+ * writer reads it any more: keeps only what store_put_batches reads of its spans (ids, times,
+ * kind, status, name and the attributes the service graph looks at; the stored chunks are
+ * already made) and frees the rest, a fraction of the batch's memory while it waits in the
+ * ingest queue. Does nothing (returns 0) for other batches; -ENOMEM leaves the batch as it was. */
+int store_compact_batch(struct span_batch *b);
+/* The bytes (span_batch_bytes) b holds once compacted, for a batch store_compact_batch would
+ * compact once prepared (its compressed chunks counted as they are); else span_batch_bytes(b). */
+size_t store_queued_bytes(struct span_batch *b);
 
 /* Writer thread only. Stores every span and access-log record of the n batches in one
  * transaction: on return 0 all are committed; on a negative errno none are (-EIO database error, -ENOSPC disk or size

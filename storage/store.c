@@ -1657,14 +1657,34 @@ static int service_id(struct store *st, const char *name, int64_t *out)
 
 /* The namespace of a resource: the first non-empty string of these attributes, cut at
  * VNODE_NAME_MAX bytes; {NULL, 0} if none. */
+/* Attribute keys the writer looks for. store_compact_batch keeps these and no others. */
+struct key_lit {
+    const char *key;
+    size_t len;
+};
+#define KEY_LIT(s)                                                                                 \
+    {                                                                                              \
+        s, sizeof s - 1                                                                            \
+    }
+/* A resource's namespace, best first (resource_namespace). */
+static const struct key_lit namespace_keys[] = {
+    KEY_LIT("k8s.namespace.name"), KEY_LIT("service.namespace"), KEY_LIT("istio.namespace")};
+/* The peer a CLIENT/PRODUCER span names (virtual_peer), in its order of preference. */
+enum { P_PEER, P_DB_NAME, P_DB_NS, P_DB_SYS, P_MSG_SYS, P_ADDR, P_N };
+static const struct key_lit peer_keys[P_N] = {
+    KEY_LIT("peer.service"), KEY_LIT("db.name"),          KEY_LIT("db.namespace"),
+    KEY_LIT("db.system"),    KEY_LIT("messaging.system"), KEY_LIT("server.address")};
+/* The SERVER half of a shared span (span_shared); the request ids of span_request_marks
+ * (graph_pair.c). */
+static const struct key_lit other_span_keys[] = {
+    KEY_LIT("zipkin.shared"), KEY_LIT("guid:x-request-id"),
+    KEY_LIT("http.request.header.x-request-id"), KEY_LIT("x-request-id")};
+
 static struct mstr resource_namespace(const struct resource *r)
 {
-    static const struct {
-        const char *key;
-        size_t len;
-    } keys[] = {{"k8s.namespace.name", 18}, {"service.namespace", 17}, {"istio.namespace", 15}};
+    const struct key_lit *keys = namespace_keys;
     struct mstr best = {0};
-    size_t rank = sizeof keys / sizeof keys[0];
+    size_t rank = sizeof namespace_keys / sizeof namespace_keys[0];
     for (uint32_t i = 0; r && i < r->attrs.n; i++) {
         const struct attr *a = &r->attrs.items[i];
         if (a->value.type != VALUE_STRING || !a->value.u.str.len) continue;
@@ -2033,6 +2053,222 @@ done:
     return rc;
 }
 
+/* ----- compacting prepared batches (store_compact_batch) ----------------------------------- */
+
+/* Whether k is one of the n keys. *lens caches the keys' lengths below 64 as bits (0: not yet;
+ * any thread may fill it, all with the same value): most keys are ruled out by their length. */
+static bool key_in(struct mstr k, const struct key_lit *keys, size_t n, _Atomic uint64_t *lens)
+{
+    uint64_t l = atomic_load_explicit(lens, memory_order_relaxed);
+    if (!l) {
+        for (size_t i = 0; i < n; i++)
+            l |= keys[i].len < 64 ? 1ull << keys[i].len : 1ull;
+        atomic_store_explicit(lens, l | 1ull, memory_order_relaxed); /* bit 0: filled */
+    }
+    if (k.len < 64 && !(l >> k.len & 1)) return false;
+    for (size_t i = 0; i < n; i++)
+        if (k.len == keys[i].len && memcmp(k.ptr, keys[i].key, k.len) == 0) return true;
+    return false;
+}
+
+#define COUNT(a) (sizeof(a) / sizeof(a)[0])
+
+static bool writer_span_key(struct mstr k)
+{
+    static _Atomic uint64_t peer, other;
+    return key_in(k, peer_keys, P_N, &peer) ||
+           key_in(k, other_span_keys, COUNT(other_span_keys), &other);
+}
+
+static bool writer_resource_key(struct mstr k)
+{
+    static _Atomic uint64_t ns;
+    return (k.len == 12 && memcmp(k.ptr, "service.name", 12) == 0) ||
+           key_in(k, namespace_keys, COUNT(namespace_keys), &ns);
+}
+
+/* Arena bytes of a string copy and of an array of n items of size each (arena_alloc's 16). */
+#define ROUND16(n) (((size_t)(n) + 15) & ~(size_t)15)
+
+static size_t value_bytes(const struct value *v)
+{
+    size_t n = 0;
+    switch (v->type) {
+    case VALUE_STRING:
+    case VALUE_BYTES:
+        return ROUND16(v->u.str.len + 1);
+    case VALUE_ARRAY:
+        n = ROUND16(v->u.array.n * sizeof *v->u.array.items);
+        for (uint32_t i = 0; i < v->u.array.n; i++)
+            n += value_bytes(&v->u.array.items[i]);
+        return n;
+    case VALUE_KVLIST:
+        n = ROUND16(v->u.kvlist.n * sizeof *v->u.kvlist.items);
+        for (uint32_t i = 0; i < v->u.kvlist.n; i++)
+            n += ROUND16(v->u.kvlist.items[i].key.len + 1) +
+                 value_bytes(&v->u.kvlist.items[i].value);
+        return n;
+    default:
+        return 0;
+    }
+}
+
+static int copy_str(struct arena *a, struct mstr *out, struct mstr in)
+{
+    if (!in.ptr) return 0;
+    char *p = arena_strndup(a, in.ptr, in.len);
+    if (!p) return -ENOMEM;
+    *out = (struct mstr){p, in.len};
+    return 0;
+}
+
+static int copy_value(struct arena *a, struct value *out, const struct value *in)
+{
+    *out = *in;
+    switch (in->type) {
+    case VALUE_STRING:
+    case VALUE_BYTES:
+        return copy_str(a, &out->u.str, in->u.str);
+    case VALUE_ARRAY:
+        if (!in->u.array.n) return 0;
+        if (!(out->u.array.items = arena_alloc(a, in->u.array.n * sizeof *in->u.array.items)))
+            return -ENOMEM;
+        for (uint32_t i = 0; i < in->u.array.n; i++)
+            if (copy_value(a, &out->u.array.items[i], &in->u.array.items[i])) return -ENOMEM;
+        return 0;
+    case VALUE_KVLIST:
+        if (!in->u.kvlist.n) return 0;
+        if (!(out->u.kvlist.items = arena_alloc(a, in->u.kvlist.n * sizeof *in->u.kvlist.items)))
+            return -ENOMEM;
+        for (uint32_t i = 0; i < in->u.kvlist.n; i++)
+            if (copy_str(a, &out->u.kvlist.items[i].key, in->u.kvlist.items[i].key) ||
+                copy_value(a, &out->u.kvlist.items[i].value, &in->u.kvlist.items[i].value))
+                return -ENOMEM;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* The arena bytes of the attributes of as that keep(key) (all of them when out is NULL) or, with
+ * out, copies them into a (out->items NULL when none). */
+static size_t kept_attrs(const struct attrs *as, bool (*keep)(struct mstr), struct arena *a,
+                         struct attrs *out, int *rc)
+{
+    size_t n = 0, bytes = 0;
+    for (uint32_t i = 0; i < as->n; i++) {
+        if (!keep(as->items[i].key)) continue;
+        n++;
+        bytes += ROUND16(as->items[i].key.len + 1) + value_bytes(&as->items[i].value);
+    }
+    if (n) bytes += ROUND16(n * sizeof *as->items);
+    if (!out) return bytes;
+    *out = (struct attrs){0};
+    if (!n) return bytes;
+    if (!(out->items = arena_alloc(a, n * sizeof *out->items))) goto oom;
+    for (uint32_t i = 0; i < as->n; i++) {
+        const struct attr *in = &as->items[i];
+        if (!keep(in->key)) continue;
+        struct attr *o = &out->items[out->n++];
+        if (copy_str(a, &o->key, in->key) || copy_value(a, &o->value, &in->value)) goto oom;
+    }
+    return bytes;
+oom:
+    *rc = -ENOMEM;
+    return bytes;
+}
+
+/* Resources of a batch, old to new (spans of one resource are mostly consecutive). */
+#define COMPACT_RES_SLOTS 64
+
+static int compact_into(struct span_batch *b, struct arena *a, struct span *spans)
+{
+    const struct resource *from[COMPACT_RES_SLOTS];
+    const struct resource *to[COMPACT_RES_SLOTS];
+    unsigned n_res = 0, next = 0;
+    int rc = 0;
+    for (uint32_t i = 0; i < b->n_spans && !rc; i++) {
+        const struct span *in = &b->spans[i];
+        struct span *o = &spans[i];
+        *o = *in;
+        o->trace_state = o->status_message = (struct mstr){0};
+        o->events = NULL;
+        o->n_events = 0;
+        o->links = NULL;
+        o->n_links = 0;
+        o->scope = NULL;
+        if ((rc = copy_str(a, &o->name, in->name))) break;
+        kept_attrs(&in->attrs, writer_span_key, a, &o->attrs, &rc);
+        o->attrs.dropped = in->attrs.dropped;
+        if (!in->resource || rc) continue;
+        unsigned k = 0;
+        while (k < n_res && from[k] != in->resource)
+            k++;
+        if (k == n_res) {
+            struct resource *r = arena_alloc(a, sizeof *r);
+            if (!r) return -ENOMEM;
+            kept_attrs(&in->resource->attrs, writer_resource_key, a, &r->attrs, &rc);
+            k = n_res < COMPACT_RES_SLOTS ? n_res++ : next++ % COMPACT_RES_SLOTS;
+            from[k] = in->resource;
+            to[k] = r;
+        }
+        o->resource = to[k];
+    }
+    return rc;
+}
+
+/* The arena bytes a compacted copy of b takes (a resource counted once per run of its spans is
+ * an upper bound), so that the copy takes one block. Kept in the batch (it costs a pass over
+ * every attribute). */
+static size_t compact_need(struct span_batch *b)
+{
+    if (b->compact_need) return b->compact_need;
+    size_t need = ROUND16(b->reject_reason ? strlen(b->reject_reason) + 1 : 0);
+    const struct resource *last = NULL;
+    for (uint32_t i = 0; i < b->n_spans; i++) {
+        const struct span *s = &b->spans[i];
+        need += ROUND16(s->name.len + 1) + kept_attrs(&s->attrs, writer_span_key, NULL, NULL, NULL);
+        if (s->resource && s->resource != last)
+            need += ROUND16(sizeof *s->resource) +
+                    kept_attrs(&s->resource->attrs, writer_resource_key, NULL, NULL, NULL);
+        last = s->resource;
+    }
+    return b->compact_need = need + ROUND16((size_t)b->n_spans * sizeof(struct span));
+}
+
+size_t store_queued_bytes(struct span_batch *b)
+{
+    size_t all = span_batch_bytes(b);
+    if (b->n_logs || !b->n_spans || !b->cap_spans) return all; /* not compactable, or compacted */
+    return all - arena_bytes(b->arena) - (size_t)b->cap_spans * sizeof(struct span) +
+           arena_mapped_bytes(compact_need(b));
+}
+
+int store_compact_batch(struct span_batch *b)
+{
+    if (!b || !b->prepared || b->n_logs || !b->n_spans || !b->cap_spans) return 0;
+    /* One mapping of its own (arena_create_mapped): it outlives the request's allocations. */
+    size_t need = compact_need(b);
+    struct arena *a = arena_create_mapped(need);
+    struct span *spans = a ? arena_alloc(a, (size_t)b->n_spans * sizeof *spans) : NULL;
+    int rc = spans ? compact_into(b, a, spans) : -ENOMEM;
+    const char *reason = NULL;
+    if (!rc && b->reject_reason &&
+        !(reason = arena_strndup(a, b->reject_reason, strlen(b->reject_reason))))
+        rc = -ENOMEM;
+    if (rc) {
+        arena_destroy(a);
+        return rc;
+    }
+    arena_destroy(b->arena);
+    if (b->cap_spans) free(b->spans);
+    b->arena = a;
+    b->spans = spans; /* in the arena: cap_spans 0 (span_batch_destroy, span_batch_add) */
+    b->cap_spans = 0;
+    b->reject_reason = reason;
+    return 0;
+}
+
 /* ----- edge rollups (see EDGE ROLLUPS at the top) ------------------------------------------ */
 
 static uint64_t edge_hash(int64_t bucket, int64_t client, int64_t server, int conn)
@@ -2232,12 +2468,7 @@ static int vnode_id(struct store *st, struct mstr name, int64_t *node /* OUT */)
  * (OUT) = its node id (< 0), 0 when the span names none; *conn (OUT) its connection type. */
 static int virtual_peer(struct store *st, const struct span *s, int64_t *peer, uint8_t *conn)
 {
-    enum { P_PEER, P_DB_NAME, P_DB_NS, P_DB_SYS, P_MSG_SYS, P_ADDR, P_N };
-    static const struct {
-        const char *key;
-        size_t len;
-    } keys[P_N] = {{"peer.service", 12},  {"db.name", 7},          {"db.namespace", 12},
-                   {"db.system", 9},      {"messaging.system", 16}, {"server.address", 14}};
+    const struct key_lit *keys = peer_keys;
     struct mstr v[P_N] = {{0}};
     *peer = 0;
     *conn = CONN_VIRTUAL;

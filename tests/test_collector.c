@@ -224,10 +224,12 @@ static struct span_batch *named_batch(uint32_t n, uint32_t seed)
     return b;
 }
 
-/* A queue that prepares batches for a store (store_prepare_batch): a batch that would not fit
- * even unprepared is refused before any work (-E2BIG when it exceeds the whole queue, -EBUSY
- * when the queue is too full for it, left unprepared); one that outgrows the whole queue once
- * prepared gets -E2BIG (never fits: HTTP answers 413); one that fits goes in prepared. */
+/* A queue that prepares batches for a store (store_prepare_batch) counts them as they wait,
+ * compacted (store_compact_batch): a batch that would not fit even unprepared is refused before
+ * any work (-E2BIG when it exceeds the whole queue, -EBUSY when the queue is too full for it, left
+ * unprepared); one that outgrows the whole queue once prepared gets -E2BIG (never fits: HTTP
+ * answers 413); one that fits goes in prepared and compacted, counted as it is then, a fraction
+ * of the batch decoded. */
 static void test_queue_prepares(void **state)
 {
     (void)state;
@@ -246,27 +248,33 @@ static void test_queue_prepares(void **state)
     store_test_wait_dicts(st);
 
     struct span_batch *b = named_batch(200, 9000);
-    size_t raw = span_batch_bytes(b);
-    struct ingest_queue *q = ingest_queue_create(4, raw - 1);
+    size_t waits = store_queued_bytes(b); /* compacted, before its chunks */
+    assert_true(waits < span_batch_bytes(b));
+    struct ingest_queue *q = ingest_queue_create(4, waits - 1);
     ingest_queue_prepare_for(q, st);
     assert_int_equal(ingest_queue_push(q, b), -E2BIG);
     assert_null(b->prepared);
     ingest_queue_destroy(q);
-    q = ingest_queue_create(4, raw);
+    q = ingest_queue_create(4, waits);
     ingest_queue_prepare_for(q, st);
     assert_int_equal(ingest_queue_push(q, b), -E2BIG);
-    assert_non_null(b->prepared); /* fits as decoded, not with its chunks */
-    assert_true(span_batch_bytes(b) > raw);
+    assert_non_null(b->prepared); /* fits compacted, not with its chunks */
+    assert_true(store_queued_bytes(b) > waits);
+    assert_int_not_equal(b->cap_spans, 0); /* refused: left whole */
     assert_int_equal(ingest_queue_items(q), 0);
     ingest_queue_destroy(q);
 
     struct span_batch *filler = named_batch(200, 20000);
     assert_int_equal(store_prepare_batch(st, filler), 0);
     assert_non_null(filler->prepared);
+    size_t filler_waits = store_queued_bytes(filler);
     struct span_batch *c = named_batch(200, 30000);
-    q = ingest_queue_create(4, span_batch_bytes(filler) + span_batch_bytes(c) - 1);
+    q = ingest_queue_create(4, filler_waits + store_queued_bytes(c) - 1);
     ingest_queue_prepare_for(q, st);
     assert_int_equal(ingest_queue_push(q, filler), 0);
+    assert_int_equal(filler->cap_spans, 0); /* compacted */
+    assert_int_equal(span_batch_bytes(filler), filler_waits);
+    assert_int_equal(ingest_queue_bytes(q), filler_waits);
     assert_int_equal(ingest_queue_push(q, c), -EBUSY);
     assert_null(c->prepared); /* refused before the work */
     struct span_batch *out[4];

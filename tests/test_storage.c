@@ -574,6 +574,11 @@ struct fixture {
     struct store *st;
 };
 
+/* Set by fixture_setup_compacted: put1 stores its batch as the ingest queue hands it to the
+ * writer, prepared and compacted (store_compact_batch), so that a test run with it shows the
+ * writer derives the same from a compacted batch. */
+static bool compact_puts;
+
 static int fixture_setup_with(void **state, int64_t retention_us, int64_t max_db_bytes)
 {
     struct fixture *f = calloc(1, sizeof *f);
@@ -598,8 +603,15 @@ static int fixture_setup_retention(void **state)
     return fixture_setup_with(state, 3600 * SEC, 0);
 }
 
+static int fixture_setup_compacted(void **state)
+{
+    compact_puts = true;
+    return fixture_setup(state);
+}
+
 static int fixture_teardown(void **state)
 {
+    compact_puts = false;
     struct fixture *f = *state;
     store_close(f->st);
     char p[160];
@@ -615,6 +627,13 @@ static int fixture_teardown(void **state)
 
 static void put1(struct store *st, struct span_batch *b)
 {
+    if (compact_puts && b->n_spans && !b->n_logs) {
+        assert_int_equal(store_prepare_batch(st, b), 0);
+        size_t waits = store_queued_bytes(b);
+        assert_int_equal(store_compact_batch(b), 0);
+        assert_int_equal(b->cap_spans, 0); /* compacted: its spans in the arena */
+        assert_int_equal(span_batch_bytes(b), waits);
+    }
     assert_int_equal(store_put_batches(st, &b, 1), 0);
     span_batch_destroy(b);
 }
@@ -2007,6 +2026,130 @@ static void assert_trace_found(struct store *st, uint64_t trace)
     span_batch_destroy(got);
 }
 
+static void assert_str_value(const struct attr *a, const char *key, const char *value)
+{
+    assert_int_equal(a->key.len, strlen(key));
+    assert_memory_equal(a->key.ptr, key, a->key.len);
+    assert_int_equal(a->value.type, VALUE_STRING);
+    assert_string_equal(a->value.u.str.ptr, value);
+}
+
+/* store_compact_batch keeps of a prepared batch's spans what the writer reads and no more: the
+ * fixed fields, the name, the attributes the service graph reads (arrays too) and the resource's
+ * service name and namespace, a resource still shared by its spans; the stored trace is whole
+ * (its chunks were made before); a batch not prepared, or with access-log records, is left as it
+ * is; a compacted batch takes no more spans. */
+static void test_compact_batch(void **state)
+{
+    struct fixture *f = *state;
+    /* A mapped arena (the copy's) grows past its mapping with malloc'd blocks, one-off big ones
+     * too, and frees them all (ASan checks). */
+    struct arena *ma = arena_create_mapped(64);
+    assert_non_null(ma);
+    assert_int_equal(arena_bytes(ma), arena_mapped_bytes(64));
+    assert_non_null(arena_alloc(ma, 32));
+    assert_non_null(arena_alloc(ma, 10000));
+    assert_non_null(arena_alloc(ma, 5000));
+    assert_true(arena_bytes(ma) >= arena_mapped_bytes(64) + 15000);
+    arena_destroy(ma);
+
+    struct span_batch *b = span_batch_create();
+    struct resource *r = arena_alloc(b->arena, sizeof *r);
+    static const char *const rkv[][2] = {{"service.name", "frontend"},
+                                         {"host.name", "node-7"},
+                                         {"k8s.namespace.name", "shop"},
+                                         {"telemetry.sdk.language", "go"}};
+    r->attrs.items = arena_alloc(b->arena, 4 * sizeof *r->attrs.items);
+    for (int i = 0; i < 4; i++) {
+        r->attrs.items[i].key = S(b, rkv[i][0]);
+        r->attrs.items[i].value.type = VALUE_STRING;
+        r->attrs.items[i].value.u.str = S(b, rkv[i][1]);
+    }
+    r->attrs.n = 4;
+    struct span *s = add_span(b, r, 61, 2, 1, "GET /cart", SPAN_KIND_CLIENT, T0, MS);
+    s->trace_state = S(b, "vendor=abc");
+    s->status_code = STATUS_ERROR;
+    s->status_message = S(b, "boom");
+    attr_str(b, s, "http.request.method", "GET");
+    attr_str(b, s, "peer.service", "cart");
+    attr_str(b, s, "user_agent.original", "curl/8.0");
+    attr_str(b, s, "server.address", "cart:8080");
+    struct value *v = add_attr(b, s, "http.request.header.x-request-id");
+    v->type = VALUE_ARRAY;
+    v->u.array.n = 1;
+    v->u.array.items = arena_alloc(b->arena, sizeof *v->u.array.items);
+    v->u.array.items[0].type = VALUE_STRING;
+    v->u.array.items[0].u.str = S(b, "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    attr_int(b, s, "http.response.status_code", 503);
+    s = add_span(b, r, 61, 3, 2, "Charge", SPAN_KIND_SERVER, T0, MS);
+    attr_str(b, s, "http.route", "/charge");
+    b->rejected = 1;
+    b->reject_reason = arena_strndup(b->arena, "span 3: invalid id", 18);
+
+    assert_int_equal(store_compact_batch(b), 0); /* not prepared: left as it is */
+    assert_int_not_equal(b->cap_spans, 0);
+    assert_int_equal(store_prepare_batch(f->st, b), 0);
+    size_t whole = span_batch_bytes(b), waits = store_queued_bytes(b);
+    assert_true(waits < whole);
+    assert_int_equal(store_compact_batch(b), 0);
+    assert_int_equal(span_batch_bytes(b), waits);
+    assert_int_equal(b->cap_spans, 0);
+    assert_int_equal(b->n_spans, 2);
+    assert_null(span_batch_add(b));
+    assert_int_equal(b->n_spans, 2);
+    assert_string_equal(b->reject_reason, "span 3: invalid id");
+    s = &b->spans[0];
+    assert_string_equal(s->name.ptr, "GET /cart");
+    assert_int_equal(s->kind, SPAN_KIND_CLIENT);
+    assert_int_equal(s->status_code, STATUS_ERROR);
+    assert_null(s->trace_state.ptr);
+    assert_null(s->status_message.ptr);
+    assert_true(s->has_parent);
+    assert_int_equal(s->start_unix_nano, (uint64_t)T0 * 1000);
+    assert_int_equal(s->attrs.n, 3);
+    assert_str_value(&s->attrs.items[0], "peer.service", "cart");
+    assert_str_value(&s->attrs.items[1], "server.address", "cart:8080");
+    assert_int_equal(s->attrs.items[2].value.type, VALUE_ARRAY);
+    assert_string_equal(s->attrs.items[2].value.u.array.items[0].u.str.ptr,
+                        "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+    assert_int_equal(b->spans[1].attrs.n, 0);
+    assert_ptr_equal(b->spans[0].resource, b->spans[1].resource);
+    assert_int_equal(s->resource->attrs.n, 2);
+    assert_str_value(&s->resource->attrs.items[0], "service.name", "frontend");
+    assert_str_value(&s->resource->attrs.items[1], "k8s.namespace.name", "shop");
+    assert_prepared_flags(b); /* the request id still marks the span */
+    put1(f->st, b);
+    uint8_t id[16];
+    struct span_batch *got;
+    trace_id_of(id, 61);
+    assert_int_equal(store_get_trace(f->st, id, &got), 0);
+    assert_int_equal(got->n_spans, 2);
+    assert_int_equal(got->spans[0].attrs.n, 6); /* stored whole */
+    assert_string_equal(got->spans[0].status_message.ptr, "boom");
+    span_batch_destroy(got);
+
+    /* rich_batch, compacted, reads back field for field. */
+    b = rich_batch();
+    struct span_batch *orig = rich_batch();
+    assert_int_equal(store_prepare_batch(f->st, b), 0);
+    assert_int_equal(store_compact_batch(b), 0);
+    assert_int_equal(b->cap_spans, 0);
+    put1(f->st, b);
+    assert_rich_stored(f->st, orig);
+    span_batch_destroy(orig);
+
+    /* With access-log records: left as it is. */
+    b = span_batch_create();
+    add_span(b, make_resource(b, "frontend", NULL), 62, 1, 0, "GET", SPAN_KIND_SERVER, T0, MS);
+    assert_non_null(span_batch_add_log(b));
+    size_t with_log = store_queued_bytes(b);
+    assert_int_equal(with_log, span_batch_bytes(b));
+    assert_int_equal(store_prepare_batch(f->st, b), 0);
+    assert_int_equal(store_compact_batch(b), 0);
+    assert_int_not_equal(b->cap_spans, 0);
+    span_batch_destroy(b);
+}
+
 /* A committed chunk is found by trace id at once, while its trace_index row waits in memory; the
  * rows are written once their entries are 8 s old (TP_LAG_US); reopening reads back the chunks
  * whose rows were not written; retention's sweep removes the rows of deleted chunks. The clock is
@@ -2265,6 +2408,20 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_index_upsert, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_prepared_batches, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_compact_batch, fixture_setup, fixture_teardown),
+        /* The writer derives the same from batches compacted as the ingest queue does. */
+        cmocka_unit_test_setup_teardown(test_find_traces, fixture_setup_compacted,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_list_services_operations, fixture_setup_compacted,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_dependencies, fixture_setup_compacted,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_percentiles, fixture_setup_compacted,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_pending, fixture_setup_compacted,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_graph_hours, fixture_setup_compacted,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_trace_index, fixture_setup_retention,
                                         fixture_teardown),
         cmocka_unit_test(test_trace_pending_pins),

@@ -121,7 +121,8 @@ describe('daemon lifecycle', () => {
 
   test('a full queue answers 503/429 + Retry-After; what was acknowledged survives SIGTERM', async () => {
     /* A 1 MiB queue and a 10 s group-commit window: the writer holds the first small batches while
-     * it waits for more spans, so a burst of large batches overflows the queue. --ack=received so
+     * it waits for more spans, so a burst of large batches (2,000 spans: ~0.4 MiB each once
+     * compacted in the queue) overflows the queue. --ack=received so
      * requests are answered when queued (under the default, each burst would wait for the 10 s
      * window); a clean stop must still store everything acknowledged. */
     const service = `backpressure-${run}`;
@@ -133,7 +134,7 @@ describe('daemon lifecycle', () => {
         const refused = [];
         let refusedSpans = 0;
         for (let round = 0; round < 30 && !(round >= 14 && refused.length > 0); round++) {
-          const perTrace = round < 14 ? 5 : 500;
+          const perTrace = round < 14 ? 5 : 2000;
           const reqs = Array.from({ length: 20 }, () => batch(service, 1, perTrace, 'proto'));
           const responses = await Promise.all(reqs.map((b) =>
             request(`${first.otlpUrl}/v1/traces`, { method: 'POST', headers: { 'content-type': b.contentType }, body: b.body })));

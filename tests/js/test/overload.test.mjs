@@ -29,7 +29,7 @@ function metric(text, name) {
 }
 
 test('RSS stays under the derived bound and the daemon keeps answering under overload', async () => {
-  const d = await startDaemon({ args: ['--queue-size', '32MiB', '--max-body', '2MiB', '--http-threads', '2'], logLevel: 'info' });
+  const d = await startDaemon({ args: ['--queue-size', '8MiB', '--max-body', '2MiB', '--http-threads', '2'], logLevel: 'info' });
   try {
     const m0 = (await request(`${d.httpUrl}/metrics`)).body.toString();
     const bound = metric(m0, 'meshscope_memory_bound_bytes');
